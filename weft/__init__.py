@@ -1,0 +1,22 @@
+"""Weft: a workflow language with a compiler and a durable orchestration runtime.
+
+Action authors need only `from weft import action, Context, ActionFailed`.
+They are loaded on first use, so `import weft` (and the CLI) stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from weft.actions import ActionFailed, Context, action
+
+__all__ = ["ActionFailed", "Context", "action"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from weft import actions
+
+        return getattr(actions, name)
+    raise AttributeError(f"module 'weft' has no attribute {name!r}")

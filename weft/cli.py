@@ -1,0 +1,121 @@
+"""The `weft` command line: argument parsing and dispatch.
+
+Every sub-command's implementation is imported only when that command runs,
+so `weft check` does not pay for LMDB or Graphviz.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from weft.errors import WeftError
+
+
+def _store(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", metavar="DIR", help="store folder (default: $WEFT_STORE, else ./.weft)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="weft", description="Weft: workflows with a compiler and a durable runtime.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, target: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(target=target)
+        return p
+
+    p = command("check", "weft.commands.compile:check", "check .flow files and report every diagnostic")
+    p.add_argument("paths", nargs="+", metavar="PATH", help=".flow files or folders")
+    p.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+    p.add_argument("--strict", action="store_true", help="warnings fail the check too")
+    p.add_argument("--extensions", metavar="DIR", action="append", default=[], help="folder of extension .flow files")
+
+    p = command("plan", "weft.commands.compile:plan", "show a flow's steps in execution order")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--flow", metavar="NAME")
+    p.add_argument("--json", action="store_true", help="print the compiled Plan as JSON")
+    p.add_argument("--extensions", metavar="DIR", action="append", default=[])
+
+    p = command("graph", "weft.commands.compile:graph", "draw a flow (or a run, coloured by state)")
+    p.add_argument("target", metavar="FILE|RUN")
+    p.add_argument("--flow", metavar="NAME")
+    p.add_argument("-o", "--output", metavar="OUT", help="OUT.svg, .png, .pdf or .dot (default: DOT on stdout)")
+    p.add_argument("--expand", action="store_true", help="draw every step of each bodies and sub-flows")
+    p.add_argument("--extensions", metavar="DIR", action="append", default=[])
+    _store(p)
+
+    p = command("run", "weft.commands.runs:run", "compile and run a flow durably")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--flow", metavar="NAME")
+    p.add_argument("-i", "--input", metavar="KEY=VALUE", action="append", default=[], dest="inputs")
+    p.add_argument("--inputs", metavar="FILE.json", dest="inputs_file")
+    p.add_argument("--workers", type=int, metavar="N", help="worker threads (default 16)")
+    p.add_argument("--user", help="who starts the run (default: login name)")
+    p.add_argument("--extensions", metavar="DIR", action="append", default=[])
+    _store(p)
+
+    p = command("list", "weft.commands.runs:list_runs", "list runs")
+    p.add_argument("--state")
+    p.add_argument("--flow")
+    p.add_argument("--tag")
+    p.add_argument("--sort", default="started", help="started, ended, flow, state (prefix '-' to reverse)")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    _store(p)
+
+    p = command("show", "weft.commands.runs:show", "show a run, its steps and its history")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--json", action="store_true")
+    _store(p)
+
+    p = command("resume", "weft.commands.runs:resume", "retry failed steps and continue a run")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--workers", type=int, metavar="N")
+    _store(p)
+
+    p = command("skip", "weft.commands.runs:skip", "skip a failed step (optionally giving its outputs) and continue")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("step", metavar="STEP")
+    p.add_argument("--output", metavar="K=V", action="append", default=[])
+    p.add_argument("--workers", type=int, metavar="N")
+    _store(p)
+
+    p = command("cancel", "weft.commands.runs:cancel", "cancel a run")
+    p.add_argument("run", metavar="RUN")
+    _store(p)
+
+    p = command("rollback", "weft.commands.runs:rollback", "undo every succeeded step in reverse dependency order")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--force", action="store_true", help="roll back even if some succeeded steps have no undo")
+    p.add_argument("--workers", type=int, metavar="N")
+    _store(p)
+
+    p = command("signal", "weft.commands.runs:signal", "deliver a signal to a waiting step")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("fields", nargs="*", metavar="K=V")
+    _store(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module, _, func = args.target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), func)(args) or 0
+    except WeftError as e:
+        print(f"weft: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("weft: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

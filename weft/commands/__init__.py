@@ -1,0 +1,1 @@
+"""Implementations of the `weft` sub-commands, imported on demand by weft.cli."""

@@ -1,0 +1,123 @@
+"""The Weft compiler: .flow files -> diagnostics and versioned Plans.
+
+The passes run in this order, one module each:
+
+    parse -> resolve -> types -> check -> lower -> optimize (optimize/*) -> plan
+
+`compile_paths` runs them all; the CLI, the editor server and the runtime's
+`weft run` call it and never the passes one by one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from weft.compiler.diagnostics import Diagnostic, Sink
+from weft.errors import WeftError
+
+
+@dataclass
+class Compilation:
+    files: list[str]
+    diagnostics: list[Diagnostic]
+    sources: dict[str, str] = field(default_factory=dict)
+    flows: list[str] = field(default_factory=list)  # flows of the files named, in source order
+    plans: dict[str, dict] = field(default_factory=dict)
+    extensions: dict[str, list[dict]] = field(default_factory=dict)
+    program: object = None
+    scopes: dict = field(default_factory=dict)
+
+    @property
+    def has_errors(self) -> bool:
+        return any(d.severity == "error" for d in self.diagnostics)
+
+    def plan(self, flow: str | None = None) -> dict:
+        """The Plan of `flow`, or of the first flow of the files named."""
+        if self.has_errors:
+            raise WeftError("the flow has errors; run `weft check` to see them")
+        if flow is None:
+            if not self.flows:
+                raise WeftError(f"{', '.join(self.files)} defines no flow")
+            flow = self.flows[0]
+        if flow not in self.plans:
+            from weft.suggest import suggest
+
+            hint = suggest(self.plans, flow)
+            raise WeftError(
+                f"no flow named '{flow}'" + (f"; did you mean '{hint}'?" if hint else f" (flows: {', '.join(self.flows)})")
+            )
+        return self.plans[flow]
+
+
+def compile_paths(
+    paths: list[str],
+    extensions: list[str] = (),
+    *,
+    sources: dict[str, str] | None = None,
+    plans: bool = True,
+) -> Compilation:
+    """Check (and, when clean and `plans`, compile) the .flow files named."""
+    from weft.compiler.check import check
+    from weft.compiler.loader import Loader
+    from weft.compiler.resolve import resolve
+    from weft.compiler.types import typecheck
+
+    sink = Sink()
+    loader = Loader(sink, sources)
+    files = [os.path.abspath(p) for p in paths]
+    for path in files:
+        loader.load(path)
+    loader.load_extensions(list(extensions))
+    program = loader.program
+    scopes = resolve(program, sink)
+    typing = typecheck(scopes, sink)
+    check(program, scopes, sink)
+    named = {u.path for u in program.units if u.path in files}
+    flows = [n for n, f in program.flows.items() if f.unit.path in named]
+    result = Compilation(
+        files=files,
+        diagnostics=[],
+        sources={u.path: u.text for u in program.units},
+        flows=flows,
+        program=program,
+        scopes=scopes,
+        extensions={
+            name: [{"file": e.span.file, "line": e.span.line} for e, _ in exts]
+            for name, exts in program.extensions.items()
+        },
+    )
+    if plans and not sink.has_errors:
+        result.plans = _build_plans(program, scopes, typing, sink)
+    result.diagnostics = sink.sorted()
+    return result
+
+
+def _build_plans(program, scopes, typing, sink) -> dict[str, dict]:
+    from weft.compiler.lower import lower
+    from weft.compiler.optimize import optimize
+    from weft.compiler.plan import build_plan
+
+    search_path = program.search_path()
+
+    class Context:
+        """What optimizer passes may ask for: other flows' graphs, inlined."""
+
+        def __init__(self) -> None:
+            self.cache: dict = {}
+
+        def inlined(self, name: str):
+            import copy
+
+            from weft.compiler.optimize.inline_calls import inline_calls
+
+            if name not in self.cache:
+                self.cache[name] = inline_calls(lower(scopes[name], typing, finish), self)
+            return copy.deepcopy(self.cache[name])
+
+    ctx = Context()
+
+    def finish(graph) -> dict:
+        return build_plan(optimize(graph, ctx), search_path)
+
+    return {name: finish(lower(scope, typing, finish)) for name, scope in scopes.items()}

@@ -1,0 +1,191 @@
+"""Check pass: what needs the whole flow: cycles, recursion, step options, lints."""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from weft.compiler import ast
+from weft.compiler.diagnostics import Sink
+from weft.compiler.exprs import constant, is_constant, to_plan
+from weft.compiler.loader import Program
+from weft.compiler.lower import data_refs
+from weft.compiler.resolve import Scope, StepDecl
+from weft.suggest import suggest
+
+POLICIES = ("pause", "skip", "fail", "rollback")
+
+
+def check(program: Program, scopes: dict[str, Scope], sink: Sink) -> None:
+    for scope in scopes.values():
+        _check_scope(scope, sink)
+        for m in scope.metas:
+            if m.on_error:
+                _policy(m.on_error, sink)
+    _recursion(scopes, sink)
+    _unused_uses(program, scopes, sink)
+
+
+def _check_scope(scope: Scope, sink: Sink) -> None:
+    for decl in scope.steps.values():
+        _options(decl, scope, sink)
+        if decl.body is not None:
+            _check_scope(decl.body, sink)
+    _cycles(scope, sink)
+    _rollback_without_undo(scope, sink)
+    for sym in scope.symbols.values():
+        if sym.name in scope.used or sym.name.startswith("_"):
+            continue
+        if sym.kind == "let":
+            sink.add("W201", sym.span, f"let '{sym.name}' is never used")
+        elif sym.kind == "param":
+            sink.add("W202", sym.span, f"parameter '{sym.name}' of flow '{scope.name}' is never used")
+
+
+def _options(decl: StepDecl, scope: Scope, sink: Sink) -> None:
+    node = decl.node
+    if isinstance(node.head, ast.Each) and node.head.concurrency is not None:
+        _number(node.head.concurrency, scope, sink, "concurrency", minimum=1, integer=True)
+    for clause in node.clauses:
+        if clause.kind == "retry":
+            _number(clause.value, scope, sink, "retry", minimum=0, integer=True)
+            if clause.extra is not None:
+                _number(clause.extra, scope, sink, "backoff", minimum=0)
+        elif clause.kind == "timeout":
+            _number(clause.value, scope, sink, "timeout", minimum=0, strict=True)
+        elif clause.kind == "weight":
+            _number(clause.value, scope, sink, "weight", minimum=0, strict=True)
+        elif clause.kind == "on_error":
+            _policy(clause.value, sink)
+        elif clause.kind == "when":
+            value = constant(to_plan(clause.value, scope))
+            if is_constant(value):
+                word = "true" if value else "false"
+                effect = "the condition can be removed" if value else "the step never runs"
+                sink.add("W204", clause.value.span, f"this `when` is always {word}: {effect}")
+    kinds = [c.kind for c in node.clauses]
+    for kind in set(kinds):
+        if kinds.count(kind) > 1 and kind != "after":
+            dup = [c for c in node.clauses if c.kind == kind][1]
+            sink.add("E119", dup.span, f"'{kind.replace('_', ' ')}' is given twice for this step")
+
+
+def _number(e: ast.Expr, scope: Scope, sink: Sink, what: str, minimum: float, integer=False, strict=False) -> None:
+    if isinstance(e, ast.Invalid):
+        return  # an unreadable literal, reported by the parser
+    value = constant(to_plan(e, scope))
+    if not is_constant(value) or not isinstance(value, (int, float)) or isinstance(value, bool):
+        sink.add("E119", e.span, f"{what} must be a constant number")
+        return
+    if integer and not isinstance(value, int):
+        sink.add("E119", e.span, f"{what} must be a whole number, not {value}")
+    elif value < minimum or (strict and value == minimum):
+        sink.add("E119", e.span, f"{what} must be {'more than' if strict else 'at least'} {minimum}, not {value}")
+
+
+def _policy(value: tuple[str, ast.Span], sink: Sink) -> None:
+    policy, span = value
+    if policy not in POLICIES:
+        hint = suggest(POLICIES, policy)
+        sink.add(
+            "E119",
+            span,
+            f"unknown error policy '{policy}'; use one of {', '.join(POLICIES)}",
+            f"did you mean '{hint}'?" if hint else None,
+            fix=hint,
+        )
+
+
+def _cycles(scope: Scope, sink: Sink) -> None:
+    g = nx.DiGraph()
+    for decl in scope.steps.values():
+        g.add_node(decl.id)
+        for ref, _field, _param in data_refs(decl, scope):
+            g.add_edge(ref, decl.id)
+        for pred in decl.control:
+            g.add_edge(pred, decl.id)
+    for component in nx.strongly_connected_components(g):
+        if len(component) == 1:
+            (only,) = component
+            if not g.has_edge(only, only):
+                continue
+        members = [d for d in scope.steps.values() if d.id in component]
+        cycle = _one_cycle(g, members[0].id)
+        sink.add(
+            "E110",
+            members[0].span,
+            f"steps depend on each other in a cycle: {' -> '.join(cycle)}",
+            "a step cannot (indirectly) wait for itself; remove an `after` or a reference",
+        )
+
+
+def _one_cycle(g: nx.DiGraph, start: str) -> list[str]:
+    edges = nx.find_cycle(g, start)
+    return [u for u, _v in edges] + [edges[0][0]]
+
+
+def _rollback_without_undo(scope: Scope, sink: Sink) -> None:
+    flow_policy = next((m.on_error[0] for m in scope.metas if m.on_error), None)
+    bare = [
+        d.id
+        for d in scope.steps.values()
+        if d.phase == "run" and d.action is not None and d.node.clause("undo") is None and not d.action[1].undo
+    ]
+    if not bare:
+        return
+    if flow_policy == "rollback":
+        meta = next(m for m in scope.metas if m.on_error)
+        sink.add("W203", meta.on_error[1], f"rollback cannot undo {_names(bare)}: they have no `undo`")
+    for decl in scope.steps.values():
+        clause = decl.node.clause("on_error")
+        if clause is not None and clause.value[0] == "rollback":
+            sink.add("W203", clause.span, f"rollback cannot undo {_names(bare)}: they have no `undo`")
+
+
+def _names(ids: list[str]) -> str:
+    shown = ", ".join(f"'{i}'" for i in ids[:5])
+    return shown + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+
+
+def _recursion(scopes: dict[str, Scope], sink: Sink) -> None:
+    calls = nx.DiGraph()
+    sites: dict[tuple[str, str], ast.Span] = {}
+
+    def visit(owner: str, scope: Scope) -> None:
+        for decl in scope.steps.values():
+            if decl.flow is not None:
+                callee = decl.flow.flow.name
+                calls.add_edge(owner, callee)
+                sites.setdefault((owner, callee), decl.node.head.target_span)
+            if decl.body is not None:
+                visit(owner, decl.body)
+
+    for name, scope in scopes.items():
+        calls.add_node(name)
+        visit(name, scope)
+    for component in nx.strongly_connected_components(calls):
+        names = sorted(component)
+        if len(names) == 1 and not calls.has_edge(names[0], names[0]):
+            continue
+        cycle = _one_cycle(calls, names[0])
+        span = sites[(cycle[0], cycle[1])]
+        sink.add("E120", span, f"flows call each other in a cycle: {' -> '.join(cycle)}", "flows are inlined, so a flow cannot call itself")
+
+
+def _unused_uses(program: Program, scopes: dict[str, Scope], sink: Sink) -> None:
+    called: dict[str, set[str]] = {}
+
+    def visit(scope: Scope) -> None:
+        for decl in scope.steps.values():
+            heads = [decl.node.head] + [c.value for c in decl.node.clauses if c.kind == "undo"]
+            for head in heads:
+                if isinstance(head, ast.Call) and len(head.target) > 1:
+                    called.setdefault(decl.unit.path, set()).add(head.target[0])
+            if decl.body is not None:
+                visit(decl.body)
+
+    for scope in scopes.values():
+        visit(scope)
+    for unit in program.units:
+        for use in unit.module.of(ast.Use):
+            if use.alias not in called.get(unit.path, set()) and unit.aliases.get(use.alias) is not None:
+                sink.add("W205", use.span, f"module '{use.module}' is bound to '{use.alias}' but never called")

@@ -1,0 +1,189 @@
+"""Load a program: the .flow files named, what they import, extension files,
+and the Python action modules their `use` lines bind."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from types import ModuleType
+
+from weft.compiler import ast
+from weft.compiler.diagnostics import Sink
+from weft.compiler.parse import parse_module
+
+MAX_FILE_BYTES = 8 * 1024 * 1024
+STD_MODULE = "weft.stdlib_actions"
+
+
+@dataclass
+class Unit:
+    """One parsed .flow file and the Python modules its aliases are bound to."""
+
+    path: str
+    text: str
+    module: ast.Module
+    aliases: dict[str, ModuleType | None] = field(default_factory=dict)
+    search_path: list[str] = field(default_factory=list)
+    extension: bool = False  # loaded as an extension, not as a flow source
+
+
+@dataclass
+class FlowDef:
+    flow: ast.Flow
+    unit: Unit
+
+
+@dataclass
+class Program:
+    units: list[Unit] = field(default_factory=list)
+    flows: dict[str, FlowDef] = field(default_factory=dict)
+    extensions: dict[str, list[tuple[ast.Extend, Unit]]] = field(default_factory=dict)
+
+    def search_path(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for u in self.units:
+            seen.update(dict.fromkeys(u.search_path))
+        return list(seen)
+
+
+def read_source(path: str, sink: Sink, at: ast.Span | None = None) -> str | None:
+    """The text of a .flow file, or None with an E003/E121 diagnostic."""
+    code, where = ("E121", at) if at else ("E003", ast.Span(path, 1, 1, 1, 1))
+    try:
+        if os.path.isdir(path):
+            raise IsADirectoryError("is a directory")
+        if os.path.getsize(path) > MAX_FILE_BYTES:
+            sink.add(code, where, f"cannot read {path}: larger than {MAX_FILE_BYTES // 2**20} MiB")
+            return None
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        sink.add(code, where, f"cannot read {path}: {e.strerror or e}")
+        return None
+    if b"\0" in data:
+        sink.add(code, where, f"cannot read {path}: it is a binary file, not .flow text")
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        sink.add("E003", ast.Span(path, line, 1, line, 1), f"{path} is not UTF-8 text (byte {e.start})")
+        return None
+
+
+class Loader:
+    def __init__(self, sink: Sink, sources: dict[str, str] | None = None) -> None:
+        self.sink = sink
+        self.sources = sources or {}  # unsaved editor buffers, by absolute path
+        self.program = Program()
+        self._loaded: dict[str, Unit] = {}
+
+    def load(self, path: str, at: ast.Span | None = None, extension: bool = False) -> Unit | None:
+        path = os.path.abspath(path)
+        if path in self._loaded:
+            return self._loaded[path]
+        text = self.sources.get(path)
+        if text is None:
+            text = read_source(path, self.sink, at)
+        if text is None:
+            return None
+        unit = Unit(path, text, parse_module(text, path, self.sink), extension=extension)
+        self._loaded[path] = unit
+        self.program.units.append(unit)
+        self._bind(unit)
+        return unit
+
+    def _bind(self, unit: Unit) -> None:
+        unit.aliases["std"] = importlib.import_module(STD_MODULE)
+        for item in unit.module.items:
+            if isinstance(item, ast.Use):
+                unit.aliases[item.alias] = self._import_module(item, unit)
+            elif isinstance(item, ast.Import):
+                target = os.path.join(os.path.dirname(unit.path), item.path)
+                self.load(target, at=item.span, extension=unit.extension)
+            elif isinstance(item, ast.Flow):
+                self._add_flow(item, unit)
+            elif isinstance(item, ast.Extend):
+                self.program.extensions.setdefault(item.flow, []).append((item, unit))
+
+    def _add_flow(self, flow: ast.Flow, unit: Unit) -> None:
+        prior = self.program.flows.get(flow.name)
+        if prior is not None:
+            self.sink.add(
+                "E109",
+                flow.name_span,
+                f"flow '{flow.name}' is already defined at {prior.flow.name_span}",
+            )
+            return
+        self.program.flows[flow.name] = FlowDef(flow, unit)
+
+    def _import_module(self, use: ast.Use, unit: Unit) -> ModuleType | None:
+        dirs = module_roots(use.module, os.path.dirname(unit.path))
+        for d in dirs:
+            if d not in unit.search_path:
+                unit.search_path.append(d)
+        for d in reversed(dirs):
+            if d not in sys.path:
+                sys.path.insert(0, d)
+        try:
+            return importlib.import_module(use.module)
+        except ModuleNotFoundError as e:
+            if e.name and use.module.startswith(e.name):
+                self.sink.add(
+                    "E104",
+                    use.span,
+                    f"cannot find Python module '{use.module}'",
+                    "modules are found on the Python path and in the folders around the .flow file",
+                )
+            else:
+                self.sink.add("E117", use.span, f"module '{use.module}' failed to import: {e}")
+        except Exception as e:  # an action module's own error, reported, never raised
+            message = str(e).strip() or type(e).__name__
+            self.sink.add("E117", use.span, f"module '{use.module}' failed to import: {message}")
+        return None
+
+    def load_extensions(self, dirs: list[str]) -> None:
+        """Extension .flow files from folders and from the `weft.extensions` entry points."""
+        for d in list(dirs) + _entry_point_dirs():
+            if os.path.isfile(d):
+                self.load(d, extension=True)
+                continue
+            if not os.path.isdir(d):
+                self.sink.add("E121", ast.Span(d, 1, 1, 1, 1), f"extension folder {d} does not exist")
+                continue
+            for root, subdirs, files in os.walk(d):
+                subdirs[:] = sorted(s for s in subdirs if not s.startswith("."))
+                for name in sorted(files):
+                    if name.endswith(".flow"):
+                        self.load(os.path.join(root, name), extension=True)
+
+
+def module_roots(dotted: str, start: str) -> list[str]:
+    """Folders at or above `start` from which `dotted` names a Python module, nearest first."""
+    rel = dotted.replace(".", os.sep)
+    roots = []
+    d = os.path.abspath(start)
+    while True:
+        if os.path.isfile(os.path.join(d, rel + ".py")) or os.path.isfile(os.path.join(d, rel, "__init__.py")):
+            roots.append(d)
+        parent = os.path.dirname(d)
+        if parent == d:
+            break
+        d = parent
+    cwd = os.getcwd()
+    if cwd not in roots:
+        roots.append(cwd)
+    return roots
+
+
+def _entry_point_dirs() -> list[str]:
+    found = []
+    for ep in metadata.entry_points(group="weft.extensions"):
+        try:
+            found.append(str(ep.load()))
+        except Exception:  # a broken third-party package must not break every check
+            continue
+    return sorted(found)

@@ -1,0 +1,248 @@
+"""Lower pass: a checked flow -> a networkx DiGraph.
+
+One node per step, carrying the step's plan fields; data edges labelled with
+what they carry (`ip -> value`), control edges for `after`, `sequence` and
+phase order. Calls of other flows stay `call` nodes here; the optimizer
+inlines them. An `each` body is lowered to a Plan of its own.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import networkx as nx
+
+from weft import expr as px
+from weft import typesys as T
+from weft.compiler import ast
+from weft.compiler.exprs import constant, is_constant, to_plan
+from weft.compiler.resolve import Scope, StepDecl, Symbol
+from weft.compiler.types import Typing
+
+PLAN_VERSION = 1
+
+
+def lower(scope: Scope, typing: Typing, build_plan: Callable[[nx.DiGraph], dict]) -> nx.DiGraph:
+    """The graph of a flow (or an `each` body); `build_plan` turns a body graph into its Plan."""
+    g = nx.DiGraph()
+    g.graph.update(
+        flow=scope.name,
+        file=scope.unit.path,
+        params=_params(scope, typing),
+        results=_results(scope, typing),
+        returns={a.name: to_plan(a.value, scope) for r in scope.returns[:1] for a in r.fields},
+        label=next((to_plan(m.label, scope) for m in scope.metas if m.label is not None), None),
+        tags=_tags(scope),
+        locks=[to_plan(lock.value, scope) for lock in scope.locks],
+        on_error=next((m.on_error[0] for m in scope.metas if m.on_error), "pause"),
+        extensions=[
+            {"file": e.span.file, "line": e.span.line, "flow": e.flow} for e in scope.extensions
+        ],
+        order=list(scope.steps),
+    )
+    for n, decl in enumerate(scope.steps.values()):
+        g.add_node(decl.id, **step_fields(decl, scope, typing, build_plan), order=n)
+    for decl in scope.steps.values():
+        connect(g, decl.id)
+        for pred in decl.control:
+            if pred in g and not g.has_edge(pred, decl.id):
+                g.add_edge(pred, decl.id, data=[], control=True)
+    return g
+
+
+def step_fields(decl: StepDecl, scope: Scope, typing: Typing, build_plan: Callable) -> dict:
+    node = decl.node
+    head = node.head
+    fields: dict = {
+        "name": node.name,
+        "phase": decl.phase,
+        "kind": "action",
+        "action": None,
+        "call": None,
+        "inputs": {},
+        "outputs": T.to_data(typing.outputs.get(id(decl), T.ANY)),
+        "retry": 0,
+        "backoff": 0.0,
+        "timeout": None,
+        "on_error": None,
+        "when": None,
+        "weight": 1.0,
+        "undo": None,
+        "each": None,
+        "wait": None,
+        "origin": {"extension": decl.origin.path, "line": node.span.line} if decl.origin else None,
+        "span": {"file": node.span.file, "line": node.span.line, "col": node.span.col},
+    }
+    if isinstance(head, ast.Call):
+        fields["inputs"] = {a.name: to_plan(a.value, scope) for a in head.args}
+        if decl.flow is not None:
+            fields["kind"] = "call"
+            fields["call"] = decl.flow.flow.name
+        elif decl.action is not None:
+            fields["action"] = _action_ref(decl.action)
+    elif isinstance(head, ast.Wait):
+        fields["kind"] = "wait"
+        fields["wait"] = {"signal": head.signal, "fields": fields["outputs"]}
+    else:
+        fields["kind"] = "each"
+        body = decl.body
+        fields["inputs"] = {name: symbol_expr(sym, scope) for name, sym in sorted(body.captures.items())}
+        body_plan = build_plan(lower(body, typing, build_plan))
+        item_type = typing.of(head.items)
+        body_plan["params"] = [
+            {"name": head.var, "type": T.to_data(item_type.item if isinstance(item_type, T.ListType) else T.ANY), "default": None}
+        ] + [
+            {"name": name, "type": T.to_data(_symbol_type(sym, typing)), "default": None}
+            for name, sym in sorted(body.captures.items())
+        ]
+        fields["each"] = {
+            "var": head.var,
+            "items": to_plan(head.items, scope),
+            "concurrency": _const(head.concurrency, scope, 1),
+            "plan": body_plan,
+        }
+    for clause in node.clauses:
+        if clause.kind == "retry":
+            fields["retry"] = _const(clause.value, scope, 0)
+            fields["backoff"] = float(_const(clause.extra, scope, 0.0))
+        elif clause.kind in ("timeout", "weight"):
+            fields[clause.kind] = float(_const(clause.value, scope, 1.0))
+        elif clause.kind == "when":
+            fields["when"] = to_plan(clause.value, scope)
+        elif clause.kind == "on_error":
+            fields["on_error"] = clause.value[0]
+        elif clause.kind == "undo" and decl.undo is not None:
+            fields["undo"] = {
+                "action": _action_ref(decl.undo),
+                "inputs": {a.name: to_plan(a.value, scope) for a in clause.value.args},
+            }
+    if fields["undo"] is None and decl.action is not None and decl.action[1].undo:
+        fields["undo"] = _default_undo(decl, fields["inputs"])
+    return fields
+
+
+def data_refs(decl: StepDecl, scope: Scope) -> list[tuple[str, str | None, str]]:
+    """(step id, field, what it feeds) for every step output a step reads before it runs."""
+    head = decl.node.head
+    fields: dict = {"inputs": {}, "when": None, "each": None}
+    if isinstance(head, ast.Call):
+        fields["inputs"] = {a.name: to_plan(a.value, scope) for a in head.args}
+    elif isinstance(head, ast.Each):
+        fields["inputs"] = {name: symbol_expr(sym, scope) for name, sym in decl.body.captures.items()}
+        fields["each"] = {"var": head.var, "items": to_plan(head.items, scope)}
+    clause = decl.node.clause("when")
+    if clause is not None:
+        fields["when"] = to_plan(clause.value, scope)
+    return field_refs(fields)
+
+
+def field_refs(fields: dict) -> list[tuple[str, str | None, str]]:
+    """(step id, field, what it feeds) read by a step's plan fields before it runs."""
+    found: list[tuple[str, str | None, str]] = []
+
+    def walk(e: list, into: str) -> None:
+        if e[0] == "step":
+            found.append((e[1], e[2], into))
+        for c in px.children(e):
+            walk(c, into)
+
+    for name, e in fields["inputs"].items():
+        walk(e, name)
+    if fields.get("each"):
+        walk(fields["each"]["items"], fields["each"]["var"])
+    if fields.get("when") is not None:
+        walk(fields["when"], "when")
+    return found
+
+
+def connect(g: nx.DiGraph, node: str) -> None:
+    """Add the data edges into `node` from the steps its fields read."""
+    for ref, field, param in field_refs(g.nodes[node]):
+        if ref == node or ref not in g:
+            continue
+        edge = g.get_edge_data(ref, node)
+        if edge is None:
+            g.add_edge(ref, node, data=[(field, param)], control=False)
+        elif (field, param) not in edge["data"]:
+            edge["data"].append((field, param))
+            edge["control"] = False
+
+
+def symbol_expr(sym: Symbol, scope: Scope) -> list:
+    """How `scope` reads a symbol that a nested `each` body captures."""
+    if sym.scope is not scope or sym.kind in ("param", "var"):
+        return ["param", sym.name]
+    if sym.kind == "step":
+        return ["step", sym.node.id, None]
+    return to_plan(sym.node.value, scope)
+
+
+def _symbol_type(sym: Symbol, typing: Typing) -> T.Type:
+    if sym.kind == "param":
+        return typing.params.get(id(sym.node), T.ANY)
+    if sym.kind == "step":
+        return typing.outputs.get(id(sym.node), T.ANY)
+    if sym.kind == "var":
+        items = typing.of(sym.node.items)
+        return items.item if isinstance(items, T.ListType) else T.ANY
+    return typing.of(sym.node.value)
+
+
+def _action_ref(found) -> dict:
+    module, defn = found
+    return {"module": module, "name": defn.name, "idempotent": bool(defn.idempotent)}
+
+
+def _default_undo(decl: StepDecl, inputs: dict) -> dict | None:
+    """An action's declared undo, fed by name from the step's inputs and outputs."""
+    from weft.actions import lookup
+
+    module, defn = decl.action
+    try:
+        undo = lookup(module, defn.undo)
+    except LookupError:
+        return None
+    outputs = defn.outputs
+    args = {}
+    for p in undo.params:
+        if p.name in inputs:
+            args[p.name] = inputs[p.name]
+        elif isinstance(outputs, T.RecordType) and outputs.get(p.name) is not None:
+            args[p.name] = ["step", decl.id, p.name]
+    return {"action": {"module": module, "name": undo.name, "idempotent": bool(undo.idempotent)}, "inputs": args}
+
+
+def _const(e: ast.Expr | None, scope: Scope, default):
+    """A step option's constant value (check.py reports options that are not constant)."""
+    if e is None:
+        return default
+    value = constant(to_plan(e, scope))
+    ok = is_constant(value) and isinstance(value, (int, float)) and not isinstance(value, bool)
+    return value if ok else default
+
+
+def _params(scope: Scope, typing: Typing) -> list[dict]:
+    if scope.flow is None:
+        return []
+    return [
+        {
+            "name": p.name,
+            "type": T.to_data(typing.params.get(id(p), T.ANY)),
+            "default": None if p.default is None else to_plan(p.default, scope),
+        }
+        for p in scope.flow.params
+    ]
+
+
+def _results(scope: Scope, typing: Typing) -> list[dict]:
+    declared = typing.results.get(scope.name) if scope.flow is not None else None
+    if declared is None:
+        return []
+    return [{"name": f.name, "type": T.to_data(f.type)} for f in declared.fields]
+
+
+def _tags(scope: Scope) -> list[str]:
+    for m in scope.metas:
+        if m.tags is not None and isinstance(m.tags, ast.ListLit):
+            return [x.value for x in m.tags.items if isinstance(x, ast.Literal) and isinstance(x.value, str)]
+    return []

@@ -1,0 +1,352 @@
+"""Resolve pass: give every step an id, bind every name and call target.
+
+For each flow it builds a Scope: the flow's parameters, lets and steps (its
+own and those its extensions add), the steps' phases and control order, and
+for every `Name` in an expression the symbol it refers to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from weft.actions import ActionDef, module_actions, resolve_path
+from weft.compiler import ast
+from weft.compiler.diagnostics import Sink
+from weft.compiler.loader import FlowDef, Program, Unit
+from weft.suggest import suggest
+
+
+
+@dataclass(eq=False)
+class StepDecl:
+    id: str
+    node: ast.Step
+    phase: str  # run, finalize, success, failure
+    unit: Unit  # the file whose `use` aliases the step's calls see
+    origin: Unit | None = None  # the extension that added it
+    control: list[str] = field(default_factory=list)  # ids it runs after without data
+    action: tuple[str, ActionDef] | None = None
+    flow: FlowDef | None = None
+    undo: tuple[str, ActionDef] | None = None
+    body: "Scope | None" = None  # the body of an `each`
+
+    @property
+    def span(self) -> ast.Span:
+        return self.node.name_span or self.node.head.span
+
+
+@dataclass(eq=False)
+class Symbol:
+    kind: str  # param, let, step, var
+    name: str
+    node: object  # ast.Param, ast.Let, StepDecl, or ast.Each for a loop variable
+    span: ast.Span
+    scope: "Scope"
+
+
+@dataclass(eq=False)
+class Scope:
+    """A flow, or the body of an `each` (which sees its parent's names)."""
+
+    name: str
+    unit: Unit
+    flow: ast.Flow | None = None
+    parent: "Scope | None" = None
+    symbols: dict[str, Symbol] = field(default_factory=dict)
+    steps: dict[str, StepDecl] = field(default_factory=dict)
+    refs: dict[int, Symbol] = field(default_factory=dict)
+    captures: dict[str, Symbol] = field(default_factory=dict)
+    used: set[str] = field(default_factory=set)
+    metas: list[ast.Meta] = field(default_factory=list)
+    locks: list[ast.Lock] = field(default_factory=list)
+    returns: list[ast.Return] = field(default_factory=list)
+    extensions: list[ast.Extend] = field(default_factory=list)
+    reserved: set[str] = field(default_factory=set)  # step names written in the flow
+
+    def lookup(self, name: str) -> Symbol | None:
+        sym = self.symbols.get(name)
+        if sym is None and self.parent is not None:
+            sym = self.parent.lookup(name)
+            if sym is not None:
+                self.captures[name] = sym
+        return sym
+
+    def visible(self) -> list[str]:
+        return list(self.symbols) + (self.parent.visible() if self.parent else [])
+
+
+def resolve(program: Program, sink: Sink) -> dict[str, Scope]:
+    """Scopes of every flow in the program, keyed by flow name."""
+    scopes = {}
+    for name, fdef in program.flows.items():
+        scope = Scope(name, fdef.unit, fdef.flow)
+        _Resolver(program, sink).flow(scope, fdef, program.extensions.get(name, []))
+        scopes[name] = scope
+    for flow_name, exts in program.extensions.items():
+        if flow_name not in program.flows:
+            for ext, _unit in exts:
+                hint = suggest(program.flows, flow_name)
+                sink.add(
+                    "E113",
+                    ext.name_span,
+                    f"cannot extend '{flow_name}': no such flow",
+                    f"did you mean '{hint}'?" if hint else None,
+                    fix=hint,
+                )
+    return scopes
+
+
+class _Resolver:
+    def __init__(self, program: Program, sink: Sink) -> None:
+        self.program, self.sink = program, sink
+
+    def flow(self, scope: Scope, fdef: FlowDef, extensions: list[tuple[ast.Extend, Unit]]) -> None:
+        scope.reserved = _step_names(fdef.flow.body) | {n for ext, _ in extensions for n in _step_names(ext.body)}
+        for p in fdef.flow.params:
+            self.declare(scope, Symbol("param", p.name, p, p.span, scope))
+        self.collect(scope, fdef.flow.body, "run", fdef.unit, None, top=True)
+        for ext, unit in extensions:
+            scope.extensions.append(ext)
+            self.collect(scope, ext.body, "run", unit, unit, top=False, extension=True)
+        self.bind(scope)
+
+    # -- declarations -------------------------------------------------------------
+
+    def declare(self, scope: Scope, sym: Symbol) -> None:
+        prior = scope.symbols.get(sym.name)
+        if prior is not None:
+            self.sink.add(
+                "E109",
+                sym.span,
+                f"'{sym.name}' is already defined as a {prior.kind} at {prior.span}",
+            )
+            return
+        scope.symbols[sym.name] = sym
+
+    def collect(
+        self,
+        scope: Scope,
+        body: tuple,
+        phase: str,
+        unit: Unit,
+        origin: Unit | None,
+        *,
+        top: bool,
+        sequential: bool = False,
+        extension: bool = False,
+    ) -> list[StepDecl]:
+        """Declare the steps and lets of a block; return its steps in order."""
+        steps: list[StepDecl] = []
+        for stmt in body:
+            if isinstance(stmt, ast.Step):
+                decl = StepDecl("", stmt, phase, unit, origin)
+                self.add_step(scope, decl)
+                if stmt.name:
+                    self.declare(scope, Symbol("step", stmt.name, decl, stmt.name_span, scope))
+                if sequential and steps:
+                    decl.control.append(steps[-1].id)
+                if isinstance(stmt.head, ast.Each):
+                    each = stmt.head
+                    decl.body = Scope(f"{scope.name}.{decl.id}", unit, None, scope, reserved=_step_names(each.body))
+                    self.declare(decl.body, Symbol("var", each.var, each, each.var_span, decl.body))
+                    self.collect(decl.body, each.body, "run", unit, origin, top=False)
+                steps.append(decl)
+            elif isinstance(stmt, ast.Let):
+                self.declare(scope, Symbol("let", stmt.name, stmt, stmt.name_span, scope))
+            elif isinstance(stmt, ast.Block):
+                if stmt.kind != "sequence" and (phase != "run" or not (top or extension)):
+                    self.misplaced(stmt.span, f"'{_block_word(stmt.kind)}'", "at the top level of a flow")
+                    continue
+                inner_phase = phase if stmt.kind == "sequence" else stmt.kind
+                inner = self.collect(scope, stmt.body, inner_phase, unit, origin, top=False, sequential=True)
+                if sequential and steps and inner:
+                    inner[0].control.append(steps[-1].id)
+                if stmt.kind == "sequence":
+                    steps += inner
+            elif isinstance(stmt, (ast.Meta, ast.Lock, ast.Return)):
+                if not top:
+                    word = {ast.Meta: "'meta'", ast.Lock: "'lock'", ast.Return: "'return'"}[type(stmt)]
+                    self.misplaced(stmt.span, word, "at the top level of a flow (not in a block or extension)")
+                    continue
+                {ast.Meta: scope.metas, ast.Lock: scope.locks, ast.Return: scope.returns}[type(stmt)].append(stmt)
+        return steps
+
+    def misplaced(self, span: ast.Span, what: str, where: str) -> None:
+        self.sink.add("E122", span, f"{what} is only allowed {where}")
+
+    def add_step(self, scope: Scope, decl: StepDecl) -> None:
+        node = decl.node
+        if node.name:
+            decl.id = node.name
+        else:
+            head = node.head
+            base = {ast.Call: lambda: head.target[-1], ast.Wait: lambda: head.signal, ast.Each: lambda: "each"}[
+                type(head)
+            ]()
+            decl.id, n = base, 1
+            while decl.id in scope.steps or decl.id in scope.reserved:
+                n += 1
+                decl.id = f"{base}_{n}"
+        if decl.id in scope.steps:
+            return  # a duplicate name; reported by declare()
+        scope.steps[decl.id] = decl
+
+    # -- binding ------------------------------------------------------------------
+
+    def bind(self, scope: Scope) -> None:
+        for sym in list(scope.symbols.values()):
+            if sym.kind == "param" and sym.node.default is not None:
+                self.expr(scope, sym.node.default)
+            elif sym.kind == "let":
+                self.expr(scope, sym.node.value)
+        for decl in scope.steps.values():
+            self.step(scope, decl)
+        for m in scope.metas:
+            for e in (m.label, m.tags):
+                if e is not None:
+                    self.expr(scope, e)
+        for lock in scope.locks:
+            self.expr(scope, lock.value)
+        for ret in scope.returns:
+            for arg in ret.fields:
+                self.expr(scope, arg.value)
+
+    def step(self, scope: Scope, decl: StepDecl) -> None:
+        head = decl.node.head
+        if isinstance(head, ast.Call):
+            self.call(scope, decl, head, undo=False)
+        elif isinstance(head, ast.Each):
+            self.expr(scope, head.items)
+            if head.concurrency is not None:
+                self.expr(scope, head.concurrency)
+            self.bind(decl.body)
+        for clause in decl.node.clauses:
+            if clause.kind == "undo":
+                self.call(scope, decl, clause.value, undo=True)
+            elif clause.kind == "after":
+                self.after(scope, decl, clause)
+            elif clause.kind != "on_error":  # the policy is checked by check.py
+                for e in (clause.value, clause.extra):
+                    if e is not None:
+                        self.expr(scope, e)
+
+    def after(self, scope: Scope, decl: StepDecl, clause: ast.Clause) -> None:
+        for name, span in clause.value:
+            sym = scope.symbols.get(name)
+            if sym is not None and sym.kind == "step":
+                decl.control.append(sym.node.id)
+                continue
+            code = "E114" if decl.origin else "E101"
+            where = f"flow '{_root(scope).name}'"
+            hint = suggest([s for s, v in scope.symbols.items() if v.kind == "step"], name)
+            what = f"'{name}' is a {sym.kind}, not a step" if sym else f"{where} has no step '{name}'"
+            self.sink.add(code, span, what, f"did you mean '{hint}'?" if hint else None, fix=hint)
+
+    def call(self, scope: Scope, decl: StepDecl, call: ast.Call, undo: bool) -> None:
+        for arg in call.args:
+            self.expr(scope, arg.value)
+        if len(call.target) == 1 and not undo:
+            name = call.target[0]
+            fdef = self.program.flows.get(name)
+            if fdef is None:
+                hint = suggest(self.program.flows, name)
+                self.sink.add(
+                    "E103",
+                    call.target_span,
+                    f"no flow named '{name}'",
+                    f"did you mean '{hint}'?" if hint else "actions are called through a `use` alias: alias.action(...)",
+                    fix=hint,
+                )
+            decl.flow = fdef
+            return
+        found = self.action(decl.unit, call)
+        if undo:
+            decl.undo = found
+        else:
+            decl.action = found
+
+    def action(self, unit: Unit, call: ast.Call) -> tuple[str, ActionDef] | None:
+        alias, path = call.target[0], list(call.target[1:])
+        if alias not in unit.aliases:
+            hint = suggest(unit.aliases, alias)
+            self.sink.add(
+                "E104",
+                call.target_span,
+                f"no module is bound to '{alias}'",
+                f"did you mean '{hint}'?" if hint else f"add `use some.python.module as {alias}` at the top of the file",
+                fix=hint,
+            )
+            return None
+        module = unit.aliases[alias]
+        if module is None or not path:
+            return None  # the failed import is reported at its `use`
+        found = resolve_path(module, path)
+        if found is None:
+            names = module_actions(module)
+            hint = suggest(names, path[-1])
+            self.sink.add(
+                "E102",
+                call.target_span,
+                f"module '{module.__name__}' has no action '{'.'.join(path)}'",
+                f"did you mean '{alias}.{hint}'?" if hint else None,
+                fix=f"{alias}.{hint}" if hint else None,
+            )
+        return found
+
+    def expr(self, scope: Scope, e: ast.Expr) -> None:
+        if isinstance(e, ast.Name):
+            sym = scope.lookup(e.name)
+            if sym is None:
+                hint = suggest(scope.visible(), e.name)
+                self.sink.add(
+                    "E101",
+                    e.span,
+                    f"'{e.name}' is not defined",
+                    f"did you mean '{hint}'?" if hint else None,
+                    fix=hint,
+                )
+                return
+            scope.refs[id(e)] = sym
+            sym.scope.used.add(sym.name)
+            return
+        for child in children(e):
+            self.expr(scope, child)
+
+
+def children(e: ast.Expr) -> list[ast.Expr]:
+    if isinstance(e, ast.Interp):
+        return [p for p in e.parts if not isinstance(p, str)]
+    if isinstance(e, (ast.Attr,)):
+        return [e.obj]
+    if isinstance(e, ast.Index):
+        return [e.obj, e.index]
+    if isinstance(e, ast.ListLit):
+        return list(e.items)
+    if isinstance(e, ast.RecordLit):
+        return [a.value for a in e.fields]
+    if isinstance(e, ast.Binary):
+        return [e.left, e.right]
+    if isinstance(e, ast.Unary):
+        return [e.operand]
+    return []
+
+
+def _step_names(body: tuple) -> set[str]:
+    """Names of the steps written in a block and its nested blocks (not `each` bodies)."""
+    names: set[str] = set()
+    for stmt in body:
+        if isinstance(stmt, ast.Step) and stmt.name:
+            names.add(stmt.name)
+        elif isinstance(stmt, ast.Block):
+            names |= _step_names(stmt.body)
+    return names
+
+
+def _root(scope: Scope) -> Scope:
+    while scope.parent is not None:
+        scope = scope.parent
+    return scope
+
+
+def _block_word(kind: str) -> str:
+    return {"finalize": "finalize", "success": "on success", "failure": "on failure"}.get(kind, kind)

@@ -1,0 +1,88 @@
+"""Where actions run: a `concurrent.futures.Executor`, threads by default.
+
+The driver only calls `submit(fn, *args)` and `add_done_callback`, so any
+Executor serves (a process pool, or a distributed engine's client) as long as
+`perform` and its arguments can travel to it.
+
+`ThreadExecutor` differs from `ThreadPoolExecutor` in two ways a durable
+runtime needs: its threads are daemons, so an action abandoned after its
+timeout never keeps the process from exiting; and it starts a thread whenever
+none is idle, so abandoned actions do not eat the driver's concurrency (the
+driver bounds how many actions run at once).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import traceback
+from concurrent.futures import Executor, Future
+from typing import Any, Callable
+
+from weft import actions
+from weft.runtime.codec import check_serializable
+from weft.runtime.states import error_record
+
+
+class ThreadExecutor(Executor):
+    def __init__(self) -> None:
+        self._work: queue.SimpleQueue = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)
+        self._threads = 0
+        self._closed = False
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        self._work.put((future, fn, args, kwargs))
+        if not self._idle.acquire(blocking=False):
+            self._threads += 1
+            threading.Thread(target=self._serve, name=f"weft-worker-{self._threads}", daemon=True).start()
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            item = self._work.get()
+            if item is None:
+                return
+            future, fn, args, kwargs = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args, **kwargs))
+                except BaseException as e:  # reported through the future
+                    future.set_exception(e)
+            del item, future, fn, args, kwargs
+            self._idle.release()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if not self._closed:
+            self._closed = True
+            for _ in range(self._threads):
+                self._work.put(None)
+
+
+_defs: dict[tuple[str, str], actions.ActionDef] = {}
+
+
+def perform(
+    run_id: str, step: str, attempt: int, action: dict, inputs: dict, deadline: float | None,
+    on_progress: Callable[[float], None] | None = None,
+    on_log: Callable[[str], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> tuple[bool, Any]:
+    """Run one action: (True, outputs) or (False, error record). Never raises for the action's faults."""
+    try:
+        key = (action["module"], action["name"])
+        defn = _defs.get(key)
+        if defn is None:
+            defn = _defs[key] = actions.lookup(*key)
+        ctx = actions.Context(run_id, step, attempt, on_progress=on_progress, on_log=on_log,
+                              deadline=deadline, cancel_event=cancel)
+        outputs = actions.call(defn, inputs, ctx)
+    except LookupError as e:
+        return False, error_record("ActionNotFound", str(e))
+    except BaseException as e:  # the action's failure, whatever it is, fails the step
+        return False, error_record(type(e).__name__, str(e) or type(e).__name__, traceback.format_exc())
+    problem = check_serializable(outputs)
+    if problem:
+        return False, error_record("OutputError", f"outputs cannot be stored: {problem}")
+    return True, outputs

@@ -1,0 +1,74 @@
+"""Run and step states, and the records that hold them.
+
+A run record carries, besides its state, where the orchestrator is:
+`stage` is "run", "finalize", "hooks" (on success / on failure steps, after
+`ending` was decided) or "rollback"; `halt` is why no new step may start
+("pause", "fail", "rollback", "cancel") while running steps finish.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+RUN_STATES = ("pending", "running", "paused", "succeeded", "failed", "cancelled")
+STEP_STATES = ("pending", "running", "suspended", "succeeded", "failed", "skipped", "cancelled", "undone")
+
+RUN_ENDED = frozenset({"succeeded", "failed", "cancelled"})
+RUN_STOPPED = RUN_ENDED | {"paused"}
+DONE = frozenset({"succeeded", "skipped"})  # dependents may go on
+UNFINISHED = frozenset({"pending", "running", "suspended"})
+POLICIES = ("pause", "skip", "fail", "rollback")
+
+
+def new_step() -> dict[str, Any]:
+    """A step record before its first attempt."""
+    return {
+        "state": "pending",
+        "attempts": 0,
+        "retries_used": 0,
+        "started": None,
+        "ended": None,
+        "inputs": None,
+        "outputs": None,
+        "error": None,
+        "due": None,
+        "deadline": None,
+        "undo": None,
+    }
+
+
+def new_run(
+    run_id: str, plan: dict, inputs: dict, *, label: str | None, locks: list[str], user: str, now: float
+) -> dict[str, Any]:
+    """A run record in state `pending`."""
+    return {
+        "id": run_id,
+        "flow": plan["flow"],
+        "file": plan.get("file"),
+        "label": label,
+        "tags": list(plan.get("tags") or ()),
+        "locks": locks,
+        "user": user,
+        "state": "pending",
+        "created": now,
+        "started": None,
+        "ended": None,
+        "inputs": inputs,
+        "result": None,
+        "error": None,
+        "progress": 0.0,
+        "stage": "run",
+        "halt": None,
+        "ending": None,
+        "rolled_back": False,
+    }
+
+
+def error_record(kind: str, message: str, traceback: str | None = None) -> dict[str, Any]:
+    return {"type": kind, "message": message, "traceback": traceback}
+
+
+def describe_error(error: dict | None) -> str:
+    if not error:
+        return ""
+    return f"{error['type']}: {error['message']}" if error.get("type") else error["message"]
