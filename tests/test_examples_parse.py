@@ -47,6 +47,24 @@ def test_flow_parses_without_diagnostics(path):
     assert module.items
 
 
+@pytest.mark.parametrize(
+    "path, extensions",
+    [
+        ("foreman/host.flow", []),
+        ("foreman/host.flow", ["extension"]),
+        ("katello/organization.flow", []),
+        ("bulk/hosts.flow", []),
+        ("bulk/hosts.flow", ["extension"]),
+    ],
+)
+def test_flow_checks_clean_and_compiles(path, extensions):
+    from weft.compiler import compile_paths
+
+    result = compile_paths([str(EXAMPLES / path)], [str(EXAMPLES / e) for e in extensions])
+    assert [f"{d.span.line}: {d.code} {d.message}" for d in result.diagnostics] == []
+    assert result.plan()
+
+
 @pytest.fixture(autouse=True)
 def services(tmp_path, monkeypatch):
     """Each test gets fresh service state, no latency and no fail switch."""

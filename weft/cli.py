@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(name: str, target: str, help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
-        p.set_defaults(target=target)
+        p.set_defaults(handler=target)
         return p
 
     p = command("check", "weft.commands.compile:check", "check .flow files and report every diagnostic")
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    module, _, func = args.target.partition(":")
+    module, _, func = args.handler.partition(":")
     try:
         return getattr(importlib.import_module(module), func)(args) or 0
     except WeftError as e:
@@ -115,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except Exception as e:  # a bug in Weft: one line for the user, the trace on request
+        if os.environ.get("WEFT_DEBUG"):
+            raise
+        print(f"weft: internal error: {type(e).__name__}: {e} (set WEFT_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 70
 
 
 if __name__ == "__main__":

@@ -13,10 +13,11 @@ from weft.errors import WeftError
 
 def check(args) -> int:
     files = _flow_files(args.paths)
-    diags, sources = [], {}
-    seen = set()
-    for path in files:
-        result = compile_paths([path], args.extensions, plans=False)
+    results = {path: compile_paths([path], args.extensions, plans=False) for path in files}
+    hosts = {name: path for path, r in results.items() for name in r.flows}
+    diags, sources, seen = [], {}, set()
+    for path, result in results.items():
+        result = _with_hosts(path, result, hosts, args.extensions)
         sources.update(result.sources)
         for d in result.diagnostics:
             key = (d.span, d.code, d.message)
@@ -34,6 +35,18 @@ def check(args) -> int:
         print(summary(diags, len(files)), file=sys.stderr if diags else sys.stdout)
     failing = [d for d in diags if d.severity == "error" or args.strict]
     return 1 if failing else 0
+
+
+def _with_hosts(path: str, result: Compilation, hosts: dict[str, str], extensions: list[str]) -> Compilation:
+    """An extension file checked on its own is checked again against the flow it extends,
+    when another file being checked defines that flow."""
+    missing = {d.message.split("'")[1] for d in result.diagnostics if d.code == "E113"}
+    host_files = sorted({hosts[name] for name in missing if name in hosts})
+    if not host_files:
+        return result
+    again = compile_paths(host_files, list(extensions) + [path], plans=False)
+    again.diagnostics = [d for d in again.diagnostics if d.span.file == os.path.abspath(path)]
+    return again
 
 
 def compile_or_explain(path: str, extensions: list[str]) -> Compilation:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import networkx as nx
-
 from weft.compiler import ast
 from weft.compiler.diagnostics import Sink
-from weft.compiler.exprs import constant, is_constant, to_plan
+from weft.compiler.exprs import constant, data_refs, is_constant, to_plan
 from weft.compiler.loader import Program
-from weft.compiler.lower import data_refs
 from weft.compiler.resolve import Scope, StepDecl
 from weft.suggest import suggest
 
@@ -96,31 +93,80 @@ def _policy(value: tuple[str, ast.Span], sink: Sink) -> None:
 
 
 def _cycles(scope: Scope, sink: Sink) -> None:
-    g = nx.DiGraph()
+    edges: dict[str, list[str]] = {d.id: [] for d in scope.steps.values()}
     for decl in scope.steps.values():
-        g.add_node(decl.id)
         for ref, _field, _param in data_refs(decl, scope):
-            g.add_edge(ref, decl.id)
+            if ref in edges:
+                edges[ref].append(decl.id)
         for pred in decl.control:
-            g.add_edge(pred, decl.id)
-    for component in nx.strongly_connected_components(g):
-        if len(component) == 1:
-            (only,) = component
-            if not g.has_edge(only, only):
-                continue
-        members = [d for d in scope.steps.values() if d.id in component]
-        cycle = _one_cycle(g, members[0].id)
+            if pred in edges:
+                edges[pred].append(decl.id)
+    for component in strongly_connected(edges):
+        first = next(d for d in scope.steps.values() if d.id in component)
         sink.add(
             "E110",
-            members[0].span,
-            f"steps depend on each other in a cycle: {' -> '.join(cycle)}",
+            first.span,
+            f"steps depend on each other in a cycle: {' -> '.join(_one_cycle(edges, first.id, component))}",
             "a step cannot (indirectly) wait for itself; remove an `after` or a reference",
         )
 
 
-def _one_cycle(g: nx.DiGraph, start: str) -> list[str]:
-    edges = nx.find_cycle(g, start)
-    return [u for u, _v in edges] + [edges[0][0]]
+def strongly_connected(edges: dict[str, list[str]]) -> list[set[str]]:
+    """The cycles of a graph: its strongly connected components with an edge inside
+    (Tarjan's algorithm, iterative so deep graphs do not hit the recursion limit)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[set[str]] = []
+    for root in edges:
+        if root in index:
+            continue
+        work = [(root, iter(edges[root]))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, it = work[-1]
+            nxt = next(it, None)
+            if nxt is not None:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = len(index)
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(edges.get(nxt, ()))))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.add(member)
+                    if member == node:
+                        break
+                if len(component) > 1 or node in edges.get(node, ()):
+                    found.append(component)
+    return found
+
+
+def _one_cycle(edges: dict[str, list[str]], start: str, component: set[str]) -> list[str]:
+    """A path start -> ... -> start inside one strongly connected component."""
+    paths = {start: [start]}
+    queue = [start]
+    while queue:
+        node = queue.pop(0)
+        for nxt in edges.get(node, ()):
+            if nxt == start:
+                return paths[node] + [start]
+            if nxt in component and nxt not in paths:
+                paths[nxt] = paths[node] + [nxt]
+                queue.append(nxt)
+    return [start, start]
 
 
 def _rollback_without_undo(scope: Scope, sink: Sink) -> None:
@@ -147,28 +193,28 @@ def _names(ids: list[str]) -> str:
 
 
 def _recursion(scopes: dict[str, Scope], sink: Sink) -> None:
-    calls = nx.DiGraph()
+    calls: dict[str, list[str]] = {name: [] for name in scopes}
     sites: dict[tuple[str, str], ast.Span] = {}
 
     def visit(owner: str, scope: Scope) -> None:
         for decl in scope.steps.values():
             if decl.flow is not None:
                 callee = decl.flow.flow.name
-                calls.add_edge(owner, callee)
+                calls[owner].append(callee)
                 sites.setdefault((owner, callee), decl.node.head.target_span)
             if decl.body is not None:
                 visit(owner, decl.body)
 
     for name, scope in scopes.items():
-        calls.add_node(name)
         visit(name, scope)
-    for component in nx.strongly_connected_components(calls):
-        names = sorted(component)
-        if len(names) == 1 and not calls.has_edge(names[0], names[0]):
-            continue
-        cycle = _one_cycle(calls, names[0])
-        span = sites[(cycle[0], cycle[1])]
-        sink.add("E120", span, f"flows call each other in a cycle: {' -> '.join(cycle)}", "flows are inlined, so a flow cannot call itself")
+    for component in strongly_connected(calls):
+        cycle = _one_cycle(calls, min(component), component)
+        sink.add(
+            "E120",
+            sites[(cycle[0], cycle[1])],
+            f"flows call each other in a cycle: {' -> '.join(cycle)}",
+            "flows are inlined, so a flow cannot call itself",
+        )
 
 
 def _unused_uses(program: Program, scopes: dict[str, Scope], sink: Sink) -> None:

@@ -8,12 +8,22 @@ from __future__ import annotations
 
 from weft import expr as px
 from weft.compiler import ast
-from weft.compiler.resolve import Scope, Symbol
+from weft.compiler.resolve import Scope, StepDecl, Symbol
 
 _NOT_CONSTANT = object()
 
 
 def to_plan(e: ast.Expr, scope: Scope, _lets: frozenset[str] = frozenset()) -> list:
+    """The plan form of `e` as read in `scope` (memoized per scope; never mutate it)."""
+    if _lets:
+        return _to_plan(e, scope, _lets)
+    found = scope.plan_exprs.get(id(e))
+    if found is None:
+        found = scope.plan_exprs[id(e)] = _to_plan(e, scope, _lets)
+    return found
+
+
+def _to_plan(e: ast.Expr, scope: Scope, _lets: frozenset[str]) -> list:
     if isinstance(e, ast.Literal):
         return ["lit", e.value]
     if isinstance(e, ast.Invalid):
@@ -64,3 +74,46 @@ def constant(e: list) -> object:
 
 def is_constant(value: object) -> bool:
     return value is not _NOT_CONSTANT
+
+
+def symbol_expr(sym: Symbol, scope: Scope) -> list:
+    """How `scope` reads a symbol that a nested `each` body captures."""
+    if sym.scope is not scope or sym.kind in ("param", "var"):
+        return ["param", sym.name]
+    if sym.kind == "step":
+        return ["step", sym.node.id, None]
+    return to_plan(sym.node.value, scope)
+
+
+def data_refs(decl: StepDecl, scope: Scope) -> list[tuple[str, str | None, str]]:
+    """(step id, field, what it feeds) for every step output a step reads before it runs."""
+    head = decl.node.head
+    fields: dict = {"inputs": {}, "when": None, "each": None}
+    if isinstance(head, ast.Call):
+        fields["inputs"] = {a.name: to_plan(a.value, scope) for a in head.args}
+    elif isinstance(head, ast.Each):
+        fields["inputs"] = {name: symbol_expr(sym, scope) for name, sym in decl.body.captures.items()}
+        fields["each"] = {"var": head.var, "items": to_plan(head.items, scope)}
+    clause = decl.node.clause("when")
+    if clause is not None:
+        fields["when"] = to_plan(clause.value, scope)
+    return field_refs(fields)
+
+
+def field_refs(fields: dict) -> list[tuple[str, str | None, str]]:
+    """(step id, field, what it feeds) read by a step's plan fields before it runs."""
+    found: list[tuple[str, str | None, str]] = []
+
+    def walk(e: list, into: str) -> None:
+        if e[0] == "step":
+            found.append((e[1], e[2], into))
+        for c in px.children(e):
+            walk(c, into)
+
+    for name, e in fields["inputs"].items():
+        walk(e, name)
+    if fields.get("each"):
+        walk(fields["each"]["items"], fields["each"]["var"])
+    if fields.get("when") is not None:
+        walk(fields["when"], "when")
+    return found

@@ -12,10 +12,9 @@ from typing import Callable
 
 import networkx as nx
 
-from weft import expr as px
 from weft import typesys as T
 from weft.compiler import ast
-from weft.compiler.exprs import constant, is_constant, to_plan
+from weft.compiler.exprs import constant, field_refs, is_constant, symbol_expr, to_plan
 from weft.compiler.resolve import Scope, StepDecl, Symbol
 from weft.compiler.types import Typing
 
@@ -121,40 +120,6 @@ def step_fields(decl: StepDecl, scope: Scope, typing: Typing, build_plan: Callab
     return fields
 
 
-def data_refs(decl: StepDecl, scope: Scope) -> list[tuple[str, str | None, str]]:
-    """(step id, field, what it feeds) for every step output a step reads before it runs."""
-    head = decl.node.head
-    fields: dict = {"inputs": {}, "when": None, "each": None}
-    if isinstance(head, ast.Call):
-        fields["inputs"] = {a.name: to_plan(a.value, scope) for a in head.args}
-    elif isinstance(head, ast.Each):
-        fields["inputs"] = {name: symbol_expr(sym, scope) for name, sym in decl.body.captures.items()}
-        fields["each"] = {"var": head.var, "items": to_plan(head.items, scope)}
-    clause = decl.node.clause("when")
-    if clause is not None:
-        fields["when"] = to_plan(clause.value, scope)
-    return field_refs(fields)
-
-
-def field_refs(fields: dict) -> list[tuple[str, str | None, str]]:
-    """(step id, field, what it feeds) read by a step's plan fields before it runs."""
-    found: list[tuple[str, str | None, str]] = []
-
-    def walk(e: list, into: str) -> None:
-        if e[0] == "step":
-            found.append((e[1], e[2], into))
-        for c in px.children(e):
-            walk(c, into)
-
-    for name, e in fields["inputs"].items():
-        walk(e, name)
-    if fields.get("each"):
-        walk(fields["each"]["items"], fields["each"]["var"])
-    if fields.get("when") is not None:
-        walk(fields["when"], "when")
-    return found
-
-
 def connect(g: nx.DiGraph, node: str) -> None:
     """Add the data edges into `node` from the steps its fields read."""
     for ref, field, param in field_refs(g.nodes[node]):
@@ -166,15 +131,6 @@ def connect(g: nx.DiGraph, node: str) -> None:
         elif (field, param) not in edge["data"]:
             edge["data"].append((field, param))
             edge["control"] = False
-
-
-def symbol_expr(sym: Symbol, scope: Scope) -> list:
-    """How `scope` reads a symbol that a nested `each` body captures."""
-    if sym.scope is not scope or sym.kind in ("param", "var"):
-        return ["param", sym.name]
-    if sym.kind == "step":
-        return ["step", sym.node.id, None]
-    return to_plan(sym.node.value, scope)
 
 
 def _symbol_type(sym: Symbol, typing: Typing) -> T.Type:

@@ -9,10 +9,11 @@ several syntax errors and keeps the items that do parse for later passes.
 from __future__ import annotations
 
 import re
+import threading
 from functools import lru_cache
 from importlib import resources
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from weft.compiler import ast
@@ -23,27 +24,31 @@ MAX_RETRIES = 25
 _ITEM_START = re.compile(r"^(use|import|flow|extend)\b", re.M)
 
 
+_LOCK = threading.RLock()
+
+
 @lru_cache(maxsize=1)
 def parser() -> Lark:
     grammar = resources.files("weft.grammar").joinpath("flow.lark").read_text(encoding="utf-8")
     return Lark(
         grammar,
         parser="lalr",
-        propagate_positions=True,
         maybe_placeholders=True,
         start=["start", "expr"],
-        cache=False,
+        transformer=_BUILDER,
     )
 
 
 def parse_module(text: str, file: str, sink: Sink) -> ast.Module:
     """Parse a whole file; syntax errors go to `sink`, the parts that parse are kept."""
     sink.note_source(file, text)
-    try:
-        tree = parser().parse(text, start="start")
-    except UnexpectedInput:
-        return ast.Module(file, tuple(_recover(text, file, sink)))
-    return ast.Module(file, tuple(Builder(file, sink).transform(tree).children))
+    with _LOCK:
+        _BUILDER.file, _BUILDER.sink, _BUILDER.line_off, _BUILDER.col_off = file, sink, 0, 0
+        try:
+            items = parser().parse(text, start="start")
+        except UnexpectedInput:
+            items = _recover(text, file, sink)
+    return ast.Module(file, tuple(items))
 
 
 def _recover(text: str, file: str, sink: Sink) -> list:
@@ -60,12 +65,12 @@ def _recover(text: str, file: str, sink: Sink) -> list:
 
 def _recover_chunk(chunk: str, file: str, sink: Sink, line_off: int) -> list:
     repair = _Repair(chunk.split("\n"), file, sink, line_off)
+    _BUILDER.line_off, _BUILDER.col_off = line_off, 0
     try:
-        tree = parser().parse(chunk, start="start", on_error=repair)
+        return parser().parse(chunk, start="start", on_error=repair)
     except UnexpectedInput as e:
         repair.report(e)
         return []
-    return list(Builder(file, sink, line_off).transform(tree).children)
 
 
 # Tokens the repair may insert, innermost closers first.
@@ -204,226 +209,238 @@ def _hint_for(tok: Token, expected: set[str]) -> str | None:
     return None
 
 
+def _start(x):
+    """(line, col) where a token, node, or sequence of them begins; None if empty."""
+    if type(x) is Token:
+        return None if x.line is None else (x.line, x.column)
+    if type(x) in (list, tuple):
+        for y in x:
+            found = _start(y)
+            if found is not None:
+                return found
+        return None
+    span = getattr(x, "span", None)
+    return None if span is None else (span.line, span.col)
+
+
+def _end(x):
+    if type(x) is Token:
+        return None if x.end_line is None else (x.end_line, x.end_column)
+    if type(x) in (list, tuple):
+        for y in reversed(x):
+            found = _end(y)
+            if found is not None:
+                return found
+        return None
+    span = getattr(x, "span", None)
+    return None if span is None else (span.end_line, span.end_col)
+
+
+def _items(c) -> tuple:
+    return tuple(x for x in c if x is not None and not isinstance(x, Token))
+
+
 class Builder(Transformer):
-    """Turns Lark's parse tree into AST nodes with spans."""
+    """Builds AST nodes while Lark parses (an inline transformer: no parse tree).
 
-    def __init__(self, file: str, sink: Sink, line_off: int = 0, col_off: int = 0) -> None:
-        super().__init__(visit_tokens=False)
-        self.file, self.sink, self.line_off, self.col_off = file, sink, line_off, col_off
+    Spans come from the first and last token of each node, so keywords and
+    closing brackets that bound a node are named terminals in the grammar.
+    The file, sink and offsets are set per parse by `parse_module`.
+    """
 
-    def span(self, meta) -> ast.Span:
-        if getattr(meta, "empty", False):
+    file = ""
+    sink: Sink
+    line_off = 0
+    col_off = 0
+
+    def span(self, *parts) -> ast.Span:
+        if len(parts) == 1:
+            parts = parts[0]
+        first, last = _start(parts), _end(parts)
+        if first is None or last is None:
             return ast.Span(self.file, 1 + self.line_off, 1, 1 + self.line_off, 1)
+        # Columns shift only on an interpolation's own line (its text has no newlines).
         return ast.Span(
             self.file,
-            meta.line + self.line_off,
-            meta.column + self.col_off,
-            meta.end_line + self.line_off,
-            meta.end_column + self.col_off,
+            first[0] + self.line_off,
+            first[1] + self.col_off,
+            last[0] + self.line_off,
+            last[1] + self.col_off,
         )
-
-    def tspan(self, tok: Token) -> ast.Span:
-        """Tokens carry the same position attributes as rule metadata."""
-        return self.span(tok)
 
     # -- top level --------------------------------------------------------------
 
-    @v_args(meta=True)
-    def use(self, meta, c):
-        return ast.Use(".".join(c[0]), str(c[1]), self.span(meta))
+    def start(self, c):
+        return list(c)
 
-    @v_args(meta=True)
-    def import_(self, meta, c):
-        path = read_string(str(c[0]))[0]
-        return ast.Import(path, str(c[1]) if c[1] else None, self.span(meta))
+    def use(self, c):
+        return ast.Use(".".join(c[1]), str(c[2]), self.span(c))
+
+    def import_(self, c):
+        path = read_string(str(c[1]))[0]
+        return ast.Import(path, str(c[2]) if c[2] else None, self.span(c))
 
     def dotted(self, c):
-        return tuple(str(t) for t in c)
+        return tuple(c)
 
-    @v_args(meta=True)
-    def flow(self, meta, c):
-        name, params, results, body = c
+    def flow(self, c):
+        kw, name, params, results, body = c
         results = None if results is None else tuple(results)
-        return ast.Flow(str(name), tuple(params or ()), results, body, self.span(meta), self.tspan(name))
+        return ast.Flow(str(name), tuple(params or ()), results, body[0], self.span(kw, body[1]), self.span(name))
 
     def params(self, c):
-        return tuple(x for x in c if x is not None)
+        return _items(c)
 
     fields = params
     args = params
 
-    @v_args(meta=True)
-    def param(self, meta, c):
-        return ast.Param(str(c[0]), c[1], c[2], self.span(meta))
+    def param(self, c):
+        return ast.Param(str(c[0]), c[1], c[2], self.span(c))
 
-    @v_args(meta=True)
-    def field(self, meta, c):
-        return ast.FieldDecl(str(c[0]), c[2], c[1] is not None, self.span(meta))
+    def field(self, c):
+        return ast.FieldDecl(str(c[0]), c[2], c[1] is not None, self.span(c))
 
-    @v_args(meta=True)
-    def extend(self, meta, c):
-        return ast.Extend(str(c[0]), c[1], self.span(meta), self.tspan(c[0]))
+    def extend(self, c):
+        kw, name, body = c
+        return ast.Extend(str(name), body[0], self.span(kw, body[1]), self.span(name))
 
     # -- types ------------------------------------------------------------------
 
-    @v_args(meta=True)
-    def type_name(self, meta, c):
-        return ast.TypeName(str(c[0]), tuple(x for x in c[1:] if x is not None), self.span(meta))
+    def type_name(self, c):
+        return ast.TypeName(str(c[0]), _items(c[1:]), self.span(c))
 
-    @v_args(meta=True)
-    def type_record(self, meta, c):
-        return ast.TypeRecord(tuple(c[0] or ()), self.span(meta))
+    def type_record(self, c):
+        return ast.TypeRecord(tuple(c[1] or ()), self.span(c))
 
-    @v_args(meta=True)
-    def type_opt(self, meta, c):
-        return ast.TypeOpt(c[0], self.span(meta))
+    def type_opt(self, c):
+        return ast.TypeOpt(c[0], self.span(c))
 
     # -- statements -------------------------------------------------------------
 
     def block(self, c):
-        return tuple(c)
+        """(statements, the span from '{' to '}')."""
+        return tuple(c[1:-1]), (c[0], c[-1])
 
-    @v_args(meta=True)
-    def meta(self, meta, c):
-        label = next((v for k, v in c if k == "label"), None)
-        tags = next((v for k, v in c if k == "tags"), None)
-        policy = next((v for k, v in c if k == "on_error"), None)
-        return ast.Meta(label, tags, self.span(meta), policy)
+    def meta(self, c):
+        parts = c[1:]
+        label = next((v for k, v, _ in parts if k == "label"), None)
+        tags = next((v for k, v, _ in parts if k == "tags"), None)
+        policy = next((v for k, v, _ in parts if k == "on_error"), None)
+        return ast.Meta(label, tags, self.span(c[0], parts[-1][2]), policy)
 
     def meta_label(self, c):
-        return ("label", c[0])
+        return ("label", c[0], c[0])
 
     def meta_tags(self, c):
-        return ("tags", c[0])
+        return ("tags", c[0], c[0])
 
     def meta_on_error(self, c):
-        return ("on_error", (str(c[1]), self.tspan(c[1])))
+        return ("on_error", (str(c[1]), self.span(c[1])), c[1])
 
-    @v_args(meta=True)
-    def lock(self, meta, c):
-        return ast.Lock(c[0], self.span(meta))
+    def lock(self, c):
+        return ast.Lock(c[1], self.span(c))
 
-    @v_args(meta=True)
-    def let(self, meta, c):
-        return ast.Let(str(c[0]), c[1], self.span(meta), self.tspan(c[0]))
+    def let(self, c):
+        return ast.Let(str(c[1]), c[2], self.span(c), self.span(c[1]))
 
-    @v_args(meta=True)
-    def step(self, meta, c):
+    def step(self, c):
         name, head, *clauses = c
         return ast.Step(
             str(name) if name is not None else None,
             head,
             tuple(clauses),
-            self.span(meta),
-            self.tspan(name) if name is not None else None,
+            self.span(c),
+            self.span(name) if name is not None else None,
         )
 
-    @v_args(meta=True)
-    def call(self, meta, c):
-        target_meta = self.span(meta)
-        end = c[0]
-        span = ast.Span(self.file, target_meta.line, target_meta.col, target_meta.line, target_meta.col + len(".".join(end)))
-        return ast.Call(c[0], tuple(c[1] or ()), target_meta, span)
+    def call(self, c):
+        target, args, _close = c
+        return ast.Call(tuple(str(t) for t in target), tuple(args or ()), self.span(c), self.span(target))
 
-    @v_args(meta=True)
-    def arg(self, meta, c):
-        return ast.Arg(str(c[0]), c[1], self.span(meta), self.tspan(c[0]))
+    def arg(self, c):
+        return ast.Arg(str(c[0]), c[1], self.span(c), self.span(c[0]))
 
-    @v_args(meta=True)
-    def wait(self, meta, c):
-        return ast.Wait(str(c[0]), tuple(c[1] or ()), self.span(meta))
+    def wait(self, c):
+        return ast.Wait(str(c[1]), tuple(c[2] or ()), self.span(c))
 
-    @v_args(meta=True)
-    def each(self, meta, c):
-        return ast.Each(str(c[0]), c[1], c[2], c[3], self.span(meta), self.tspan(c[0]))
+    def each(self, c):
+        kw, var, items, concurrency, body = c
+        return ast.Each(str(var), items, concurrency, body[0], self.span(kw, body[1]), self.span(var))
 
-    @v_args(meta=True)
-    def retry(self, meta, c):
-        return ast.Clause("retry", c[0], self.span(meta), c[1])
+    def retry(self, c):
+        return ast.Clause("retry", c[1], self.span(c), c[2])
 
-    def _clause(kind):
-        @v_args(meta=True)
-        def build(self, meta, c):
-            return ast.Clause(kind, c[0], self.span(meta))
+    def _make_clause(kind):
+        def build(self, c):
+            return ast.Clause(kind, c[1], self.span(c))
 
         return build
 
-    timeout = _clause("timeout")
-    undo = _clause("undo")
-    when = _clause("when")
-    weight = _clause("weight")
+    timeout = _make_clause("timeout")
+    undo = _make_clause("undo")
+    when = _make_clause("when")
+    weight = _make_clause("weight")
+    del _make_clause
 
-    @v_args(meta=True)
-    def on_error(self, meta, c):
-        return ast.Clause("on_error", (str(c[1]), self.tspan(c[1])), self.span(meta))
+    def on_error(self, c):
+        return ast.Clause("on_error", (str(c[1]), self.span(c[1])), self.span(c))
 
-    @v_args(meta=True)
-    def after(self, meta, c):
-        return ast.Clause("after", tuple((str(t), self.tspan(t)) for t in c), self.span(meta))
+    def after(self, c):
+        return ast.Clause("after", tuple((str(t), self.span(t)) for t in c[1:]), self.span(c))
 
-    @v_args(meta=True)
-    def sequence(self, meta, c):
-        return ast.Block("sequence", c[0], self.span(meta))
+    def _make_block(kind):
+        def build(self, c):
+            kw, body = c
+            name = kind or ("success" if str(kw).endswith("success") else "failure")
+            return ast.Block(name, body[0], self.span(kw, body[1]))
 
-    @v_args(meta=True)
-    def finalize(self, meta, c):
-        return ast.Block("finalize", c[0], self.span(meta))
+        return build
 
-    @v_args(meta=True)
-    def hook(self, meta, c):
-        kind = "success" if str(c[0]).endswith("success") else "failure"
-        return ast.Block(kind, c[1], self.span(meta))
+    sequence = _make_block("sequence")
+    finalize = _make_block("finalize")
+    hook = _make_block(None)
+    del _make_block
 
-    @v_args(meta=True)
-    def return_(self, meta, c):
-        return ast.Return(tuple(c[0] or ()), self.span(meta))
+    def return_(self, c):
+        return ast.Return(tuple(c[1] or ()), self.span(c))
 
     # -- expressions ------------------------------------------------------------
 
-    @v_args(meta=True)
-    def or_(self, meta, c):
-        return ast.Binary("or", c[0], c[1], self.span(meta))
+    def or_(self, c):
+        return ast.Binary("or", c[0], c[1], self.span(c))
 
-    @v_args(meta=True)
-    def and_(self, meta, c):
-        return ast.Binary("and", c[0], c[1], self.span(meta))
+    def and_(self, c):
+        return ast.Binary("and", c[0], c[1], self.span(c))
 
-    @v_args(meta=True)
-    def not_(self, meta, c):
-        return ast.Unary("not", c[0], self.span(meta))
+    def not_(self, c):
+        return ast.Unary("not", c[1], self.span(c))
 
-    @v_args(meta=True)
-    def neg(self, meta, c):
-        return ast.Unary("-", c[0], self.span(meta))
+    def neg(self, c):
+        return ast.Unary("-", c[1], self.span(c))
 
-    @v_args(meta=True)
-    def binop(self, meta, c):
-        return ast.Binary(str(c[1]), c[0], c[2], self.span(meta))
+    def binop(self, c):
+        return ast.Binary(str(c[1]), c[0], c[2], self.span(c))
 
-    @v_args(meta=True)
-    def attr(self, meta, c):
-        return ast.Attr(c[0], str(c[1]), self.span(meta), self.tspan(c[1]))
+    def attr(self, c):
+        return ast.Attr(c[0], str(c[1]), self.span(c), self.span(c[1]))
 
-    @v_args(meta=True)
-    def index(self, meta, c):
-        return ast.Index(c[0], c[1], self.span(meta))
+    def index(self, c):
+        return ast.Index(c[0], c[1], self.span(c))
 
-    @v_args(meta=True)
-    def number(self, meta, c):
-        span = self.span(meta)
+    def number(self, c):
+        span = self.span(c)
         value, duration, problem = read_number(str(c[0]))
         if problem:
             self.sink.add("E002", span, problem[0], problem[1])
             return ast.Invalid(str(c[0]), span)
         return ast.Literal(value, span, duration)
 
-    @v_args(meta=True)
-    def string(self, meta, c):
+    def string(self, c):
         tok = c[0]
-        span = self.span(meta)
+        span = self.span(c)
         text, pieces, problems = read_string(str(tok))
         for offset, length, message in problems:
-            col = tok.column + self.col_off + offset
+            col = span.col + offset
             self.sink.add("E001", ast.Span(self.file, span.line, col, span.line, col + length), message)
         if pieces is None:
             return ast.Literal(text, span)
@@ -433,42 +450,42 @@ class Builder(Transformer):
                 parts.append(piece)
             else:
                 offset, source = piece
-                parts.append(self._inner(source, span.line, tok.column + self.col_off + offset))
+                parts.append(self._inner(source, span.line, span.col + offset))
         return ast.Interp(tuple(parts), span)
 
     def _inner(self, source: str, line: int, col: int) -> ast.Expr:
         """Parse the expression inside `${...}`, with spans in the file's coordinates."""
         span = ast.Span(self.file, line, col, line, col + len(source))
+        saved = self.line_off, self.col_off
+        self.line_off, self.col_off = line - 1, col - 1
         try:
-            tree = parser().parse(source, start="expr")
+            return parser().parse(source, start="expr")
         except UnexpectedInput as e:
             at = col + (getattr(e, "column", 1) or 1) - 1
             self.sink.add("E001", ast.Span(self.file, line, at, line, at + 1), f"invalid expression in '${{{source}}}'")
             return ast.Invalid(source, span)
-        return Builder(self.file, self.sink, line - 1, col - 1).transform(tree)
+        finally:
+            self.line_off, self.col_off = saved
 
-    @v_args(meta=True)
-    def true(self, meta, c):
-        return ast.Literal(True, self.span(meta))
+    def true(self, c):
+        return ast.Literal(True, self.span(c))
 
-    @v_args(meta=True)
-    def false(self, meta, c):
-        return ast.Literal(False, self.span(meta))
+    def false(self, c):
+        return ast.Literal(False, self.span(c))
 
-    @v_args(meta=True)
-    def none(self, meta, c):
-        return ast.Literal(None, self.span(meta))
+    def none(self, c):
+        return ast.Literal(None, self.span(c))
 
-    @v_args(meta=True)
-    def name(self, meta, c):
+    def name(self, c):
         if c[0] == MISSING:  # inserted by error repair; the syntax error is reported
-            return ast.Invalid("", self.span(meta))
-        return ast.Name(str(c[0]), self.span(meta))
+            return ast.Invalid("", self.span(c))
+        return ast.Name(str(c[0]), self.span(c))
 
-    @v_args(meta=True)
-    def list(self, meta, c):
-        return ast.ListLit(tuple(x for x in c if x is not None), self.span(meta))
+    def list(self, c):
+        return ast.ListLit(_items(c), self.span(c))
 
-    @v_args(meta=True)
-    def record(self, meta, c):
-        return ast.RecordLit(tuple(c[0] or ()), self.span(meta))
+    def record(self, c):
+        return ast.RecordLit(tuple(c[1] or ()), self.span(c))
+
+
+_BUILDER = Builder()

@@ -62,6 +62,7 @@ class Scope:
     returns: list[ast.Return] = field(default_factory=list)
     extensions: list[ast.Extend] = field(default_factory=list)
     reserved: set[str] = field(default_factory=set)  # step names written in the flow
+    plan_exprs: dict[int, list] = field(default_factory=dict)  # memo of exprs.to_plan
 
     def lookup(self, name: str) -> Symbol | None:
         sym = self.symbols.get(name)
@@ -187,8 +188,10 @@ class _Resolver:
             while decl.id in scope.steps or decl.id in scope.reserved:
                 n += 1
                 decl.id = f"{base}_{n}"
-        if decl.id in scope.steps:
-            return  # a duplicate name; reported by declare()
+        base, n = decl.id, 1
+        while decl.id in scope.steps:  # a duplicate name, reported by declare(); still checked
+            n += 1
+            decl.id = f"{base}_{n}"
         scope.steps[decl.id] = decl
 
     # -- binding ------------------------------------------------------------------

@@ -63,7 +63,7 @@ def type_of_annotation(t: ast.TypeExpr, sink: Sink | None) -> T.Type:
             message = f"'{t.name}' needs its item type: list[T] or dict[str, T]"
         else:
             message = f"unknown type '{t.name}'"
-        hint = suggest(list(_NAMED) + ["list", "dict"], t.name)
+        hint = suggest([n for n in list(_NAMED) + ["list", "dict"] if n != t.name], t.name)
         sink.add("E118", t.span, message, f"did you mean '{hint}'?" if hint else None, fix=hint)
     return T.ANY
 

@@ -71,6 +71,7 @@ class Machine:
         self.ready: list[tuple] = []
         self.timers: list[tuple] = []
         self.to_undo: set[str] = set()
+        self.rerun: list[str] = []  # interrupted idempotent steps: they restart even while halting
         self.halt = run["halt"]
         self.enter(run["stage"], now)
 
@@ -279,6 +280,15 @@ class Machine:
     def next_timer(self) -> float | None:
         return self.timers[0][0] if self.timers else None
 
+    def waiting_only(self) -> bool:
+        """Nothing runs, is ready or awaits a retry: the run waits for signals alone."""
+        if self.run["state"] != "running" or self.running or self.undoing or self.ready:
+            return False
+        return not any(
+            kind == "due" and self.steps[sid]["state"] == "pending" and self.steps[sid]["attempts"] == attempt
+            for _, kind, sid, attempt in self.timers
+        )
+
     # -- what to start --------------------------------------------------------------------
 
     def launch(self, now: float, slots: int) -> list[Launch]:
@@ -287,6 +297,11 @@ class Machine:
             self.set_run("running", now)
         self.tick(now)
         out: list[Launch] = []
+        if self.halt != "cancel":
+            while self.rerun and slots > len(out):
+                launch = self._start(self.rerun.pop(0), now)
+                if launch is not None:
+                    out.append(launch)
         while True:
             if self.run["state"] == "running" and not self.halt:
                 if self.run["stage"] == "rollback":
@@ -355,7 +370,8 @@ class Machine:
             elif stage == "finalize" and not self.open["finalize"]:
                 self._succeed(now)
             elif stage == "hooks" and not self.unfinished[self.hook_phase()]:
-                self.set_run(run["ending"], now)
+                detail = "rolled back" if run["rolled_back"] else run["error"] if run["ending"] == "failed" else None
+                self.set_run(run["ending"], now, detail)
             elif stage == "rollback" and not self.undoing and not self.ready:
                 self._rollback_done(now)
             else:

@@ -17,16 +17,18 @@ from weft.suggest import suggest
 INTERRUPTED = "Interrupted"
 
 
-def _ended(m: Machine, doing: str) -> WeftError | None:
+def _ended(m: Machine, done: str) -> WeftError | None:
+    """Why a run that has ended cannot be `done` (resumed, changed, cancelled), or None."""
     run = m.run
     state = run["state"]
     if state == "succeeded":
-        return WeftError(f"run {run['id']} already succeeded; there is nothing to {doing}")
+        return WeftError(f"run {run['id']} already succeeded; it cannot be {done}")
     if state == "cancelled":
-        return WeftError(f"run {run['id']} was cancelled; it cannot {doing}")
+        return WeftError(f"run {run['id']} was cancelled; it cannot be {done}")
     if state == "failed":
-        how = "was rolled back" if run["rolled_back"] else "failed"
-        return WeftError(f"run {run['id']} {how}; it cannot {doing} (weft rollback {run['id']} undoes its steps)")
+        if run["rolled_back"]:
+            return WeftError(f"run {run['id']} was rolled back; it cannot be {done}")
+        return WeftError(f"run {run['id']} failed; it cannot be {done} (weft rollback {run['id']} undoes its steps)")
     return None
 
 
@@ -51,6 +53,7 @@ def recover(m: Machine, now: float) -> list[str]:
     for sid in sorted(m.running, key=m.pos.__getitem__):
         if m.specs[sid]["action"]["idempotent"]:
             m.set_step(sid, "pending", now, "interrupted; runs again (idempotent)", due=None)
+            m.rerun.append(sid)
         else:
             m.set_step(sid, "failed", now, "interrupted", ended=now,
                        error=error_record(INTERRUPTED, "interrupted: the process running it stopped"))
@@ -76,7 +79,7 @@ def recover(m: Machine, now: float) -> list[str]:
 
 def resume(m: Machine, now: float) -> list[str]:
     """Retry the failed steps of a paused run and go on; returns their ids."""
-    err = _ended(m, "be resumed")
+    err = _ended(m, "resumed")
     if err:
         raise err
     retried = []
@@ -94,7 +97,7 @@ def resume(m: Machine, now: float) -> list[str]:
 
 def skip(m: Machine, sid: str, outputs: dict[str, Any] | None, now: float) -> None:
     """Mark failed step `sid` skipped (with hand-given outputs) so its dependents go on."""
-    err = _ended(m, "skip steps")
+    err = _ended(m, "changed")
     if err:
         raise err
     rec = m.steps[sid]
@@ -114,7 +117,7 @@ def skip(m: Machine, sid: str, outputs: dict[str, Any] | None, now: float) -> No
 
 def cancel(m: Machine, now: float) -> None:
     """Cancel every step that is not running; the run ends cancelled once running ones finish."""
-    err = _ended(m, "be cancelled")
+    err = _ended(m, "cancelled")
     if err:
         raise err
     for sid in m.specs:
@@ -145,7 +148,8 @@ def rollback(m: Machine, now: float, force: bool) -> None:
     if missing and not force:
         raise WeftError(
             f"cannot roll back run {run['id']}: succeeded step{'s' if len(missing) > 1 else ''} "
-            f"{', '.join(missing)} ha{'ve' if len(missing) > 1 else 's'} no undo (--force leaves them as they are)"
+            f"{', '.join(missing)} ha{'ve' if len(missing) > 1 else 's'} no undo "
+            f"(--force rolls back the others and leaves {'them' if len(missing) > 1 else 'it'} as done)"
         )
     m.halt = run["halt"] = None
     run.update(ending=None, rolled_back=False)

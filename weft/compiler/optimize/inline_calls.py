@@ -81,6 +81,7 @@ def _inline(g: nx.DiGraph, call: str, callee: nx.DiGraph) -> None:
         for s in sinks:
             g.add_edge(s, succ, data=[], control=True)
         _replace_outputs(g.nodes[succ], call, returns)
+    _replace_flow_outputs(g.graph, call, returns)
     g.remove_node(call)
     for n in added + succs:
         connect(g, n)
@@ -101,6 +102,16 @@ def _replace_outputs(fields: dict, call: str, returns: dict) -> None:
         fields["undo"]["inputs"] = {k: sub(v) for k, v in fields["undo"]["inputs"].items()}
     if fields["each"]:
         fields["each"]["items"] = sub(fields["each"]["items"])
+
+
+def _replace_flow_outputs(attrs: dict, call: str, returns: dict) -> None:
+    """The caller's own `return`, label and locks may read the call's outputs too."""
+    holder = {"inputs": attrs["returns"], "when": attrs["label"], "undo": None, "each": None}
+    _replace_outputs(holder, call, returns)
+    attrs["returns"], attrs["label"] = holder["inputs"], holder["when"]
+    locks = {"inputs": dict(enumerate(attrs["locks"])), "when": None, "undo": None, "each": None}
+    _replace_outputs(locks, call, returns)
+    attrs["locks"] = list(locks["inputs"].values())
 
 
 def _renumber(g: nx.DiGraph) -> None:

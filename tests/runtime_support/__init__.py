@@ -1,0 +1,1 @@
+"""Hand-built Plans and tiny actions for the runtime's tests and benchmarks."""

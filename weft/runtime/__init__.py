@@ -1,0 +1,15 @@
+"""The durable runtime: runs persisted in LMDB, driven by an orchestrator and a worker pool.
+
+It consumes compiled Plans (docs/plan-format.md) and never imports the compiler.
+"""
+
+from __future__ import annotations
+
+__all__ = ["load_run_view"]
+
+
+def load_run_view(store_dir: str | None, run_id_or_prefix: str) -> tuple[dict, dict[str, str]]:
+    """(plan, {step id: state}) of a stored run, for `weft graph RUN`; None: the default store."""
+    from weft.runtime.views import load_run_view as load
+
+    return load(store_dir, run_id_or_prefix)

@@ -1,0 +1,185 @@
+"""The driver: runs a Machine's launches on an executor and persists every transition.
+
+One loop, in rounds. A round takes every action outcome that arrived, fires
+due timers, reads requests (cancel, signal) left by other processes, asks the
+machine what to start, and commits all of that in ONE write transaction (group
+commit). Only after the commit are the new actions submitted and the
+transitions reported, so a step is recorded running before its action is
+called and a step's outputs are durable before any dependent starts.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from concurrent.futures import Executor, Future
+from typing import Callable
+
+from weft.errors import WeftError
+from weft.runtime import steering
+from weft.runtime.crash import crash_point
+from weft.runtime.executor import ThreadExecutor, perform
+from weft.runtime.lease import Lease
+from weft.runtime.machine import Launch, Machine
+from weft.runtime.session import persist
+from weft.runtime.states import RUN_STOPPED, error_record
+from weft.runtime.store import Store
+
+DEFAULT_WORKERS = 16
+POLL = 0.2  # seconds between looks at requests from other processes
+
+Observer = Callable[[list[dict], "Driver"], None]
+
+
+class Driver:
+    def __init__(
+        self, store: Store, machine: Machine, lease: Lease, *, workers: int | None = None,
+        executor: Executor | None = None, observer: Observer | None = None, until_waiting: bool = False,
+    ) -> None:
+        self.store = store
+        self.machine = machine
+        self.lease = lease
+        self.workers = max(1, workers or DEFAULT_WORKERS)
+        self.executor = executor or ThreadExecutor()
+        self._own_executor = executor is None
+        self.observer = observer
+        self.until_waiting = until_waiting
+        self.run_id = machine.run["id"]
+        self.fractions: dict[str, float] = {}  # running step -> reported progress
+        self.inflight: dict[str, tuple[int, bool, threading.Event]] = {}  # step -> (attempt, undo, cancel)
+        self._done: queue.SimpleQueue = queue.SimpleQueue()
+        self._logs: queue.SimpleQueue = queue.SimpleQueue()  # log lines from actions
+        self._consumed: list[bytes] = []
+        for folder in machine.plan.get("search_path") or ():
+            if folder not in sys.path:
+                sys.path.append(folder)
+
+    def drive(self) -> dict:
+        """Drive the run until it ends or pauses (or, with `until_waiting`, waits for a signal)."""
+        self.lease.keep_alive(self.store)
+        try:
+            return self._loop()
+        finally:
+            self.lease.stop()
+            for _, _, cancel in self.inflight.values():
+                cancel.set()
+            if self._own_executor:
+                self.executor.shutdown(wait=False)
+
+    def _loop(self) -> dict:
+        m = self.machine
+        next_poll = 0.0
+        arrived: list = []
+        while True:
+            now = time.time()
+            while not self._logs.empty():  # lines an action logged come before its outcome
+                m.events.append(self._logs.get_nowait())
+            if arrived:
+                self._apply(arrived, now)
+                crash_point("after-action-before-commit")
+            if now >= next_poll:
+                self._poll(now)
+                next_poll = now + POLL
+            launches = m.launch(now, self.workers - len(self.inflight))
+            self._abandon_stale()
+            stop = m.run["state"] in RUN_STOPPED or (self.until_waiting and not self.inflight and m.waiting_only())
+            self._commit(release=stop)
+            for launch in launches:
+                self._submit(launch)
+            if stop:
+                return m.run
+            arrived = self._wait(now)
+
+    # -- one round ----------------------------------------------------------------------
+
+    def _apply(self, arrived: list[tuple[Launch, Future]], now: float) -> None:
+        m = self.machine
+        for launch, future in arrived:
+            entry = self.inflight.get(launch.step)
+            if entry is None or entry[:2] != (launch.attempt, launch.undo):
+                continue  # abandoned after a timeout; its late answer does not count
+            del self.inflight[launch.step]
+            self.fractions.pop(launch.step, None)
+            try:
+                ok, payload = future.result()
+            except BaseException as e:  # a foreign executor failed to run it
+                ok, payload = False, error_record(type(e).__name__, str(e))
+            if launch.undo:
+                if ok:
+                    m.undone(launch.step, launch.attempt, now)
+                else:
+                    m.undo_failed(launch.step, launch.attempt, payload, now)
+            elif ok:
+                m.succeeded(launch.step, launch.attempt, payload, now)
+            else:
+                m.failed(launch.step, launch.attempt, payload, now)
+
+    def _poll(self, now: float) -> None:
+        """Act on cancel and signal requests that other processes left for this owner."""
+        with self.store.read() as t:
+            requests = t.requests(self.run_id)
+        for key, req in requests:
+            self._consumed.append(key)
+            try:
+                if req["kind"] == "cancel":
+                    self.machine.note(now, f"cancel requested by {req.get('by', 'someone')}")
+                    steering.cancel(self.machine, now)
+                    for _, _, cancel in self.inflight.values():
+                        cancel.set()
+                elif req["kind"] == "signal":
+                    steering.signal(self.machine, req["name"], req["fields"], now)
+            except WeftError as e:
+                self.machine.note(now, f"{req['kind']} request ignored: {e}")
+
+    def _abandon_stale(self) -> None:
+        """Forget actions whose step is no longer waiting for them (timed out)."""
+        m = self.machine
+        for sid, (attempt, undo, cancel) in list(self.inflight.items()):
+            rec = m.steps[sid]
+            current = sid in m.undoing if undo else (rec["state"] == "running" and rec["attempts"] == attempt)
+            if not current:
+                cancel.set()
+                del self.inflight[sid]
+                self.fractions.pop(sid, None)
+
+    def _commit(self, release: bool) -> None:
+        m = self.machine
+        if not (m.events or m.dirty or m.run_dirty or release or self._consumed):
+            return
+        crash_point("before-commit")
+        consumed, self._consumed = self._consumed, []
+        events = self.store.write(
+            lambda t: persist(t, m, self.lease, fractions=self.fractions, release=release, consumed=consumed)
+        )
+        crash_point("after-commit")
+        if self.observer is not None and events:
+            self.observer(events, self)
+
+    def _submit(self, launch: Launch) -> None:
+        cancel = threading.Event()
+        sid = launch.step
+        self.inflight[sid] = (launch.attempt, launch.undo, cancel)
+        local = isinstance(self.executor, ThreadExecutor)
+        progress = (lambda f: self.fractions.__setitem__(sid, f)) if local else None
+        log = (lambda text: self._logs.put({"t": time.time(), "step": sid, "log": text})) if local else None
+        future = self.executor.submit(
+            perform, self.run_id, sid, launch.attempt, launch.action, launch.inputs, launch.deadline,
+            progress, log, cancel if local else None,
+        )
+        future.add_done_callback(lambda f: self._done.put((launch, f)))
+
+    def _wait(self, now: float) -> list:
+        """Block until an action answers, a timer is due, or it is time to poll."""
+        due = self.machine.next_timer()
+        timeout = POLL if due is None else min(POLL, max(0.0, due - now))
+        try:
+            arrived = [self._done.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                arrived.append(self._done.get_nowait())
+            except queue.Empty:
+                return arrived
