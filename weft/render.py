@@ -11,11 +11,15 @@ fill colours per step state with a legend.
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
 
 from weft.errors import WeftError
 from weft.render_style import (
+    action_label,
     CLUSTERS,
     CRITICAL,
     EXTENSION_COLOURS,
@@ -80,9 +84,29 @@ def draw(
             return
         import pygraphviz
 
-        pygraphviz.AGraph(string=text).draw(out_path, format=ext[1:], prog="dot")
+        with _filtered_stderr("Fontconfig warning"):
+            pygraphviz.AGraph(string=text).draw(out_path, format=ext[1:], prog="dot")
     except OSError as e:
         raise WeftError(f"cannot write {out_path!r}: {e.strerror}") from e
+
+
+@contextmanager
+def _filtered_stderr(noise: str):
+    """Drop lines starting with `noise` that native code writes to stderr (the
+    Graphviz bundled with pygraphviz warns about newer system font settings)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            for line in tmp.read().decode(errors="replace").splitlines(keepends=True):
+                if not line.startswith(noise):
+                    sys.stderr.write(line)
 
 
 def body_summary(plan: dict) -> str:
@@ -261,7 +285,7 @@ class _Diagram:
         parts = [f"<B>{html(sid.rsplit('/', 1)[-1])}</B>"]
         if step["kind"] == "action":
             action = step["action"]
-            parts.append(html(f"{action['module'].rsplit('.', 1)[-1]}.{action['name']}"))
+            parts.append(html(action_label(action)))
         elif step["kind"] == "wait":
             parts.append(html(f"wait for signal {step['wait']['signal']}"))
         elif self.expand:

@@ -190,3 +190,14 @@ def signature(plan: dict, width: int = 90) -> list[str]:
         else:
             lines[-1] += " " + word
     return lines
+
+
+STD_PACKAGE = "weft.stdlib_actions"
+
+
+def action_label(action: dict) -> str:
+    """How a step's action reads: `proxy.dhcp_reserve`, `std.file.append`."""
+    module = action["module"]
+    if module == STD_PACKAGE or module.startswith(STD_PACKAGE + "."):
+        return "std" + module[len(STD_PACKAGE):] + "." + action["name"]
+    return f"{module.rsplit('.', 1)[-1]}.{action['name']}"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 
-from weft import typesys as T
-from weft.expr import show
+from weft.render_style import action_label, expr_text, seconds, type_text
 
 PHASE_TITLES = {"finalize": "finalize (in order, after every run step)", "success": "on success", "failure": "on failure"}
 
@@ -55,15 +54,15 @@ def _step_line(s: dict, width: int) -> str:
     if s["after"]:
         notes.append("after " + ", ".join(s["after"]))
     if s["retry"]:
-        notes.append(f"retry {s['retry']}" + (f" backoff {_secs(s['backoff'])}" if s["backoff"] else ""))
+        notes.append(f"retry {s['retry']}" + (f" backoff {seconds(s['backoff'])}" if s["backoff"] else ""))
     if s["timeout"]:
-        notes.append(f"timeout {_secs(s['timeout'])}")
+        notes.append(f"timeout {seconds(s['timeout'])}")
     if s["when"] is not None:
         notes.append(f"when {expr_text(s['when'])}")
     if s["on_error"] != "pause":
         notes.append(f"on error {s['on_error']}")
     if s["undo"]:
-        notes.append(f"undo {_action(s['undo']['action'])}")
+        notes.append(f"undo {action_label(s['undo']['action'])}")
     if s["origin"]:
         notes.append(f"from extension {_rel(s['origin']['extension'])}")
     return line + ("   [" + "; ".join(notes) + "]" if notes else "")
@@ -76,18 +75,13 @@ def _what(s: dict) -> str:
         e = s["each"]
         body = e["plan"]["steps"]
         return f"each {e['var']} in {expr_text(e['items'])} (concurrency {e['concurrency']}): {len(body)} steps per item"
-    return _action(s["action"]) if s["action"] else "?"
-
-
-def _action(a: dict) -> str:
-    module = "std" if a["module"].startswith("weft.stdlib_actions") else a["module"].rsplit(".", 1)[-1]
-    return f"{module}.{a['name']}"
+    return action_label(s["action"]) if s["action"] else "?"
 
 
 def _params(plan: dict) -> str:
     parts = []
     for p in plan["params"]:
-        text = f"{p['name']}: {T.from_data(p['type'])}"
+        text = f"{p['name']}: {type_text(p['type'])}"
         if p["default"] is not None:
             text += f" = {expr_text(p['default'])}"
         parts.append(text)
@@ -95,45 +89,9 @@ def _params(plan: dict) -> str:
 
 
 def _results(plan: dict) -> str:
-    return ", ".join(f"{r['name']}: {T.from_data(r['type'])}" for r in plan["results"])
-
-
-def _secs(v: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if v >= size and v % size == 0:
-            return f"{int(v // size)}{unit}"
-    return f"{v:g}s"
+    return ", ".join(f"{r['name']}: {type_text(r['type'])}" for r in plan["results"])
 
 
 def _rel(path: str) -> str:
     rel = os.path.relpath(path)
     return path if rel.startswith("..") else rel
-
-
-def expr_text(e: list) -> str:
-    """A Plan expression written back in .flow syntax."""
-    tag = e[0]
-    if tag == "lit":
-        v = e[1]
-        return f'"{v}"' if isinstance(v, str) else show(v)
-    if tag == "param":
-        return e[1]
-    if tag == "step":
-        return e[1] if e[2] is None else f"{e[1]}.{e[2]}"
-    if tag == "fmt":
-        return '"' + "".join(p if isinstance(p, str) else "${" + expr_text(p) + "}" for p in e[1]) + '"'
-    if tag == "list":
-        return "[" + ", ".join(expr_text(x) for x in e[1]) + "]"
-    if tag == "rec":
-        return "(" + ", ".join(f"{k}: {expr_text(x)}" for k, x in e[1]) + ")"
-    if tag == "get":
-        return f"{expr_text(e[1])}.{e[2]}"
-    if tag == "idx":
-        return f"{expr_text(e[1])}[{expr_text(e[2])}]"
-    if tag == "op":
-        return f"{expr_text(e[2])} {e[1]} {expr_text(e[3])}"
-    if tag in ("and", "or"):
-        return f"({expr_text(e[1])} {tag} {expr_text(e[2])})"
-    if tag == "not":
-        return f"not {expr_text(e[1])}"
-    return f"-{expr_text(e[1])}"

@@ -111,11 +111,15 @@ class Sink:
 
     def sorted(self) -> list[Diagnostic]:
         """Unique diagnostics by position. A line with a syntax error reports only
-        that: what later passes say of it comes from the repaired text."""
+        that: what later passes say of it comes from the repaired text. A file with
+        a syntax error reports no warnings: the repair may have dropped the very
+        text that uses a name, so "never used" would be a false alarm."""
         broken = {(d.span.file, d.span.line) for d in self.items if d.code == "E001"}
+        broken_files = {file for file, _line in broken}
         unique = {
             (d.code, d.span, d.message): d
             for d in self.items
-            if d.code in SYNTAX_CODES or (d.span.file, d.span.line) not in broken
+            if d.code in SYNTAX_CODES
+            or ((d.span.file, d.span.line) not in broken and not (d.severity == "warning" and d.span.file in broken_files))
         }
         return sorted(unique.values(), key=Diagnostic.sort_key)

@@ -211,8 +211,8 @@ def _hint_for(tok: Token, expected: set[str]) -> str | None:
 
 def _start(x):
     """(line, col) where a token, node, or sequence of them begins; None if empty."""
-    if type(x) is Token:
-        return None if x.line is None else (x.line, x.column)
+    if type(x) is Token:  # the third item: a token's position still needs the offsets
+        return None if x.line is None else (x.line, x.column, True)
     if type(x) in (list, tuple):
         for y in x:
             found = _start(y)
@@ -220,12 +220,12 @@ def _start(x):
                 return found
         return None
     span = getattr(x, "span", None)
-    return None if span is None else (span.line, span.col)
+    return None if span is None else (span.line, span.col, False)
 
 
 def _end(x):
     if type(x) is Token:
-        return None if x.end_line is None else (x.end_line, x.end_column)
+        return None if x.end_line is None else (x.end_line, x.end_column, True)
     if type(x) in (list, tuple):
         for y in reversed(x):
             found = _end(y)
@@ -233,7 +233,7 @@ def _end(x):
                 return found
         return None
     span = getattr(x, "span", None)
-    return None if span is None else (span.end_line, span.end_col)
+    return None if span is None else (span.end_line, span.end_col, False)
 
 
 def _items(c) -> tuple:
@@ -260,12 +260,14 @@ class Builder(Transformer):
         if first is None or last is None:
             return ast.Span(self.file, 1 + self.line_off, 1, 1 + self.line_off, 1)
         # Columns shift only on an interpolation's own line (its text has no newlines).
+        # A child node's span is in file coordinates already; only tokens are shifted.
+        lo, co = self.line_off, self.col_off
         return ast.Span(
             self.file,
-            first[0] + self.line_off,
-            first[1] + self.col_off,
-            last[0] + self.line_off,
-            last[1] + self.col_off,
+            first[0] + lo * first[2],
+            first[1] + co * first[2],
+            last[0] + lo * last[2],
+            last[1] + co * last[2],
         )
 
     # -- top level --------------------------------------------------------------
