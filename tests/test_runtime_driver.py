@@ -84,14 +84,17 @@ def test_a_timed_out_action_is_abandoned_and_the_step_fails(store):
 
 def test_action_faults_become_step_errors(store):
     p = plan("e", [
-        step("bad", "bad_output", on_error="skip"),
+        step("huge", "add", inputs={"a": 2**63, "b": 2**63}, on_error="skip"),
+        step("huger", "add", inputs={"a": ["op", "*", ["lit", 2**63], ["lit", 4]], "b": 0}, on_error="skip"),
         step("missing", "no_such_action", on_error="skip"),
         step("boom", "fail", inputs={"message": "it broke"}, on_error="skip"),
     ])
     run = drive(store, p)
     _, steps = stored(store, run["id"])
     assert run["state"] == "succeeded"
-    assert steps["bad"]["error"]["type"] == "OutputError"
+    assert steps["huge"]["error"]["type"] == "OutputError"
+    assert steps["huge"]["error"]["message"] == "outputs cannot be stored: Integer value out of range"
+    assert steps["huger"]["error"]["type"] == "InputError"
     assert steps["missing"]["error"]["type"] == "ActionNotFound"
     assert steps["boom"]["error"]["message"] == "it broke" and "Traceback" in steps["boom"]["error"]["traceback"]
 

@@ -32,7 +32,7 @@ def step(
     """A step; `inputs` values are expressions (plain values become literals); `undo` is (action, inputs)."""
     inputs = {k: v if _is_expr(v) else lit(v) for k, v in (inputs or {}).items()}
     if idempotent is None:
-        idempotent = action in ("noop", "echo", "add", "effect_again", "sleep", "hang", "say", "bad_output")
+        idempotent = action in ("noop", "echo", "add", "effect_again", "sleep", "hang", "say")
     return {
         "id": sid, "name": sid, "phase": phase, "kind": "wait" if wait else "action",
         "action": None if wait else {"module": MODULE, "name": action, "idempotent": idempotent},

@@ -103,8 +103,3 @@ def hang(seconds: float) -> None:
 @action(idempotent=True)
 def say(message: str, ctx: Context) -> None:
     ctx.log(message)
-
-
-@action(idempotent=True)
-def bad_output() -> Value:
-    return {"value": object()}

@@ -18,6 +18,7 @@ from typing import Any
 from weft import expr, typesys
 from weft.errors import WeftError
 from weft.runtime import session, steering, views
+from weft.runtime.codec import check_serializable
 from weft.runtime.console import LiveReport, PlainReport
 from weft.runtime.driver import Driver
 from weft.runtime.lease import Lease
@@ -114,6 +115,9 @@ def read_inputs(plan: dict, pairs: list[str], path: str | None) -> dict[str, Any
                 inputs[name] = expr.evaluate(p["default"], expr.Env(inputs))
             except (expr.EvalError, expr.Unresolved) as e:
                 problems.append(f"default of input '{name}' cannot be computed: {e}")
+    problem = check_serializable(inputs)
+    if problem:
+        problems.append(f"inputs cannot be stored: {problem}")
     if problems:
         raise WeftError("; ".join(problems) + "; nothing was run")
     return inputs

@@ -26,8 +26,11 @@ class Compilation:
     flows: list[str] = field(default_factory=list)  # flows of the files named, in source order
     plans: dict[str, dict] = field(default_factory=dict)
     extensions: dict[str, list[dict]] = field(default_factory=dict)
+    # For tools that need more than diagnostics (the editor server): the loaded
+    # program, each flow's resolved scope, and the type pass's results.
     program: object = None
     scopes: dict = field(default_factory=dict)
+    typing: object = None
 
     @property
     def has_errors(self) -> bool:
@@ -93,6 +96,7 @@ def _compile(paths, extensions, sources, plans) -> Compilation:
         flows=flows,
         program=program,
         scopes=scopes,
+        typing=typing,
         extensions={
             name: [{"file": e.span.file, "line": e.span.line} for e, _ in exts]
             for name, exts in program.extensions.items()

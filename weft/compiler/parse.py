@@ -101,7 +101,10 @@ class _Repair:
         if e.token.type == "$END":
             self.report(e)
             return self._close_all(ip, e.token)
-        for kind, text in _INSERTABLE + (("NAME", MISSING),):
+        candidates = _INSERTABLE + (("NAME", MISSING),)
+        if e.token.type == "NAME" and self._followed_by(e.token, ":"):
+            candidates = (("COMMA", ","),) + candidates  # `a: 1 b: 2`: a ',' is missing, not a ')'
+        for kind, text in candidates:
             trial = ip.copy()
             trial.feed_token(Token.new_borrow_pos(kind, text, e.token)) if kind in trial.accepts() else None
             if kind in ip.accepts() and e.token.type in trial.accepts():
@@ -109,6 +112,10 @@ class _Repair:
                 ip.feed_token(e.token)
                 return True
         return True
+
+    def _followed_by(self, tok: Token, text: str) -> bool:
+        line = self.lines[tok.end_line - 1] if tok.end_line and tok.end_line <= len(self.lines) else ""
+        return line[tok.end_column - 1 :].lstrip().startswith(text)
 
     def _close_all(self, ip, end: Token) -> bool:
         for _ in range(64):

@@ -100,6 +100,7 @@ def resolve(program: Program, sink: Sink) -> dict[str, Scope]:
 class _Resolver:
     def __init__(self, program: Program, sink: Sink) -> None:
         self.program, self.sink = program, sink
+        self.origin: Unit | None = None  # the extension whose step is being bound
 
     def flow(self, scope: Scope, fdef: FlowDef, extensions: list[tuple[ast.Extend, Unit]]) -> None:
         scope.reserved = _step_names(fdef.flow.body) | {n for ext, _ in extensions for n in _step_names(ext.body)}
@@ -203,7 +204,9 @@ class _Resolver:
             elif sym.kind == "let":
                 self.expr(scope, sym.node.value)
         for decl in scope.steps.values():
+            saved, self.origin = self.origin, decl.origin
             self.step(scope, decl)
+            self.origin = saved
         for m in scope.metas:
             for e in (m.label, m.tags):
                 if e is not None:
@@ -301,10 +304,11 @@ class _Resolver:
             sym = scope.lookup(e.name)
             if sym is None:
                 hint = suggest(scope.visible(), e.name)
+                extended = f"flow '{_root(scope).name}' has no step or value '{e.name}'"
                 self.sink.add(
-                    "E101",
+                    "E114" if self.origin else "E101",
                     e.span,
-                    f"'{e.name}' is not defined",
+                    extended if self.origin else f"'{e.name}' is not defined",
                     f"did you mean '{hint}'?" if hint else None,
                     fix=hint,
                 )

@@ -26,8 +26,11 @@ class BadValue(Exception):
 
 
 def encode(value: Any) -> bytes:
-    """Serialize plain data (dict, list, str, int, float, bool, None, bytes)."""
-    payload = msgpack.packb(value, use_bin_type=True)
+    """Serialize plain data (dict, list, str, int, float, bool, None, bytes); BadValue if it cannot be."""
+    try:
+        payload = msgpack.packb(value, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise BadValue(f"value cannot be stored: {e}") from None
     return _HEADER.pack(RECORD_VERSION, zlib.crc32(payload)) + payload
 
 
@@ -50,7 +53,7 @@ def decode(raw: bytes) -> Any:
 def check_serializable(value: Any) -> str | None:
     """Why `value` cannot be stored, or None when it can."""
     try:
-        msgpack.packb(value, use_bin_type=True)
-    except (TypeError, ValueError, OverflowError) as e:
-        return str(e)
+        encode(value)
+    except BadValue as e:
+        return str(e).removeprefix("value cannot be stored: ")
     return None

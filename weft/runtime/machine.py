@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from weft import expr
+from weft.runtime.codec import check_serializable
 from weft.runtime.states import DONE, RUN_STOPPED, UNFINISHED, describe_error, error_record
 
 _HALT_RANK = {None: 0, "pause": 1, "fail": 2, "rollback": 3, "cancel": 4}
@@ -327,6 +328,9 @@ class Machine:
                 self.release(sid, now)
                 return None
             inputs = {k: expr.evaluate(e, self.env) for k, e in spec["inputs"].items()}
+            problem = check_serializable(inputs)
+            if problem:
+                raise expr.EvalError(f"inputs cannot be stored: {problem}")
         except expr.EvalError as e:
             rec["attempts"] += 1
             self._fail(sid, error_record("InputError", str(e)), now, retry=False)

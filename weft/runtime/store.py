@@ -202,6 +202,9 @@ class Store:
                 except lmdb.Error as e:
                     txn.abort()
                     raise StoreError(f"cannot write to store {self.path}: {_reason(e)}") from None
+                except codec.BadValue as e:
+                    txn.abort()
+                    raise StoreError(f"cannot write to store {self.path}: {e}") from None
                 except BaseException:
                     txn.abort()
                     raise
