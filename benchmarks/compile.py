@@ -79,7 +79,7 @@ def main() -> None:
         graph, t_lower = timed(lambda: lower(scopes["big"], typing, lambda g: build_plan(g, [])))
         pass_times = []
         for run in PASSES:
-            graph, t = timed(lambda: run(graph, None))
+            graph, t = timed(lambda run=run, graph=graph: run(graph, None))
             pass_times.append((run.__name__, t))
         plan, t_plan = timed(lambda: build_plan(graph, []))
         gc.enable()

@@ -18,8 +18,6 @@ from weft.compiler.exprs import constant, field_refs, is_constant, symbol_expr, 
 from weft.compiler.resolve import Scope, StepDecl, Symbol
 from weft.compiler.types import Typing
 
-PLAN_VERSION = 1
-
 
 def lower(scope: Scope, typing: Typing, build_plan: Callable[[nx.DiGraph], dict]) -> nx.DiGraph:
     """The graph of a flow (or an `each` body); `build_plan` turns a body graph into its Plan."""

@@ -1,8 +1,9 @@
 """Inline calls of other flows (outside `each`) into the caller's graph.
 
 The callee's steps join the caller with ids prefixed by the call step's id
-(`host/dhcp`); its parameters become the call's argument expressions, and a
-reference to the call's outputs becomes the callee's `return` expressions.
+(`host/dhcp`); its parameters become the call's argument expressions, a
+reference to the call's outputs becomes the callee's `return` expressions,
+and its locks are held by the caller.
 """
 
 from __future__ import annotations
@@ -75,6 +76,11 @@ def _inline(g: nx.DiGraph, call: str, callee: nx.DiGraph) -> None:
         if g.edges[pred, call]["control"]:
             for r in roots:
                 g.add_edge(pred, r, data=[], control=True)
+    # The callee's locks are taken by the caller; its label and tags serve a caller without its own.
+    g.graph["locks"] = g.graph["locks"] + [rewrite(lock) for lock in callee.graph["locks"]]
+    if g.graph["label"] is None and callee.graph["label"] is not None:
+        g.graph["label"] = rewrite(callee.graph["label"])
+    g.graph["tags"] = g.graph["tags"] or list(callee.graph["tags"])
     returns = {k: rewrite(v) for k, v in callee.graph["returns"].items()}
     succs = list(g.successors(call))
     for succ in succs:  # whoever waits for the call waits for all of its steps
