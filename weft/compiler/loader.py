@@ -147,7 +147,7 @@ class Loader:
 
     def load_extensions(self, dirs: list[str]) -> None:
         """Extension .flow files from folders and from the `weft.extensions` entry points."""
-        for d in list(dirs) + _entry_point_dirs():
+        for d in list(dirs) + self._entry_point_paths():
             if os.path.isfile(d):
                 self.load(d, extension=True)
                 continue
@@ -159,6 +159,17 @@ class Loader:
                 for name in sorted(files):
                     if name.endswith(".flow"):
                         self.load(os.path.join(root, name), extension=True)
+
+    def _entry_point_paths(self) -> list[str]:
+        """Extension .flow files or folders that installed packages declare (`weft.extensions`)."""
+        found = []
+        for ep in metadata.entry_points(group="weft.extensions"):
+            try:
+                found.append(str(ep.load()))
+            except Exception as e:  # a broken third-party package is reported, not fatal
+                where = ast.Span(f"<entry point {ep.name} = {ep.value}>", 1, 1, 1, 1)
+                self.sink.add("E121", where, f"extension entry point '{ep.name}' failed to load: {e}")
+        return sorted(found)
 
 
 def module_roots(dotted: str, start: str) -> list[str]:
@@ -177,13 +188,3 @@ def module_roots(dotted: str, start: str) -> list[str]:
     if cwd not in roots:
         roots.append(cwd)
     return roots
-
-
-def _entry_point_dirs() -> list[str]:
-    found = []
-    for ep in metadata.entry_points(group="weft.extensions"):
-        try:
-            found.append(str(ep.load()))
-        except Exception:  # a broken third-party package must not break every check
-            continue
-    return sorted(found)
