@@ -20,18 +20,19 @@ $weft graph examples/foreman/host.flow --extensions examples/extension -o out/cr
 $weft graph examples/katello/organization.flow -o out/organization.svg
 $weft graph examples/bulk/hosts.flow --flow bulk_create -o out/bulk_create.svg
 
-if $weft run --help >/dev/null 2>&1 && [ -f weft/commands/runs.py ]; then
+echo
+echo "== weft run examples/foreman/host.flow (store: ./.weft)"
+export WEFT_PROXY_STATE="$PWD/.weft-proxy/state.json"
+n=$(( $(date +%s) % 100000 ))
+mac=$(printf '52:54:00:%02x:%02x:%02x' $((n / 65536 % 256)) $((n / 256 % 256)) $((n % 256)))
+set +e
+$weft run examples/foreman/host.flow -i name="web$n" -i mac="$mac" -i subnet=10.0.0.0/24 | tee out/run.txt
+code=${PIPESTATUS[0]}
+set -e
+run=$(awk '/^run /{print $2; exit}' out/run.txt)
+if [ -n "$run" ]; then
   echo
-  echo "== weft run examples/foreman/host.flow (store: ./.weft)"
-  export WEFT_PROXY_STATE="$PWD/.weft-proxy/state.json"
-  name="web$(date +%s)"
-  set +e
-  $weft run examples/foreman/host.flow -i name="$name" -i mac="52:54:00:$(printf '%02x:%02x:%02x' $((RANDOM%256)) $((RANDOM%256)) $((RANDOM%256)))" -i subnet=10.0.0.0/24 | tee out/run.txt
-  code=${PIPESTATUS[0]}
-  set -e
-  run=$(awk '/^run /{print $2; exit}' out/run.txt)
-  if [ -n "$run" ]; then
-    $weft graph "$run" -o out/run.svg
-  fi
-  exit "$code"
+  echo "== weft graph $run (the run, coloured by step state)"
+  $weft graph "$run" -o out/run.svg
 fi
+exit "$code"

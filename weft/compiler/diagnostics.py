@@ -84,16 +84,18 @@ _IGNORE = re.compile(r"#\s*weft:\s*ignore\[([A-Z0-9_,\s]+)\]")
 
 @dataclass
 class Sink:
-    """Collects diagnostics from every pass; honours `# weft: ignore[CODE]` comments."""
+    """Collects diagnostics from every pass; honours `# weft: ignore[CODE]` comments on warnings."""
 
     items: list[Diagnostic] = field(default_factory=list)
     # file -> {line: codes suppressed there}
     ignores: dict[str, dict[int, set[str]]] = field(default_factory=dict)
 
     def add(self, code: str, span: Span, message: str, hint: str | None = None, fix: str | None = None) -> None:
-        if code in self.ignores.get(span.file, {}).get(span.line, ()):
+        severity = CODES[code][1]
+        # Only warnings can be silenced: a program with an error is never planned.
+        if severity == "warning" and code in self.ignores.get(span.file, {}).get(span.line, ()):
             return
-        self.items.append(Diagnostic(code, CODES[code][1], span, message, hint, fix))
+        self.items.append(Diagnostic(code, severity, span, message, hint, fix))
 
     def note_source(self, file: str, text: str) -> None:
         """Record the suppression comments of a source file."""
