@@ -182,3 +182,34 @@ def generated_plan(groups=40, size=50):
             prev = sid
     steps.append(step("done", after=[f"g{g:03}/s{size - 1:02}" for g in range(groups)]))
     return plan("generated", steps)
+
+
+def layered_plan(layers=10, width=40):
+    """A flat flow too big to draw step by step: `layers` rows of `width` steps, each reading two
+    steps of the row above (every fifth also one three rows up), an extension adding two
+    audit steps per row, and a finalize step and hooks."""
+    ext = {"extension": "/srv/ext/audit.flow", "line": 2}
+    steps = []
+    for row in range(layers):
+        for col in range(width):
+            data = []
+            if row:
+                data = [(f"r{row - 1}c{col}", "out", "input"), (f"r{row - 1}c{(col * 7 + 3) % width}", "out", "extra")]
+            if row >= 3 and col % 5 == 0:
+                data.append((f"r{row - 3}c{col}", "out", "early"))
+            steps.append(step(f"r{row}c{col}", name="work", data=data))
+        for n in range(2):
+            steps.append(step(f"audit{row}_{n}", "acme.audit", "write", after=[f"r{row}c{n}"], origin=ext))
+    steps += [
+        step("cleanup", "weft.stdlib_actions.std", "log", phase="finalize", inputs={"message": lit("bye")}),
+        step("notify", "acme.chat", "post", phase="success", inputs={"text": lit("done")}),
+        step("alert", "acme.chat", "post", phase="failure", inputs={"text": lit("failed")}),
+    ]
+    return plan("layered", steps, extensions=[{"file": ext["extension"], "line": 1, "flow": "layered"}])
+
+
+def chain_plan(size=3000):
+    """One long chain of steps: the critical path is every step."""
+    steps = [step("c0")]
+    steps += [step(f"c{i}", name="work", data=[(f"c{i - 1}", "out", "input")]) for i in range(1, size)]
+    return plan("chain", steps)

@@ -13,7 +13,8 @@ import pytest
 
 import plans
 from weft.errors import WeftError
-from weft.render import body_summary, draw, overall_state, to_dot
+from weft.render import body_summary, draw, to_dot
+from weft.render_collapse import overall_state
 from weft.render_style import STATES, expr_text
 
 pytestmark = pytest.mark.filterwarnings("error")  # a Graphviz warning means bad DOT
@@ -269,3 +270,113 @@ def test_inlined_sub_flows_cluster_by_prefix():
     ]
     members = cluster_members(to_dot(plans.plan("nested", steps)))
     assert members == {"sub-flow: host": {"host/dhcp", "host/dns/a"}, "sub-flow: dns": {"host/dns/a"}}
+
+
+def test_big_flat_plans_group_steps_by_level(tmp_path):
+    plan = plans.layered_plan(layers=10, width=40)
+    path = plan["critical_path"]
+    assert len(plan["steps"]) == 423 and path == [f"r{i}c0" for i in range(10)] + ["audit9_0"]
+    svg = render(tmp_path, plan)
+    ext = "/srv/ext/audit.flow:"
+    groups = {f"level {k}" for k in range(10)} | {f"{ext}level {k}" for k in range(1, 10)}
+    assert set(svg["node"]) == set(path) | groups | {"audit9_1", "cleanup", "notify", "alert"}
+    assert text(svg["node"]["level 4"]) == (
+        "level 4 · 39 steps r4c1, r4c2, r4c3, … +36 proxy.work ×39 +7 edges from earlier levels"
+    )
+    assert text(svg["node"]["r4c0"]) == "r4c0 proxy.work +1 edge from earlier levels"
+    assert text(svg["node"][f"{ext}level 3"]) == "level 3 · 2 steps audit2_0, audit2_1 audit.write ×2"
+    assert text(svg["node"]["level 0"]) == "level 0 · 39 steps r0c1, r0c2, r0c3, … +36 proxy.work ×39"
+
+
+def test_critical_path_stays_a_bold_chain_of_steps(tmp_path):
+    plan = plans.layered_plan()
+    svg = render(tmp_path, plan)
+    path = plan["critical_path"]
+    for tail, head in zip(path, path[1:]):
+        assert shape(svg["edge"][f"{tail}->{head}"]).get("stroke-width") == "2.4"
+    assert text(svg["edge"]["r2c0->r3c0"]) == "out → input"
+    assert shape(svg["edge"]["level 2->level 3"]).get("stroke-width") is None
+
+
+def test_edges_between_level_groups_merge_into_one_counted_edge(tmp_path):
+    plan = plans.layered_plan()
+    svg = render(tmp_path, plan)
+    by_id = {s["id"]: s for s in plan["steps"]}
+    critical = set(plan["critical_path"])
+
+    def grouped(sid, level):
+        s = by_id[sid]
+        return sid not in critical and s["origin"] is None and s["level"] == level
+
+    steps = [s for s in plan["steps"] if grouped(s["id"], 4)]
+    pairs = {(d["from"], s["id"]) for s in steps for d in s["data"] if grouped(d["from"], 3)}
+    assert len(pairs) == 77
+    assert text(svg["edge"]["level 3->level 4"]) == "77 edges"
+    to_audit = svg["edge"]["level 3->/srv/ext/audit.flow:level 4"]  # one `after`: dashed, unlabelled
+    assert text(to_audit) == "" and shape(to_audit).get("stroke-dasharray")
+    assert text(svg["edge"]["r3c0->level 4"]) == "out → extra"  # one edge keeps its fields
+    # an edge skipping a level is counted in its head's label, not drawn
+    assert "level 1->level 4" not in svg["edge"] and "r1c0->r4c0" not in svg["edge"]
+    leaving = {title for title in svg["edge"] if title.startswith("level 4->")}
+    assert leaving == {"level 4->level 5", "level 4->r5c0", "level 4->/srv/ext/audit.flow:level 5"}
+
+
+def test_level_groups_keep_phase_and_extension_clusters(tmp_path):
+    plan = plans.layered_plan()
+    svg = render(tmp_path, plan)
+    labels = {text(g) for g in svg["cluster"].values()}
+    assert labels == {"finalize", "on success", "on failure", "extension: audit.flow"}
+    members = cluster_members(to_dot(plan))
+    ext = "/srv/ext/audit.flow:"
+    assert members["extension: audit.flow"] == {f"{ext}level {k}" for k in range(1, 10)} | {"audit9_0", "audit9_1"}
+    assert members["finalize"] == {"cleanup"}
+    assert members["on success"] == {"notify"} and members["on failure"] == {"alert"}
+
+
+def test_level_groups_tally_the_states_of_a_run(tmp_path):
+    plan = plans.layered_plan()
+    states = {s["id"]: "succeeded" for s in plan["steps"] if s["level"] <= 2}
+    states["r2c7"] = "failed"
+    states["r3c1"] = "running"
+    svg = render(tmp_path, plan, states)
+    assert text(svg["node"]["level 1"]).endswith("proxy.work ×39 ✓ 39")
+    assert text(svg["node"]["level 2"]).endswith("proxy.work ×39 ✓ 38 ✗ 1")
+    assert text(svg["node"]["level 3"]).endswith("+7 edges from earlier levels ▶ 1 … 38")
+    assert shape(svg["node"]["level 2"]).get("fill") == STATES["failed"][0].lower()
+    assert shape(svg["node"]["level 3"]).get("fill") == STATES["running"][0].lower()
+    assert shape(svg["node"]["r2c0"]).get("fill") == STATES["succeeded"][0].lower()
+    assert text(svg["node"]["weft:legend"]) == "succeeded failed running"
+
+
+def test_a_long_chain_groups_bands_of_levels(tmp_path):
+    plan = plans.chain_plan(3000)
+    assert len(plan["critical_path"]) == 3000
+    svg = render(tmp_path, plan)
+    assert len(svg["node"]) == 60
+    assert text(svg["node"]["levels 0–49"]) == "levels 0–49 · 50 steps c0, c1, c2, … +47 proxy.work ×49 · proxy.c0 ×1"
+    edge = svg["edge"]["levels 0–49->levels 50–99"]
+    assert text(edge) == "out → input" and shape(edge).get("stroke-width") == "2.4"
+
+
+def test_many_sub_flows_still_too_many_nodes_group_by_level(tmp_path):
+    plan = plans.generated_plan(groups=400, size=5)
+    svg = render(tmp_path, plan)
+    chain = [f"g000/s0{i}" for i in range(5)]
+    assert set(svg["node"]) == {"start", "done", *chain} | {f"level {k}" for k in range(1, 6)}
+    assert text(svg["node"]["g000/s00"]) == "g000/s00 proxy.s00"  # no sub-flow cluster: the whole id
+    assert text(svg["node"]["level 1"]) == (
+        "level 1 · 399 steps g001/s00, g002/s00, g003/s00, … +396 proxy.s00 ×399 in 399 sub-flows"
+    )
+    assert text(svg["edge"]["start->level 1"]) == "399 edges"
+    assert text(svg["edge"]["level 5->done"]) == "399 after"
+    assert shape(svg["edge"]["g000/s04->done"]).get("stroke-width") == "2.4"
+
+
+def test_level_groups_are_deterministic():
+    plan = plans.layered_plan()
+    states = {s["id"]: ("failed" if i % 7 else "succeeded") for i, s in enumerate(plan["steps"][:200])}
+    first = to_dot(plan, states)
+    again = msgpack.unpackb(msgpack.packb(copy.deepcopy(plan)))
+    assert to_dot(again, dict(reversed(states.items()))) == first
+    assert '"level 3" -> "level 4" [label="77 edges"]' in first
+    assert to_dot(plan, expand=True).count(" [") > 420  # expanded: every step drawn

@@ -5,7 +5,8 @@ lays it out with `dot` through pygraphviz, imported only when a picture is
 asked for. The diagram shows one node per step, data edges labelled with the
 fields they carry, dashed control edges, bold critical-path edges, clusters
 for phases, extensions, inlined sub-flows and `each` bodies, and, for a run,
-fill colours per step state with a legend.
+fill colours per step state with a legend. A big plan is drawn with steps
+grouped (per sub-flow, else per level) as `weft.render_collapse` decides.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from weft.errors import WeftError
+from weft.render_collapse import Group, collapse, far_edges, far_text, group_attrs
 from weft.render_style import (
     action_label,
     CLUSTERS,
@@ -43,7 +45,6 @@ from weft.render_style import (
     state_style,
 )
 
-BIG_PLAN = 300  # above this many steps (unexpanded) sub-flows collapse into one node each
 FORMATS = (".svg", ".png", ".pdf", ".dot")
 EDGE_KINDS = ("anchor", "body", "control", "data")  # weakest first: merged edges keep the strongest
 MAX_EDGE_LINES = 4
@@ -143,25 +144,14 @@ def annotations(step: dict, default_policy: str) -> list[str]:
     return notes
 
 
-def overall_state(found: list[str]) -> str:
-    """One state standing for a collapsed group of steps."""
-    present = set(found)
-    for state in ("failed", "running", "suspended", "cancelled", "undone"):
-        if state in present:
-            return state
-    if present <= {"pending"}:
-        return "pending"
-    if present <= {"succeeded", "skipped"}:
-        return "succeeded" if "succeeded" in present else "skipped"
-    return "running"
-
-
 @dataclass
 class _Edge:
     kind: str
     lines: set[str] = field(default_factory=set)
     critical: bool = False
     ltail: str | None = None
+    pairs: dict[str, int] = field(default_factory=dict)  # edge kind -> how many step pairs it stands for
+    counted: bool = False  # touches a level group: labelled with counts rather than fields
 
 
 @dataclass
@@ -182,6 +172,7 @@ class _Diagram:
         # cluster (None: the top) -> its sub-clusters (attrs None) and nodes, in plan order
         self.members: dict[str | None, list[tuple[str, dict[str, str] | None]]] = {}
         self.edges: dict[tuple[str, str], _Edge] = {}
+        self.level_nodes: set[str] = set()  # nodes standing for steps grouped by level
         files = sorted(set(_extension_files(plan)))
         self.ext_colours = {f: EXTENSION_COLOURS[i % len(EXTENSION_COLOURS)] for i, f in enumerate(files)}
 
@@ -190,18 +181,20 @@ class _Diagram:
     def add_plan(self, plan: dict, prefix: str, parent: str | None) -> tuple[list[str], _Exit | None]:
         """Add a plan's steps under `parent`; return its root nodes and the exit of its deepest run step."""
         steps = plan["steps"]
-        collapse = not self.expand and len(steps) > BIG_PLAN
+        grouped = collapse(plan, self.expand)
+        far = far_edges(plan, grouped)
         entry: dict[str, str] = {}
         exits: dict[str, _Exit] = {}
-        groups: dict[str, tuple[str | None, str, list[dict]]] = {}
+        groups: dict[str, tuple[str | None, Group, list[dict]]] = {}
         for step in steps:
             sid = step["id"]
-            cluster = self._step_cluster(step, prefix, parent, nest_subflows=not collapse)
-            if collapse and "/" in sid:
-                head = sid.split("/", 1)[0]
-                phase = "" if step["phase"] == "run" else f"{step['phase']}:"
-                node = f"{prefix}{phase}{head}/*"
-                groups.setdefault(node, (cluster, head, []))[2].append(step)
+            cluster = self._step_cluster(step, prefix, parent, nest_subflows=not grouped)
+            group = grouped.get(sid)
+            if group is not None:
+                node = prefix + group.node
+                groups.setdefault(node, (cluster, group, []))[2].append(step)
+                if group.kind == "level":
+                    self.level_nodes.add(node)
                 entry[sid] = node
                 exits[sid] = (node, None)
                 continue
@@ -217,13 +210,15 @@ class _Diagram:
                 if last is not None:
                     exits[sid] = (last[0], each)
             else:
-                self._add_node(cluster, node, self._step_label(step, plan, prefix), state, step)
-        for node, (cluster, head, members) in groups.items():
-            self._add_group(cluster, node, head, members)
-        self._add_step_edges(plan, entry, exits)
+                label = self._step_label(step, plan, prefix, len(far.get(sid, ())), full_id=bool(grouped))
+                self._add_node(cluster, node, label, state, step)
+        for node, (cluster, group, members) in groups.items():
+            count = sum(len(far.get(s["id"], ())) for s in members)
+            self.members.setdefault(cluster, []).append((node, group_attrs(group, members, self.states, count)))
+        self._add_step_edges(plan, entry, exits, far)
         return self._anchor_phases(steps, entry, exits)
 
-    def _add_step_edges(self, plan: dict, entry: dict[str, str], exits: dict) -> None:
+    def _add_step_edges(self, plan: dict, entry: dict[str, str], exits: dict, far: dict[str, set[str]]) -> None:
         path = plan["critical_path"]
         critical = set(zip(path, path[1:]))
         for step in plan["steps"]:
@@ -233,7 +228,7 @@ class _Diagram:
                 text = f"{d['field']} → {d['to']}" if d["field"] is not None else f"→ {d['to']}"
                 carried.setdefault(d["from"], set()).add(text)
             for src in sorted(set(carried) | set(step["after"])):
-                if src in exits:
+                if src in exits and src not in far.get(sid, ()):
                     kind = "data" if src in carried else "control"
                     self._add_edge(exits[src], entry[sid], kind, carried.get(src, set()), (src, sid) in critical)
 
@@ -280,9 +275,10 @@ class _Diagram:
             self.members.setdefault(parent, []).append((name, None))
         return name
 
-    def _step_label(self, step: dict, plan: dict, prefix: str) -> Html:
+    def _step_label(self, step: dict, plan: dict, prefix: str, far: int = 0, full_id: bool = False) -> Html:
+        """Bold name (the whole id when no sub-flow cluster says where it belongs), action, small print."""
         sid = step["id"]
-        parts = [f"<B>{html(sid.rsplit('/', 1)[-1])}</B>"]
+        parts = [f"<B>{html(sid if full_id else sid.rsplit('/', 1)[-1])}</B>"]
         if step["kind"] == "action":
             action = step["action"]
             parts.append(html(action_label(action)))
@@ -296,6 +292,8 @@ class _Diagram:
         notes = annotations(step, plan["on_error"])
         if notes:
             parts.append(small(" · ".join(notes)))
+        if far:
+            parts.append(small(far_text(far)))
         counted = self.counts.get(sid) if not prefix else None
         if counted and count_text(counted):
             parts.append(small(count_text(counted), 10, INK))
@@ -311,18 +309,6 @@ class _Diagram:
             attrs["color"] = self.ext_colours[step["origin"]["extension"]][1]
         if state is not None:
             attrs["fillcolor"], attrs["color"], _ = state_style(state)
-        self.members.setdefault(cluster, []).append((node, attrs))
-
-    def _add_group(self, cluster: str | None, node: str, head: str, members: list[dict]) -> None:
-        noun = "step" if len(members) == 1 else "steps"
-        parts = [f"<B>{html(head)}</B>", small(f"sub-flow · {len(members)} {noun}")]
-        attrs: dict[str, str] = {"peripheries": "2"}
-        if self.states is not None:
-            found = [self.states.get(s["id"], "pending") for s in members]
-            tally = {state: found.count(state) for state in set(found)}
-            parts.append(small(count_text(tally), 10, INK))
-            attrs["fillcolor"], attrs["color"], _ = state_style(overall_state(found))
-        attrs["label"] = html_label(parts)
         self.members.setdefault(cluster, []).append((node, attrs))
 
     def _add_edge(
@@ -341,6 +327,8 @@ class _Diagram:
             edge.kind = kind
         edge.lines |= lines or set()
         edge.critical = edge.critical or critical
+        edge.pairs[kind] = edge.pairs.get(kind, 0) + 1
+        edge.counted = edge.counted or node in self.level_nodes or head in self.level_nodes
 
     # -- writing ------------------------------------------------------------
 
@@ -402,7 +390,12 @@ def _edge_attrs(edge: _Edge) -> dict[str, str]:
     attrs: dict[str, str] = {}
     if edge.kind == "anchor":
         return {"style": "invis"}
-    if edge.kind == "data" and edge.lines:
+    data, control = edge.pairs.get("data", 0), edge.pairs.get("control", 0)
+    if edge.counted and data + control > 1:
+        counts = [f"{data} edge{'s' * (data != 1)}"] if data else []
+        counts += [f"{control} after"] if control else []
+        attrs["label"] = Html(plain_label(counts))
+    if edge.kind == "data" and edge.lines and "label" not in attrs:
         lines = sorted(edge.lines)
         if len(lines) > MAX_EDGE_LINES:
             lines = lines[: MAX_EDGE_LINES - 1] + [f"+{len(lines) - MAX_EDGE_LINES + 1} more"]
