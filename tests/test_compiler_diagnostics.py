@@ -96,22 +96,26 @@ def test_multi_error_fixture_reports_every_problem_in_one_pass():
     assert len({d.span.line for d in result.diagnostics if d.code == "E001"}) >= 2
 
 
-def test_suppression_comment_silences_only_its_codes_on_its_line():
+def test_suppression_comment_silences_only_its_warnings_on_its_line():
     path = FIXTURES / "diagnostics" / "suppressed.flow"
     text = path.read_text(encoding="utf-8")
-    ignored_lines = {n for n, line in enumerate(text.splitlines(), 1) if "weft: ignore[" in line}
+    lines = text.splitlines()
+    named = {
+        n: {c.strip() for c in m[1].split(",")}
+        for n, line in enumerate(lines, 1)
+        if (m := re.search(r"weft:\s*ignore\[([^\]]*)\]", line))
+    }
     diags = compile_fixture(path).diagnostics
-    assert ignored_lines
-    # What is reported on an ignore line is a code that line did not name.
+    # A warning is never reported on a line whose comment names its code; an error always is.
     for d in diags:
-        if d.span.line in ignored_lines:
-            named = re.search(r"ignore\[([^\]]*)\]", text.splitlines()[d.span.line - 1])[1]
-            assert d.code not in named
-    # Without the comments, the suppressed diagnostics come back.
-    bare = path.parent / "suppressed.flow"
+        if d.severity == "warning":
+            assert d.code not in named.get(d.span.line, set()), d
+    assert any(d.severity == "error" and d.code in named.get(d.span.line, set()) for d in diags)
+    # Without the comments, the silenced warnings come back.
     stripped = re.sub(r"#\s*weft:\s*ignore\[[^\]]*\]", "", text)
-    loud = compile_paths([str(bare)], sources={str(bare): stripped}).diagnostics
-    assert {(d.code, d.span.line) for d in loud} > {(d.code, d.span.line) for d in diags}
+    loud = compile_paths([str(path)], sources={str(path): stripped}).diagnostics
+    silenced = {(d.code, d.span.line) for d in loud} - {(d.code, d.span.line) for d in diags}
+    assert silenced == {("W205", 7), ("W202", 9), ("W201", 10), ("W201", 13)}
 
 
 def test_every_code_has_a_fixture():
@@ -131,3 +135,36 @@ def test_every_code_is_documented():
         assert severity in section, code
         assert "```flow" in section, f"{code} has no example"
     assert "weft: ignore[" in text
+
+
+def doc_sections() -> dict[str, str]:
+    text = DOCS.read_text(encoding="utf-8")
+    parts = re.split(r"^### ", text, flags=re.M)[1:]
+    return {part.split(" ", 1)[0]: part for part in parts}
+
+
+def flow_blocks(section: str) -> list[str]:
+    return re.findall(r"```flow\n(.*?)```", section, re.S)
+
+
+@pytest.mark.parametrize("code", sorted(set(CODES) - {"E003", "E117"}))
+def test_documented_example_reports_its_code(code):
+    """Each example in docs/diagnostics.md, compiled as if saved in docs/, reports its code
+    with the message the page shows."""
+    section = doc_sections()[code]
+    path = str(ROOT / "docs" / f"{code.lower()}_example.flow")
+    source = flow_blocks(section)[0]
+    diags = compile_paths([path], sources={path: source}).diagnostics
+    reported = [d for d in diags if d.code == code]
+    assert reported, describe(diags)
+    for d in reported:
+        shown = d.message.replace(str(ROOT / "docs") + "/", "/home/me/flows/").replace(path, "example.flow")
+        shown = shown.replace(f"{code.lower()}_example.flow", "example.flow")
+        assert f"[{code}]: {shown.splitlines()[0]}" in section
+
+
+def test_documented_suppression_example_checks_clean():
+    text = DOCS.read_text(encoding="utf-8")
+    example = flow_blocks(text.split("## Suppressing", 1)[1])[0]
+    path = str(ROOT / "docs" / "suppression_example.flow")
+    assert compile_paths([path], sources={path: example}).diagnostics == []

@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME")
     p.add_argument("fields", nargs="*", metavar="K=V")
     _store(p)
+
+    command("lsp", "weft.lsp.server:main", "serve editors over the Language Server Protocol (stdio)")
     return parser
 
 

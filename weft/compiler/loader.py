@@ -55,11 +55,11 @@ def read_source(path: str, sink: Sink, at: ast.Span | None = None) -> str | None
     try:
         if os.path.isdir(path):
             raise IsADirectoryError("is a directory")
-        if os.path.getsize(path) > MAX_FILE_BYTES:
+        with open(path, "rb") as f:  # bounded: /dev/zero or a pipe has no size to check first
+            data = f.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
             sink.add(code, where, f"cannot read {path}: larger than {MAX_FILE_BYTES // 2**20} MiB")
             return None
-        with open(path, "rb") as f:
-            data = f.read()
     except OSError as e:
         sink.add(code, where, f"cannot read {path}: {e.strerror or e}")
         return None

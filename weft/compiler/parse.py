@@ -85,17 +85,25 @@ class _Repair:
         self.lines, self.file, self.sink, self.line_off = lines, file, sink, line_off
         self.last_line = 0
         self.budget = MAX_RETRIES
+        self.open_string = False  # an unterminated string swallowed the rest of its line
 
     def __call__(self, e: UnexpectedInput) -> bool:
         self.budget -= 1
         if self.budget < 0:
             return False
         line = getattr(e, "line", 0) or 0
+        if self.open_string and isinstance(e, UnexpectedToken) and e.token.type != "$END":
+            # What the swallowed line left open is closed quietly: it is the same mistake.
+            self.open_string = False
+            if self._close_before(e.interactive_parser, e.token):
+                e.interactive_parser.feed_token(e.token)
+                return True
         if not isinstance(e, UnexpectedToken) or e.token.type != "$END":
             if line != self.last_line:
                 self.report(e)
             self.last_line = line
         if not isinstance(e, UnexpectedToken):
+            self._swallow_string(e)
             return True
         ip = e.interactive_parser
         if e.token.type == "$END":
@@ -116,6 +124,38 @@ class _Repair:
     def _followed_by(self, tok: Token, text: str) -> bool:
         line = self.lines[tok.end_line - 1] if tok.end_line and tok.end_line <= len(self.lines) else ""
         return line[tok.end_column - 1 :].lstrip().startswith(text)
+
+    def _swallow_string(self, e: UnexpectedInput) -> None:
+        """Read an unterminated string as a string running to the end of its line."""
+        ip = getattr(e, "interactive_parser", None)
+        if ip is None:
+            return
+        state = ip.lexer_thread.state
+        text = getattr(state.text, "text", state.text)
+        start = state.line_ctr.char_pos
+        if text[start : start + 1] not in ("'", '"') or "STRING" not in ip.accepts():
+            return
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        line, column = state.line_ctr.line, state.line_ctr.column
+        ip.feed_token(Token("STRING", '""', start, line, column, line, column + end - start, end))
+        state.line_ctr.feed(text[start:end])
+        self.open_string = True
+
+    def _close_before(self, ip, tok: Token) -> bool:
+        """Insert the closing brackets that let `tok` follow; False (and nothing inserted) if none do."""
+        trial, closers = ip.copy(), []
+        for _ in range(16):
+            if tok.type in trial.accepts():
+                for kind in closers:
+                    ip.feed_token(Token.new_borrow_pos(kind, dict(_INSERTABLE)[kind], tok))
+                return True
+            options = [k for k, _ in _INSERTABLE[:3] if k in trial.accepts()]
+            if not options:
+                return False
+            closers.append(options[0])
+            trial.feed_token(Token.new_borrow_pos(options[0], dict(_INSERTABLE)[options[0]], tok))
+        return False
 
     def _close_all(self, ip, end: Token) -> bool:
         for _ in range(64):

@@ -63,13 +63,18 @@ def _inline(g: nx.DiGraph, call: str, callee: nx.DiGraph) -> None:
         added.append(prefix + node)
     for u, v, d in callee.edges(data=True):
         g.add_edge(prefix + u, prefix + v, **copy.deepcopy(d))
-    # Callee finalize steps run after its run steps, once they are part of the caller.
-    runs = [prefix + n for n, d in callee.nodes(data=True) if d["phase"] == "run"]
-    for n, d in callee.nodes(data=True):
-        if d["phase"] == "finalize" and callee.in_degree(n) == 0:
-            for r in runs:
-                if callee.out_degree(r) == 0:
-                    g.add_edge(r, prefix + n, data=[], control=True)
+    # Callee finalize steps run after all its run steps, once they are part of the caller:
+    # the first finalize steps wait for every last run step (data edges from a run step do
+    # not make a finalize step a later one).
+    phase = {n: d["phase"] for n, d in callee.nodes(data=True)}
+    last_runs = [
+        n for n in callee if phase[n] == "run" and not any(phase[s] == "run" for s in callee.successors(n))
+    ]
+    for n in callee:
+        if phase[n] == "finalize" and not any(phase[p] == "finalize" for p in callee.predecessors(n)):
+            for r in last_runs:
+                if not g.has_edge(prefix + r, prefix + n):
+                    g.add_edge(prefix + r, prefix + n, data=[], control=True)
     roots = [n for n in added if not any(p in added for p in g.predecessors(n))]
     sinks = [n for n in added if not any(s in added for s in g.successors(n))]
     for pred in g.predecessors(call):
