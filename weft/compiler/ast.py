@@ -19,6 +19,12 @@ class Span:
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}"
 
+    def seen_from(self, file: str) -> str:
+        """Where this is, for a message about `file`: `line 4`, or `other.flow:4:5`."""
+        if file == self.file:
+            return f"line {self.line}"
+        return f"{self.file.rsplit('/', 1)[-1]}:{self.line}:{self.col}"
+
 
 # -- expressions ------------------------------------------------------------------
 

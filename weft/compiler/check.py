@@ -180,11 +180,16 @@ def _rollback_without_undo(scope: Scope, sink: Sink) -> None:
         return
     if flow_policy == "rollback":
         meta = next(m for m in scope.metas if m.on_error)
-        sink.add("W203", meta.on_error[1], f"rollback cannot undo {_names(bare)}: they have no `undo`")
+        sink.add("W203", meta.on_error[1], _cannot_undo(bare))
     for decl in scope.steps.values():
         clause = decl.node.clause("on_error")
         if clause is not None and clause.value[0] == "rollback":
-            sink.add("W203", clause.span, f"rollback cannot undo {_names(bare)}: they have no `undo`")
+            sink.add("W203", clause.span, _cannot_undo(bare))
+
+
+def _cannot_undo(ids: list[str]) -> str:
+    verb = "it has" if len(ids) == 1 else "they have"
+    return f"rollback cannot undo {_names(ids)}: {verb} no `undo`"
 
 
 def _names(ids: list[str]) -> str:

@@ -115,7 +115,7 @@ class Loader:
             self.sink.add(
                 "E109",
                 flow.name_span,
-                f"flow '{flow.name}' is already defined at {prior.flow.name_span}",
+                f"flow '{flow.name}' is already defined at {prior.flow.name_span.seen_from(flow.span.file)}",
             )
             return
         self.program.flows[flow.name] = FlowDef(flow, unit)

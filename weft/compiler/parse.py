@@ -20,7 +20,8 @@ from weft.compiler import ast
 from weft.compiler.diagnostics import Sink
 from weft.compiler.literals import read_number, read_string
 
-MAX_RETRIES = 25
+MAX_RETRIES = 25  # repairs within one top-level item
+MAX_SYNTAX_ERRORS = 50  # per file; past that the rest of the file is not read
 _ITEM_START = re.compile(r"^(use|import|flow|extend)\b", re.M)
 
 
@@ -52,13 +53,17 @@ def parse_module(text: str, file: str, sink: Sink) -> ast.Module:
 
 
 def _recover(text: str, file: str, sink: Sink) -> list:
-    """Parse item by item, blanking bad lines, to report every syntax error."""
+    """Parse item by item, repairing each, to report every syntax error (up to a limit)."""
     starts = [m.start() for m in _ITEM_START.finditer(text)]
     if not starts or starts[0] != 0:
         starts.insert(0, 0)
     items: list = []
     for begin, end in zip(starts, starts[1:] + [len(text)]):
         line_off = text.count("\n", 0, begin)
+        if sum(d.code == "E001" and d.span.file == file for d in sink.items) >= MAX_SYNTAX_ERRORS:
+            at = ast.Span(file, line_off + 1, 1, line_off + 1, 1)
+            sink.add("E001", at, f"too many syntax errors: stopped reading after {MAX_SYNTAX_ERRORS}")
+            break
         items += _recover_chunk(text[begin:end], file, sink, line_off)
     return items
 
@@ -232,9 +237,10 @@ def _report(e: UnexpectedInput, file: str, sink: Sink, line_off: int, lines: lis
         words = _expected_words(expected)
         message = f"unexpected {_token_text(tok)}" + (f"; expected {words}" if words else "")
         hint = _hint_for(tok, expected)
-        if tok.type == "$END":
-            last = len(lines) + line_off
-            span = ast.Span(file, last, 1, last, 1)
+        if tok.type == "$END":  # point just past the last text, where the closer belongs
+            n = next((i for i in range(len(lines), 0, -1) if lines[i - 1].strip()), 1)
+            end = len(lines[n - 1].rstrip()) + 1 if lines else 1
+            span = ast.Span(file, n + line_off, end, n + line_off, end + 1)
         else:
             span = ast.Span(file, tok.line + line_off, tok.column, tok.end_line + line_off, tok.end_column)
     else:

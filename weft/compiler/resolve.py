@@ -120,7 +120,7 @@ class _Resolver:
             self.sink.add(
                 "E109",
                 sym.span,
-                f"'{sym.name}' is already defined as a {prior.kind} at {prior.span}",
+                f"'{sym.name}' is already defined as a {prior.kind} at {prior.span.seen_from(sym.span.file)}",
             )
             return
         scope.symbols[sym.name] = sym

@@ -103,13 +103,22 @@ class _Checker:
         for m in scope.metas:
             if m.label is not None and not T.assignable(self.expr(scope, m.label), T.STR):
                 self.sink.add("E116", m.label.span, f"a label must be a string, not {self.typing.of(m.label)}")
-            if m.tags is not None and not T.assignable(self.expr(scope, m.tags), T.ListType(T.STR)):
-                self.sink.add("E116", m.tags.span, f"tags must be a list of strings, not {self.typing.of(m.tags)}")
+            if m.tags is not None:
+                self.tags(scope, m.tags)
         for lock in scope.locks:
             if not T.assignable(self.expr(scope, lock.value), T.STR):
                 self.sink.add("E115", lock.value.span, f"a lock name must be a string, not {self.typing.of(lock.value)}")
         if scope.flow is not None:
             self.returns(scope)
+
+    def tags(self, scope: Scope, tags: ast.Expr) -> None:
+        t = self.expr(scope, tags)
+        items = tags.items if isinstance(tags, ast.ListLit) else ()
+        bad = [x for x in items if not T.assignable(self.typing.of(x), T.STR)]
+        if not T.assignable(t, T.ListType(T.STR)) or bad:
+            where = bad[0].span if bad else tags.span
+            what = f"this tag is {self.typing.of(bad[0])}" if bad else f"this is {t}"
+            self.sink.add("E116", where, f"tags must be a list of strings, but {what}")
 
     def returns(self, scope: Scope) -> None:
         flow = scope.flow
