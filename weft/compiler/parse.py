@@ -114,6 +114,9 @@ class _Repair:
         if e.token.type == "$END":
             self.report(e)
             return self._close_all(ip, e.token)
+        if {"LET", "RBRACE"} <= ip.accepts():
+            self._skip_line(ip)  # stray text between statements: drop the rest of its line
+            return True
         candidates = _INSERTABLE + (("NAME", MISSING),)
         if e.token.type == "NAME" and self._followed_by(e.token, ":"):
             candidates = (("COMMA", ","),) + candidates  # `a: 1 b: 2`: a ',' is missing, not a ')'
@@ -129,6 +132,13 @@ class _Repair:
     def _followed_by(self, tok: Token, text: str) -> bool:
         line = self.lines[tok.end_line - 1] if tok.end_line and tok.end_line <= len(self.lines) else ""
         return line[tok.end_column - 1 :].lstrip().startswith(text)
+
+    def _skip_line(self, ip) -> None:
+        state = ip.lexer_thread.state
+        text = getattr(state.text, "text", state.text)
+        start = state.line_ctr.char_pos
+        end = text.find("\n", start)
+        state.line_ctr.feed(text[start : len(text) if end < 0 else end])
 
     def _swallow_string(self, e: UnexpectedInput) -> None:
         """Read an unterminated string as a string running to the end of its line."""
