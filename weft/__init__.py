@@ -1,6 +1,6 @@
 """Weft: a workflow language with a compiler and a durable orchestration runtime.
 
-Action authors need only `from weft import action, Context, ActionFailed`.
+Action authors need only `from weft import action, Context, ActionFailed, Pending`.
 They are loaded on first use, so `import weft` (and the CLI) stays fast.
 """
 
@@ -10,11 +10,16 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from weft.actions import ActionFailed, Context, action
+    from weft.polling import Pending
 
-__all__ = ["ActionFailed", "Context", "action"]
+__all__ = ["ActionFailed", "Context", "Pending", "action"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "Pending":
+        from weft import polling
+
+        return polling.Pending
     if name in __all__:
         from weft import actions
 

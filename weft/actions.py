@@ -75,6 +75,7 @@ class ActionDef:
     file: str
     line: int
     context_param: str | None
+    poll: Any = None  # a weft.polling.PollSpec for a polling action (a class with start/poll)
 
     @property
     def wants_context(self) -> bool:
@@ -91,15 +92,26 @@ def action(
     idempotent: bool = False,
     undo: Callable[..., Any] | None = None,
     name: str | None = None,
+    poll_every: float = 1.0,
+    poll_max: float = 60.0,
+    poll_factor: float = 1.5,
 ) -> Any:
     """Register a function as an action: `@action` or `@action(idempotent=True, undo=release)`.
 
     The function is returned unchanged (still callable plainly), carrying its
     ActionDef as `fn.__weft_action__`. Raises ActionDefinitionError listing
-    every problem with the signature.
+    every problem with the signature. On a class with `start` and `poll`
+    methods it makes a polling action (see weft.polling); the `poll_*`
+    arguments set its timer.
     """
 
     def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.isclass(f):
+            from weft import polling
+
+            spec = polling.PollSpec(poll_every, poll_max, poll_factor)
+            f.__weft_action__ = polling.define_poller(f, idempotent, undo, name, spec)  # type: ignore[attr-defined]
+            return f
         f.__weft_action__ = _define(f, idempotent, undo, name)  # type: ignore[attr-defined]
         return f
 
@@ -355,6 +367,10 @@ def call(defn: ActionDef, inputs: Mapping[str, Any], ctx: Context | None = None)
     Returns the outputs as plain data; raises ActionInputError or
     ActionResultError on a contract breach, and whatever the action raises.
     """
+    if defn.poll is not None:
+        from weft import polling
+
+        return polling.run_to_end(defn, dict(inputs), ctx)
     kwargs = _bind(defn, inputs)
     if defn.context_param is not None:
         kwargs[defn.context_param] = Context("local", defn.name) if ctx is None else ctx
