@@ -170,7 +170,8 @@ def test_signals_reach_a_live_owner_or_drive_the_run_themselves(weft):
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=weft.env, cwd=weft.tmp)
     rid = run_id(owner.stdout.readline() + "\n")
     time.sleep(0.3)
-    one_line_error(one_line(rid, "aproval", "ok=true"), "has no step waiting for signal 'aproval' (it waits for: approval)")
+    one_line_error(one_line(rid, "aproval", "ok=true"),
+                   "has no step waiting for signal 'aproval' (it waits for: approval)")
     one_line_error(one_line(rid, "approval", "ok=maybe", "who=me"), "field 'ok': 'maybe' is not a bool")
     one_line_error(one_line(rid, "approval", "ok=true"), "needs field 'who' (str) as well")
     done = one_line(rid, "approval", "ok=true", "who=me")
@@ -187,3 +188,22 @@ def test_signals_reach_a_live_owner_or_drive_the_run_themselves(weft):
     done = one_line(rid, "approval", "ok=false", "who=you")
     assert done.returncode == 0 and done.stdout.splitlines()[-1] == 'result: {"ok": false}'
     assert "log succeeded" in done.stdout
+
+
+def test_each_pauses_on_a_failing_item_and_resume_finishes_it(weft, tmp_path):
+    effects, marker = tmp_path / "effects", tmp_path / "m"
+    (tmp_path / "m3").write_text("x")
+    args = ("run", FLOW, "--flow", "bulk", "-i", f"path={effects}", "-i", f"marker={marker}", "-i", "items=[1,2,3,4,5]")
+    done = weft(*args)
+    assert done.returncode == 3
+    rid = run_id(done.stdout)
+    assert "1 of 5 sub-runs did not succeed" in done.stdout
+    shown = json.loads(weft("show", rid, "--json").stdout)
+    subs = shown["steps"][0]["sub_runs"]
+    assert [s["state"] for s in subs] == ["succeeded", "succeeded", "paused", "succeeded", "succeeded"]
+    assert [s["parent"]["index"] for s in subs] == [0, 1, 2, 3, 4]
+    assert "sub-runs of runs: 1 paused, 4 succeeded" in weft("show", rid).stdout
+    (tmp_path / "m3").unlink()
+    done = weft("resume", rid)
+    assert done.returncode == 0 and done.stdout.splitlines()[-1] == 'result: {"done": 5}'
+    assert sorted(effects.read_text().split("\n")[:-1]) == sorted(f"{s['id']} item{i} 1" for i, s in enumerate(subs, 1))

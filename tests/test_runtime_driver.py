@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -138,7 +140,8 @@ def test_cancel_and_signal_requests_reach_a_live_owner(store):
     worker = threading.Thread(target=lambda: result.update(Driver(store, m, lease).drive()))
     worker.start()
     time.sleep(0.3)
-    assert session.take(store, rid, request=("signal\0go", {"kind": "signal", "name": "go", "fields": {"ok": True}}))[0] is None
+    signal = ("signal\0go", {"kind": "signal", "name": "go", "fields": {"ok": True}})
+    assert session.take(store, rid, request=signal)[0] is None
     time.sleep(0.5)
     t0 = time.time()
     store.write(lambda t: t.put_request(rid, "cancel", {"kind": "cancel", "by": "test"}))
@@ -164,3 +167,13 @@ def test_a_lock_is_held_until_its_run_ends(store, tmp_path):
     m, lease, _ = session.take(store, first["id"], steering.resume)
     assert Driver(store, m, lease).drive()["state"] == "succeeded"
     assert drive(store, p, locks=["host:db1"])["state"] == "succeeded"
+
+
+def test_the_runtime_never_imports_the_compiler():
+    code = (
+        "import sys, weft.runtime.driver, weft.runtime.views, weft.runtime.console, weft.runtime.steering;"
+        "bad = sorted(m for m in sys.modules if m.startswith('weft.compiler') or m == 'lark');"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -147,7 +147,7 @@ def _outcome(m: Machine) -> int:
             print("result: " + json.dumps(run["result"], sort_keys=True))
     elif state == "paused":
         print(f"run {rid} paused: {run['error'] or 'stopped'}")
-        failed = [sid for sid, _ in steering.failure_summary(m)]
+        failed = steering.failed_steps(m)
         print(f"  weft resume {rid}      retry {', '.join(failed) or 'the failed steps'} and go on")
         for sid in failed[:3]:
             print(f"  weft skip {rid} {sid}  go on without it (--output K=V gives its outputs)")
@@ -190,11 +190,8 @@ _LIST_FIELDS = ("id", "state", "flow", "label", "tags", "user", "created", "star
 
 def show(args: Any) -> int:
     with _store(args.store) as store:
-        loaded = views.load(store, args.run)
-    if args.json:
-        print(json.dumps(views.run_json(*loaded), indent=2, default=str))
-    else:
-        print(views.run_text(*loaded))
+        view = views.load(store, args.run)
+    print(json.dumps(views.run_json(view), indent=2, default=str) if args.json else views.run_text(view))
     return 0
 
 
@@ -256,8 +253,11 @@ def cancel(args: Any) -> int:
             return 0
         print(f"run {rid} is driven by another process; asked it to cancel", flush=True)
         state = _wait_stopped(store, rid, 30.0)
+    if state == "running":
+        print(f"run {rid} will be cancelled when its running steps finish")
+        return 0
     print(f"run {rid} {state}")
-    return 0 if state == "cancelled" else EXIT.get(state, 1)
+    return 0 if state == "cancelled" else EXIT[state]
 
 
 def _wait_stopped(store: Store, run_id: str, limit: float) -> str:
@@ -280,8 +280,9 @@ def rollback(args: Any) -> int:
 
 def signal(args: Any) -> int:
     with _store(args.store) as store:
-        run, plan, steps, _, _ = views.load(store, args.run)
-        m = Machine(plan, run, steps, time.time())
+        view = views.load(store, args.run)
+        run = view.run
+        m = Machine(view.plan, run, view.steps, time.time())
         targets = steering.waiting_for(m, args.name)
         if not targets:
             steering.signal(m, args.name, {}, time.time())  # raises the "nothing waits" error

@@ -20,6 +20,7 @@ from typing import Callable
 from weft.errors import WeftError
 from weft.runtime import steering
 from weft.runtime.crash import crash_point
+from weft.runtime.each import Each
 from weft.runtime.executor import ThreadExecutor, perform
 from weft.runtime.lease import Lease
 from weft.runtime.machine import Launch, Machine
@@ -29,11 +30,14 @@ from weft.runtime.store import Store
 
 DEFAULT_WORKERS = 16
 POLL = 0.2  # seconds between looks at requests from other processes
+QUICK = 0.001  # an action whose calls average less than this may run in the driver's own thread
 
 Observer = Callable[[list[dict], "Driver"], None]
 
 
 class Driver:
+    """Drives one run owned through `lease`; `observer(events, driver)` sees each commit's events."""
+
     def __init__(
         self, store: Store, machine: Machine, lease: Lease, *, workers: int | None = None,
         executor: Executor | None = None, observer: Observer | None = None, until_waiting: bool = False,
@@ -44,6 +48,7 @@ class Driver:
         self.workers = max(1, workers or DEFAULT_WORKERS)
         self.executor = executor or ThreadExecutor()
         self._own_executor = executor is None
+        self._local = self.executor if self._own_executor else ThreadExecutor()
         self.observer = observer
         self.until_waiting = until_waiting
         self.run_id = machine.run["id"]
@@ -52,6 +57,7 @@ class Driver:
         self._done: queue.SimpleQueue = queue.SimpleQueue()
         self._logs: queue.SimpleQueue = queue.SimpleQueue()  # log lines from actions
         self._consumed: list[bytes] = []
+        self._took: dict[tuple[str, str], float] = {}  # action -> moving average of its call time
         for folder in machine.plan.get("search_path") or ():
             if folder not in sys.path:
                 sys.path.append(folder)
@@ -65,6 +71,7 @@ class Driver:
             self.lease.stop()
             for _, _, cancel in self.inflight.values():
                 cancel.set()
+            self._local.shutdown(wait=False)
             if self._own_executor:
                 self.executor.shutdown(wait=False)
 
@@ -86,26 +93,28 @@ class Driver:
             self._abandon_stale()
             stop = m.run["state"] in RUN_STOPPED or (self.until_waiting and not self.inflight and m.waiting_only())
             self._commit(release=stop)
-            for launch in launches:
-                self._submit(launch)
             if stop:
                 return m.run
+            if len(launches) == 1 and not self.inflight and self._quick(launches[0]):
+                arrived = [self._inline(launches[0])]
+                continue
+            for launch in launches:
+                self._submit(launch)
             arrived = self._wait(now)
 
     # -- one round ----------------------------------------------------------------------
 
-    def _apply(self, arrived: list[tuple[Launch, Future]], now: float) -> None:
+    def _apply(self, arrived: list[tuple[Launch, tuple]], now: float) -> None:
         m = self.machine
-        for launch, future in arrived:
+        for launch, (ok, payload, took) in arrived:
             entry = self.inflight.get(launch.step)
             if entry is None or entry[:2] != (launch.attempt, launch.undo):
                 continue  # abandoned after a timeout; its late answer does not count
             del self.inflight[launch.step]
             self.fractions.pop(launch.step, None)
-            try:
-                ok, payload = future.result()
-            except BaseException as e:  # a foreign executor failed to run it
-                ok, payload = False, error_record(type(e).__name__, str(e))
+            if launch.action is not None:
+                key = (launch.action["module"], launch.action["name"])
+                self._took[key] = took if key not in self._took else (self._took[key] + took) / 2
             if launch.undo:
                 if ok:
                     m.undone(launch.step, launch.attempt, now)
@@ -157,18 +166,40 @@ class Driver:
         if self.observer is not None and events:
             self.observer(events, self)
 
-    def _submit(self, launch: Launch) -> None:
+    def _quick(self, launch: Launch) -> bool:
+        """Whether to call the action in this thread: no timeout, and its calls have been quick."""
+        if launch.action is None:
+            return False
+        took = self._took.get((launch.action["module"], launch.action["name"]))
+        return took is not None and took < QUICK and launch.deadline is None and self._own_executor
+
+    def _inline(self, launch: Launch) -> tuple[Launch, tuple]:
+        """Call a quick action here, sparing two thread hand-offs (a chain of quick steps gains most)."""
+        return launch, perform(self.run_id, launch.step, launch.attempt, launch.action, launch.inputs, None,
+                               *self._callbacks(launch))
+
+    def _callbacks(self, launch: Launch, local: bool = False) -> tuple:
+        """on_progress, on_log and the cancel event of one action; the inflight entry is made here."""
         cancel = threading.Event()
         sid = launch.step
         self.inflight[sid] = (launch.attempt, launch.undo, cancel)
-        local = isinstance(self.executor, ThreadExecutor)
-        progress = (lambda f: self.fractions.__setitem__(sid, f)) if local else None
-        log = (lambda text: self._logs.put({"t": time.time(), "step": sid, "log": text})) if local else None
-        future = self.executor.submit(
-            perform, self.run_id, sid, launch.attempt, launch.action, launch.inputs, launch.deadline,
-            progress, log, cancel if local else None,
-        )
-        future.add_done_callback(lambda f: self._done.put((launch, f)))
+        if not (local or isinstance(self.executor, ThreadExecutor)):
+            return None, None, None
+        return (lambda f: self.fractions.__setitem__(sid, f),
+                lambda text: self._logs.put({"t": time.time(), "step": sid, "log": text}),
+                cancel)
+
+    def _submit(self, launch: Launch) -> None:
+        if launch.items is not None:  # sub-runs need this process's store: always local threads
+            job = Each(self.store, self.machine.run, self.machine.specs[launch.step], launch.items, launch.inputs,
+                       Driver, self.workers)
+            future = self._local.submit(job, *self._callbacks(launch, local=True))
+        else:
+            future = self.executor.submit(
+                perform, self.run_id, launch.step, launch.attempt, launch.action, launch.inputs, launch.deadline,
+                *self._callbacks(launch),
+            )
+        future.add_done_callback(lambda f: self._done.put((launch, _outcome(f))))
 
     def _wait(self, now: float) -> list:
         """Block until an action answers, a timer is due, or it is time to poll."""
@@ -183,3 +214,10 @@ class Driver:
                 arrived.append(self._done.get_nowait())
             except queue.Empty:
                 return arrived
+
+
+def _outcome(future: Future) -> tuple:
+    try:
+        return future.result()
+    except BaseException as e:  # a foreign executor failed to run it
+        return False, error_record(type(e).__name__, str(e)), 0.0

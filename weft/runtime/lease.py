@@ -74,12 +74,12 @@ class Lease:
         self.run_id = run_id
         self.token = secrets.token_hex(8)
         self.pid = os.getpid()
-        self.lost: LeaseLost | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def record(self, now: float) -> dict:
-        return {"pid": self.pid, "host": HOST, "pid_start": _start_time(self.pid), "heartbeat": now, "token": self.token}
+        return {"pid": self.pid, "host": HOST, "pid_start": _start_time(self.pid), "heartbeat": now,
+                "token": self.token}
 
     def acquire(self, txn: Txn, now: float) -> dict | None:
         """Take the lease inside `txn`; LeaseHeld if a live process has it. Returns the dead holder's lease."""
@@ -94,8 +94,7 @@ class Lease:
         current = txn.lease(self.run_id)
         if current is None or current["token"] != self.token:
             who = describe(current, time.time()) if current else "nobody"
-            self.lost = LeaseLost(f"run {self.run_id} was taken over by {who}; this process stopped driving it")
-            raise self.lost
+            raise LeaseLost(f"run {self.run_id} was taken over by {who}; this process stopped driving it")
 
     def release(self, txn: Txn) -> None:
         current = txn.lease(self.run_id)

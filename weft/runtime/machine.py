@@ -13,11 +13,12 @@ from __future__ import annotations
 import heapq
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from weft import expr
 from weft.runtime.codec import check_serializable
-from weft.runtime.states import DONE, RUN_STOPPED, UNFINISHED, describe_error, error_record
+from weft.runtime.states import DONE, RUN_ENDED, UNFINISHED, describe_error, error_record
 
 _HALT_RANK = {None: 0, "pause": 1, "fail": 2, "rollback": 3, "cancel": 4}
 
@@ -28,13 +29,16 @@ class Launch:
 
     step: str
     attempt: int
-    action: dict
+    action: dict | None
     inputs: dict
     deadline: float | None
     undo: bool = False
+    items: list | None = None  # an `each` step's items: one sub-run each
 
 
 class Machine:
+    """One run's orchestration state; every public method takes the current time `now`."""
+
     def __init__(self, plan: dict, run: dict, steps: dict[str, dict], now: float) -> None:
         self.plan = plan
         self.run = run
@@ -46,7 +50,7 @@ class Machine:
         self.run_dirty = False
         self.running: set[str] = {sid for sid, r in steps.items() if r["state"] == "running"}
         self.undoing: set[str] = {sid for sid, r in steps.items() if (r["undo"] or {}).get("state") == "running"}
-        self.env = expr.Env(run["inputs"], self._outputs)
+        self.env = expr.Env(run["inputs"], partial(_outputs, steps))  # no cycle back to the machine
         self.deps: dict[str, list[str]] = {}
         self.dependents: dict[str, list[str]] = defaultdict(list)
         finalize_prev = None
@@ -111,7 +115,7 @@ class Machine:
         run = self.run
         if state == "running" and run["started"] is None:
             run["started"] = now
-        if state in RUN_STOPPED and state != "paused":
+        if state in RUN_ENDED:
             run["ended"] = now
         run["state"] = state
         run.update(fields)
@@ -128,7 +132,7 @@ class Machine:
             event["step"] = step
         self.events.append(event)
 
-    def changes(self, fractions: dict[str, float] | None = None) -> tuple[dict | None, list[tuple[str, dict]], list[dict]]:
+    def changes(self, fractions: dict[str, float] | None = None) -> tuple[dict | None, list, list[dict]]:
         """What changed since the last call: (run record or None, step records, events)."""
         self.run["progress"] = self.progress(fractions)
         run = self.run if (self.run_dirty or self.dirty) else None
@@ -147,14 +151,6 @@ class Machine:
             if sid in self.running:
                 done += self.specs[sid]["weight"] * f
         return round(min(1.0, done / self.total_weight), 4)
-
-    def _outputs(self, sid: str) -> dict:
-        rec = self.steps.get(sid)
-        if rec is None:
-            raise expr.EvalError(f"no step '{sid}'")
-        if rec["outputs"] is None:
-            raise expr.EvalError(f"step '{sid}' has no outputs (it is {rec['state']})")
-        return rec["outputs"]
 
     # -- stages --------------------------------------------------------------------------
 
@@ -328,7 +324,10 @@ class Machine:
                 self.release(sid, now)
                 return None
             inputs = {k: expr.evaluate(e, self.env) for k, e in spec["inputs"].items()}
-            problem = check_serializable(inputs)
+            items = expr.evaluate(spec["each"]["items"], self.env) if spec["kind"] == "each" else None
+            if spec["kind"] == "each" and not isinstance(items, list):
+                raise expr.EvalError(f"each needs a list of items, not {expr.type_name(items)}")
+            problem = check_serializable([inputs, items])
             if problem:
                 raise expr.EvalError(f"inputs cannot be stored: {problem}")
         except expr.EvalError as e:
@@ -344,10 +343,11 @@ class Machine:
                 heapq.heappush(self.timers, (deadline, "deadline", sid, rec["attempts"]))
             return None
         deadline = None if spec["timeout"] is None else now + spec["timeout"]
-        self.set_step(sid, "running", now, inputs=inputs, started=now, ended=None, due=None, error=None)
+        recorded = inputs if items is None else {"items": items, "with": inputs}
+        self.set_step(sid, "running", now, inputs=recorded, started=now, ended=None, due=None, error=None)
         if deadline is not None:
             heapq.heappush(self.timers, (deadline, "timeout", sid, rec["attempts"]))
-        return Launch(sid, rec["attempts"], spec["action"], inputs, deadline)
+        return Launch(sid, rec["attempts"], spec["action"], inputs, deadline, items=items)
 
     def _advance(self, now: float) -> None:
         """Move the run on when a stage is complete or a halt has drained."""
@@ -461,7 +461,8 @@ class Machine:
     def _undo_failed(self, sid: str, error: dict, now: float) -> None:
         self.undoing.discard(sid)
         rec = self.steps[sid]
-        rec["undo"] = {**(rec["undo"] or {"attempt": 0, "started": now}), "state": "failed", "ended": now, "error": error}
+        before = rec["undo"] or {"attempt": 0, "started": now}
+        rec["undo"] = {**before, "state": "failed", "ended": now, "error": error}
         self.dirty.add(sid)
         self.events.append({"t": now, "step": sid, "state": "undo failed", "detail": describe_error(error)})
 
@@ -477,6 +478,15 @@ class Machine:
         else:
             self.run["rolled_back"] = True
         self._end("failed", now)
+
+
+def _outputs(steps: dict[str, dict], sid: str) -> dict:
+    rec = steps.get(sid)
+    if rec is None:
+        raise expr.EvalError(f"no step '{sid}'")
+    if rec["outputs"] is None:
+        raise expr.EvalError(f"step '{sid}' has no outputs (it is {rec['state']})")
+    return rec["outputs"]
 
 
 def _took(rec: dict, now: float) -> str | None:

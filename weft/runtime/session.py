@@ -54,12 +54,13 @@ def persist(txn: Txn, m: Machine, lease: Lease, *, fractions: dict | None = None
     return events
 
 
-def create(store: Store, plan: dict, inputs: dict, *, user: str, label: str | None, locks: list[str]) -> tuple[Machine, Lease]:
+def create(store: Store, plan: dict, inputs: dict, *, user: str, label: str | None, locks: list[str],
+           parent: dict | None = None) -> tuple[Machine, Lease]:
     """Persist a new pending run (its own copy of the plan, its inputs, every step) owned by this process."""
     check_plan(plan)
     now = time.time()
     run_id = new_run_id(now)
-    run = new_run(run_id, plan, inputs, label=label, locks=locks, user=user, now=now)
+    run = new_run(run_id, plan, inputs, label=label, locks=locks, user=user, now=now, parent=parent)
     steps = {s["id"]: new_step() for s in plan["steps"]}
     lease = Lease(run_id)
 

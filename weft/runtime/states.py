@@ -1,5 +1,8 @@
 """Run and step states, and the records that hold them.
 
+Step states: pending, running, suspended (a wait), succeeded, failed, skipped,
+cancelled, undone (rolled back).
+
 A run record carries, besides its state, where the orchestrator is:
 `stage` is "run", "finalize", "hooks" (on success / on failure steps, after
 `ending` was decided) or "rollback"; `halt` is why no new step may start
@@ -11,13 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 RUN_STATES = ("pending", "running", "paused", "succeeded", "failed", "cancelled")
-STEP_STATES = ("pending", "running", "suspended", "succeeded", "failed", "skipped", "cancelled", "undone")
 
 RUN_ENDED = frozenset({"succeeded", "failed", "cancelled"})
 RUN_STOPPED = RUN_ENDED | {"paused"}
 DONE = frozenset({"succeeded", "skipped"})  # dependents may go on
 UNFINISHED = frozenset({"pending", "running", "suspended"})
-POLICIES = ("pause", "skip", "fail", "rollback")
 
 
 def new_step() -> dict[str, Any]:
@@ -38,9 +39,10 @@ def new_step() -> dict[str, Any]:
 
 
 def new_run(
-    run_id: str, plan: dict, inputs: dict, *, label: str | None, locks: list[str], user: str, now: float
+    run_id: str, plan: dict, inputs: dict, *, label: str | None, locks: list[str], user: str, now: float,
+    parent: dict | None = None,
 ) -> dict[str, Any]:
-    """A run record in state `pending`."""
+    """A run record in state `pending`; `parent` ({"run", "step", "index"}) links a sub-run to its `each` step."""
     return {
         "id": run_id,
         "flow": plan["flow"],
@@ -61,6 +63,7 @@ def new_run(
         "halt": None,
         "ending": None,
         "rolled_back": False,
+        "parent": parent,
     }
 
 

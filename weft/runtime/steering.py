@@ -11,7 +11,7 @@ from typing import Any
 
 from weft.errors import WeftError
 from weft.runtime.machine import Machine
-from weft.runtime.states import UNFINISHED, describe_error, error_record
+from weft.runtime.states import UNFINISHED, error_record
 from weft.suggest import suggest
 
 INTERRUPTED = "Interrupted"
@@ -51,7 +51,8 @@ def recover(m: Machine, now: float) -> list[str]:
     """
     interrupted = []
     for sid in sorted(m.running, key=m.pos.__getitem__):
-        if m.specs[sid]["action"]["idempotent"]:
+        spec = m.specs[sid]
+        if spec["kind"] == "each" or spec["action"]["idempotent"]:  # an each step finds its sub-runs again
             m.set_step(sid, "pending", now, "interrupted; runs again (idempotent)", due=None)
             m.rerun.append(sid)
         else:
@@ -179,6 +180,6 @@ def signal(m: Machine, name: str, fields: dict[str, Any], now: float) -> list[st
     return targets
 
 
-def failure_summary(m: Machine) -> list[tuple[str, str]]:
-    """(step id, error text) for each failed step, for a paused run's message."""
-    return [(sid, describe_error(m.steps[sid]["error"])) for sid in m.specs if m.steps[sid]["state"] == "failed"]
+def failed_steps(m: Machine) -> list[str]:
+    """Ids of the failed steps, in plan order."""
+    return [sid for sid in m.specs if m.steps[sid]["state"] == "failed"]

@@ -11,7 +11,8 @@ Keys (run ids are 26 ASCII characters, so they need no separator):
     steps     <run><step id>            step record
     events    <run><u64 BE seq>         append-only history, seq from 1
     indexes   state\0<state>\0<run>, flow\0<flow>\0<run>, tag\0<tag>\0<run>,
-              started\0<u64 BE µs><run>, ended\0<u64 BE µs><run>
+              started\0<u64 BE µs><run>, ended\0<u64 BE µs><run>,
+              child\0<parent run><step>\0<u32 BE index><run> (sub-runs of an `each` step)
     leases    <run>                     the owning process
               lock\0<name>               the run holding a flow's `lock`
     requests  <run><kind>               cancel / signal requests for a live owner
@@ -21,6 +22,7 @@ Keys (run ids are 26 ASCII characters, so they need no separator):
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import struct
 import threading
@@ -36,6 +38,7 @@ FORMAT_VERSION = 1
 DATABASES = ("meta", "runs", "plans", "steps", "events", "indexes", "leases", "requests")
 ID_LEN = 26
 _SEQ = struct.Struct(">Q")
+_INDEX = struct.Struct(">I")
 _INITIAL_MAP = 64 << 20
 _DEFAULT_MAX_MAP = 1 << 40
 _NO_VALUE = codec.encode(None)
@@ -91,7 +94,13 @@ def index_keys(run: dict) -> set[bytes]:
     keys.update(b"tag\0" + tag.encode() + b"\0" + rid for tag in run.get("tags") or ())
     if run.get("ended") is not None:
         keys.add(b"ended\0" + _micros(run["ended"]) + rid)
+    if run.get("parent"):
+        keys.add(_child_prefix(run["parent"]["run"], run["parent"]["step"]) + _INDEX.pack(run["parent"]["index"]) + rid)
     return keys
+
+
+def _child_prefix(parent: str, step: str) -> bytes:
+    return b"child\0" + parent.encode() + step.encode() + b"\0"
 
 
 def index_prefix(field: str, value: str | None = None) -> bytes:
@@ -232,10 +241,24 @@ def _reason(e: lmdb.Error) -> str:
 
 
 def _write_error(path: str, e: lmdb.Error) -> StoreError:
+    """A failed commit as a one-line error; LMDB reports a short write as EIO, so look for why."""
     reason = _reason(e)
-    if any(w in reason for w in ("No space", "too large", "Disk quota")):
-        return StoreFull(f"store {path} is full: {reason}; earlier records are intact")
+    full = _no_room(path) if "Input/output" in reason else None
+    if full or any(w in reason for w in ("No space", "too large", "Disk quota")):
+        return StoreFull(f"store {path} is full: {full or reason}; earlier records are intact")
     return StoreError(f"cannot write to store {path}: {reason}")
+
+
+def _no_room(path: str) -> str | None:
+    """Why the store's file cannot grow (a file size limit, a full disk), or None."""
+    size = os.path.getsize(os.path.join(path, "data.mdb"))
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and size + (1 << 20) >= limit:
+        return f"the file size limit ({limit >> 10} KB, ulimit -f) is reached"
+    disk = os.statvfs(path)
+    if disk.f_bavail * disk.f_frsize < 16 << 20:
+        return "the disk is full"
+    return None
 
 
 def ignore_file_size_signal() -> None:
@@ -350,6 +373,11 @@ class Txn:
             raise StoreError(f"no run {text!r} in {self.store.path}")
         more = ", ..." if len(found) > 5 else ""
         raise StoreError(f"run id prefix {text!r} is ambiguous: {', '.join(found[:5])}{more}")
+
+    def children(self, parent: str, step: str) -> list[tuple[int, str]]:
+        """(item index, run id) of the sub-runs made by step `step` of run `parent`."""
+        prefix = _child_prefix(parent, step)
+        return [(_INDEX.unpack_from(k, len(prefix))[0], k[-ID_LEN:].decode()) for k in self.keys("indexes", prefix)]
 
     def index(self, field: str, value: str | None = None, reverse: bool = False) -> Iterator[str]:
         """Run ids from one index, in index order; `value` narrows it to one state/flow/tag."""

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any, Iterator
+
+from collections import Counter
 
 from weft.errors import WeftError
 from weft.runtime.states import RUN_STATES, describe_error
@@ -97,29 +100,46 @@ def _sort_key(run: dict, field: str) -> tuple:
 # -- one run ---------------------------------------------------------------------------------
 
 
-def load(store: Store, text: str) -> tuple[dict, dict, dict[str, dict], list[tuple[int, dict]], dict | None]:
-    """(run, plan, steps, history, lease) of run `text` (an id or a unique prefix)."""
+@dataclass
+class RunView:
+    """One stored run with everything `weft show` prints."""
+
+    run: dict
+    plan: dict
+    steps: dict[str, dict]
+    history: list[tuple[int, dict]]
+    lease: dict | None
+    children: dict[str, list[dict]] = field(default_factory=dict)  # each step -> its sub-runs, by item
+
+
+def load(store: Store, text: str) -> RunView:
+    """Run `text` (an id or a unique prefix), read in one transaction."""
     with store.read() as t:
         run_id = t.find_run(text)
-        return t.run(run_id), t.plan(run_id), t.steps(run_id), t.events(run_id), t.lease(run_id)
+        plan = t.plan(run_id)
+        children = {
+            s["id"]: [t.run(rid) for _, rid in t.children(run_id, s["id"])]
+            for s in plan["steps"] if s["kind"] == "each"
+        }
+        return RunView(t.run(run_id), plan, t.steps(run_id), t.events(run_id), t.lease(run_id), children)
 
 
-def run_json(run: dict, plan: dict, steps: dict[str, dict], history: list[tuple[int, dict]],
-             lease: dict | None) -> dict[str, Any]:
+def run_json(v: RunView) -> dict[str, Any]:
     """Everything `weft show --json` prints."""
-    order = [s["id"] for s in plan["steps"]]
+    subs = {sid: [{k: r[k] for k in ("id", "state", "label", "parent")} for r in runs]
+            for sid, runs in v.children.items()}
     return {
-        **run,
-        "owner": None if lease is None else {k: lease[k] for k in ("pid", "host", "heartbeat")},
-        "steps": [{"id": sid, "phase": next(s["phase"] for s in plan["steps"] if s["id"] == sid), **steps[sid]}
-                  for sid in order],
-        "history": [{"seq": seq, **e} for seq, e in history],
+        **v.run,
+        "owner": None if v.lease is None else {k: v.lease[k] for k in ("pid", "host", "heartbeat")},
+        "steps": [{"id": s["id"], "phase": s["phase"], **v.steps[s["id"]],
+                   **({"sub_runs": subs[s["id"]]} if s["id"] in subs else {})} for s in v.plan["steps"]],
+        "history": [{"seq": seq, **e} for seq, e in v.history],
     }
 
 
-def run_text(run: dict, plan: dict, steps: dict[str, dict], history: list[tuple[int, dict]],
-             lease: dict | None) -> str:
-    """`weft show`: the run's fields, a table of its steps, its history."""
+def run_text(v: RunView) -> str:
+    """`weft show`: the run's fields, a table of its steps, its sub-runs, its history."""
+    run, plan, steps, history, lease = v.run, v.plan, v.steps, v.history, v.lease
     state = run["state"] + (" (rolled back)" if run["rolled_back"] else "")
     lines = [
         f"run      {run['id']}",
@@ -149,6 +169,11 @@ def run_text(run: dict, plan: dict, steps: dict[str, dict], history: list[tuple[
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     lines.append("")
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + ("  " + r[6] if r[6] else "") for r in rows]
+    for sid, runs in v.children.items():
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(Counter(r["state"] for r in runs).items()))
+        lines += ["", f"sub-runs of {sid}: {counts or 'none yet'}"]
+        lines += [f"  {r['parent']['index'] + 1:>4}  {r['id']}  {r['state']:<9}  {r['label'] or ''}".rstrip()
+                  for r in runs if r["state"] != "succeeded"][:50]
     lines += ["", "history"]
     lines += [f"{seq:>5}  {clock(e['t'])}  {event_text(e)}" for seq, e in history]
     return "\n".join(line.rstrip() for line in lines)
