@@ -76,6 +76,7 @@ class ActionDef:
     line: int
     context_param: str | None
     poll: Any = None  # a weft.polling.PollSpec for a polling action (a class with start/poll)
+    pure: bool = False  # no side effects: nothing to undo on rollback (std.log, std.echo)
 
     @property
     def wants_context(self) -> bool:
@@ -92,6 +93,7 @@ def action(
     idempotent: bool = False,
     undo: Callable[..., Any] | None = None,
     name: str | None = None,
+    pure: bool = False,
     poll_every: float = 1.0,
     poll_max: float = 60.0,
     poll_factor: float = 1.5,
@@ -100,7 +102,8 @@ def action(
 
     The function is returned unchanged (still callable plainly), carrying its
     ActionDef as `fn.__weft_action__`. Raises ActionDefinitionError listing
-    every problem with the signature. On a class with `start` and `poll`
+    every problem with the signature. `pure=True` declares an action without
+    side effects, which a rollback need not undo. On a class with `start` and `poll`
     methods it makes a polling action (see weft.polling); the `poll_*`
     arguments set its timer.
     """
@@ -110,9 +113,10 @@ def action(
             from weft import polling
 
             spec = polling.PollSpec(poll_every, poll_max, poll_factor)
-            f.__weft_action__ = polling.define_poller(f, idempotent, undo, name, spec)  # type: ignore[attr-defined]
-            return f
-        f.__weft_action__ = _define(f, idempotent, undo, name)  # type: ignore[attr-defined]
+            defn = polling.define_poller(f, idempotent, undo, name, spec)
+        else:
+            defn = _define(f, idempotent, undo, name)
+        f.__weft_action__ = dataclasses.replace(defn, pure=bool(pure))  # type: ignore[attr-defined]
         return f
 
     return decorate if fn is None else decorate(fn)

@@ -174,7 +174,11 @@ def _rollback_without_undo(scope: Scope, sink: Sink) -> None:
     bare = [
         d.id
         for d in scope.steps.values()
-        if d.phase == "run" and d.action is not None and d.node.clause("undo") is None and not d.action[1].undo
+        if d.phase == "run"
+        and d.action is not None
+        and d.node.clause("undo") is None
+        and not d.action[1].undo
+        and not d.action[1].pure
     ]
     if not bare:
         return

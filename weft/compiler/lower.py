@@ -144,7 +144,7 @@ def _symbol_type(sym: Symbol, typing: Typing) -> T.Type:
 
 def _action_ref(found) -> dict:
     module, defn = found
-    return {"module": module, "name": defn.name, "idempotent": bool(defn.idempotent)}
+    return {"module": module, "name": defn.name, "idempotent": bool(defn.idempotent), "pure": bool(defn.pure)}
 
 
 def _default_undo(decl: StepDecl, inputs: dict) -> dict | None:
@@ -163,7 +163,7 @@ def _default_undo(decl: StepDecl, inputs: dict) -> dict | None:
             args[p.name] = inputs[p.name]
         elif isinstance(outputs, T.RecordType) and outputs.get(p.name) is not None:
             args[p.name] = ["step", decl.id, p.name]
-    return {"action": {"module": module, "name": undo.name, "idempotent": bool(undo.idempotent)}, "inputs": args}
+    return {"action": _action_ref((module, undo)), "inputs": args}
 
 
 def _const(e: ast.Expr | None, scope: Scope, default):

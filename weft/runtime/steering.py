@@ -134,7 +134,10 @@ def without_undo(m: Machine) -> list[str]:
     """Succeeded steps that a rollback cannot undo."""
     return [
         sid for sid, spec in m.specs.items()
-        if spec["phase"] in ("run", "finalize") and m.steps[sid]["state"] == "succeeded" and not spec["undo"]
+        if spec["phase"] in ("run", "finalize")
+        and m.steps[sid]["state"] == "succeeded"
+        and not spec["undo"]
+        and not (spec["action"] or {}).get("pure")
     ]
 
 

@@ -18,26 +18,26 @@ class Echoed(TypedDict):
     value: Any
 
 
-@action(idempotent=True)
+@action(idempotent=True, pure=True)
 def log(message: str, *, ctx: Context) -> None:
     """Write `message` to the run's log."""
     ctx.log(message)
 
 
-@action(idempotent=True)
+@action(idempotent=True, pure=True)
 def echo(value: Any) -> Echoed:
     """Return `value` unchanged, as the output `value`."""
     return {"value": value}
 
 
-@action(idempotent=True)
+@action(idempotent=True, pure=True)
 def sleep(seconds: float, *, ctx: Context) -> None:
     """Wait `seconds`; cancelling the run ends the wait at once (and fails the step)."""
     if ctx.wait(seconds):
         raise ActionFailed(f"cancelled while sleeping {seconds:g}s")
 
 
-@action(idempotent=True)
+@action(idempotent=True, pure=True)
 def fail(message: str) -> None:
     """Fail the step with `message`: to stop a flow on purpose or try error handling."""
     raise ActionFailed(message)
