@@ -104,7 +104,7 @@ def test_host_plan_steps_deps_and_data_edges(host):
         "value": ["step", "dhcp", "ip"],
     }
     assert all(s["after"] == [] for s in steps.values())
-    assert dhcp["action"] == {"module": "examples.foreman.proxy", "name": "dhcp_reserve", "idempotent": True}
+    assert dhcp["action"] == {"module": "examples.foreman.proxy", "name": "dhcp_reserve", "idempotent": True, "pure": False}
     assert (dhcp["retry"], dhcp["backoff"]) == (3, 2.0)
     assert dhcp["outputs"] == ["rec", [["ip", ["str"], True], ["subnet", ["str"], True], ["mac", ["str"], True]]]
     assert dhcp["span"] == {"file": HOST, "line": 15, "col": 5}
@@ -116,7 +116,7 @@ def test_host_plan_steps_deps_and_data_edges(host):
 def test_host_plan_undo(host):
     steps = by_id(host)
     assert steps["dhcp"]["undo"] == {
-        "action": {"module": "examples.foreman.proxy", "name": "dhcp_release", "idempotent": True},
+        "action": {"module": "examples.foreman.proxy", "name": "dhcp_release", "idempotent": True, "pure": False},
         "inputs": {"subnet": ["param", "subnet"], "mac": ["param", "mac"]},
     }
     assert steps["ptr"]["undo"]["inputs"] == {"name": ["step", "dhcp", "ip"], "type": ["lit", "PTR"]}
@@ -215,7 +215,7 @@ def test_extension_adds_audit_with_its_origin():
     steps = by_id(plan)
     audit = steps["audit"]
     assert audit["origin"] == {"extension": AUDIT_FLOW, "line": 8}
-    assert audit["action"] == {"module": "weft_audit.audit", "name": "write", "idempotent": False}
+    assert audit["action"] == {"module": "weft_audit.audit", "name": "write", "idempotent": False, "pure": False}
     assert (audit["deps"], audit["after"], audit["data"]) == (["a"], ["a"], [])
     assert audit["inputs"] == {"line": ["fmt", ["created ", ["param", "name"], ".", ["param", "domain"]]]}
     assert plan["extensions"] == [{"file": AUDIT_FLOW, "line": 7, "flow": "create_host"}]
