@@ -275,9 +275,10 @@ class _Resolver:
         alias, path = call.target[0], list(call.target[1:])
         if alias not in unit.aliases:
             hint = suggest(unit.aliases, alias)
+            t = call.target_span
             self.sink.add(
                 "E104",
-                call.target_span,
+                ast.Span(t.file, t.line, t.col, t.line, t.col + len(alias)),
                 f"no module is bound to '{alias}'",
                 f"did you mean '{hint}'?" if hint else f"add `use some.python.module as {alias}` at the top of the file",
                 fix=hint,

@@ -64,7 +64,9 @@ def type_of_annotation(t: ast.TypeExpr, sink: Sink | None) -> T.Type:
         else:
             message = f"unknown type '{t.name}'"
         hint = suggest([n for n in list(_NAMED) + ["list", "dict"] if n != t.name], t.name)
-        sink.add("E118", t.span, message, f"did you mean '{hint}'?" if hint else None, fix=hint)
+        s = t.span  # the name alone, which is what a fix replaces
+        name_span = ast.Span(s.file, s.line, s.col, s.line, s.col + len(t.name))
+        sink.add("E118", name_span, message, f"did you mean '{hint}'?" if hint else None, fix=hint)
     return T.ANY
 
 
