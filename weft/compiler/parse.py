@@ -37,7 +37,23 @@ def parser() -> Lark:
         maybe_placeholders=True,
         start=["start", "expr"],
         transformer=_BUILDER,
+        cache=_cache_file(grammar),
     )
+
+
+def _cache_file(grammar: str) -> str | bool:
+    """Where Lark keeps its parse tables between processes (a per-user cache
+    folder, keyed by the grammar's hash); building them costs ~0.2 s."""
+    import hashlib
+    import os
+
+    folder = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "weft")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        return False
+    digest = hashlib.sha256(grammar.encode()).hexdigest()[:16]
+    return os.path.join(folder, f"flow-{digest}.lark-cache")
 
 
 def parse_module(text: str, file: str, sink: Sink) -> ast.Module:
