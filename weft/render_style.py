@@ -170,14 +170,18 @@ def _operand(e: list) -> str:
     return f"({text})" if e[0] in ("op", "and", "or", "not", "neg") else text
 
 
+def param_text(p: dict, limit: int | None = None) -> str:
+    """A Plan parameter as a flow declares it: `domain: str = "example.com"`."""
+    text = f"{p['name']}: {type_text(p['type'])}"
+    if p["default"] is not None:
+        default = expr_text(p["default"])
+        text += f" = {shorten(default, limit) if limit else default}"
+    return text
+
+
 def signature(plan: dict, width: int = 90) -> list[str]:
     """`(name: str, domain: str = "example.com") → (ip: str)` wrapped into lines for a title."""
-    words = []
-    for p in plan["params"]:
-        text = f"{p['name']}: {type_text(p['type'])}"
-        if p["default"] is not None:
-            text += f" = {shorten(expr_text(p['default']), 24)}"
-        words.append(text)
+    words = [param_text(p, 24) for p in plan["params"]]
     words = [w + "," for w in words[:-1]] + words[-1:]
     words = ["(" + (words[0] if words else "")] + words[1:]
     words[-1] += ")"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from weft.render_style import action_label, expr_text, seconds, type_text
+from weft.render_style import action_label, expr_text, param_text, seconds, type_text
 
 PHASE_TITLES = {"finalize": "finalize (in order, after every run step)", "success": "on success", "failure": "on failure"}
 
@@ -79,13 +79,7 @@ def _what(s: dict) -> str:
 
 
 def _params(plan: dict) -> str:
-    parts = []
-    for p in plan["params"]:
-        text = f"{p['name']}: {type_text(p['type'])}"
-        if p["default"] is not None:
-            text += f" = {expr_text(p['default'])}"
-        parts.append(text)
-    return ", ".join(parts)
+    return ", ".join(param_text(p) for p in plan["params"])
 
 
 def _results(plan: dict) -> str:
