@@ -251,3 +251,24 @@ async def test_diagnostics_of_imported_files_stay_with_their_file(client: Langua
     uri = write(tmp_path, "host.flow", USES_LIB)
     open_doc(client, uri, USES_LIB)
     assert await publication(client, uri, 0) == []
+
+
+async def test_an_extension_file_is_checked_against_the_flow_it_extends(client: LanguageClient):
+    """No workspace folder is given, so the server looks around the file for its project
+    (this repository) and finds create_host in examples/foreman/host.flow."""
+    path = ROOT / "examples" / "extension" / "weft_audit" / "audit.flow"
+    text = path.read_text(encoding="utf-8")
+    uri = from_fs_path(str(path))
+    open_doc(client, uri, text)
+    assert await publication(client, uri, 0) == []
+    broken = text.replace("after a", "after aa")
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[types.TextDocumentContentChangeWholeDocument(text=broken)],
+        )
+    )
+    diags = await publication(client, uri, 1, until=lambda d: d != [])
+    assert [(d.code, d.message) for d in diags] == [
+        ("E114", "flow 'create_host' has no step 'aa'\nhint: did you mean 'a'?")
+    ]

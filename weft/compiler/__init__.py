@@ -136,3 +136,47 @@ def _build_plans(program, scopes, typing, sink) -> dict[str, dict]:
         return build_plan(optimize(graph, ctx), search_path)
 
     return {name: finish(lower(scope, typing, finish)) for name, scope in scopes.items()}
+
+
+def unknown_extended(result: Compilation) -> set[str]:
+    """Flows that `extend` blocks of the files compiled name but the program lacks (E113)."""
+    return {name for name, exts in result.extensions.items() if name not in result.program.flows}
+
+
+def compile_extension(
+    path: str, host_files: list[str], extensions: list[str] = (), *, sources: dict[str, str] | None = None
+) -> Compilation:
+    """Check an extension file against the files defining the flows it extends;
+    only the extension file's own diagnostics are kept."""
+    result = compile_paths(host_files, list(extensions) + [path], sources=sources, plans=False)
+    result.diagnostics = [d for d in result.diagnostics if d.span.file == os.path.abspath(path)]
+    return result
+
+
+_FLOW_HEAD = r"^\s*flow\s+({})\s*\("
+
+
+def find_flow_files(names: set[str], folders: list[str], limit: int = 2000) -> list[str]:
+    """.flow files under `folders` that define one of the flows `names` (a text search)."""
+    import re
+
+    pattern = re.compile(_FLOW_HEAD.format("|".join(map(re.escape, sorted(names)))), re.M)
+    found: list[str] = []
+    seen = 0
+    for folder in folders:
+        for root, dirs, files in os.walk(folder):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in ("node_modules", "__pycache__"))
+            for name in sorted(files):
+                if not name.endswith(".flow"):
+                    continue
+                seen += 1
+                if seen > limit:
+                    return found
+                path = os.path.join(root, name)
+                try:
+                    with open(path, encoding="utf-8", errors="replace") as f:
+                        if pattern.search(f.read(1 << 20)):
+                            found.append(path)
+                except OSError:
+                    continue
+    return found

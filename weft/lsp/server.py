@@ -56,6 +56,21 @@ class WeftServer(LanguageServer):
                 found[uri] = os.path.abspath(path)
         return found
 
+    def roots(self, path: str) -> list[str]:
+        """Folders searched for the flows an extension file extends: the workspace's,
+        else the repository (or, outside one, the project) around the file."""
+        folders = [to_fs_path(f.uri) for f in self.workspace.folders.values()]
+        folders = [f for f in folders if f] or ([self.workspace.root_path] if self.workspace.root_path else [])
+        if folders:
+            return folders
+        for marker in (".git", "pyproject.toml"):
+            d = os.path.dirname(path)
+            while os.path.dirname(d) != d:
+                if os.path.exists(os.path.join(d, marker)):
+                    return [d]
+                d = os.path.dirname(d)
+        return [os.path.dirname(path)]
+
     def refresh(self, uris: set[str] | None = None) -> None:
         """Compile and publish the stale documents (all of them, or those in `uris`)."""
         paths = self.open_paths()
@@ -65,7 +80,7 @@ class WeftServer(LanguageServer):
                 self.results.forget(uri)
                 continue
             try:
-                result = self.results.compile(uri, paths[uri], sources)
+                result = self.results.compile(uri, paths[uri], sources, self.roots(paths[uri]))
             except Exception as e:  # a compiler bug: say so, keep the last result, serve on
                 self.results.stale.discard(uri)
                 message = f"weft: cannot check {paths[uri]}: {type(e).__name__}: {e}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from weft.compiler import Compilation, ast, compile_paths
+from weft.compiler import Compilation, ast, compile_extension, compile_paths, find_flow_files, unknown_extended
 from weft.lsp.index import Index
 
 
@@ -31,8 +31,14 @@ class Results:
         self.by_uri: dict[str, Result] = {}
         self.stale: set[str] = set()
 
-    def compile(self, uri: str, path: str, sources: dict[str, str]) -> Result:
+    def compile(self, uri: str, path: str, sources: dict[str, str], roots: list[str] = ()) -> Result:
+        """Compile a document; an extension file is checked against the flows it
+        extends, found among the workspace's .flow files (`roots`)."""
         comp = compile_paths([path], sources=sources, plans=False)
+        missing = unknown_extended(comp)
+        hosts = find_flow_files(missing, list(roots)) if missing else []
+        if hosts:
+            comp = compile_extension(path, hosts, sources=sources)
         result = Result(path, comp, _reads(comp))
         self.by_uri[uri] = result
         self.stale.discard(uri)
