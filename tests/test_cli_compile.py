@@ -44,7 +44,11 @@ def test_check_clean_files_exit_0():
     proc = weft("check", HOST, FIXTURES / "valid")
     assert proc.returncode == 0
     count = 1 + len(list((FIXTURES / "valid").glob("*.flow")))
-    assert proc.stdout.strip() == f"checked {count} files: no problems"
+    assert proc.stdout.strip().splitlines() == [
+        "fleet: extended by tests/fixtures/valid/everything.flow:70",  # the extensions applied, then the summary
+        "make_machine: extended by tests/fixtures/valid/extension.flow:7",
+        f"checked {count} files: no problems",
+    ]
 
 
 def test_check_a_folder_finds_every_flow_file():

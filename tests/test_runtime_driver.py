@@ -161,7 +161,8 @@ def test_a_lock_is_held_until_its_run_ends(store, tmp_path):
     p = plan("k", [step("a", "fail_when_file", inputs={"path": str(marker)})])
     first = drive(store, p, locks=["host:db1"])
     assert first["state"] == "paused"
-    with pytest.raises(WeftError, match=f"lock 'host:db1' is held by run {first['id']} \\(paused\\)"):
+    held = f"lock 'host:db1' is held by run {first['id']} \\(k, paused\\); nothing was started"
+    with pytest.raises(WeftError, match=held):
         session.create(store, p, {}, user="test", label=None, locks=["host:db1"])
     marker.unlink()
     m, lease, _ = session.take(store, first["id"], steering.resume)

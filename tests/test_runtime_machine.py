@@ -151,7 +151,7 @@ def test_fail_policy_runs_failure_hooks_and_fails_the_run():
     assert m.run["state"] == "running" and m.run["ending"] == "failed"
     m.succeeded("alarm", 1, {}, 3.0)
     m.launch(3.0, 16)
-    assert m.run["state"] == "failed" and m.steps["ok"]["state"] == "pending"
+    assert m.run["state"] == "failed" and m.steps["ok"]["state"] == "skipped"
 
 
 def test_finalize_runs_in_order_after_every_run_step_then_success_hooks():

@@ -84,7 +84,7 @@ def test_find_run_by_prefix(tmp_path):
 def test_a_flipped_byte_is_a_corrupt_record_not_a_different_value(tmp_path):
     rid = ids.new_run_id()
     with Store(str(tmp_path)) as store:
-        store.write(lambda t: t.put_run(dict(run_record(rid), label="CANARY-LABEL-0123456789")))
+        store.write(lambda t: t.put_run(dict(run_record(rid), error="CANARY-LABEL-0123456789")))
     data = tmp_path / "data.mdb"
     raw = bytearray(data.read_bytes())
     at = raw.find(b"CANARY-LABEL")

@@ -54,16 +54,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", metavar="FILE.json", dest="inputs_file")
     p.add_argument("--workers", type=int, metavar="N", help="worker threads (default 16)")
     p.add_argument("--user", help="who starts the run (default: login name)")
+    p.add_argument("--detach", action="store_true", help="queue the run for `weft worker`, print its id and return")
     p.add_argument("--extensions", metavar="DIR", action="append", default=[])
     _store(p)
 
-    p = command("list", "weft.commands.runs:list_runs", "list runs")
-    p.add_argument("--state")
-    p.add_argument("--flow")
-    p.add_argument("--tag")
-    p.add_argument("--sort", default="started", help="started, ended, flow, state (prefix '-' to reverse)")
+    p = command("list", "weft.commands.catalog:list_runs", "list runs: filter, sort and page through the indexes")
+    for name, what, text in (("state", "S", None), ("result", "R", "succeeded, failed, cancelled or rolled-back"),
+                             ("flow", "F", None), ("tag", "T", None), ("user", "U", None),
+                             ("label", "TEXT", "label contains TEXT (any case)"), ("parent", "RUN", "sub-runs of RUN"),
+                             ("lock", "NAME", "the run holding lock NAME")):
+        p.add_argument(f"--{name}", metavar=what, help=text)
+    p.add_argument("--since", metavar="WHEN", help="started at or after WHEN: a duration ago (2h, 7d) or an ISO date")
+    p.add_argument("--before", metavar="WHEN", help="started before WHEN")
+    p.add_argument("--sort", default="started", help="started, ended, flow, state, user or label ('-' prefix reverses)")
+    p.add_argument("--reverse", action="store_true", help="reverse the sort order")
     p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--offset", type=int, default=0)
     p.add_argument("--json", action="store_true")
+    _store(p)
+
+    p = command("prune", "weft.commands.catalog:prune", "delete runs that ended long ago, with their sub-runs")
+    p.add_argument("--older-than", metavar="AGE", required=True, help="ended before this long ago (30d) or an ISO date")
+    p.add_argument("--state", help="only runs that ended in this state (succeeded, failed, cancelled)")
+    p.add_argument("--batch", type=int, default=500, metavar="N", help="runs deleted per transaction")
     _store(p)
 
     p = command("show", "weft.commands.runs:show", "show a run, its steps and its history")
@@ -97,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN")
     p.add_argument("name", metavar="NAME")
     p.add_argument("fields", nargs="*", metavar="K=V")
+    _store(p)
+
+    p = command("worker", "weft.commands.worker:serve", "drive the runs of a store as a service, until SIGTERM")
+    p.add_argument("--workers", type=int, metavar="N", help="runs driven at once (default 8)")
+    p.add_argument("--grace", default="30s", metavar="TIME",
+                   help="on SIGTERM, how long running steps may take to finish (default 30s)")
+    p.add_argument("--once", action="store_true", help="drive what needs a process now, then exit")
     _store(p)
 
     command("lsp", "weft.lsp.server:main", "serve editors over the Language Server Protocol (stdio)")

@@ -5,8 +5,10 @@ setting up an organization touches: the organization (with its `Library`
 environment), products, a GPG key, repositories and their syncs, a
 subscription manifest, lifecycle environments, content views with published
 and promoted versions, and activation keys. Calls wait 50-150 ms like a
-network round trip; a repository sync takes a few seconds and reports its
-progress. State lives in one JSON file:
+network round trip. A repository sync is a task on the server that takes a few
+seconds: `sync_repository` is a polling action, which starts the task and is
+then polled on a timer (holding no worker in between) until the task is done.
+State lives in one JSON file:
 
     $WEFT_KATELLO_STATE          default ./.weft-katello/state.json; changed under an
                                  fcntl lock and replaced atomically
@@ -22,6 +24,7 @@ Making a call fail, to watch a run pause, skip or roll back:
 
     echo sync_repository > .weft-katello/fail          # the next sync fails, once
     echo sync_repository:Tools > .weft-katello/fail    # the next sync of the Tools repository
+    echo sync_repository.poll > .weft-katello/fail     # the next look at a sync task
     echo create_repository:AppStream > .weft-katello/fail
     WEFT_KATELLO_FAIL=upload_manifest weft run ...     # fails while it is set
 
@@ -32,11 +35,12 @@ An entry is `action` or `action:value` (calls with an argument equal to
 from __future__ import annotations
 
 import os
+import time
 import zlib
 from typing import Any, TypedDict
 
 from examples.simstate import Service
-from weft import ActionFailed, Context, action
+from weft import ActionFailed, Context, Pending, action
 
 SERVICE = Service("WEFT_KATELLO", ".weft-katello")
 LIBRARY = "Library"
@@ -51,6 +55,7 @@ _SINGULAR = {
     "content_views": "content view",
     "versions": "content view version",
     "activation_keys": "activation key",
+    "tasks": "task",
 }
 
 
@@ -133,6 +138,8 @@ def delete_organization(label: str) -> None:
         org_id = found["id"]
         products = {p["id"] for p in _rows(state, "products") if p["organization_id"] == org_id}
         views = {v["id"] for v in _rows(state, "content_views") if v["organization_id"] == org_id}
+        repositories = {r["id"] for r in _rows(state, "repositories") if r["product_id"] in products}
+        _drop(state, "tasks", lambda t: t["repository_id"] in repositories)
         _drop(state, "repositories", lambda r: r["product_id"] in products)
         _drop(state, "versions", lambda v: v["content_view_id"] in views)
         for table in ("products", "content_views", "environments", "gpg_keys", "activation_keys", "manifests"):
@@ -201,28 +208,38 @@ def create_repository(product_id: int, name: str, url: str, content_type: str, g
     return {"id": repo["id"], "name": name, "product_id": product_id}
 
 
-@action(idempotent=True)
-def sync_repository(repository_id: int, ctx: Context) -> SyncResult:
-    """Mirror a repository from its upstream URL: takes a while and reports progress."""
-    repo = dict(_get(SERVICE.read(), "repositories", repository_id))
-    # The name and URL are arguments for the fail switch too: `sync_repository:Tools`.
-    args = {"repository_id": repository_id, "name": repo["name"], "url": repo["url"]}
-    with SERVICE.transaction("sync_repository", args) as state:
-        _get(state, "repositories", repository_id)
-    # The same upstream always has the same content, so a re-sync finds the same packages.
-    seed = zlib.crc32(repo["url"].encode())
-    packages, errata = 200 + seed % 1800, 5 + seed % 120
-    ctx.log(f"syncing {repo['name']} from {repo['url']}")
-    ticks = 20
-    for tick in range(ticks):
-        if ctx.wait(_sync_seconds() / ticks):
-            raise ActionFailed(f"sync of {repo['name']} cancelled after {tick * 100 // ticks}%")
-        ctx.progress((tick + 1) / ticks)
-    with SERVICE.transaction("sync_repository.finish", {"repository_id": repository_id}) as state:
-        row = _get(state, "repositories", repository_id)
-        row["packages"], row["errata"] = packages, errata
-    ctx.log(f"synced {repo['name']}: {packages} packages, {errata} errata")
-    return {"repository_id": repository_id, "packages": packages, "errata": errata}
+@action(idempotent=True, poll_every=0.5, poll_max=5.0, poll_factor=1.5)
+class sync_repository:
+    """Mirror a repository from its upstream URL: a task on the server, polled until it is done."""
+
+    def start(self, repository_id: int, ctx: Context) -> Any:
+        """Ask the server to sync; it starts a task and answers with the task's id at once."""
+        repo = dict(_get(SERVICE.read(), "repositories", repository_id))
+        # The name and URL are arguments for the fail switch too: `sync_repository:Tools`.
+        args = {"repository_id": repository_id, "name": repo["name"], "url": repo["url"]}
+        with SERVICE.transaction("sync_repository", args) as state:
+            _get(state, "repositories", repository_id)
+            task = _insert(state, "tasks", action="sync", repository_id=repository_id, status="running",
+                           started=time.time(), seconds=_sync_seconds())
+        ctx.log(f"syncing {repo['name']} from {repo['url']} (task {task['id']})")
+        return {"task_id": task["id"], "repository": repo["name"]}
+
+    def poll(self, handle: Any, ctx: Context) -> SyncResult | Pending:
+        """Look at the task: how far it got, or, once it is done, what it synced."""
+        with SERVICE.transaction("sync_repository.poll", {"task_id": handle["task_id"]}) as state:
+            task = _get(state, "tasks", handle["task_id"])
+            elapsed = time.time() - task["started"]
+            if elapsed < task["seconds"]:
+                return Pending(progress=elapsed / task["seconds"])
+            row = _get(state, "repositories", task["repository_id"])
+            if task["status"] == "running":  # the task ends: its content lands in the repository
+                # The same upstream always has the same content, so a re-sync finds the same packages.
+                seed = zlib.crc32(row["url"].encode())
+                row["packages"], row["errata"] = 200 + seed % 1800, 5 + seed % 120
+                task["status"] = "finished"
+        ctx.progress(1.0)
+        ctx.log(f"synced {row['name']}: {row['packages']} packages, {row['errata']} errata")
+        return {"repository_id": row["id"], "packages": row["packages"], "errata": row["errata"]}
 
 
 def _sync_seconds() -> float:

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from weft.compiler import Compilation, compile_paths
+from weft.compiler import Compilation, compile_extension, compile_paths, unknown_extended
 from weft.compiler.report import format_json, format_sarif, format_text, summary
 from weft.errors import WeftError
 
@@ -15,10 +15,11 @@ def check(args) -> int:
     files = _flow_files(args.paths)
     results = {path: compile_paths([path], args.extensions, plans=False) for path in files}
     hosts = {name: path for path, r in results.items() for name in r.flows}
-    diags, sources, seen = [], {}, set()
+    diags, sources, seen, applied = [], {}, set(), set()
     for path, result in results.items():
         result = _with_hosts(path, result, hosts, args.extensions)
         sources.update(result.sources)
+        applied |= {(name, e["file"], e["line"]) for name, es in result.extensions.items() if name in hosts for e in es}
         for d in result.diagnostics:
             key = (d.span, d.code, d.message)
             if key not in seen:
@@ -30,6 +31,9 @@ def check(args) -> int:
     elif args.format == "sarif":
         print(format_sarif(diags))
     else:
+        for name, file, line in sorted(applied):
+            rel = os.path.relpath(file)
+            print(f"{name}: extended by {file if rel.startswith('..') else rel}:{line}")
         if diags:
             print(format_text(diags, sources, color=sys.stdout.isatty()))
         print(summary(diags, len(files)), file=sys.stderr if diags else sys.stdout)
@@ -40,13 +44,8 @@ def check(args) -> int:
 def _with_hosts(path: str, result: Compilation, hosts: dict[str, str], extensions: list[str]) -> Compilation:
     """An extension file checked on its own is checked again against the flow it extends,
     when another file being checked defines that flow."""
-    missing = {d.message.split("'")[1] for d in result.diagnostics if d.code == "E113"}
-    host_files = sorted({hosts[name] for name in missing if name in hosts})
-    if not host_files:
-        return result
-    again = compile_paths(host_files, list(extensions) + [path], plans=False)
-    again.diagnostics = [d for d in again.diagnostics if d.span.file == os.path.abspath(path)]
-    return again
+    host_files = sorted({hosts[name] for name in unknown_extended(result) if name in hosts})
+    return compile_extension(path, host_files, extensions) if host_files else result
 
 
 def compile_or_explain(path: str, extensions: list[str]) -> Compilation:
@@ -83,7 +82,7 @@ def graph(args) -> int:
     else:
         from weft.runtime import load_run_view
 
-        (p, states), counts = load_run_view(args.store, target), None
+        p, states, counts = load_run_view(args.store, target)
     if not args.output:
         sys.stdout.write(render.to_dot(p, states, expand=args.expand, counts=counts))
         return 0

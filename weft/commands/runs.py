@@ -1,4 +1,4 @@
-"""`weft run`, `list`, `show`, `resume`, `skip`, `cancel`, `rollback` and `signal`.
+"""`weft run`, `show`, `resume`, `skip`, `cancel`, `rollback` and `signal` (`list` and `prune`: catalog.py).
 
 Exit codes: 0 the run succeeded (or was cancelled / rolled back as asked), 1 it
 failed or was cancelled, 3 it paused (resumable), 2 nothing was started or
@@ -17,7 +17,7 @@ from typing import Any
 
 from weft import expr, typesys
 from weft.errors import WeftError
-from weft.runtime import session, steering, views
+from weft.runtime import session, steering, views, workqueue
 from weft.runtime.codec import check_serializable
 from weft.runtime.console import LiveReport, PlainReport
 from weft.runtime.driver import Driver
@@ -55,8 +55,11 @@ def run(args: Any) -> int:
     label = _text(plan["label"], env, "label") if plan["label"] is not None else None
     locks = [_text(e, env, "lock") for e in plan["locks"]]
     with _store(args.store, create=True) as store:
-        m, lease = session.create(store, plan, inputs, user=_user(args), label=label, locks=locks)
+        m, lease = session.create(store, plan, inputs, user=_user(args), label=label, locks=locks,
+                                  detach=args.detach)
         print(f"run {m.run['id']}", flush=True)
+        if args.detach:
+            return 0
         return _drive(store, m, lease, args.workers)
 
 
@@ -164,28 +167,7 @@ def _outcome(m: Machine) -> int:
     return EXIT[state]
 
 
-# -- list and show -----------------------------------------------------------------------------
-
-
-def list_runs(args: Any) -> int:
-    with _store(args.store) as store:
-        runs = views.list_runs(store, state=args.state, flow=args.flow, tag=args.tag, sort=args.sort, limit=args.limit)
-    if args.json:
-        print(json.dumps([{k: r[k] for k in _LIST_FIELDS} for r in runs], indent=2))
-        return 0
-    rows = [("RUN", "STATE", "FLOW", "PROGRESS", "STARTED", "TOOK", "LABEL")]
-    for r in runs:
-        state = r["state"] + (" (rolled back)" if r["rolled_back"] else "")
-        rows.append((r["id"], state, r["flow"], f"{r['progress'] * 100:.0f}%", views.stamp(r["created"]),
-                     views.duration(r["started"], r["ended"]), r["label"] or ""))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
-    return 0
-
-
-_LIST_FIELDS = ("id", "state", "flow", "label", "tags", "user", "created", "started", "ended", "progress",
-                "error", "rolled_back")
+# -- show -----------------------------------------------------------------------------
 
 
 def show(args: Any) -> int:
@@ -291,6 +273,10 @@ def signal(args: Any) -> int:
             fields = _record(typesys.from_data(m.specs[sid]["wait"]["fields"]), args.fields,
                              f"signal '{args.name}'", "field")
         request = ("signal\0" + args.name, {"kind": "signal", "name": args.name, "fields": fields})
+        if run.get("detached") and run["state"] == "running":
+            workqueue.hand_over(store, run["id"], *request)
+            print(f"signal '{args.name}' handed to the workers serving run {run['id']}")
+            return 0
         m, lease, rid = session.take(
             store, run["id"], lambda m, now: steering.signal(m, args.name, fields, now), request=request)
         if m is None:

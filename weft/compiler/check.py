@@ -240,7 +240,10 @@ def _unused_uses(program: Program, scopes: dict[str, Scope], sink: Sink) -> None
 
     for scope in scopes.values():
         visit(scope)
+    applied = {u.path for exts in program.extensions.values() for _, u in exts}
     for unit in program.units:
+        if unit.extension and unit.path not in applied and not unit.module.of(ast.Flow):
+            continue  # it extends only flows this program lacks, so it does not apply
         for use in unit.module.of(ast.Use):
             if use.alias not in called.get(unit.path, set()) and unit.aliases.get(use.alias) is not None:
                 sink.add("W205", use.span, f"module '{use.module}' is bound to '{use.alias}' but never called")

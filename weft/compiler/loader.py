@@ -1,5 +1,13 @@
 """Load a program: the .flow files named, what they import, extension files,
-and the Python action modules their `use` lines bind."""
+and the Python action modules their `use` lines bind.
+
+Installed packages contribute through two entry point groups:
+
+    weft.extensions   each loads to the path of an extension .flow file (or a folder of them)
+    weft.actions      each loads to an action module; the entry point's name is an alias
+                      every file sees without a `use` line, as it sees `std`; a file's
+                      own `use ... as NAME` takes precedence
+"""
 
 from __future__ import annotations
 
@@ -80,6 +88,7 @@ class Loader:
         self.sources = sources or {}  # unsaved editor buffers, by absolute path
         self.program = Program()
         self._loaded: dict[str, Unit] = {}
+        self._packaged: dict[str, ModuleType | None] | None = None
 
     def load(self, path: str, at: ast.Span | None = None, extension: bool = False) -> Unit | None:
         path = os.path.abspath(path)
@@ -98,6 +107,7 @@ class Loader:
 
     def _bind(self, unit: Unit) -> None:
         unit.aliases["std"] = importlib.import_module(STD_MODULE)
+        unit.aliases.update(self.packaged_modules())
         for item in unit.module.items:
             if isinstance(item, ast.Use):
                 unit.aliases[item.alias] = self._import_module(item, unit)
@@ -146,7 +156,12 @@ class Loader:
         return None
 
     def load_extensions(self, dirs: list[str]) -> None:
-        """Extension .flow files from folders and from the `weft.extensions` entry points."""
+        """Extension .flow files from folders and from the `weft.extensions` entry points.
+
+        An extension of a flow this program does not define does not apply: installed
+        packages extend the flows they know of, and a program holds only some of them.
+        An `extend` block in a file named directly still reports the missing flow (E113).
+        """
         for d in list(dirs) + self._entry_point_paths():
             if os.path.isfile(d):
                 self.load(d, extension=True)
@@ -159,6 +174,13 @@ class Loader:
                 for name in sorted(files):
                     if name.endswith(".flow"):
                         self.load(os.path.join(root, name), extension=True)
+        program = self.program
+        for name in [n for n in program.extensions if n not in program.flows]:
+            named = [(e, u) for e, u in program.extensions[name] if not u.extension]
+            if named:
+                program.extensions[name] = named
+            else:
+                del program.extensions[name]
 
     def _entry_point_paths(self) -> list[str]:
         """Extension .flow files or folders that installed packages declare (`weft.extensions`)."""
@@ -167,9 +189,36 @@ class Loader:
             try:
                 found.append(str(ep.load()))
             except Exception as e:  # a broken third-party package is reported, not fatal
-                where = ast.Span(f"<entry point {ep.name} = {ep.value}>", 1, 1, 1, 1)
-                self.sink.add("E121", where, f"extension entry point '{ep.name}' failed to load: {e}")
+                self.sink.add("E121", _entry_point_span(ep), f"extension entry point '{ep.name}' failed to load: {e}")
         return sorted(found)
+
+    def packaged_modules(self) -> dict[str, ModuleType | None]:
+        """Action modules of installed packages (`weft.actions`) by alias; None for one that failed to load."""
+        if self._packaged is not None:
+            return self._packaged
+        self._packaged = {}
+        for ep in sorted(metadata.entry_points(group="weft.actions"), key=lambda e: (e.name, e.value)):
+            where = _entry_point_span(ep)
+            if not ep.name.isidentifier() or ep.name == "std":
+                self.sink.add("E121", where, f"action entry point '{ep.name}' is not a usable alias")
+                continue
+            if ep.name in self._packaged:
+                self.sink.add("E121", where, f"action entry point '{ep.name}' is declared by two packages")
+                continue
+            try:
+                module = ep.load()
+            except Exception as e:  # a broken third-party package is reported, not fatal
+                self.sink.add("E121", where, f"action entry point '{ep.name}' failed to load: {e}")
+                module = None
+            if module is not None and not isinstance(module, ModuleType):
+                self.sink.add("E121", where, f"action entry point '{ep.name}' must name a module, not {ep.value}")
+                module = None
+            self._packaged[ep.name] = module
+        return self._packaged
+
+
+def _entry_point_span(ep: metadata.EntryPoint) -> ast.Span:
+    return ast.Span(f"<entry point {ep.name} = {ep.value}>", 1, 1, 1, 1)
 
 
 def module_roots(dotted: str, start: str) -> list[str]:

@@ -8,8 +8,13 @@ from __future__ import annotations
 __all__ = ["load_run_view"]
 
 
-def load_run_view(store_dir: str | None, run_id_or_prefix: str) -> tuple[dict, dict[str, str]]:
-    """(plan, {step id: state}) of a stored run, for `weft graph RUN`; None: the default store."""
+def load_run_view(
+    store_dir: str | None, run_id_or_prefix: str,
+) -> tuple[dict, dict[str, str], dict[str, dict[str, int]]]:
+    """(plan, {step id: state}, {each step id: {state: sub-runs}}) of a stored run, for `weft graph RUN`.
+
+    `store_dir` None means the default store.
+    """
     from weft.runtime.views import load_run_view as load
 
     return load(store_dir, run_id_or_prefix)

@@ -47,7 +47,7 @@ class LiveReport:
 
     def __call__(self, events: list[dict], driver: Any) -> None:
         self.driver = driver
-        self.running = tuple(sorted(driver.inflight))
+        self.running = tuple(sorted(driver.inflight.keys() | driver.machine.polling))
         for e in events:
             if e.get("step") and e.get("state") == "running":
                 continue  # the live lines show what runs

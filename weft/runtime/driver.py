@@ -6,6 +6,9 @@ machine what to start, and commits all of that in ONE write transaction (group
 commit). Only after the commit are the new actions submitted and the
 transitions reported, so a step is recorded running before its action is
 called and a step's outputs are durable before any dependent starts.
+
+Waiting costs no thread: a suspended polling step is a timer in the machine
+until its next poll, which is a short launch like any other (waiting.py).
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ from concurrent.futures import Executor, Future
 from typing import Callable
 
 from weft.errors import WeftError
-from weft.runtime import steering
+from weft.polling import Pending
+from weft.runtime import steering, waiting
 from weft.runtime.crash import crash_point
 from weft.runtime.each import Each
 from weft.runtime.executor import ThreadExecutor, perform
 from weft.runtime.lease import Lease
 from weft.runtime.machine import Launch, Machine
+from weft.runtime.polls import Started
 from weft.runtime.session import persist
 from weft.runtime.states import RUN_STOPPED, error_record
 from weft.runtime.store import Store
@@ -51,8 +56,9 @@ class Driver:
         self._local = self.executor if self._own_executor else ThreadExecutor()
         self.observer = observer
         self.until_waiting = until_waiting
+        self.draining = threading.Event()  # set by a stopping worker: start nothing, return once nothing runs
         self.run_id = machine.run["id"]
-        self.fractions: dict[str, float] = {}  # running step -> reported progress
+        self.fractions: dict[str, float] = waiting.progress(machine)  # running or polling step -> reported progress
         self.inflight: dict[str, tuple[int, bool, threading.Event]] = {}  # step -> (attempt, undo, cancel)
         self._done: queue.SimpleQueue = queue.SimpleQueue()
         self._logs: queue.SimpleQueue = queue.SimpleQueue()  # log lines from actions
@@ -89,9 +95,11 @@ class Driver:
             if now >= next_poll:
                 self._poll(now)
                 next_poll = now + POLL
-            launches = m.launch(now, self.workers - len(self.inflight))
+            draining = self.draining.is_set()
+            launches = m.launch(now, 0 if draining else self.workers - len(self.inflight))
             self._abandon_stale()
-            stop = m.run["state"] in RUN_STOPPED or (self.until_waiting and not self.inflight and m.waiting_only())
+            stop = m.run["state"] in RUN_STOPPED or (
+                not self.inflight and (draining or self.until_waiting and m.waiting_only()))
             self._commit(release=stop)
             if stop:
                 return m.run
@@ -111,7 +119,6 @@ class Driver:
             if entry is None or entry[:2] != (launch.attempt, launch.undo):
                 continue  # abandoned after a timeout; its late answer does not count
             del self.inflight[launch.step]
-            self.fractions.pop(launch.step, None)
             if launch.action is not None:
                 key = (launch.action["module"], launch.action["name"])
                 self._took[key] = took if key not in self._took else (self._took[key] + took) / 2
@@ -120,10 +127,18 @@ class Driver:
                     m.undone(launch.step, launch.attempt, now)
                 else:
                     m.undo_failed(launch.step, launch.attempt, payload, now)
-            elif ok:
-                m.succeeded(launch.step, launch.attempt, payload, now)
-            else:
+            elif not ok:
                 m.failed(launch.step, launch.attempt, payload, now)
+            elif isinstance(payload, Started):
+                waiting.started(m, launch.step, launch.attempt, payload.handle, payload.spec, now)
+            elif isinstance(payload, Pending):
+                waiting.pending(m, launch.step, launch.attempt, payload.progress, now)
+            elif launch.poll is not None:
+                waiting.polled(m, launch.step, launch.attempt, payload, now)
+            else:
+                m.succeeded(launch.step, launch.attempt, payload, now)
+            if launch.step not in m.polling:
+                self.fractions.pop(launch.step, None)
 
     def _poll(self, now: float) -> None:
         """Act on cancel and signal requests that other processes left for this owner."""
@@ -143,11 +158,12 @@ class Driver:
                 self.machine.note(now, f"{req['kind']} request ignored: {e}")
 
     def _abandon_stale(self) -> None:
-        """Forget actions whose step is no longer waiting for them (timed out)."""
+        """Forget actions whose step is no longer waiting for them (timed out, cancelled)."""
         m = self.machine
         for sid, (attempt, undo, cancel) in list(self.inflight.items()):
             rec = m.steps[sid]
-            current = sid in m.undoing if undo else (rec["state"] == "running" and rec["attempts"] == attempt)
+            current = sid in m.undoing if undo else (rec["state"] in ("running", "suspended")
+                                                     and rec["attempts"] == attempt)
             if not current:
                 cancel.set()
                 del self.inflight[sid]
@@ -167,8 +183,8 @@ class Driver:
             self.observer(events, self)
 
     def _quick(self, launch: Launch) -> bool:
-        """Whether to call the action in this thread: no timeout, and its calls have been quick."""
-        if launch.action is None:
+        """Whether to call the action in this thread: no timeout, not a poll, and its calls have been quick."""
+        if launch.action is None or launch.poll is not None:
             return False
         took = self._took.get((launch.action["module"], launch.action["name"]))
         return took is not None and took < QUICK and launch.deadline is None and self._own_executor
@@ -197,7 +213,7 @@ class Driver:
         else:
             future = self.executor.submit(
                 perform, self.run_id, launch.step, launch.attempt, launch.action, launch.inputs, launch.deadline,
-                *self._callbacks(launch),
+                *self._callbacks(launch), poll=launch.poll,
             )
         future.add_done_callback(lambda f: self._done.put((launch, _outcome(f))))
 

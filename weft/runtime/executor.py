@@ -24,6 +24,8 @@ from concurrent.futures import Executor, Future
 from typing import Any, Callable
 
 from weft import actions
+from weft.polling import Pending
+from weft.runtime import polls
 from weft.runtime.codec import check_serializable
 from weft.runtime.states import error_record
 
@@ -72,20 +74,23 @@ def perform(
     on_progress: Callable[[float], None] | None = None,
     on_log: Callable[[str], None] | None = None,
     cancel: threading.Event | None = None,
+    poll: dict | None = None,
 ) -> tuple[bool, Any, float]:
     """Run one action: (True, outputs, seconds) or (False, error record, seconds).
 
-    Never raises for the action's faults.
+    A polling action is only started (outputs: a polls.Started); with `poll`,
+    the step's poll record, it is polled once (outputs: a Pending, or the
+    action's). Never raises for the action's faults.
     """
     started = time.perf_counter()
-    ok, payload = _perform(run_id, step, attempt, action, inputs, deadline, on_progress, on_log, cancel)
+    ok, payload = _perform(run_id, step, attempt, action, inputs, deadline, on_progress, on_log, cancel, poll)
     return ok, payload, time.perf_counter() - started
 
 
 def _perform(
     run_id: str, step: str, attempt: int, action: dict, inputs: dict, deadline: float | None,
     on_progress: Callable[[float], None] | None, on_log: Callable[[str], None] | None,
-    cancel: threading.Event | None,
+    cancel: threading.Event | None, poll: dict | None,
 ) -> tuple[bool, Any]:
     try:
         key = (action["module"], action["name"])
@@ -94,13 +99,15 @@ def _perform(
             defn = _defs[key] = actions.lookup(*key)
         ctx = actions.Context(run_id, step, attempt, on_progress=on_progress, on_log=on_log,
                               deadline=deadline, cancel_event=cancel)
-        outputs = actions.call(defn, inputs, ctx)
+        outputs = polls.call(defn, inputs, ctx, poll)
     except LookupError as e:
         return False, error_record("ActionNotFound", str(e))
     except KeyboardInterrupt:  # reaches only an action the driver called in the main thread
         raise
     except BaseException as e:  # the action's failure, whatever it is, fails the step
         return False, error_record(type(e).__name__, str(e) or type(e).__name__, traceback.format_exc())
+    if isinstance(outputs, (polls.Started, Pending)):
+        return True, outputs
     problem = check_serializable(outputs)
     if problem:
         return False, error_record("OutputError", f"outputs cannot be stored: {problem}")

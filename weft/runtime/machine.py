@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any
 
 from weft import expr
+from weft.runtime import waiting
 from weft.runtime.codec import check_serializable
 from weft.runtime.states import DONE, RUN_ENDED, UNFINISHED, describe_error, error_record
 
@@ -34,6 +35,7 @@ class Launch:
     deadline: float | None
     undo: bool = False
     items: list | None = None  # an `each` step's items: one sub-run each
+    poll: dict | None = None  # a suspended polling step's poll record: poll its handle once
 
 
 class Machine:
@@ -47,9 +49,12 @@ class Machine:
         self.pos = {sid: i for i, sid in enumerate(self.specs)}
         self.events: list[dict] = []
         self.dirty: set[str] = set()
+        self.unsaved: set[str] = set()  # changed, needing no commit of its own (a poll's Pending): rides along
         self.run_dirty = False
         self.running: set[str] = {sid for sid, r in steps.items() if r["state"] == "running"}
         self.undoing: set[str] = {sid for sid, r in steps.items() if (r["undo"] or {}).get("state") == "running"}
+        self.polling: set[str] = {sid for sid, r in steps.items() if waiting.is_polling(r)}
+        self.poll_due: dict[str, None] = {}  # polling steps whose poll is due, in order
         self.env = expr.Env(run["inputs"], partial(_outputs, steps))  # no cycle back to the machine
         self.deps: dict[str, list[str]] = {}
         self.dependents: dict[str, list[str]] = defaultdict(list)
@@ -102,6 +107,7 @@ class Machine:
             rec["state"] = state
             (self.running.add if state == "running" else self.running.discard)(sid)
         rec.update(fields)
+        (self.polling.add if waiting.is_polling(rec) else self.polling.discard)(sid)
         self.dirty.add(sid)
         event = {"t": now, "step": sid, "state": state}
         if state == "running":
@@ -117,6 +123,7 @@ class Machine:
             run["started"] = now
         if state in RUN_ENDED:
             run["ended"] = now
+            waiting.settle(self, state, now)
         run["state"] = state
         run.update(fields)
         self.run_dirty = True
@@ -136,9 +143,9 @@ class Machine:
         """What changed since the last call: (run record or None, step records, events)."""
         self.run["progress"] = self.progress(fractions)
         run = self.run if (self.run_dirty or self.dirty) else None
-        steps = [(sid, self.steps[sid]) for sid in sorted(self.dirty, key=self.pos.__getitem__)]
+        steps = [(sid, self.steps[sid]) for sid in sorted(self.dirty | self.unsaved, key=self.pos.__getitem__)]
         events, self.events = self.events, []
-        self.dirty = set()
+        self.dirty, self.unsaved = set(), set()
         self.run_dirty = False
         return run, steps, events
 
@@ -148,7 +155,7 @@ class Machine:
             return 1.0 if self.run["state"] == "succeeded" else 0.0
         done = self.done_weight
         for sid, f in (fractions or {}).items():
-            if sid in self.running:
+            if sid in self.running or sid in self.polling:
                 done += self.specs[sid]["weight"] * f
         return round(min(1.0, done / self.total_weight), 4)
 
@@ -177,10 +184,8 @@ class Machine:
             self.blocking[sid] = sum(self.steps[d]["state"] not in DONE for d in self.deps[sid])
             if rec["state"] == "pending":
                 self._queue(sid, now)
-            elif rec["state"] == "suspended" and rec["deadline"] is not None:
-                heapq.heappush(self.timers, (rec["deadline"], "deadline", sid, rec["attempts"]))
-            elif rec["state"] == "running" and spec["timeout"] is not None:
-                heapq.heappush(self.timers, (rec["started"] + spec["timeout"], "timeout", sid, rec["attempts"]))
+            else:
+                waiting.arm(self, sid, now)
         if stage == "hooks":
             for sid in self.specs:
                 if self.specs[sid]["phase"] == phase and self.steps[sid]["state"] == "failed":
@@ -259,27 +264,24 @@ class Machine:
             self.run_dirty = True
 
     def tick(self, now: float) -> None:
-        """Fire the timers that are due: retries, wait deadlines, step timeouts."""
+        """Fire the timers that are due: retries, polls, deadlines (waiting.py)."""
         while self.timers and self.timers[0][0] <= now:
             _, kind, sid, attempt = heapq.heappop(self.timers)
             rec = self.steps[sid]
             if rec["attempts"] != attempt:
                 continue
-            if kind == "due" and rec["state"] == "pending" and rec["due"] is not None:
-                self._push_ready(sid)
-            elif kind == "deadline" and rec["state"] == "suspended":
-                signal = self.specs[sid]["wait"]["signal"]
-                self.failed(sid, attempt, error_record("Timeout", f"no signal '{signal}' in time"), now)
-            elif kind == "timeout" and rec["state"] == "running":
-                limit = self.specs[sid]["timeout"]
-                self.failed(sid, attempt, error_record("Timeout", f"timed out after {limit:g}s"), now)
+            if kind == "due":
+                if rec["state"] == "pending" and rec["due"] is not None:
+                    self._push_ready(sid)
+            else:
+                waiting.fire(self, kind, sid, attempt, now)
 
     def next_timer(self) -> float | None:
         return self.timers[0][0] if self.timers else None
 
     def waiting_only(self) -> bool:
         """Nothing runs, is ready or awaits a retry: the run waits for signals alone."""
-        if self.run["state"] != "running" or self.running or self.undoing or self.ready:
+        if self.run["state"] != "running" or self.running or self.polling or self.undoing or self.ready:
             return False
         return not any(
             kind == "due" and self.steps[sid]["state"] == "pending" and self.steps[sid]["attempts"] == attempt
@@ -311,7 +313,11 @@ class Machine:
             stage = self.run["stage"], self.run["state"]
             self._advance(now)
             if stage == (self.run["stage"], self.run["state"]) or not self.ready:
-                return out
+                break
+        if self.halt != "cancel":  # due polls take the slots left, even while halting (like running steps)
+            out += [Launch(sid, self.steps[sid]["attempts"], self.specs[sid]["action"], {}, self.steps[sid]["deadline"],
+                           poll=self.steps[sid]["poll"]) for sid in waiting.take_due_polls(self, slots - len(out))]
+        return out
 
     def _start(self, sid: str, now: float) -> Launch | None:
         rec = self.steps[sid]
@@ -335,18 +341,16 @@ class Machine:
             self._fail(sid, error_record("InputError", str(e)), now, retry=False)
             return None
         rec["attempts"] += 1
+        deadline = None if spec["timeout"] is None else now + spec["timeout"]  # kept in the record: see waiting.py
+        if deadline is not None:
+            heapq.heappush(self.timers, (deadline, "deadline", sid, rec["attempts"]))
         if spec["kind"] == "wait":
-            deadline = None if spec["timeout"] is None else now + spec["timeout"]
             self.set_step(sid, "suspended", now, f"waiting for signal '{spec['wait']['signal']}'",
                       inputs=inputs, started=now, deadline=deadline, due=None, error=None)
-            if deadline is not None:
-                heapq.heappush(self.timers, (deadline, "deadline", sid, rec["attempts"]))
             return None
-        deadline = None if spec["timeout"] is None else now + spec["timeout"]
         recorded = inputs if items is None else {"items": items, "with": inputs}
-        self.set_step(sid, "running", now, inputs=recorded, started=now, ended=None, due=None, error=None)
-        if deadline is not None:
-            heapq.heappush(self.timers, (deadline, "timeout", sid, rec["attempts"]))
+        self.set_step(sid, "running", now, inputs=recorded, started=now, ended=None, due=None, error=None,
+                      deadline=deadline, poll=None)
         return Launch(sid, rec["attempts"], spec["action"], inputs, deadline, items=items)
 
     def _advance(self, now: float) -> None:
@@ -355,7 +359,7 @@ class Machine:
         while run["state"] == "running":
             stage = run["stage"]
             if self.halt:
-                if self.running or self.undoing:
+                if self.running or self.polling or self.undoing:
                     return
                 if self.halt == "cancel":
                     self.set_run("cancelled", now)
@@ -392,10 +396,18 @@ class Machine:
         self._end("succeeded", now)
 
     def _end(self, outcome: str, now: float) -> None:
-        """The run's outcome is decided: run its on success / on failure steps, then finish."""
+        """The run's outcome is decided: run its on success / on failure steps, then finish.
+
+        A failed run never runs its on success steps: they are skipped. A
+        succeeded run's on failure steps stay pending, for a rollback to run.
+        """
         self.run["ending"] = outcome
         self.halt = self.run["halt"] = None
         self.run_dirty = True
+        if outcome == "failed":
+            for sid, spec in self.specs.items():
+                if spec["phase"] == "success" and self.steps[sid]["state"] == "pending":
+                    self.set_step(sid, "skipped", now, "the run failed")
         self.enter("hooks", now)
 
     # -- rollback -----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import time
 from typing import Callable
 
 from weft.errors import WeftError
-from weft.runtime import steering
+from weft.runtime import steering, workqueue
 from weft.runtime.ids import new_run_id
 from weft.runtime.lease import Lease, LeaseHeld, describe
 from weft.runtime.machine import Machine
@@ -55,31 +55,52 @@ def persist(txn: Txn, m: Machine, lease: Lease, *, fractions: dict | None = None
 
 
 def create(store: Store, plan: dict, inputs: dict, *, user: str, label: str | None, locks: list[str],
-           parent: dict | None = None) -> tuple[Machine, Lease]:
-    """Persist a new pending run (its own copy of the plan, its inputs, every step) owned by this process."""
+           parent: dict | None = None, detach: bool = False) -> tuple[Machine, Lease]:
+    """Persist a new pending run (its own copy of the plan, its inputs, every step) owned by this process.
+
+    With `detach`, the run is queued for `weft worker` instead, and this process holds no lease.
+    """
     check_plan(plan)
     now = time.time()
     run_id = new_run_id(now)
     run = new_run(run_id, plan, inputs, label=label, locks=locks, user=user, now=now, parent=parent)
+    run["detached"] = detach  # served by `weft worker`: a signal is handed to the workers
     steps = {s["id"]: new_step() for s in plan["steps"]}
     lease = Lease(run_id)
 
     def write(t: Txn) -> None:
+        above = _ancestors(t, parent)
         for name in locks:
             holder = t.lock_holder(name)
             other = t.run(holder) if holder else None
             if other is not None and other["state"] not in RUN_ENDED:
-                raise WeftError(f"lock '{name}' is held by run {holder} ({other['state']})")
+                if holder in above:  # a sub-run works under the lock its parent or grandparent holds
+                    continue
+                raise WeftError(f"lock '{name}' is held by run {holder} "
+                                f"({other['label'] or other['flow']}, {other['state']}); nothing was started")
             t.put_lock(name, run_id)
         t.put_plan(run_id, plan)
         for sid, rec in steps.items():
             t.put_step(run_id, sid, rec)
         t.put_run(run)
         t.append_events(run_id, [{"t": now, "state": "pending", "detail": f"created by {user}"}])
-        lease.acquire(t, now)
+        if detach:
+            workqueue.enqueue(t, run_id, now)
+        else:
+            lease.acquire(t, now)
 
     store.write(write)
     return Machine(plan, run, steps, now), lease
+
+
+def _ancestors(t: Txn, parent: dict | None) -> set[str]:
+    """The ids of the runs above a new sub-run: its parent, their parent, and so on."""
+    found: set[str] = set()
+    while parent is not None and parent["run"] not in found:
+        found.add(parent["run"])
+        above = t.run(parent["run"])
+        parent = above.get("parent") if above else None
+    return found
 
 
 def take(

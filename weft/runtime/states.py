@@ -1,7 +1,10 @@
 """Run and step states, and the records that hold them.
 
-Step states: pending, running, suspended (a wait), succeeded, failed, skipped,
-cancelled, undone (rolled back).
+Step states: pending, running, suspended (a signal wait, or a polling action
+between polls), succeeded, failed, skipped, cancelled, undone (rolled back).
+A step's `due` is when it may start again (a retry) or be polled next; its
+`deadline` is when its `timeout` runs out; `poll` holds a polling step's handle
+(see waiting.py).
 
 A run record carries, besides its state, where the orchestrator is:
 `stage` is "run", "finalize", "hooks" (on success / on failure steps, after
@@ -34,6 +37,7 @@ def new_step() -> dict[str, Any]:
         "error": None,
         "due": None,
         "deadline": None,
+        "poll": None,
         "undo": None,
     }
 
@@ -65,6 +69,13 @@ def new_run(
         "rolled_back": False,
         "parent": parent,
     }
+
+
+def outcome(run: dict) -> str | None:
+    """How an ended run came out: succeeded, failed, cancelled or rolled back; None before it ends."""
+    if run["state"] not in RUN_ENDED:
+        return None
+    return "rolled back" if run.get("rolled_back") else run["state"]
 
 
 def error_record(kind: str, message: str, traceback: str | None = None) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from weft.errors import WeftError
+from weft.runtime import waiting
 from weft.runtime.machine import Machine
 from weft.runtime.states import UNFINISHED, error_record
 from weft.suggest import suggest
@@ -47,12 +48,16 @@ def find_step(m: Machine, name: str) -> str:
 def recover(m: Machine, now: float) -> list[str]:
     """After the previous owner died: re-run what was running if idempotent, else fail it.
 
-    Returns the ids of the steps marked failed ("interrupted") for a human.
+    A step past its deadline fails with a Timeout instead. Suspended steps go
+    on waiting (polling steps are polled again). Returns the ids of the steps
+    marked failed ("interrupted") for a human.
     """
     interrupted = []
     for sid in sorted(m.running, key=m.pos.__getitem__):
         spec = m.specs[sid]
-        if spec["kind"] == "each" or spec["action"]["idempotent"]:  # an each step finds its sub-runs again
+        if waiting.overdue(m, sid, now):
+            m.failed(sid, m.steps[sid]["attempts"], waiting.timeout_error(spec), now)
+        elif spec["kind"] == "each" or spec["action"]["idempotent"]:  # an each step finds its sub-runs again
             m.set_step(sid, "pending", now, "interrupted; runs again (idempotent)", due=None)
             m.rerun.append(sid)
         else:
@@ -148,6 +153,9 @@ def rollback(m: Machine, now: float, force: bool) -> None:
         raise WeftError(f"run {run['id']} was already rolled back")
     if run["state"] == "running" and m.running:
         raise WeftError(f"run {run['id']} has running steps; cancel it or wait for it to pause")
+    if run["state"] == "running" and m.polling:
+        raise WeftError(f"run {run['id']} has steps polling external tasks ({', '.join(sorted(m.polling)[:5])}); "
+                        "resume it to let them finish, or cancel it")
     missing = without_undo(m)
     if missing and not force:
         raise WeftError(
@@ -171,16 +179,28 @@ def waiting_for(m: Machine, name: str) -> list[str]:
 
 def signal(m: Machine, name: str, fields: dict[str, Any], now: float) -> list[str]:
     """Deliver signal `name`: every step waiting for it succeeds with `fields` as outputs."""
+    err = _ended(m, "signalled")
+    if err:
+        raise err
     targets = waiting_for(m, name)
     if not targets:
-        waiting = sorted({m.specs[s]["wait"]["signal"] for s in m.specs
-                          if m.specs[s]["kind"] == "wait" and m.steps[s]["state"] == "suspended"})
-        also = f" (it waits for: {', '.join(waiting)})" if waiting else ""
-        raise WeftError(f"run {m.run['id']} has no step waiting for signal '{name}'{also}")
+        raise WeftError(_not_waiting(m, name))
     for sid in targets:
         m.set_step(sid, "succeeded", now, f"signal '{name}'", outputs=dict(fields), ended=now, deadline=None)
         m.release(sid, now)
     return targets
+
+
+def _not_waiting(m: Machine, name: str) -> str:
+    """Why signal `name` reaches no step of the run."""
+    declared = [sid for sid, spec in m.specs.items() if spec["kind"] == "wait" and spec["wait"]["signal"] == name]
+    if declared:
+        states = ", ".join(f"step {sid} is {m.steps[sid]['state']}" for sid in declared)
+        return f"run {m.run['id']} has no step waiting for signal '{name}' now ({states})"
+    signals = sorted({m.specs[s]["wait"]["signal"] for s in m.specs
+                      if m.specs[s]["kind"] == "wait" and m.steps[s]["state"] == "suspended"})
+    also = f" (it waits for: {', '.join(signals)})" if signals else ""
+    return f"run {m.run['id']} has no step waiting for signal '{name}'{also}"
 
 
 def failed_steps(m: Machine) -> list[str]:

@@ -11,12 +11,16 @@ Keys (run ids are 26 ASCII characters, so they need no separator):
     steps     <run><step id>            step record
     events    <run><u64 BE seq>         append-only history, seq from 1
     indexes   state\0<state>\0<run>, flow\0<flow>\0<run>, tag\0<tag>\0<run>,
+              user\0<user>\0<run>, label\0<label, first 400 bytes>\0<run>,
+              result\0<succeeded|failed|cancelled|rolled back>\0<run> (ended runs),
               started\0<u64 BE µs><run>, ended\0<u64 BE µs><run>,
               child\0<parent run><step>\0<u32 BE index><run> (sub-runs of an `each` step)
     leases    <run>                     the owning process
               lock\0<name>               the run holding a flow's `lock`
     requests  <run><kind>               cancel / signal requests for a live owner
-    meta      format                    store format version
+    queue     at\0<u64 BE µs><run>, of\0<run>   runs a worker should pick up, by when (workqueue.py)
+    timers    <u64 BE µs due><run><step>\0<kind>   steps' next poll, retry, deadline (timers.py)
+    meta      format, indexes           store format version, index keys version
 """
 
 from __future__ import annotations
@@ -32,16 +36,19 @@ from typing import Any, Callable, Iterator, TypeVar
 import lmdb
 
 from weft.errors import WeftError
-from weft.runtime import codec, ids
+from weft.runtime import codec, ids, timers
+from weft.runtime.states import outcome
 
 FORMAT_VERSION = 1
-DATABASES = ("meta", "runs", "plans", "steps", "events", "indexes", "leases", "requests")
+INDEX_VERSION = 2  # the index keys index_keys() makes; older stores are brought up to date by catalog.py
+DATABASES = ("meta", "runs", "plans", "steps", "events", "indexes", "leases", "requests", "queue", "timers")
 ID_LEN = 26
 _SEQ = struct.Struct(">Q")
 _INDEX = struct.Struct(">I")
 _INITIAL_MAP = 64 << 20
 _DEFAULT_MAX_MAP = 1 << 40
 _NO_VALUE = codec.encode(None)
+LABEL_KEY_MAX = 400  # bytes of a label kept in its index key (LMDB keys are at most 511 bytes)
 T = TypeVar("T")
 
 _open_paths: set[str] = set()
@@ -90,7 +97,12 @@ def index_keys(run: dict) -> set[bytes]:
         b"state\0" + run["state"].encode() + b"\0" + rid,
         b"flow\0" + run["flow"].encode() + b"\0" + rid,
         b"started\0" + _micros(run["created"]) + rid,
+        b"user\0" + (run.get("user") or "").encode() + b"\0" + rid,
+        b"label\0" + (run.get("label") or "").encode()[:LABEL_KEY_MAX] + b"\0" + rid,
     }
+    result = outcome(run)
+    if result is not None:
+        keys.add(b"result\0" + result.encode() + b"\0" + rid)
     keys.update(b"tag\0" + tag.encode() + b"\0" + rid for tag in run.get("tags") or ())
     if run.get("ended") is not None:
         keys.add(b"ended\0" + _micros(run["ended"]) + rid)
@@ -151,7 +163,11 @@ class Store:
         if meta is None:
             if not create:
                 raise StoreError(f"{self.path} is not a weft store")
-            self.write(lambda t: t.put("meta", b"format", {"format": "weft.store", "version": FORMAT_VERSION}))
+            def init(t: Txn) -> None:
+                t.put("meta", b"format", {"format": "weft.store", "version": FORMAT_VERSION})
+                t.put("meta", b"indexes", {"version": INDEX_VERSION})
+
+            self.write(init)
         elif not isinstance(meta, dict) or meta.get("format") != "weft.store":
             raise StoreError(f"{self.path} is not a weft store")
         elif meta.get("version", 0) > FORMAT_VERSION:
@@ -348,7 +364,10 @@ class Txn:
         return {key[ID_LEN:].decode(): rec for key, rec in self.scan("steps", run_id.encode())}
 
     def put_step(self, run_id: str, step_id: str, rec: dict) -> None:
-        self.put("steps", run_id.encode() + step_id.encode(), rec)
+        """Write a step record and bring its timer index entries up to date."""
+        key = run_id.encode() + step_id.encode()
+        timers.update(self, run_id, step_id, self.get("steps", key), rec)
+        self.put("steps", key, rec)
 
     def run_ids(self, prefix: str = "") -> Iterator[str]:
         """Ids of the runs whose id starts with `prefix`, oldest first."""

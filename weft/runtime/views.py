@@ -1,18 +1,17 @@
-"""Read-only views of stored runs: listing through the indexes, one run in full, event lines."""
+"""Read-only views of stored runs: one run in full, its sub-runs, event lines (catalog.py lists runs)."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from collections import Counter
 
-from weft.errors import WeftError
-from weft.runtime.states import RUN_STATES, describe_error
-from weft.runtime.store import Store, Txn, store_dir
-
-SORTS = ("started", "ended", "flow", "state")
+from weft.runtime import bulk
+from weft.runtime.states import describe_error
+from weft.runtime.store import Store, store_dir
 
 
 def clock(t: float | None) -> str:
@@ -47,56 +46,6 @@ def event_text(e: dict) -> str:
     return f"{who} {state}" + (f" ({detail})" if detail else "")
 
 
-# -- listing -----------------------------------------------------------------------------
-
-
-def list_runs(store: Store, *, state: str | None = None, flow: str | None = None, tag: str | None = None,
-              sort: str = "started", limit: int = 50) -> list[dict]:
-    """Runs matching every filter, sorted; candidates come from one index, never a scan of all runs."""
-    reverse = sort.startswith("-")
-    field = sort.lstrip("-")
-    if field not in SORTS:
-        raise WeftError(f"cannot sort by {field!r} (choose from {', '.join(SORTS)}; prefix '-' to reverse)")
-    if state is not None and state not in RUN_STATES:
-        raise WeftError(f"no run state {state!r} (states: {', '.join(RUN_STATES)})")
-    filters = [(k, v) for k, v in (("state", state), ("flow", flow), ("tag", tag)) if v is not None]
-    with store.read() as t:
-        if not filters:
-            newest_first = (field in ("started", "ended")) != reverse
-            runs = []
-            for run_id in t.index(field, reverse=newest_first):
-                runs.append(t.run(run_id))
-                if len(runs) >= limit:
-                    break
-            return runs
-        field_of, value = filters[0]
-        runs = [r for r in _runs(t, t.index(field_of, value)) if _matches(r, filters[1:])]
-    runs.sort(key=lambda r: _sort_key(r, field), reverse=(field in ("started", "ended")) != reverse)
-    return runs[:limit]
-
-
-def _runs(t: Txn, ids: Iterator[str]) -> Iterator[dict]:
-    for run_id in ids:
-        run = t.run(run_id)
-        if run is not None:
-            yield run
-
-
-def _matches(run: dict, filters: list[tuple[str, str]]) -> bool:
-    for key, value in filters:
-        if (value not in run["tags"]) if key == "tag" else run[key] != value:
-            return False
-    return True
-
-
-def _sort_key(run: dict, field: str) -> tuple:
-    if field == "started":
-        return (run["created"], run["id"])
-    if field == "ended":
-        return (run["ended"] or 0.0, run["id"])
-    return (run[field], run["id"])
-
-
 # -- one run ---------------------------------------------------------------------------------
 
 
@@ -126,13 +75,13 @@ def load(store: Store, text: str) -> RunView:
 
 def run_json(v: RunView) -> dict[str, Any]:
     """Everything `weft show --json` prints."""
-    subs = {sid: [{k: r[k] for k in ("id", "state", "label", "parent")} for r in runs]
-            for sid, runs in v.children.items()}
+    subs = {sid: {"sub_runs": [{k: r[k] for k in ("id", "state", "label", "parent")} for r in runs],
+                  "sub_run_progress": bulk.progress(v.steps[sid], runs)} for sid, runs in v.children.items()}
     return {
         **v.run,
         "owner": None if v.lease is None else {k: v.lease[k] for k in ("pid", "host", "heartbeat")},
-        "steps": [{"id": s["id"], "phase": s["phase"], **v.steps[s["id"]],
-                   **({"sub_runs": subs[s["id"]]} if s["id"] in subs else {})} for s in v.plan["steps"]],
+        "steps": [{"id": s["id"], "phase": s["phase"], "origin": s["origin"], **v.steps[s["id"]],
+                   **subs.get(s["id"], {})} for s in v.plan["steps"]],
         "history": [{"seq": seq, **e} for seq, e in v.history],
     }
 
@@ -169,14 +118,28 @@ def run_text(v: RunView) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     lines.append("")
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + ("  " + r[6] if r[6] else "") for r in rows]
+    origins = [(s["id"], s["origin"]) for s in plan["steps"] if s["origin"]]
+    if origins:
+        lines += ["", "steps from extensions"]
+        lines += [f"  {sid}  {_path(o['extension'])}:{o['line']}" for sid, o in origins]
     for sid, runs in v.children.items():
         counts = ", ".join(f"{n} {state}" for state, n in sorted(Counter(r["state"] for r in runs).items()))
-        lines += ["", f"sub-runs of {sid}: {counts or 'none yet'}"]
+        done = bulk.progress(steps[sid], runs)
+        lines += ["", f"sub-runs of {sid}: {counts or 'none yet'} "
+                  f"({done['done']} done, {done['failed']} failed, {done['total']} in all)"]
+        shown = runs if len(runs) <= 20 else [r for r in runs if r["state"] != "succeeded"][:50]
         lines += [f"  {r['parent']['index'] + 1:>4}  {r['id']}  {r['state']:<9}  {r['label'] or ''}".rstrip()
-                  for r in runs if r["state"] != "succeeded"][:50]
+                  for r in shown]
+        if len(shown) < len(runs):
+            lines.append(f"  (weft list --parent {run['id']} lists all {len(runs)})")
     lines += ["", "history"]
     lines += [f"{seq:>5}  {clock(e['t'])}  {event_text(e)}" for seq, e in history]
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _path(path: str) -> str:
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
 
 
 def _short(v: Any) -> str:
@@ -184,12 +147,13 @@ def _short(v: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def load_run_view(store: str | None, run_id_or_prefix: str) -> tuple[dict, dict[str, str]]:
-    """(plan, {step id: state}) of a stored run, for drawing it coloured by state.
+def load_run_view(store: str | None, run_id_or_prefix: str) -> tuple[dict, dict[str, str], dict[str, dict[str, int]]]:
+    """(plan, {step id: state}, {each step id: {state: sub-runs}}) of a stored run, to draw it coloured by state.
 
     `store` is a store folder, or None for the default ($WEFT_STORE, else ./.weft).
     """
     with Store(store_dir(store), create=False) as store:
         with store.read() as t:
             run_id = t.find_run(run_id_or_prefix)
-            return t.plan(run_id), {sid: rec["state"] for sid, rec in t.steps(run_id).items()}
+            plan, steps = t.plan(run_id), t.steps(run_id)
+            return plan, {sid: rec["state"] for sid, rec in steps.items()}, bulk.each_counts(t, run_id, plan, steps)

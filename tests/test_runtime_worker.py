@@ -1,0 +1,243 @@
+"""`weft worker` and `weft run --detach` as real processes on a real store.
+
+Side effects are lines `<run> <tag> <attempt>` that the actions append to one
+file, so the tests can tell that no step of any run ran twice, however many
+workers served the store and however they were stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from runtime_support.checks import index_problems
+from weft.runtime import session, workqueue
+from weft.runtime.store import Store
+
+HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runtime_support")
+FLOWS = os.path.join(HERE, "worker.flow")
+CLI = os.path.join(HERE, "cli.flow")
+LINE = re.compile(r"^\d\d:\d\d:\d\d (worker \d+|run [0-9A-Z]{26}) ")
+
+
+class Worker:
+    """A `weft worker` process whose log lines are collected as they come."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, pattern: str, timeout: float = 15.0) -> str:
+        end = time.time() + timeout
+        while time.time() < end:
+            found = [x for x in self.lines if re.search(pattern, x)]
+            if found:
+                return found[0]
+            time.sleep(0.02)
+        raise AssertionError(f"no line matching {pattern!r} in {self.lines}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> tuple[int, float]:
+        """Send `sig`; (exit code, seconds it took to exit)."""
+        t0 = time.time()
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        err = self.proc.stderr.read()
+        assert "Traceback" not in err, err
+        assert all(LINE.match(x) for x in self.lines), self.lines
+        return code, time.time() - t0
+
+
+class Service:
+    """A store folder, its side-effect file, and the `weft` processes run against it."""
+
+    def __init__(self, tmp_path) -> None:
+        self.tmp = tmp_path
+        self.store = str(tmp_path / "store")
+        self.effects = str(tmp_path / "effects")
+        self.env = dict(os.environ, WEFT_STORE=self.store)
+        self.workers: list[Worker] = []
+
+    def weft(self, *args: str) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, "-m", "weft.cli", *args], capture_output=True, text=True,
+                              check=False, env=self.env, cwd=self.tmp, timeout=60)
+        assert "Traceback" not in done.stderr, done.stderr
+        return done
+
+    def worker(self, *args: str) -> Worker:
+        proc = subprocess.Popen([sys.executable, "-m", "weft.cli", "worker", *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=self.env, cwd=self.tmp)
+        self.workers.append(Worker(proc))
+        return self.workers[-1]
+
+    def detach(self, *args: str) -> str:
+        done = self.weft("run", "--detach", *args)
+        assert done.returncode == 0 and re.fullmatch(r"run [0-9A-Z]{26}\n", done.stdout), done
+        return done.stdout.split()[1]
+
+    def read(self, fn):
+        with Store(self.store, create=False) as store, store.read() as t:
+            return fn(t)
+
+    def wait_until(self, fn, timeout: float = 20.0):
+        end = time.time() + timeout
+        while time.time() < end:
+            found = self.read(fn)
+            if found:
+                return found
+            time.sleep(0.05)
+        raise AssertionError("timed out")
+
+    def effects_of(self, run_id: str) -> Counter:
+        with open(self.effects) as f:
+            return Counter(tuple(x.split()[1:]) for x in f if x.startswith(run_id))
+
+
+@pytest.fixture
+def service(tmp_path):
+    s = Service(tmp_path)
+    yield s
+    for w in s.workers:
+        if w.proc.poll() is None:
+            w.proc.kill()
+            w.proc.wait()
+
+
+def test_a_detached_run_is_queued_and_a_worker_drives_it(service):
+    done = service.weft("run", "--detach", FLOWS, "--flow", "chain")
+    assert done.returncode == 2 and "missing input 'path'" in done.stderr and done.stdout == ""
+    assert not os.path.exists(service.store)
+    t0 = time.time()
+    rid = service.detach(FLOWS, "--flow", "chain", "-i", f"path={service.effects}", "-i", "pause=0.3")
+    assert time.time() - t0 < 5
+    run, lease, queued = service.read(lambda t: (t.run(rid), t.lease(rid), workqueue.queued(t, rid)))
+    assert run["state"] == "pending" and run["detached"] and lease is None and queued is not None
+
+    done = service.weft("worker", "--once")
+    assert done.returncode == 0, done
+    lines = done.stdout.splitlines()
+    assert re.fullmatch(r"\d\d:\d\d:\d\d worker \d+ serving .+ \(8 runs at once\)", lines[0])
+    assert lines[1].endswith(f" run {rid} chain started")
+    assert re.search(f" run {rid} chain succeeded in \\d+\\.\\ds$", lines[2])
+    assert re.fullmatch(r"\d\d:\d\d:\d\d worker \d+ stopped", lines[3]) and len(lines) == 4
+    assert service.effects_of(rid) == Counter({("one", "1"): 1, ("two", "1"): 1, ("three", "1"): 1})
+    assert service.read(lambda t: (t.run(rid)["state"], workqueue.due(t, time.time() + 1e6, 10))) == ("succeeded", [])
+
+
+def test_three_workers_share_thirty_runs_and_drive_each_once(service):
+    plan = json.loads(service.weft("plan", FLOWS, "--flow", "chain", "--json").stdout)
+    workers = [service.worker("--workers", "3") for _ in range(3)]
+    for w in workers:
+        w.wait_for("serving")
+    with Store(service.store) as store:
+        ids = [session.create(store, plan, {"path": service.effects, "pause": 0.05}, user="test", label=None,
+                              locks=[], detach=True)[0].run["id"] for _ in range(30)]
+    service.wait_until(lambda t: all(t.run(rid)["state"] == "succeeded" for rid in ids), timeout=30)
+    for w in workers:
+        assert w.stop()[0] == 0
+    started = Counter(x.split()[2] for w in workers for x in w.lines if x.endswith(" chain started"))
+    ended = Counter(x.split()[2] for w in workers for x in w.lines if " chain succeeded in " in x)
+    assert started == ended == Counter({rid: 1 for rid in ids})
+    assert sum(1 for w in workers if any(x.endswith(" chain started") for x in w.lines)) >= 2
+    for rid in ids:
+        assert service.effects_of(rid) == Counter({("one", "1"): 1, ("two", "1"): 1, ("three", "1"): 1})
+    with Store(service.store) as store:
+        assert index_problems(store) == []
+
+
+def test_sigterm_lets_the_running_step_finish_then_resume_completes_the_run(service):
+    w = service.worker("--grace", "20s")
+    rid = service.detach(FLOWS, "--flow", "slow", "-i", f"path={service.effects}", "-i", "seconds=1.5")
+    service.wait_until(lambda t: t.steps(rid)["long"]["state"] == "running")
+    code, took = w.stop()
+    assert code == 0 and took < 5
+    assert any(x.endswith(f"run {rid} handed back to the queue (worker stopping)") for x in w.lines), w.lines
+    steps, lease, queued = service.read(lambda t: (t.steps(rid), t.lease(rid), workqueue.queued(t, rid)))
+    assert (steps["long"]["state"], steps["next"]["state"], lease) == ("succeeded", "pending", None)
+    assert queued is not None
+    done = service.weft("resume", rid)
+    assert done.returncode == 0 and f"run {rid} succeeded" in done.stdout, done
+    assert service.effects_of(rid) == Counter({("long", "1"): 1, ("next", "1"): 1})
+
+
+def test_a_step_that_outlasts_the_grace_is_let_go_and_another_worker_recovers_it(service):
+    w = service.worker("--grace", "0.3")
+    rid = service.detach(FLOWS, "--flow", "slow_again", "-i", f"path={service.effects}", "-i", "seconds=2")
+    service.wait_until(lambda t: t.steps(rid)["long"]["state"] == "running")
+    code, took = w.stop(signal.SIGINT)
+    assert code == 0 and took < 1.5
+    assert any(x.endswith(f"run {rid} let go with step(s) long still running: the next owner recovers them")
+               for x in w.lines), w.lines
+    assert service.read(lambda t: t.lease(rid)) is None
+    done = service.weft("worker", "--once")
+    assert done.returncode == 0 and f"run {rid} slow_again succeeded" in done.stdout, done
+    steps = service.read(lambda t: t.steps(rid))
+    assert steps["long"]["attempts"] == 2  # idempotent: it runs again
+    assert service.effects_of(rid) == Counter({("long", "2"): 1, ("next", "1"): 1})
+
+
+def test_a_signal_for_a_detached_run_is_handed_to_the_worker(service):
+    w = service.worker()
+    rid = service.detach(CLI, "--flow", "approval")
+    w.wait_for(f"run {rid} waits for signal approval, back at ")
+    assert service.read(lambda t: t.lease(rid)) is None  # a waiting run holds no worker
+    done = service.weft("signal", rid, "approval", "ok=true", "who=ann")
+    assert done.returncode == 0 and done.stdout == f"signal 'approval' handed to the workers serving run {rid}\n"
+    w.wait_for(f"run {rid} approval succeeded in ")
+    assert w.stop()[0] == 0
+    assert f"run {rid} step ask succeeded (signal 'approval')" in "\n".join(w.lines)
+    assert service.read(lambda t: t.run(rid)["result"]) == {"ok": True}
+
+
+def test_a_signal_reaches_a_run_while_a_worker_drives_it(service):
+    w = service.worker()
+    rid = service.detach(FLOWS, "--flow", "busy", "-i", f"path={service.effects}")
+    service.wait_until(lambda t: t.steps(rid)["long"]["state"] == "running")
+    assert service.read(lambda t: t.lease(rid)["pid"]) == w.proc.pid
+    assert service.weft("signal", rid, "approval", "ok=false").returncode == 0
+    w.wait_for(f"run {rid} step ask succeeded \\(signal 'approval'\\)")
+    assert service.read(lambda t: t.steps(rid)["long"]["state"]) == "running"  # delivered while it ran
+    w.wait_for(f"run {rid} busy succeeded in ")
+    assert w.stop()[0] == 0
+    assert service.read(lambda t: t.run(rid)["result"]) == {"ok": False}
+    assert service.effects_of(rid) == Counter({("long", "1"): 1, ("last", "1"): 1})
+
+
+def test_a_worker_fires_the_deadline_of_a_run_it_let_go(service):
+    w = service.worker()
+    rid = service.detach(FLOWS, "--flow", "deadline")
+    w.wait_for(f"run {rid} waits for signal approval, back at ")
+    w.wait_for(f"run {rid} step ask failed: Timeout: no signal 'approval' in time")
+    w.wait_for(f"run {rid} deadline paused: step ask failed")
+    assert w.stop()[0] == 0
+
+
+def test_a_worker_takes_over_a_run_whose_process_died(service):
+    proc = subprocess.Popen([sys.executable, "-m", "weft.cli", "run", FLOWS, "--flow", "slow_again",
+                             "-i", f"path={service.effects}", "-i", "seconds=1"],
+                            stdout=subprocess.PIPE, text=True, env=service.env, cwd=service.tmp)
+    rid = proc.stdout.readline().split()[1]
+    service.wait_until(lambda t: t.steps(rid)["long"]["state"] == "running")
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    done = service.weft("worker", "--once")
+    assert done.returncode == 0, done
+    assert re.search(f"run {rid} taken over from pid {proc.pid} on ", done.stdout), done.stdout
+    assert f"run {rid} slow_again succeeded" in done.stdout
+    assert service.effects_of(rid) == Counter({("long", "2"): 1, ("next", "1"): 1})
