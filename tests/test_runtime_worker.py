@@ -233,10 +233,10 @@ def test_a_worker_takes_over_a_run_whose_process_died(service):
                             stdout=subprocess.PIPE, text=True, env=service.env, cwd=service.tmp)
     rid = proc.stdout.readline().split()[1]
     service.wait_until(lambda t: t.steps(rid)["long"]["state"] == "running")
-    proc.kill()
+    proc.kill()  # and not reaped yet: a zombie counts as dead too
+    done = service.weft("worker", "--once")
     proc.wait()
     proc.stdout.close()
-    done = service.weft("worker", "--once")
     assert done.returncode == 0, done
     assert re.search(f"run {rid} taken over from pid {proc.pid} on ", done.stdout), done.stdout
     assert f"run {rid} slow_again succeeded" in done.stdout
