@@ -241,3 +241,18 @@ def test_a_worker_takes_over_a_run_whose_process_died(service):
     assert re.search(f"run {rid} taken over from pid {proc.pid} on ", done.stdout), done.stdout
     assert f"run {rid} slow_again succeeded" in done.stdout
     assert service.effects_of(rid) == Counter({("long", "2"): 1, ("next", "1"): 1})
+
+
+def test_a_worker_lets_go_of_runs_between_polls_so_one_slot_serves_many(service):
+    """Five runs whose polling step takes a second each, on a worker that drives one
+    run at a time: between polls the run is let go (its timers are in the store), so
+    the five external tasks run side by side instead of one after another."""
+    ids = [service.detach(FLOWS, "--flow", "polled", "-i", f"path={service.effects}", "-i", "seconds=1")
+           for _ in range(5)]
+    worker = service.worker("--workers", "1")
+    service.wait_until(lambda t: all(t.run(rid)["state"] == "succeeded" for rid in ids), timeout=30)
+    assert worker.stop()[0] == 0
+    steps = service.read(lambda t: [t.steps(rid)["use_"] for rid in ids])
+    assert max(s["started"] for s in steps) < min(s["ended"] for s in steps), "served one after another"
+    for rid in ids:
+        assert service.effects_of(rid) == Counter({("use_", "1"): 1})

@@ -46,6 +46,7 @@ class Driver:
     def __init__(
         self, store: Store, machine: Machine, lease: Lease, *, workers: int | None = None,
         executor: Executor | None = None, observer: Observer | None = None, until_waiting: bool = False,
+        release_polls: bool = False,
     ) -> None:
         self.store = store
         self.machine = machine
@@ -56,6 +57,8 @@ class Driver:
         self._local = self.executor if self._own_executor else ThreadExecutor()
         self.observer = observer
         self.until_waiting = until_waiting
+        # A worker lets go of a run between polls too: the timer index brings it back.
+        self.release_polls = release_polls
         self.draining = threading.Event()  # set by a stopping worker: start nothing, return once nothing runs
         self.run_id = machine.run["id"]
         self.fractions: dict[str, float] = waiting.progress(machine)  # running or polling step -> reported progress
@@ -99,7 +102,8 @@ class Driver:
             launches = m.launch(now, 0 if draining else self.workers - len(self.inflight))
             self._abandon_stale()
             stop = m.run["state"] in RUN_STOPPED or (
-                not self.inflight and (draining or self.until_waiting and m.waiting_only()))
+                not self.inflight and not launches
+                and (draining or self.until_waiting and m.waiting_only(self.release_polls)))
             self._commit(release=stop)
             if stop:
                 return m.run

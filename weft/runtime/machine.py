@@ -279,9 +279,12 @@ class Machine:
     def next_timer(self) -> float | None:
         return self.timers[0][0] if self.timers else None
 
-    def waiting_only(self) -> bool:
-        """Nothing runs, is ready or awaits a retry: the run waits for signals alone."""
-        if self.run["state"] != "running" or self.running or self.polling or self.undoing or self.ready:
+    def waiting_only(self, polls: bool = False) -> bool:
+        """Nothing runs, is ready or awaits a retry: the run waits for signals alone
+        (or, with `polls`, for signals and the next polls of its polling steps)."""
+        if self.run["state"] != "running" or self.running or self.undoing or self.ready:
+            return False
+        if self.polling and not polls:
             return False
         return not any(
             kind == "due" and self.steps[sid]["state"] == "pending" and self.steps[sid]["attempts"] == attempt

@@ -212,7 +212,7 @@ class Worker:
             return False
         m, lease, events = claim
         self.log.events(m.run, events)
-        driver = Driver(self.store, m, lease, observer=self._observe, until_waiting=True)
+        driver = Driver(self.store, m, lease, observer=self._observe, until_waiting=True, release_polls=True)
         self.active[run_id] = driver
         if self.stopping.is_set():
             driver.draining.set()
