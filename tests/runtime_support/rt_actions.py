@@ -17,7 +17,7 @@ class Sum(TypedDict):
     total: int
 
 
-def _append(path: str, line: str) -> None:
+def append_line(path: str, line: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, (line + "\n").encode())
@@ -45,7 +45,7 @@ def effect(path: str, tag: str, ctx: Context, seconds: float = 0.0) -> Value:
     """A non-idempotent side effect: one line `<run> <tag> <attempt>` per call."""
     if seconds:
         time.sleep(seconds)
-    _append(path, f"{ctx.run_id} {tag} {ctx.attempt}")
+    append_line(path, f"{ctx.run_id} {tag} {ctx.attempt}")
     return {"value": tag}
 
 
@@ -54,14 +54,14 @@ def effect_again(path: str, tag: str, ctx: Context, seconds: float = 0.0) -> Val
     """The idempotent twin of `effect`."""
     if seconds:
         time.sleep(seconds)
-    _append(path, f"{ctx.run_id} {tag} {ctx.attempt}")
+    append_line(path, f"{ctx.run_id} {tag} {ctx.attempt}")
     return {"value": tag}
 
 
 @action
 def release(path: str, tag: str) -> None:
     """Undo of `effect`."""
-    _append(path, f"undo {tag}")
+    append_line(path, f"undo {tag}")
 
 
 @action

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from typing import Any, TypedDict
 
+from rt_actions import append_line
 from weft import ActionFailed, Context, Pending, action
 
 POLLS: dict[str, int] = {}  # handle id -> polls so far
@@ -32,14 +33,6 @@ class Value(TypedDict):
 
 def _count_threads() -> None:
     THREADS.append((threading.active_count(), len(os.listdir("/proc/self/task"))))
-
-
-def _append(path: str, line: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (line + "\n").encode())
-    finally:
-        os.close(fd)
 
 
 @action(poll_every=0.01, poll_max=0.04, poll_factor=2.0)
@@ -78,7 +71,7 @@ class timed:
     def start(self, path: str, seconds: float, ctx: Context, hold: str = "") -> Any:
         while hold and os.path.exists(hold):
             time.sleep(0.02)
-        _append(path, f"{ctx.run_id} {ctx.step_id} {ctx.attempt}")
+        append_line(path, f"{ctx.run_id} {ctx.step_id} {ctx.attempt}")
         return {"step": ctx.step_id, "done_at": time.time() + seconds, "seconds": seconds}
 
     def poll(self, handle: Any) -> Value | Pending:

@@ -7,7 +7,6 @@ from weft.compiler.diagnostics import Sink
 from weft.compiler.exprs import constant, data_refs, is_constant, to_plan
 from weft.compiler.loader import Program
 from weft.compiler.resolve import Scope, StepDecl
-from weft.suggest import suggest
 
 POLICIES = ("pause", "skip", "fail", "rollback")
 
@@ -82,14 +81,7 @@ def _number(e: ast.Expr, scope: Scope, sink: Sink, what: str, minimum: float, in
 def _policy(value: tuple[str, ast.Span], sink: Sink) -> None:
     policy, span = value
     if policy not in POLICIES:
-        hint = suggest(POLICIES, policy)
-        sink.add(
-            "E119",
-            span,
-            f"unknown error policy '{policy}'; use one of {', '.join(POLICIES)}",
-            f"did you mean '{hint}'?" if hint else None,
-            fix=hint,
-        )
+        sink.misspelt("E119", span, f"unknown error policy '{policy}'; use one of {', '.join(POLICIES)}", policy, POLICIES)
 
 
 def _cycles(scope: Scope, sink: Sink) -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from typing import Iterable
+
 from weft.compiler.ast import Span
+from weft.suggest import suggest
 
 # code -> (short name, severity, what it means). docs/diagnostics.md documents each.
 CODES: dict[str, tuple[str, str, str]] = {
@@ -96,6 +99,22 @@ class Sink:
         if severity == "warning" and code in self.ignores.get(span.file, {}).get(span.line, ()):
             return
         self.items.append(Diagnostic(code, severity, span, message, hint, fix))
+
+    def misspelt(
+        self,
+        code: str,
+        span: Span,
+        message: str,
+        wrong: str,
+        known: Iterable[str],
+        otherwise: str | None = None,
+        prefix: str = "",
+    ) -> None:
+        """A diagnostic about a name that is not known: the closest known name (after
+        `prefix`) becomes the hint ("did you mean ...?") and the quick fix."""
+        close = suggest(known, wrong)
+        fix = f"{prefix}{close}" if close else None
+        self.add(code, span, message, f"did you mean '{fix}'?" if fix else otherwise, fix=fix)
 
     def note_source(self, file: str, text: str) -> None:
         """Record the suppression comments of a source file."""

@@ -13,7 +13,6 @@ from weft.actions import ActionDef, module_actions, resolve_path
 from weft.compiler import ast
 from weft.compiler.diagnostics import Sink
 from weft.compiler.loader import FlowDef, Program, Unit
-from weft.suggest import suggest
 
 
 
@@ -86,14 +85,7 @@ def resolve(program: Program, sink: Sink) -> dict[str, Scope]:
     for flow_name, exts in program.extensions.items():
         if flow_name not in program.flows:
             for ext, _unit in exts:
-                hint = suggest(program.flows, flow_name)
-                sink.add(
-                    "E113",
-                    ext.name_span,
-                    f"cannot extend '{flow_name}': no such flow",
-                    f"did you mean '{hint}'?" if hint else None,
-                    fix=hint,
-                )
+                sink.misspelt("E113", ext.name_span, f"cannot extend '{flow_name}': no such flow", flow_name, program.flows)
     return scopes
 
 
@@ -244,9 +236,9 @@ class _Resolver:
                 continue
             code = "E114" if decl.origin else "E101"
             where = f"flow '{_root(scope).name}'"
-            hint = suggest([s for s, v in scope.symbols.items() if v.kind == "step"], name)
+            steps = [s for s, v in scope.symbols.items() if v.kind == "step"]
             what = f"'{name}' is a {sym.kind}, not a step" if sym else f"{where} has no step '{name}'"
-            self.sink.add(code, span, what, f"did you mean '{hint}'?" if hint else None, fix=hint)
+            self.sink.misspelt(code, span, what, name, steps)
 
     def call(self, scope: Scope, decl: StepDecl, call: ast.Call, undo: bool) -> None:
         for arg in call.args:
@@ -255,13 +247,13 @@ class _Resolver:
             name = call.target[0]
             fdef = self.program.flows.get(name)
             if fdef is None:
-                hint = suggest(self.program.flows, name)
-                self.sink.add(
+                self.sink.misspelt(
                     "E103",
                     call.target_span,
                     f"no flow named '{name}'",
-                    f"did you mean '{hint}'?" if hint else "actions are called through a `use` alias: alias.action(...)",
-                    fix=hint,
+                    name,
+                    self.program.flows,
+                    "actions are called through a `use` alias: alias.action(...)",
                 )
             decl.flow = fdef
             return
@@ -274,14 +266,14 @@ class _Resolver:
     def action(self, unit: Unit, call: ast.Call) -> tuple[str, ActionDef] | None:
         alias, path = call.target[0], list(call.target[1:])
         if alias not in unit.aliases:
-            hint = suggest(unit.aliases, alias)
             t = call.target_span
-            self.sink.add(
+            self.sink.misspelt(
                 "E104",
                 ast.Span(t.file, t.line, t.col, t.line, t.col + len(alias)),
                 f"no module is bound to '{alias}'",
-                f"did you mean '{hint}'?" if hint else f"add `use some.python.module as {alias}` at the top of the file",
-                fix=hint,
+                alias,
+                unit.aliases,
+                f"add `use some.python.module as {alias}` at the top of the file",
             )
             return None
         module = unit.aliases[alias]
@@ -290,13 +282,13 @@ class _Resolver:
         found = resolve_path(module, path)
         if found is None:
             names = module_actions(module)
-            hint = suggest(names, path[-1])
-            self.sink.add(
+            self.sink.misspelt(
                 "E102",
                 call.target_span,
                 f"module '{module.__name__}' has no action '{'.'.join(path)}'",
-                f"did you mean '{alias}.{hint}'?" if hint else None,
-                fix=f"{alias}.{hint}" if hint else None,
+                path[-1],
+                names,
+                prefix=f"{alias}.",
             )
         return found
 
@@ -304,14 +296,13 @@ class _Resolver:
         if isinstance(e, ast.Name):
             sym = scope.lookup(e.name)
             if sym is None:
-                hint = suggest(scope.visible(), e.name)
                 extended = f"flow '{_root(scope).name}' has no step or value '{e.name}'"
-                self.sink.add(
+                self.sink.misspelt(
                     "E114" if self.origin else "E101",
                     e.span,
                     extended if self.origin else f"'{e.name}' is not defined",
-                    f"did you mean '{hint}'?" if hint else None,
-                    fix=hint,
+                    e.name,
+                    scope.visible(),
                 )
                 return
             scope.refs[id(e)] = sym

@@ -13,7 +13,6 @@ from weft import typesys as T
 from weft.compiler import ast
 from weft.compiler.diagnostics import Sink
 from weft.compiler.resolve import Scope, StepDecl, Symbol
-from weft.suggest import suggest
 
 EACH_OUTPUTS = T.record(total=T.INT, succeeded=T.INT, failed=T.INT)
 _ARITH = {"+", "-", "*", "/", "%"}
@@ -63,10 +62,9 @@ def type_of_annotation(t: ast.TypeExpr, sink: Sink | None) -> T.Type:
             message = f"'{t.name}' needs its item type: list[T] or dict[str, T]"
         else:
             message = f"unknown type '{t.name}'"
-        hint = suggest([n for n in list(_NAMED) + ["list", "dict"] if n != t.name], t.name)
+        known = [n for n in list(_NAMED) + ["list", "dict"] if n != t.name]
         s = t.span  # the name alone, which is what a fix replaces
-        name_span = ast.Span(s.file, s.line, s.col, s.line, s.col + len(t.name))
-        sink.add("E118", name_span, message, f"did you mean '{hint}'?" if hint else None, fix=hint)
+        sink.misspelt("E118", ast.Span(s.file, s.line, s.col, s.line, s.col + len(t.name)), message, t.name, known)
     return T.ANY
 
 
@@ -147,13 +145,13 @@ class _Checker:
         for arg in ret.fields:
             want = declared.get(arg.name)
             if want is None:
-                hint = suggest(declared.names(), arg.name)
-                self.sink.add(
+                self.sink.misspelt(
                     "E112",
                     arg.name_span,
                     f"flow '{flow.name}' declares no result '{arg.name}'",
-                    f"did you mean '{hint}'?" if hint else f"declared: {declared}",
-                    fix=hint,
+                    arg.name,
+                    declared.names(),
+                    f"declared: {declared}",
                 )
                 self.expr(scope, arg.value)
                 continue
@@ -214,13 +212,13 @@ class _Checker:
                 continue
             seen[arg.name] = arg
             if arg.name not in by_name:
-                hint = suggest([n for n in by_name if n not in seen], arg.name)
-                self.sink.add(
+                self.sink.misspelt(
                     "E105",
                     arg.name_span,
                     f"{target} takes no argument '{arg.name}'",
-                    f"did you mean '{hint}'?" if hint else f"it takes: {', '.join(by_name) or 'no arguments'}",
-                    fix=hint,
+                    arg.name,
+                    [n for n in by_name if n not in seen],
+                    f"it takes: {', '.join(by_name) or 'no arguments'}",
                 )
                 continue
             want = by_name[arg.name][0]
@@ -319,14 +317,13 @@ class _Checker:
         if t is not None:
             return t
         if isinstance(inner, T.RecordType):
-            hint = suggest(inner.names(), e.name)
-            what = _describe_obj(scope, e.obj)
-            self.sink.add(
+            self.sink.misspelt(
                 "E108",
                 e.name_span,
-                f"{what} has no field '{e.name}'",
-                f"did you mean '{hint}'?" if hint else f"it has: {', '.join(inner.names()) or 'no fields'}",
-                fix=hint,
+                f"{_describe_obj(scope, e.obj)} has no field '{e.name}'",
+                e.name,
+                inner.names(),
+                f"it has: {', '.join(inner.names()) or 'no fields'}",
             )
         else:
             self.sink.add("E108", e.name_span, f"cannot read field '{e.name}' of a {obj}")
