@@ -301,5 +301,5 @@ def parse_text(text: str, t: Type) -> Any:
             raise ValueError(f"{t} values are given as JSON: {e.msg} at column {e.colno}") from None
     errors = check_value(value, t)
     if errors:
-        raise ValueError(f"{text!r} is not a {t}")
+        raise ValueError(f"{text!r} is not a {t} ({errors[0]})")
     return value

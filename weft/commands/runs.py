@@ -107,6 +107,7 @@ def read_inputs(plan: dict, pairs: list[str], path: str | None) -> dict[str, Any
                 given[name] = typesys.parse_text(text, types[name])
             except ValueError as e:
                 problems.append(f"input '{name}': {e}")
+                given.setdefault(name, None)  # given, though wrong: not also "missing"
     inputs: dict[str, Any] = {}
     for name, p in params.items():
         if name in given:
