@@ -98,7 +98,9 @@ def main() -> None:
         for name, t in pass_times:
             print(f"  optimize: {name:<16} {t:8.3f} s")
         print(f"  plan                       {t_plan:8.3f} s")
-        print(f"  whole compile              {total:8.3f} s   ({total / raw:.2f}x the raw parse; target < 2 s and < 3x)")
+        print(
+            f"  whole compile              {total:8.3f} s   ({total / raw:.2f}x the raw parse; target < 2 s and < 3x)"
+        )
         print(f"  compile_paths() end to end   {t_api:8.3f} s   ({t_api / raw:.2f}x the raw parse)")
         print(f"  plan: {len(plan['steps'])} steps, critical path {len(plan['critical_path'])} long")
 
@@ -107,7 +109,9 @@ def main() -> None:
         subprocess.run(cmd, capture_output=True)  # warm the file cache
         _, whole = timed(lambda: subprocess.run(cmd, capture_output=True, check=True))
         _, bare = timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True))
-        print(f"  `weft check` of a small file, whole process: {whole:.3f} s (bare python start {bare:.3f} s; target < 0.5 s)")
+        print(
+            f"  `weft check` of a small file, whole process: {whole:.3f} s (bare python start {bare:.3f} s; target < 0.5 s)"
+        )
 
 
 if __name__ == "__main__":

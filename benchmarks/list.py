@@ -62,12 +62,17 @@ def main() -> None:
         parent = next(r["parent"]["run"] for r in runs if r["parent"])
         holder = next(r for r in runs if r["locks"])
         cases = [
-            [], ["--flow", "flow_12", "--limit", "20"], ["--state", "failed", "--user", "bob", "--limit", "20"],
+            [],
+            ["--flow", "flow_12", "--limit", "20"],
+            ["--state", "failed", "--user", "bob", "--limit", "20"],
             ["--state", "succeeded", "--sort", "user", "--offset", "1000", "--limit", "20"],
-            ["--label", "host-0424", "--limit", "20"], ["--since", "2d", "--limit", "20"],
+            ["--label", "host-0424", "--limit", "20"],
+            ["--since", "2d", "--limit", "20"],
             ["--before", "30d", "--sort", "ended", "--limit", "20"],
-            ["--result", "rolled-back", "--tag", "dns", "--limit", "20"], ["--parent", parent],
-            ["--lock", holder["locks"][0]], ["--tag", "prod", "--sort", "label", "--reverse", "--limit", "20"],
+            ["--result", "rolled-back", "--tag", "dns", "--limit", "20"],
+            ["--parent", parent],
+            ["--lock", holder["locks"][0]],
+            ["--tag", "prod", "--sort", "label", "--reverse", "--limit", "20"],
             ["--sort", "ended", "--offset", "90000", "--limit", "20"],
         ]
         print(f"\n{'weft list ...':<58} {'rows':>5} {'indexed':>9} {'full scan':>10} {'ratio':>7} {'process':>9}")
@@ -79,10 +84,13 @@ def main() -> None:
             scan = best(lambda: full_scan(store, q), 1)
             command = [sys.executable, "-m", "weft.cli", "list", *args, "--store", folder, "--json"]
             whole = best(lambda: subprocess.run(command, check=True, capture_output=True), 3)
-            print(f"{' '.join(args) or '(newest 50)':<58} {len(page.runs):>5} {indexed * 1000:>7.1f}ms "
-                  f"{scan * 1000:>8.0f}ms {scan / indexed:>6.0f}x {whole * 1000:>7.0f}ms")
-        startup = best(lambda: subprocess.run([sys.executable, "-m", "weft.cli", "--help"], check=True,
-                                              capture_output=True), 3)
+            print(
+                f"{' '.join(args) or '(newest 50)':<58} {len(page.runs):>5} {indexed * 1000:>7.1f}ms "
+                f"{scan * 1000:>8.0f}ms {scan / indexed:>6.0f}x {whole * 1000:>7.0f}ms"
+            )
+        startup = best(
+            lambda: subprocess.run([sys.executable, "-m", "weft.cli", "--help"], check=True, capture_output=True), 3
+        )
         print(f"\n(`weft --help` alone takes {startup * 1000:.0f}ms: the interpreter and argument parsing)")
 
 

@@ -80,9 +80,11 @@ def commits(store: Store, run_id: str) -> int:
 
 
 def report(name: str, n: int, took: float, cpu: float, base: float, rounds: int) -> None:
-    print(f"{name:<8} {n / took:>6.0f} steps/s  {took * 1e6 / n:>5.0f} µs/step ({cpu * 1e6 / n:>4.0f} µs CPU)  "
-          f"plain pool {n / base:>6.0f} steps/s  ratio {took / base:>5.1f}x  "
-          f"overhead {(took - base) * 1e6 / n:>4.0f} µs/step  {rounds} commits")
+    print(
+        f"{name:<8} {n / took:>6.0f} steps/s  {took * 1e6 / n:>5.0f} µs/step ({cpu * 1e6 / n:>4.0f} µs CPU)  "
+        f"plain pool {n / base:>6.0f} steps/s  ratio {took / base:>5.1f}x  "
+        f"overhead {(took - base) * 1e6 / n:>4.0f} µs/step  {rounds} commits"
+    )
 
 
 def main() -> None:

@@ -43,7 +43,9 @@ class Service:
 
     # The environment is read on every call, so a test (or a shell) can change it.
     def state_path(self) -> str:
-        return os.path.abspath(os.environ.get(f"{self.prefix}_STATE") or os.path.join(self.default_folder, "state.json"))
+        return os.path.abspath(
+            os.environ.get(f"{self.prefix}_STATE") or os.path.join(self.default_folder, "state.json")
+        )
 
     def folder(self) -> str:
         return os.path.dirname(self.state_path())

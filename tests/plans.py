@@ -116,16 +116,40 @@ def create_host(prefix=""):
     p = prefix
     fqdn = fmt(param("name"), ".", param("domain"))
     steps = [
-        step(f"{p}dhcp", name="dhcp_reserve", inputs={"subnet": param("subnet"), "mac": param("mac")},
-             retry=3, backoff=2, undo=UNDO_DNS, outputs=["rec", [["ip", STR, True]]]),
-        step(f"{p}a", name="dns_create", data=[(f"{p}dhcp", "ip", "value")], undo=UNDO_DNS,
-             inputs={"name": fqdn, "type": lit("A")}),
-        step(f"{p}ptr", name="dns_create", data=[(f"{p}dhcp", "ip", "name")], undo=UNDO_DNS, timeout=30,
-             inputs={"value": fqdn, "type": lit("PTR")}),
-        step(f"{p}audit", "acme.audit", "write", after=[f"{p}a"], inputs={"line": fmt("created ", fqdn)},
-             origin={"extension": "/srv/ext/audit.flow", "line": 2}, on_error="skip"),
-        step(f"{p}log", "weft.stdlib_actions.std", "log", phase="finalize",
-             data=[(f"{p}dhcp", "ip", "message")]),
+        step(
+            f"{p}dhcp",
+            name="dhcp_reserve",
+            inputs={"subnet": param("subnet"), "mac": param("mac")},
+            retry=3,
+            backoff=2,
+            undo=UNDO_DNS,
+            outputs=["rec", [["ip", STR, True]]],
+        ),
+        step(
+            f"{p}a",
+            name="dns_create",
+            data=[(f"{p}dhcp", "ip", "value")],
+            undo=UNDO_DNS,
+            inputs={"name": fqdn, "type": lit("A")},
+        ),
+        step(
+            f"{p}ptr",
+            name="dns_create",
+            data=[(f"{p}dhcp", "ip", "name")],
+            undo=UNDO_DNS,
+            timeout=30,
+            inputs={"value": fqdn, "type": lit("PTR")},
+        ),
+        step(
+            f"{p}audit",
+            "acme.audit",
+            "write",
+            after=[f"{p}a"],
+            inputs={"line": fmt("created ", fqdn)},
+            origin={"extension": "/srv/ext/audit.flow", "line": 2},
+            on_error="skip",
+        ),
+        step(f"{p}log", "weft.stdlib_actions.std", "log", phase="finalize", data=[(f"{p}dhcp", "ip", "message")]),
     ]
     return steps
 
@@ -133,13 +157,12 @@ def create_host(prefix=""):
 def create_host_plan():
     steps = create_host() + [
         step("notify", "acme.chat", "post", phase="success", inputs={"text": lit("done")}),
-        step("alert", "acme.chat", "post", phase="failure", inputs={"text": lit("failed \"badly\" <now>")}),
+        step("alert", "acme.chat", "post", phase="failure", inputs={"text": lit('failed "badly" <now>')}),
     ]
     return plan(
         "create_host",
         steps,
-        params=[("name", STR, None), ("mac", STR, None), ("subnet", STR, None),
-                ("domain", STR, lit("example.com"))],
+        params=[("name", STR, None), ("mac", STR, None), ("subnet", STR, None), ("domain", STR, lit("example.com"))],
         results=[("ip", STR), ("fqdn", STR)],
         extensions=[{"file": "/srv/ext/audit.flow", "line": 1, "flow": "create_host"}],
     )
@@ -147,10 +170,18 @@ def create_host_plan():
 
 def bulk_plan():
     """A check, then an `each` whose body inlines create_host, then a report."""
-    body = plan("bulk_create.each", create_host("create_host/")[:3],
-                params=[("h", ["rec", [["name", STR, True], ["mac", STR, True]]], None), ("subnet", STR, None)])
-    each = step("each", data=[("check", "subnet", "subnet")], kind="each", action=None,
-                each={"var": "h", "items": param("hosts"), "concurrency": 10, "plan": body})
+    body = plan(
+        "bulk_create.each",
+        create_host("create_host/")[:3],
+        params=[("h", ["rec", [["name", STR, True], ["mac", STR, True]]], None), ("subnet", STR, None)],
+    )
+    each = step(
+        "each",
+        data=[("check", "subnet", "subnet")],
+        kind="each",
+        action=None,
+        each={"var": "h", "items": param("hosts"), "concurrency": 10, "plan": body},
+    )
     steps = [
         step("check", name="subnet_check", inputs={"subnet": param("subnet")}),
         each,
@@ -163,10 +194,22 @@ def approval_plan():
     """A wait for a signal between two steps, with a `when` and a non-default error policy."""
     steps = [
         step("request", "acme.tickets", "open"),
-        step("approved", kind="wait", action=None, after=["request"],
-             wait={"signal": "approved", "fields": ["rec", [["by", STR, True]]]}, timeout=86400),
-        step("apply", "acme.tickets", "apply", data=[("approved", "by", "who")],
-             when=["op", "!=", ref("approved", "by"), lit("")], on_error="rollback"),
+        step(
+            "approved",
+            kind="wait",
+            action=None,
+            after=["request"],
+            wait={"signal": "approved", "fields": ["rec", [["by", STR, True]]]},
+            timeout=86400,
+        ),
+        step(
+            "apply",
+            "acme.tickets",
+            "apply",
+            data=[("approved", "by", "who")],
+            when=["op", "!=", ref("approved", "by"), lit("")],
+            on_error="rollback",
+        ),
     ]
     return plan("approval", steps)
 

@@ -230,7 +230,8 @@ def test_string_annotations_resolve_and_unresolved_ones_are_reported(tmp_path, m
     monkeypatch.syspath_prepend(str(tmp_path))
     for name in ("weft_test_proxy", "weft_test_unresolved"):
         request.addfinalizer(lambda name=name: sys.modules.pop(name, None))
-    (tmp_path / "weft_test_proxy.py").write_text(textwrap.dedent('''
+    (tmp_path / "weft_test_proxy.py").write_text(
+        textwrap.dedent('''
         from __future__ import annotations
         from typing import TypedDict
         from weft import action, Context
@@ -245,19 +246,22 @@ def test_string_annotations_resolve_and_unresolved_ones_are_reported(tmp_path, m
         @action(undo=release_lease)
         def reserve_lease(subnet: str, mac: str, ctx: Context) -> Lease:
             return {"ip": "10.0.0.9"}
-    '''))
+    ''')
+    )
     defn = lookup("weft_test_proxy", "reserve_lease")
     assert defn.outputs == typesys.record(ip=STR) and defn.undo == "release_lease"
     assert call(defn, {"subnet": "s", "mac": "m"}, None) == {"ip": "10.0.0.9"}
 
-    (tmp_path / "weft_test_unresolved.py").write_text(textwrap.dedent('''
+    (tmp_path / "weft_test_unresolved.py").write_text(
+        textwrap.dedent("""
         from __future__ import annotations
         from weft import action
 
         @action
         def broken(a: Missing, b: int) -> Reply:
             pass
-    '''))
+    """)
+    )
     with pytest.raises(ActionDefinitionError) as info:
         lookup("weft_test_unresolved", "broken")
     assert info.value.problems == [

@@ -25,7 +25,12 @@ EXPECT = re.compile(r"#\s*expect:\s*([EW]\d{3})\s+(\d+):(\d+)")
 def weft(*args, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "WEFT_DEBUG"}
     proc = subprocess.run(
-        [sys.executable, "-m", "weft.cli", *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "weft.cli", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
     assert "internal error" not in proc.stderr, proc.stderr
@@ -62,7 +67,9 @@ def test_check_errors_exit_1_with_position_source_line_and_caret():
     proc = weft("check", path)
     assert proc.returncode == 1
     lines = proc.stdout.splitlines()
-    head = "tests/fixtures/diagnostics/E105_unknown_argument.flow:7:35: error[E105]: inv.allocate takes no argument 'cpu'"
+    head = (
+        "tests/fixtures/diagnostics/E105_unknown_argument.flow:7:35: error[E105]: inv.allocate takes no argument 'cpu'"
+    )
     assert lines[0] == head
     source = path.read_text(encoding="utf-8").splitlines()[6]
     gutter = "   7 | "
@@ -141,11 +148,19 @@ def test_check_sarif():
         assert r["ruleId"] == "E119" and r["level"] == "error"
         assert rules[r["ruleIndex"]]["id"] == r["ruleId"]
         (loc,) = r["locations"]
-        assert loc["physicalLocation"]["artifactLocation"]["uri"] == "tests/fixtures/diagnostics/E119_invalid_option.flow"
+        assert (
+            loc["physicalLocation"]["artifactLocation"]["uri"] == "tests/fixtures/diagnostics/E119_invalid_option.flow"
+        )
         region = loc["physicalLocation"]["region"]
         assert region["startLine"] >= 1 and region["startColumn"] >= 1
-    regions = sorted(("E119", r["locations"][0]["physicalLocation"]["region"]["startLine"],
-                      r["locations"][0]["physicalLocation"]["region"]["startColumn"]) for r in results)
+    regions = sorted(
+        (
+            "E119",
+            r["locations"][0]["physicalLocation"]["region"]["startLine"],
+            r["locations"][0]["physicalLocation"]["region"]["startColumn"],
+        )
+        for r in results
+    )
     assert regions == expected(path)
 
 
@@ -215,7 +230,7 @@ def test_plan_shows_levels_and_critical_path():
     proc = weft("plan", HOST, "--extensions", AUDIT)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert out.startswith("flow create_host(name: str, mac: str, subnet: str, domain: str = \"example.com\")")
+    assert out.startswith('flow create_host(name: str, mac: str, subnet: str, domain: str = "example.com")')
     assert "5 steps, 3 parallel levels, critical path: dhcp -> a -> audit" in out
     levels = re.findall(r"^level (\d+)", out, re.M)
     assert levels == ["0", "1", "2"]
@@ -281,9 +296,7 @@ def test_graph_svg_matches_the_plan(tmp_path):
     for s in plan["steps"]:
         assert nodes[s["id"]][0] == s["id"]
     # One edge per data dependency, labelled with what it carries; control edges unlabelled.
-    data_edges = {
-        f"{d['from']}->{s['id']}": f"{d['field']} → {d['to']}" for s in plan["steps"] for d in s["data"]
-    }
+    data_edges = {f"{d['from']}->{s['id']}": f"{d['field']} → {d['to']}" for s in plan["steps"] for d in s["data"]}
     control_edges = {f"{a}->{s['id']}" for s in plan["steps"] for a in s["after"]}
     assert set(data_edges) | control_edges <= set(edges)
     for title, label in data_edges.items():

@@ -33,8 +33,25 @@ FIXTURES = Path(__file__).parent / "fixtures"
 HERE = FIXTURES / "valid"  # sources given inline are placed here, so `use actions.*` resolves
 
 NODE_FIELDS = {
-    "name", "phase", "kind", "action", "call", "inputs", "outputs", "retry", "backoff", "timeout",
-    "on_error", "when", "weight", "undo", "each", "wait", "origin", "span", "order",
+    "name",
+    "phase",
+    "kind",
+    "action",
+    "call",
+    "inputs",
+    "outputs",
+    "retry",
+    "backoff",
+    "timeout",
+    "on_error",
+    "when",
+    "weight",
+    "undo",
+    "each",
+    "wait",
+    "origin",
+    "span",
+    "order",
 }
 ANNOTATIONS = {"level", "remaining", "critical"}
 
@@ -223,11 +240,11 @@ def test_fold_keeps_what_it_cannot_know_or_compute():
 def test_fold_constants_reaches_when_undo_each_returns_and_defaults():
     f = front(
         "use actions.inventory as inv\n"
-        'flow f(n: int = 2 * 3, xs: list[int] = [1 + 1]) -> (total: int) {\n'
-        "    vm = inv.allocate(name: \"a${1}\")\n"
+        "flow f(n: int = 2 * 3, xs: list[int] = [1 + 1]) -> (total: int) {\n"
+        '    vm = inv.allocate(name: "a${1}")\n'
         "        when n > 1 + 1\n"
         "        undo inv.release(machine_id: 40 + 2)\n"
-        "    each x in xs + [3 * 3] {\n        std.log(message: \"${x}\")\n    }\n"
+        '    each x in xs + [3 * 3] {\n        std.log(message: "${x}")\n    }\n'
         "    return (total: n + 2 * 2)\n"
         "}\n"
     )
@@ -274,7 +291,7 @@ def test_reduce_control_edges_drops_implied_after_but_never_data_edges():
 
 
 def test_reduce_control_edges_without_control_edges_is_a_no_op():
-    f = front('flow f() {\n    a = std.echo(value: 1)\n    std.echo(value: a.value)\n}\n')
+    f = front("flow f() {\n    a = std.echo(value: 1)\n    std.echo(value: a.value)\n}\n")
     g = f.lowered("f")
     edges = list(g.edges(data=True))
     assert list(reduce_control_edges(g).edges(data=True)) == edges
@@ -307,7 +324,7 @@ def test_annotate_paths_levels_remaining_and_critical_path():
 
 
 def test_critical_path_ties_go_to_source_order():
-    f = front('flow f() {\n    x = std.echo(value: 1)\n    y = std.echo(value: 2)\n}\n')
+    f = front("flow f() {\n    x = std.echo(value: 1)\n    y = std.echo(value: 2)\n}\n")
     g = annotate_paths(f.lowered("f"))
     assert g.graph["critical_path"] == ["x"]
 

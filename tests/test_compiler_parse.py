@@ -91,7 +91,7 @@ def test_spans_cover_exactly_the_text_of_their_node():
     source = (
         "use examples.foreman.proxy as proxy\n"
         "flow f(name: str, n: int = 2) -> (ip: str) {\n"
-        "    dhcp = proxy.dhcp_reserve(subnet: \"10.0.0.0/24\", mac: name)\n"
+        '    dhcp = proxy.dhcp_reserve(subnet: "10.0.0.0/24", mac: name)\n'
         "        retry n * 2 backoff 2s\n"
         "    return (ip: dhcp.ip)\n"
         "}\n"
@@ -142,11 +142,11 @@ def test_spans_after_a_syntax_error_still_point_at_their_text():
     # The first flow breaks, so the file is parsed item by item with line offsets.
     source = (
         "flow broken() {\n"
-        "    std.log(message \"x\")\n"
+        '    std.log(message "x")\n'
         "}\n"
         "\n"
         "flow fine(who: str, n: int = 3) {\n"
-        "    std.log(message: \"hi ${who} ${n + 1}\")\n"
+        '    std.log(message: "hi ${who} ${n + 1}")\n'
         "}\n"
     )
     module, diags = parse(source)
@@ -166,7 +166,7 @@ def test_spans_after_a_syntax_error_still_point_at_their_text():
 def test_top_level_items():
     module = parse_clean(
         'use examples.foreman.proxy as proxy\nimport "lib.flow" as lib\nimport "other.flow"\n'
-        "flow f() {\n}\nextend f {\n    std.log(message: \"x\")\n}\n"
+        'flow f() {\n}\nextend f {\n    std.log(message: "x")\n}\n'
     )
     use, imp, imp2, flow, ext = module.items
     assert (use.module, use.alias) == ("examples.foreman.proxy", "proxy")
@@ -202,7 +202,7 @@ def test_statements_and_clauses():
         "    s = std.echo(value: v)\n"
         "        retry 2 backoff 1s\n"
         "        timeout 5m\n"
-        "        undo std.log(message: \"undo\")\n"
+        '        undo std.log(message: "undo")\n'
         "        on error skip\n"
         "        when v > 0\n"
         "        weight 3\n"
@@ -211,10 +211,10 @@ def test_statements_and_clauses():
         "    u = each x in xs concurrency 4 {\n"
         "        std.log(message: x)\n"
         "    }\n"
-        "    sequence {\n        std.log(message: \"1\")\n    }\n"
-        "    finalize {\n        std.log(message: \"2\")\n    }\n"
-        "    on success {\n        std.log(message: \"3\")\n    }\n"
-        "    on failure {\n        std.log(message: \"4\")\n    }\n"
+        '    sequence {\n        std.log(message: "1")\n    }\n'
+        '    finalize {\n        std.log(message: "2")\n    }\n'
+        '    on success {\n        std.log(message: "3")\n    }\n'
+        '    on failure {\n        std.log(message: "4")\n    }\n'
         "    return (n: 1)\n"
         "}\n"
     )
@@ -316,7 +316,9 @@ def test_numbers_and_durations(text, value, duration):
     assert read_number(text) == (value, duration, None)
 
 
-@pytest.mark.parametrize("text, message", [("2x", "unknown unit 'x'"), ("1.2.3", "invalid number"), ("3sec", "unknown unit")])
+@pytest.mark.parametrize(
+    "text, message", [("2x", "unknown unit 'x'"), ("1.2.3", "invalid number"), ("3sec", "unknown unit")]
+)
 def test_unreadable_numbers_are_e002(text, message):
     module, diags = parse(f"flow f() {{\n    let x = {text}\n}}\n")
     (d,) = diags
@@ -380,10 +382,10 @@ def test_invalid_interpolated_expression():
 
 def test_every_broken_flow_is_reported_and_the_others_are_kept():
     source = (
-        "flow one() {\n    std.log(message \"1\")\n}\n"
-        "flow two() {\n    std.log(message: \"2\")\n}\n"
-        "flow three() {\n    std.log(message: \"3\",, )\n}\n"
-        "flow four() {\n    x = = std.log(message: \"4\")\n}\n"
+        'flow one() {\n    std.log(message "1")\n}\n'
+        'flow two() {\n    std.log(message: "2")\n}\n'
+        'flow three() {\n    std.log(message: "3",, )\n}\n'
+        'flow four() {\n    x = = std.log(message: "4")\n}\n'
     )
     module, diags = parse(source)
     assert [(d.code, d.span.line) for d in diags] == [("E001", 2), ("E001", 8), ("E001", 11)]

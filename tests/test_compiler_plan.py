@@ -22,13 +22,47 @@ AUDIT = EXAMPLES / "extension"
 AUDIT_FLOW = str(AUDIT / "weft_audit" / "audit.flow")
 
 PLAN_KEYS = {
-    "format", "version", "flow", "file", "search_path", "params", "results", "returns", "label",
-    "tags", "locks", "on_error", "steps", "critical_path", "extensions",
+    "format",
+    "version",
+    "flow",
+    "file",
+    "search_path",
+    "params",
+    "results",
+    "returns",
+    "label",
+    "tags",
+    "locks",
+    "on_error",
+    "steps",
+    "critical_path",
+    "extensions",
 }
 STEP_KEYS = {
-    "id", "name", "phase", "kind", "action", "inputs", "outputs", "deps", "data", "after", "retry",
-    "backoff", "timeout", "on_error", "when", "weight", "undo", "each", "wait", "origin", "span",
-    "level", "remaining", "critical",
+    "id",
+    "name",
+    "phase",
+    "kind",
+    "action",
+    "inputs",
+    "outputs",
+    "deps",
+    "data",
+    "after",
+    "retry",
+    "backoff",
+    "timeout",
+    "on_error",
+    "when",
+    "weight",
+    "undo",
+    "each",
+    "wait",
+    "origin",
+    "span",
+    "level",
+    "remaining",
+    "critical",
 }
 
 
@@ -104,7 +138,12 @@ def test_host_plan_steps_deps_and_data_edges(host):
         "value": ["step", "dhcp", "ip"],
     }
     assert all(s["after"] == [] for s in steps.values())
-    assert dhcp["action"] == {"module": "examples.foreman.proxy", "name": "dhcp_reserve", "idempotent": True, "pure": False}
+    assert dhcp["action"] == {
+        "module": "examples.foreman.proxy",
+        "name": "dhcp_reserve",
+        "idempotent": True,
+        "pure": False,
+    }
     assert (dhcp["retry"], dhcp["backoff"]) == (3, 2.0)
     assert dhcp["outputs"] == ["rec", [["ip", ["str"], True], ["subnet", ["str"], True], ["mac", ["str"], True]]]
     assert dhcp["span"] == {"file": HOST, "line": 15, "col": 5}
@@ -131,7 +170,8 @@ def test_host_plan_finalize_phase(host):
     assert log["deps"] == []
     assert log["data"] == [{"from": "dhcp", "field": "ip", "to": "message"}]
     assert log["inputs"]["message"] == [
-        "fmt", ["host ", ["param", "name"], ".", ["param", "domain"], " is ready at ", ["step", "dhcp", "ip"]],
+        "fmt",
+        ["host ", ["param", "name"], ".", ["param", "domain"], " is ready at ", ["step", "dhcp", "ip"]],
     ]
 
 
@@ -154,7 +194,12 @@ def test_plan_is_deterministic_across_compiles_and_processes(host):
     for seed in ("1", "2"):
         env = dict(os.environ, PYTHONHASHSEED=seed)
         out = subprocess.run(
-            [sys.executable, "-c", script, BULK, str(AUDIT)], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+            [sys.executable, "-c", script, BULK, str(AUDIT)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         outputs.add(out.stdout)
     assert len(outputs) == 1

@@ -213,20 +213,31 @@ def _organization_setup(upload_manifest: bool) -> dict:
     run_action(katello.create_lifecycle_environment, organization_id=org["id"], name="Prod", prior="Dev")
     repos = [
         run_action(
-            katello.create_repository, product_id=product["id"], name=name,
-            url=f"https://mirror.example.com/{name}", content_type="yum", gpg_key_id=gpg["id"],
+            katello.create_repository,
+            product_id=product["id"],
+            name=name,
+            url=f"https://mirror.example.com/{name}",
+            content_type="yum",
+            gpg_key_id=gpg["id"],
         )
         for name in ("BaseOS", "AppStream")
     ]
     sync = run_action(katello.sync_repository, repository_id=repos[0]["id"])
     view = run_action(
-        katello.create_content_view, organization_id=org["id"], name="acme-base", repository_ids=[r["id"] for r in repos]
+        katello.create_content_view,
+        organization_id=org["id"],
+        name="acme-base",
+        repository_ids=[r["id"] for r in repos],
     )
     version = run_action(katello.publish_content_view, content_view_id=view["id"], description="first")
     promotion = run_action(katello.promote_content_view_version, version_id=version["id"], environment_id=dev["id"])
     key = run_action(
-        katello.create_activation_key, organization_id=org["id"], name="acme-dev",
-        environment_id=dev["id"], content_view_id=view["id"], auto_attach=upload_manifest,
+        katello.create_activation_key,
+        organization_id=org["id"],
+        name="acme-dev",
+        environment_id=dev["id"],
+        content_view_id=view["id"],
+        auto_attach=upload_manifest,
     )
     return locals()
 
@@ -261,8 +272,12 @@ def test_katello_refuses_steps_out_of_order():
     view = run_action(katello.create_content_view, organization_id=org["id"], name="v", repository_ids=[])
     with pytest.raises(ActionFailed, match="publish and promote it first"):
         run_action(
-            katello.create_activation_key, organization_id=org["id"], name="k",
-            environment_id=dev["id"], content_view_id=view["id"], auto_attach=False,
+            katello.create_activation_key,
+            organization_id=org["id"],
+            name="k",
+            environment_id=dev["id"],
+            content_view_id=view["id"],
+            auto_attach=False,
         )
 
 

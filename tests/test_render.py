@@ -146,7 +146,9 @@ def test_expanded_each_is_a_cluster_of_its_body(tmp_path):
 def test_nested_each_bodies_stay_unique(tmp_path):
     inner = plans.bulk_plan()
     outer_each = plans.step(
-        "regions", kind="each", action=None,
+        "regions",
+        kind="each",
+        action=None,
         each={"var": "r", "items": plans.param("regions"), "concurrency": None, "plan": inner},
     )
     svg = render(tmp_path, plans.plan("regions", [outer_each]), expand=True)
@@ -176,7 +178,10 @@ def test_to_dot_is_deterministic():
     states = {"ptr": "running", "dhcp": "succeeded"}
     first = to_dot(plan, states, expand=True, counts={"dhcp": {"failed": 1, "succeeded": 2}})
     again = msgpack.unpackb(msgpack.packb(copy.deepcopy(plan)))
-    assert to_dot(again, dict(reversed(states.items())), expand=True, counts={"dhcp": {"succeeded": 2, "failed": 1}}) == first
+    assert (
+        to_dot(again, dict(reversed(states.items())), expand=True, counts={"dhcp": {"succeeded": 2, "failed": 1}})
+        == first
+    )
     assert to_dot(plans.bulk_plan(), expand=True) == to_dot(plans.bulk_plan(), expand=True)
 
 

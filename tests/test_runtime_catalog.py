@@ -40,21 +40,39 @@ def queries(runs: list[dict]) -> list[Query]:
     holder = next(r for r in runs if r["locks"] and r["state"] not in RUN_ENDED)
     out = [Query(sort=s, reverse=rev) for s in catalog.SORTS for rev in (False, True)]
     out += [
-        Query(state="succeeded"), Query(state="succeeded", sort="user", offset=1500, limit=20),
-        Query(state="paused", sort="ended"), Query(state="running", sort="label", reverse=True),
-        Query(result="rolled back"), Query(result="failed", sort="flow"), Query(result="cancelled", user="bob"),
-        Query(flow="flow_00", tag="prod", sort="state"), Query(flow="flow_07", limit=3),
+        Query(state="succeeded"),
+        Query(state="succeeded", sort="user", offset=1500, limit=20),
+        Query(state="paused", sort="ended"),
+        Query(state="running", sort="label", reverse=True),
+        Query(result="rolled back"),
+        Query(result="failed", sort="flow"),
+        Query(result="cancelled", user="bob"),
+        Query(flow="flow_00", tag="prod", sort="state"),
+        Query(flow="flow_07", limit=3),
         Query(tag="dns", user="alice", state="succeeded", sort="ended", reverse=True),
-        Query(user="carol", offset=10, limit=7), Query(user="nobody"),
-        Query(label="HOST-0001"), Query(label="host-00", sort="label"), Query(label="flow 01", state="failed"),
-        Query(label="example.com", sort="user", limit=100), Query(label="no such label"),
-        Query(parent=parent), Query(parent=parent, sort="ended", state="succeeded"), Query(parent=parent, label="[7]"),
-        Query(lock=holder["locks"][0]), Query(lock=holder["locks"][0], state="succeeded"), Query(lock="host:none"),
-        Query(since=NOW - 3 * DAY), Query(since=NOW - 30 * DAY, before=NOW - 29 * DAY, sort="flow"),
-        Query(before=NOW - 50 * DAY, sort="ended", limit=500), Query(since=NOW - 10 * DAY, user="dave", sort="user"),
+        Query(user="carol", offset=10, limit=7),
+        Query(user="nobody"),
+        Query(label="HOST-0001"),
+        Query(label="host-00", sort="label"),
+        Query(label="flow 01", state="failed"),
+        Query(label="example.com", sort="user", limit=100),
+        Query(label="no such label"),
+        Query(parent=parent),
+        Query(parent=parent, sort="ended", state="succeeded"),
+        Query(parent=parent, label="[7]"),
+        Query(lock=holder["locks"][0]),
+        Query(lock=holder["locks"][0], state="succeeded"),
+        Query(lock="host:none"),
+        Query(since=NOW - 3 * DAY),
+        Query(since=NOW - 30 * DAY, before=NOW - 29 * DAY, sort="flow"),
+        Query(before=NOW - 50 * DAY, sort="ended", limit=500),
+        Query(since=NOW - 10 * DAY, user="dave", sort="user"),
         Query(since=NOW - 40 * DAY, before=NOW - 20 * DAY, label="flow 00", result="succeeded", limit=5, offset=5),
-        Query(since=NOW + DAY), Query(offset=5000), Query(sort="ended", offset=2950, limit=100),
-        Query(sort="ended", reverse=True, offset=20, limit=30), Query(state="succeeded", sort="ended", offset=2500),
+        Query(since=NOW + DAY),
+        Query(offset=5000),
+        Query(sort="ended", offset=2950, limit=100),
+        Query(sort="ended", reverse=True, offset=20, limit=30),
+        Query(state="succeeded", sort="ended", offset=2500),
     ]
     return out
 
@@ -70,10 +88,15 @@ def test_every_filter_sort_and_page_agrees_with_a_full_scan(filled):
 def test_parent_takes_a_run_id_prefix_and_bad_queries_say_why(filled):
     store, runs = filled
     parent = next(r["parent"]["run"] for r in runs if r["parent"])
-    assert [r["id"] for r in search(store, Query(parent=parent[:20].lower(), limit=100)).runs] == \
-        expected(runs, Query(parent=parent, limit=100))
-    for q, message in ((Query(sort="size"), "cannot sort by 'size'"), (Query(state="sleeping"), "no run state"),
-                       (Query(limit=0), "--limit must be at least 1"), (Query(parent="ZZZZZZZZ"), "no run")):
+    assert [r["id"] for r in search(store, Query(parent=parent[:20].lower(), limit=100)).runs] == expected(
+        runs, Query(parent=parent, limit=100)
+    )
+    for q, message in (
+        (Query(sort="size"), "cannot sort by 'size'"),
+        (Query(state="sleeping"), "no run state"),
+        (Query(limit=0), "--limit must be at least 1"),
+        (Query(parent="ZZZZZZZZ"), "no run"),
+    ):
         with pytest.raises(WeftError, match=message):
             search(store, q)
 
@@ -81,8 +104,12 @@ def test_parent_takes_a_run_id_prefix_and_bad_queries_say_why(filled):
 def test_a_filtered_limited_list_reads_only_a_little(filled):
     store, runs = filled
     started = time.perf_counter()
-    for q in (Query(flow="flow_05", limit=20), Query(state="succeeded", sort="user", limit=20),
-              Query(label="host-0002", limit=20), Query(since=NOW - DAY, limit=20)):
+    for q in (
+        Query(flow="flow_05", limit=20),
+        Query(state="succeeded", sort="user", limit=20),
+        Query(label="host-0002", limit=20),
+        Query(since=NOW - DAY, limit=20),
+    ):
         search(store, q)
     assert time.perf_counter() - started < 0.5
 
@@ -107,8 +134,9 @@ def test_prune_removes_old_ended_runs_with_their_sub_runs_and_every_key(tmp_path
         by_id = {r["id"]: r for r in runs}
         cutoff = NOW - 20 * DAY
         roots = [r for r in runs if not r["parent"] and r["state"] in RUN_ENDED and r["ended"] < cutoff]
-        gone = {r["id"] for r in roots} | {r["id"] for r in runs if r["parent"] and r["parent"]["run"] in
-                                             {x["id"] for x in roots}}
+        gone = {r["id"] for r in roots} | {
+            r["id"] for r in runs if r["parent"] and r["parent"]["run"] in {x["id"] for x in roots}
+        }
         assert any(by_id[i]["parent"] for i in gone) and any(r["state"] == "failed" for r in roots)
         done = prune(store, cutoff, batch=100)
         assert (done.removed, done.sub_runs, done.kept) == (len(gone), sum(bool(by_id[i]["parent"]) for i in gone), 0)
@@ -119,8 +147,11 @@ def test_prune_removes_old_ended_runs_with_their_sub_runs_and_every_key(tmp_path
                 assert {k[:26].decode() for k in t.keys(db, b"")} <= left, db
             assert {v for _, v in t.scan("leases", b"lock\0")} <= left
         assert index_problems(store) == []
-        assert all(r["state"] not in RUN_ENDED for r in search(store, Query(before=cutoff - DAY, limit=10**6)).runs
-                   if not r["parent"] and r["created"] < cutoff - 3600)
+        assert all(
+            r["state"] not in RUN_ENDED
+            for r in search(store, Query(before=cutoff - DAY, limit=10**6)).runs
+            if not r["parent"] and r["created"] < cutoff - 3600
+        )
         assert prune(store, cutoff).removed == 0
 
 

@@ -24,8 +24,9 @@ def weft(tmp_path):
     env = dict(os.environ, WEFT_STORE=str(tmp_path / "store"))
 
     def call(*args: str, code: int | None = 0) -> subprocess.CompletedProcess:
-        done = subprocess.run([sys.executable, "-m", "weft.cli", *args], capture_output=True, text=True,
-                              env=env, cwd=tmp_path, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-m", "weft.cli", *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
+        )
         assert "Traceback" not in done.stderr + done.stdout, done.stderr
         assert code is None or done.returncode == code, (done.returncode, done.stdout, done.stderr)
         return done
@@ -58,8 +59,11 @@ def test_runs_record_their_metadata_and_list_finds_them_by_any_of_it(weft, tmp_p
     listed = {r["id"]: r for r in json.loads(weft("list", "--json").stdout)}
     c, d = weft.ids("--parent", fleet[:12].lower(), "--reverse")
     assert listed[fleet]["label"] == 'fleet of ["c", "d"]' and listed[fleet]["tags"] == ["hosts", "bulk"]
-    assert (listed[fleet]["outcome"], listed[fleet]["result"], listed[fleet]["locks"]) == ("succeeded", {"done": 2},
-                                                                                           ["fleet"])
+    assert (listed[fleet]["outcome"], listed[fleet]["result"], listed[fleet]["locks"]) == (
+        "succeeded",
+        {"done": 2},
+        ["fleet"],
+    )
     assert listed[c]["parent"] == {"run": fleet, "step": "runs", "index": 0} and listed[c]["user"] == "carol"
     assert listed[c]["label"] == "item c" and listed[d]["parent"]["index"] == 1
     assert listed[undone]["outcome"] == "rolled back" and listed[b]["outcome"] is None
@@ -129,8 +133,11 @@ def test_bulk_parents_count_list_show_and_draw_their_sub_runs(weft, tmp_path):
     parent = weft.run("fleet", 'names=["e","f","g"]', f"marker={tmp_path}/m-", code=3)
     children = weft.ids("--parent", parent, "--reverse")
     listed = json.loads(weft("list", "--parent", parent, "--json", "--reverse").stdout)
-    assert [(r["label"], r["state"]) for r in listed] == [("item e", "succeeded"), ("item f", "paused"),
-                                                          ("item g", "succeeded")]
+    assert [(r["label"], r["state"]) for r in listed] == [
+        ("item e", "succeeded"),
+        ("item f", "paused"),
+        ("item g", "succeeded"),
+    ]
     shown = weft("show", parent).stdout
     assert "sub-runs of runs: 1 paused, 2 succeeded (2 done, 1 failed, 3 in all)" in shown
     assert all(re.search(rf"^\s+{i + 1}  {rid}  \w+", shown, re.M) for i, rid in enumerate(children))

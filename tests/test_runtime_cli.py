@@ -20,8 +20,9 @@ def weft(tmp_path):
     env = dict(os.environ, WEFT_STORE=str(tmp_path / "store"))
 
     def call(*args: str, ok: tuple = (0, 1, 2, 3)) -> subprocess.CompletedProcess:
-        done = subprocess.run([sys.executable, "-m", "weft.cli", *args], capture_output=True, text=True,
-                              env=env, cwd=tmp_path, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-m", "weft.cli", *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
+        )
         assert "Traceback" not in done.stderr, done.stderr
         assert not re.search(r"^Traceback", done.stdout, re.M), done.stdout
         assert done.returncode in ok, (done.returncode, done.stdout, done.stderr)
@@ -151,8 +152,14 @@ def test_list_filters_and_sorts_through_the_indexes(weft):
 
 
 def test_a_run_driven_by_a_live_process_refuses_other_owners_and_takes_a_cancel(weft):
-    owner = subprocess.Popen([sys.executable, "-m", "weft.cli", "run", FLOW, "--flow", "slow", "-i", "seconds=20"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=weft.env, cwd=weft.tmp)
+    owner = subprocess.Popen(
+        [sys.executable, "-m", "weft.cli", "run", FLOW, "--flow", "slow", "-i", "seconds=20"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=weft.env,
+        cwd=weft.tmp,
+    )
     rid = run_id(owner.stdout.readline() + "\n")
     time.sleep(0.3)
     one_line_error(weft("resume", rid), f"run {rid} is being driven by pid {owner.pid}")
@@ -166,12 +173,19 @@ def test_a_run_driven_by_a_live_process_refuses_other_owners_and_takes_a_cancel(
 
 def test_signals_reach_a_live_owner_or_drive_the_run_themselves(weft):
     one_line = lambda *a: weft("signal", *a)  # noqa: E731
-    owner = subprocess.Popen([sys.executable, "-m", "weft.cli", "run", FLOW, "--flow", "approval"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=weft.env, cwd=weft.tmp)
+    owner = subprocess.Popen(
+        [sys.executable, "-m", "weft.cli", "run", FLOW, "--flow", "approval"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=weft.env,
+        cwd=weft.tmp,
+    )
     rid = run_id(owner.stdout.readline() + "\n")
     time.sleep(0.3)
-    one_line_error(one_line(rid, "aproval", "ok=true"),
-                   "has no step waiting for signal 'aproval' (it waits for: approval)")
+    one_line_error(
+        one_line(rid, "aproval", "ok=true"), "has no step waiting for signal 'aproval' (it waits for: approval)"
+    )
     one_line_error(one_line(rid, "approval", "ok=maybe", "who=me"), "field 'ok': 'maybe' is not a bool")
     one_line_error(one_line(rid, "approval", "ok=true"), "needs field 'who' (str) as well")
     done = one_line(rid, "approval", "ok=true", "who=me")
@@ -179,8 +193,14 @@ def test_signals_reach_a_live_owner_or_drive_the_run_themselves(weft):
     assert owner.wait(10) == 0
     assert owner.stdout.read().splitlines()[-1] == 'result: {"ok": true}'
 
-    owner = subprocess.Popen([sys.executable, "-m", "weft.cli", "run", FLOW, "--flow", "approval"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=weft.env, cwd=weft.tmp)
+    owner = subprocess.Popen(
+        [sys.executable, "-m", "weft.cli", "run", FLOW, "--flow", "approval"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=weft.env,
+        cwd=weft.tmp,
+    )
     rid = run_id(owner.stdout.readline() + "\n")
     time.sleep(0.3)
     owner.kill()

@@ -36,11 +36,15 @@ def stored(store, run_id):
 
 
 def test_outputs_flow_and_everything_is_recorded(store):
-    p = plan("c", [
-        step("a", "add", inputs={"a": 1, "b": 2}),
-        step("b", "add", inputs={"a": ref("a", "total"), "b": 10}),
-        step("log", "say", inputs={"message": ["fmt", ["total is ", ref("b", "total")]]}, phase="finalize"),
-    ], returns={"total": ref("b", "total")})
+    p = plan(
+        "c",
+        [
+            step("a", "add", inputs={"a": 1, "b": 2}),
+            step("b", "add", inputs={"a": ref("a", "total"), "b": 10}),
+            step("log", "say", inputs={"message": ["fmt", ["total is ", ref("b", "total")]]}, phase="finalize"),
+        ],
+        returns={"total": ref("b", "total")},
+    )
     run = drive(store, p)
     assert run["state"] == "succeeded" and run["result"] == {"total": 13} and run["progress"] == 1.0
     rec, steps = stored(store, run["id"])
@@ -85,12 +89,15 @@ def test_a_timed_out_action_is_abandoned_and_the_step_fails(store):
 
 
 def test_action_faults_become_step_errors(store):
-    p = plan("e", [
-        step("huge", "add", inputs={"a": 2**63, "b": 2**63}, on_error="skip"),
-        step("huger", "add", inputs={"a": ["op", "*", ["lit", 2**63], ["lit", 4]], "b": 0}, on_error="skip"),
-        step("missing", "no_such_action", on_error="skip"),
-        step("boom", "fail", inputs={"message": "it broke"}, on_error="skip"),
-    ])
+    p = plan(
+        "e",
+        [
+            step("huge", "add", inputs={"a": 2**63, "b": 2**63}, on_error="skip"),
+            step("huger", "add", inputs={"a": ["op", "*", ["lit", 2**63], ["lit", 4]], "b": 0}, on_error="skip"),
+            step("missing", "no_such_action", on_error="skip"),
+            step("boom", "fail", inputs={"message": "it broke"}, on_error="skip"),
+        ],
+    )
     run = drive(store, p)
     _, steps = stored(store, run["id"])
     assert run["state"] == "succeeded"
@@ -129,11 +136,14 @@ def test_an_owner_whose_lease_was_taken_stops(store):
 
 def test_cancel_and_signal_requests_reach_a_live_owner(store):
     fields = ["rec", [["ok", ["bool"], True]]]
-    p = plan("w", [
-        step("ask", wait={"signal": "go", "fields": fields}, outputs=fields),
-        step("s", "sleep", inputs={"seconds": 5.0}, after=("ask",)),
-        step("after", after=("s",)),
-    ])
+    p = plan(
+        "w",
+        [
+            step("ask", wait={"signal": "go", "fields": fields}, outputs=fields),
+            step("s", "sleep", inputs={"seconds": 5.0}, after=("ask",)),
+            step("after", after=("s",)),
+        ],
+    )
     m, lease = session.create(store, p, {}, user="test", label=None, locks=[])
     rid = m.run["id"]
     result = {}

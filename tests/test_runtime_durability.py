@@ -45,8 +45,15 @@ class Session:
         self.acknowledged: dict[str, Counter] = {}
 
     def start(self, *args: str, env: dict | None = None, **popen) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "weft.cli", *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env or self.env, cwd=self.tmp, **popen)
+        return subprocess.Popen(
+            [sys.executable, "-m", "weft.cli", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env or self.env,
+            cwd=self.tmp,
+            **popen,
+        )
 
     def finish(self, proc: subprocess.Popen, run_id: str | None, first: str = "") -> tuple[int, str, str]:
         out, err = proc.communicate(timeout=60)
@@ -101,8 +108,9 @@ class Session:
                 if rid == run_id:
                     effects[(tag, int(attempt))] += 1
         assert max(effects.values()) == 1, "an attempt of a step ran twice"
-        interrupted = Counter(e["step"] for e in events if e.get("state") == "failed"
-                              and e.get("detail") == "interrupted")
+        interrupted = Counter(
+            e["step"] for e in events if e.get("state") == "failed" and e.get("detail") == "interrupted"
+        )
         for spec in plan["steps"]:
             sid, rec = spec["id"], steps[spec["id"]]
             tag = sid if tags is None else tags.get(sid)
@@ -152,10 +160,17 @@ def test_sigkill_at_random_instants_loses_nothing(session):
         session.check(run_id)
 
 
-@pytest.mark.parametrize("point", [
-    "before-commit:1", "before-commit:4", "after-action-before-commit:1", "after-action-before-commit:5",
-    "after-commit:1", "after-commit:6",
-])
+@pytest.mark.parametrize(
+    "point",
+    [
+        "before-commit:1",
+        "before-commit:4",
+        "after-action-before-commit:1",
+        "after-action-before-commit:5",
+        "after-commit:1",
+        "after-commit:6",
+    ],
+)
 def test_named_crash_points_resume_cleanly(session, point):
     env = dict(session.env, WEFT_CRASH_AT=point)
     proc = session.start("run", DURABLE, "-i", f"path={session.effects}", "-i", "pause=0", env=env)
@@ -183,8 +198,15 @@ def test_a_file_size_limit_mid_run_fails_clearly_and_the_run_resumes(session):
     code, out, _ = session.finish(session.start("run", CLI, "--flow", "basic", "-i", "n=1"), None)
     assert code == 0
     limit = os.path.getsize(os.path.join(session.store, "data.mdb")) + (48 << 10)
-    proc = session.start("run", DURABLE, "-i", f"path={session.effects}", "-i", "pause=0",
-                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    proc = session.start(
+        "run",
+        DURABLE,
+        "-i",
+        f"path={session.effects}",
+        "-i",
+        "pause=0",
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)),
+    )
     code, out, err = session.finish(proc, None)
     assert code == 2 and err.startswith(f"weft: error: store {session.store} is full") and err.count("\n") == 1
     run_id = out.split()[1]
@@ -214,8 +236,19 @@ def test_a_flipped_byte_is_reported_as_a_corrupt_record(session):
 def test_a_crash_inside_an_each_step_resumes_its_sub_runs(session, tmp_path):
     env = dict(session.env, WEFT_CRASH_AT="after-commit:12")
     items = json.dumps(list(range(8)))
-    proc = session.start("run", CLI, "--flow", "bulk", "-i", f"path={session.effects}",
-                         "-i", f"marker={tmp_path}/none", "-i", f"items={items}", env=env)
+    proc = session.start(
+        "run",
+        CLI,
+        "--flow",
+        "bulk",
+        "-i",
+        f"path={session.effects}",
+        "-i",
+        f"marker={tmp_path}/none",
+        "-i",
+        f"items={items}",
+        env=env,
+    )
     code, out, _ = session.finish(proc, None)
     assert code == 137
     run_id = out.split()[1]

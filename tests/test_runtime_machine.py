@@ -31,10 +31,15 @@ def boom(message: str = "boom") -> dict:
 
 
 def test_chain_passes_outputs_and_computes_the_result():
-    p = plan("c", [
-        step("a", "add", inputs={"a": param("x"), "b": 2}),
-        step("b", "add", inputs={"a": ref("a", "total"), "b": 10}),
-    ], params=[{"name": "x", "type": ["int"], "default": None}], returns={"sum": ref("b", "total")})
+    p = plan(
+        "c",
+        [
+            step("a", "add", inputs={"a": param("x"), "b": 2}),
+            step("b", "add", inputs={"a": ref("a", "total"), "b": 10}),
+        ],
+        params=[{"name": "x", "type": ["int"], "default": None}],
+        returns={"sum": ref("b", "total")},
+    )
     m = machine(p, {"x": 1})
     (la,) = m.launch(0.0, 16)
     assert (la.step, la.attempt, la.inputs) == ("a", 1, {"a": 1, "b": 2})
@@ -49,11 +54,17 @@ def test_chain_passes_outputs_and_computes_the_result():
 
 
 def test_longest_remaining_path_goes_first_and_slots_are_respected():
-    p = plan("f", [
-        step("short", weight=0.5),
-        step("long1"), step("long2", after=("long1",)), step("long3", after=("long2",)),
-        step("mid1"), step("mid2", after=("mid1",)),
-    ])
+    p = plan(
+        "f",
+        [
+            step("short", weight=0.5),
+            step("long1"),
+            step("long2", after=("long1",)),
+            step("long3", after=("long2",)),
+            step("mid1"),
+            step("mid2", after=("mid1",)),
+        ],
+    )
     m = machine(p)
     assert ids(m.launch(0.0, 2)) == ["long1", "mid1"]
     assert ids(m.launch(0.0, 0)) == []
@@ -71,10 +82,14 @@ def test_changes_are_reported_once_in_order():
 
 
 def test_when_false_skips_and_dependents_go_on():
-    p = plan("w", [
-        step("opt", when=["op", "==", param("flag"), ["lit", True]]),
-        step("after", after=("opt",)),
-    ], params=[{"name": "flag", "type": ["bool"], "default": None}])
+    p = plan(
+        "w",
+        [
+            step("opt", when=["op", "==", param("flag"), ["lit", True]]),
+            step("after", after=("opt",)),
+        ],
+        params=[{"name": "flag", "type": ["bool"], "default": None}],
+    )
     m = machine(p, {"flag": False})
     assert ids(m.launch(0.0, 16)) == ["after"]
     assert m.steps["opt"]["state"] == "skipped"
@@ -139,9 +154,15 @@ def test_skip_policy_lets_dependents_go_on():
 
 
 def test_fail_policy_runs_failure_hooks_and_fails_the_run():
-    p = plan("f", [
-        step("a", on_error="fail"), step("b"), step("ok", phase="success"), step("alarm", phase="failure"),
-    ])
+    p = plan(
+        "f",
+        [
+            step("a", on_error="fail"),
+            step("b"),
+            step("ok", phase="success"),
+            step("alarm", phase="failure"),
+        ],
+    )
     m = machine(p)
     m.launch(0.0, 16)
     m.failed("a", 1, boom(), 1.0)
@@ -155,9 +176,15 @@ def test_fail_policy_runs_failure_hooks_and_fails_the_run():
 
 
 def test_finalize_runs_in_order_after_every_run_step_then_success_hooks():
-    p = plan("z", [
-        step("a"), step("f1", phase="finalize"), step("f2", phase="finalize"), step("done", phase="success"),
-    ])
+    p = plan(
+        "z",
+        [
+            step("a"),
+            step("f1", phase="finalize"),
+            step("f2", phase="finalize"),
+            step("done", phase="success"),
+        ],
+    )
     m = machine(p)
     assert ids(m.launch(0.0, 16)) == ["a"]
     m.succeeded("a", 1, {}, 1.0)
@@ -174,10 +201,15 @@ def test_finalize_runs_in_order_after_every_run_step_then_success_hooks():
 
 def test_rollback_policy_undoes_in_reverse_dependency_order():
     undo = ("release", {"path": "p", "tag": ref("a", "value")})
-    p = plan("r", [
-        step("a", "effect", undo=undo), step("b", "effect", after=("a",), undo=undo),
-        step("c", "effect", after=("a",), undo=undo), step("d", after=("b", "c"), on_error="rollback"),
-    ])
+    p = plan(
+        "r",
+        [
+            step("a", "effect", undo=undo),
+            step("b", "effect", after=("a",), undo=undo),
+            step("c", "effect", after=("a",), undo=undo),
+            step("d", after=("b", "c"), on_error="rollback"),
+        ],
+    )
     m = machine(p)
     m.launch(0.0, 16)
     m.succeeded("a", 1, {"value": "A"}, 1.0)
@@ -227,8 +259,7 @@ def test_rollback_refuses_steps_without_undo_unless_forced():
 
 
 def test_input_error_fails_without_retry():
-    m = machine(plan("i", [step("a", "echo", inputs={"value": ["get", param("x"), "nope"]}, retry=5)]),
-                {"x": {"y": 1}})
+    m = machine(plan("i", [step("a", "echo", inputs={"value": ["get", param("x"), "nope"]}, retry=5)]), {"x": {"y": 1}})
     assert m.launch(0.0, 16) == []
     assert m.steps["a"]["state"] == "failed" and m.steps["a"]["error"]["type"] == "InputError"
     assert "no field 'nope'" in m.steps["a"]["error"]["message"]
@@ -308,10 +339,13 @@ def test_recover_reruns_idempotent_steps_and_fails_the_others_for_a_human():
 
 def test_wait_step_suspends_until_signalled():
     fields = ["rec", [["ok", ["bool"], True]]]
-    p = plan("w", [
-        step("approve", wait={"signal": "approval", "fields": fields}, outputs=fields, timeout=60.0),
-        step("go", "echo", inputs={"value": ref("approve", "ok")}),
-    ])
+    p = plan(
+        "w",
+        [
+            step("approve", wait={"signal": "approval", "fields": fields}, outputs=fields, timeout=60.0),
+            step("go", "echo", inputs={"value": ref("approve", "ok")}),
+        ],
+    )
     m = machine(p)
     assert m.launch(0.0, 16) == []
     assert m.steps["approve"]["state"] == "suspended" and m.steps["approve"]["deadline"] == 60.0

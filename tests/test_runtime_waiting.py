@@ -99,8 +99,14 @@ def test_a_polling_step_suspends_and_is_polled_on_growing_intervals():
 
 def test_deadlines_fail_polling_and_waiting_steps_and_hold_across_a_take_over():
     fields = ["rec", [["ok", ["bool"], True]]]
-    p = plan("d", [poller("p", timeout=10.0), step("w", wait={"signal": "go", "fields": fields}, timeout=5.0),
-                   poller("r", timeout=3.0)])
+    p = plan(
+        "d",
+        [
+            poller("p", timeout=10.0),
+            step("w", wait={"signal": "go", "fields": fields}, timeout=5.0),
+            poller("r", timeout=3.0),
+        ],
+    )
     m = machine(p)
     m.launch(0.0, 4)
     waiting.started(m, "p", 1, "h", PollSpec(1.0, 1.0, 1.0), 0.5)
@@ -119,8 +125,11 @@ def test_deadlines_fail_polling_and_waiting_steps_and_hold_across_a_take_over():
 
 def test_a_run_ending_leaves_no_step_waiting():
     fields = ["rec", [["ok", ["bool"], True]]]
-    m = machine(plan("e", [step("w", wait={"signal": "go", "fields": fields}, timeout=5.0),
-                           step("bad", "fail", on_error="fail")]))
+    m = machine(
+        plan(
+            "e", [step("w", wait={"signal": "go", "fields": fields}, timeout=5.0), step("bad", "fail", on_error="fail")]
+        )
+    )
     m.launch(0.0, 4)
     m.failed("bad", 1, {"type": "ActionFailed", "message": "no", "traceback": None}, 1.0)
     m.launch(1.0, 4)
@@ -134,8 +143,9 @@ def test_a_run_ending_leaves_no_step_waiting():
 def test_two_thousand_suspended_polling_steps_hold_no_threads(store):
     n, workers = 2000, 4
     rt_polling.THREADS.clear()
-    p = plan("many", [poller(f"p{i}", "counted_slowly", inputs={"name": f"t{i}", "polls": 3, "gate": n})
-                      for i in range(n)])
+    p = plan(
+        "many", [poller(f"p{i}", "counted_slowly", inputs={"name": f"t{i}", "polls": 3, "gate": n}) for i in range(n)]
+    )
     peak = {"polling": 0, "poll timers": 0}
 
     def observe(events, driver):
@@ -158,8 +168,10 @@ def test_two_thousand_suspended_polling_steps_hold_no_threads(store):
     assert peak["polling"] > n - workers and peak["poll timers"] >= peak["polling"] - workers
     python_threads, os_threads = (max(column) for column in zip(*rt_polling.THREADS))
     calls = len(rt_polling.THREADS)
-    print(f"\n{n} polling steps, {workers} workers: {took:.1f}s, {calls} calls, at most {peak['polling']} "
-          f"suspended at once, at most {os_threads} OS threads ({python_threads} Python threads)")
+    print(
+        f"\n{n} polling steps, {workers} workers: {took:.1f}s, {calls} calls, at most {peak['polling']} "
+        f"suspended at once, at most {os_threads} OS threads ({python_threads} Python threads)"
+    )
     assert os_threads <= workers + 4 and python_threads <= workers + 4
     assert timer_problems(store) == [] and index_problems(store) == []
     with store.read() as t:
@@ -167,11 +179,14 @@ def test_two_thousand_suspended_polling_steps_hold_no_threads(store):
 
 
 def test_a_failed_poll_retries_the_start_and_a_timeout_fails_the_step(store):
-    p = plan("f", [
-        poller("flaky", inputs={"name": "flaky", "polls": 2, "fail_polls": 1}, retry=1),
-        poller("forever", inputs={"name": "forever", "polls": 10**6}, timeout=0.3, on_error="skip"),
-        step("after", after=("flaky", "forever")),
-    ])
+    p = plan(
+        "f",
+        [
+            poller("flaky", inputs={"name": "flaky", "polls": 2, "fail_polls": 1}, retry=1),
+            poller("forever", inputs={"name": "forever", "polls": 10**6}, timeout=0.3, on_error="skip"),
+            step("after", after=("flaky", "forever")),
+        ],
+    )
     t0 = time.time()
     run = drive(store, p)
     assert run["state"] == "succeeded" and time.time() - t0 < 2.0
@@ -187,14 +202,16 @@ def test_a_failed_poll_retries_the_start_and_a_timeout_fails_the_step(store):
 
 
 def test_a_pause_waits_for_polling_steps_and_a_cancel_stops_them(store):
-    run = drive(store, plan("p", [poller("p", inputs={"name": "p", "polls": 5}), step("bad", "fail",
-                                                                                       inputs={"message": "no"})]))
+    run = drive(
+        store, plan("p", [poller("p", inputs={"name": "p", "polls": 5}), step("bad", "fail", inputs={"message": "no"})])
+    )
     with store.read() as t:
         steps = t.steps(run["id"])
     assert run["state"] == "paused" and steps["p"]["state"] == "succeeded"
 
-    m, lease = session.create(store, plan("c", [poller("p", inputs={"name": "p", "polls": 10**6})]), {},
-                              user="test", label=None, locks=[])
+    m, lease = session.create(
+        store, plan("c", [poller("p", inputs={"name": "p", "polls": 10**6})]), {}, user="test", label=None, locks=[]
+    )
     rid = m.run["id"]
     threading.Timer(0.3, lambda: store.write(lambda t: t.put_request(rid, "cancel", {"kind": "cancel"}))).start()
     assert Driver(store, m, lease).drive()["state"] == "cancelled"
@@ -215,12 +232,25 @@ class Weft:
         self.env = dict(os.environ, WEFT_STORE=self.store)
 
     def start(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "weft.cli", *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=self.env, cwd=self.tmp)
+        return subprocess.Popen(
+            [sys.executable, "-m", "weft.cli", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+            cwd=self.tmp,
+        )
 
     def __call__(self, *args: str) -> subprocess.CompletedProcess:
-        done = subprocess.run([sys.executable, "-m", "weft.cli", *args], capture_output=True, text=True,
-                              env=self.env, cwd=self.tmp, timeout=60, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "weft.cli", *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=self.tmp,
+            timeout=60,
+            check=False,
+        )
         assert "Traceback" not in done.stderr + done.stdout, done.stderr
         return done
 

@@ -74,14 +74,27 @@ class Service:
         self.workers: list[Worker] = []
 
     def weft(self, *args: str) -> subprocess.CompletedProcess:
-        done = subprocess.run([sys.executable, "-m", "weft.cli", *args], capture_output=True, text=True,
-                              check=False, env=self.env, cwd=self.tmp, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-m", "weft.cli", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=self.env,
+            cwd=self.tmp,
+            timeout=60,
+        )
         assert "Traceback" not in done.stderr, done.stderr
         return done
 
     def worker(self, *args: str) -> Worker:
-        proc = subprocess.Popen([sys.executable, "-m", "weft.cli", "worker", *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=self.env, cwd=self.tmp)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "weft.cli", "worker", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+            cwd=self.tmp,
+        )
         self.workers.append(Worker(proc))
         return self.workers[-1]
 
@@ -145,8 +158,12 @@ def test_three_workers_share_thirty_runs_and_drive_each_once(service):
     for w in workers:
         w.wait_for("serving")
     with Store(service.store) as store:
-        ids = [session.create(store, plan, {"path": service.effects, "pause": 0.05}, user="test", label=None,
-                              locks=[], detach=True)[0].run["id"] for _ in range(30)]
+        ids = [
+            session.create(
+                store, plan, {"path": service.effects, "pause": 0.05}, user="test", label=None, locks=[], detach=True
+            )[0].run["id"]
+            for _ in range(30)
+        ]
     service.wait_until(lambda t: all(t.run(rid)["state"] == "succeeded" for rid in ids), timeout=30)
     for w in workers:
         assert w.stop()[0] == 0
@@ -181,8 +198,9 @@ def test_a_step_that_outlasts_the_grace_is_let_go_and_another_worker_recovers_it
     service.wait_until(lambda t: t.steps(rid)["long"]["state"] == "running")
     code, took = w.stop(signal.SIGINT)
     assert code == 0 and took < 1.5
-    assert any(x.endswith(f"run {rid} let go with step(s) long still running: the next owner recovers them")
-               for x in w.lines), w.lines
+    assert any(
+        x.endswith(f"run {rid} let go with step(s) long still running: the next owner recovers them") for x in w.lines
+    ), w.lines
     assert service.read(lambda t: t.lease(rid)) is None
     done = service.weft("worker", "--once")
     assert done.returncode == 0 and f"run {rid} slow_again succeeded" in done.stdout, done
@@ -228,9 +246,25 @@ def test_a_worker_fires_the_deadline_of_a_run_it_let_go(service):
 
 
 def test_a_worker_takes_over_a_run_whose_process_died(service):
-    proc = subprocess.Popen([sys.executable, "-m", "weft.cli", "run", FLOWS, "--flow", "slow_again",
-                             "-i", f"path={service.effects}", "-i", "seconds=1"],
-                            stdout=subprocess.PIPE, text=True, env=service.env, cwd=service.tmp)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "weft.cli",
+            "run",
+            FLOWS,
+            "--flow",
+            "slow_again",
+            "-i",
+            f"path={service.effects}",
+            "-i",
+            "seconds=1",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=service.env,
+        cwd=service.tmp,
+    )
     rid = proc.stdout.readline().split()[1]
     service.wait_until(lambda t: t.steps(rid)["long"]["state"] == "running")
     proc.kill()  # and not reaped yet: a zombie counts as dead too
@@ -247,8 +281,9 @@ def test_a_worker_lets_go_of_runs_between_polls_so_one_slot_serves_many(service)
     """Five runs whose polling step takes a second each, on a worker that drives one
     run at a time: between polls the run is let go (its timers are in the store), so
     the five external tasks run side by side instead of one after another."""
-    ids = [service.detach(FLOWS, "--flow", "polled", "-i", f"path={service.effects}", "-i", "seconds=1")
-           for _ in range(5)]
+    ids = [
+        service.detach(FLOWS, "--flow", "polled", "-i", f"path={service.effects}", "-i", "seconds=1") for _ in range(5)
+    ]
     worker = service.worker("--workers", "1")
     service.wait_until(lambda t: all(t.run(rid)["state"] == "succeeded" for rid in ids), timeout=30)
     assert worker.stop()[0] == 0

@@ -46,8 +46,14 @@ class Scenario:
         )
 
     def __call__(self, *args: str, ok: tuple = (0, 1, 2, 3)) -> subprocess.CompletedProcess:
-        done = subprocess.run([sys.executable, "-m", "weft.cli", *args], capture_output=True, text=True,
-                              env=self.env, cwd=self.folder, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "weft.cli", *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=self.folder,
+            timeout=120,
+        )
         assert "Traceback" not in done.stderr, done.stderr
         assert not re.search(r"^Traceback", done.stdout, re.M), done.stdout
         assert done.returncode in ok, (done.returncode, done.stdout, done.stderr)
@@ -99,8 +105,12 @@ def test_foreman_host_pauses_on_a_dns_failure_and_resume_completes_it(weft):
     rid, done = weft.run(HOST, *host_inputs("db01", 1))
     assert done.returncode == 3 and f"run {rid} paused: step ptr failed" in done.stdout
     s = steps(weft.show(rid))
-    assert {k: v["state"] for k, v in s.items()} == {"dhcp": "succeeded", "a": "succeeded", "ptr": "failed",
-                                                    "log": "pending"}
+    assert {k: v["state"] for k, v in s.items()} == {
+        "dhcp": "succeeded",
+        "a": "succeeded",
+        "ptr": "failed",
+        "log": "pending",
+    }
     ip = s["dhcp"]["outputs"]["ip"]
     assert s["a"]["inputs"]["value"] == ip and s["ptr"]["inputs"]["name"] == ip  # both fed by the lease
     assert s["a"]["started"] >= s["dhcp"]["ended"] and s["ptr"]["started"] >= s["dhcp"]["ended"]
@@ -109,7 +119,9 @@ def test_foreman_host_pauses_on_a_dns_failure_and_resume_completes_it(weft):
 
     done = weft("resume", rid)
     assert done.returncode == 0 and json.loads(done.stdout.splitlines()[-1].removeprefix("result: ")) == {
-        "ip": ip, "fqdn": "db01.example.com"}
+        "ip": ip,
+        "fqdn": "db01.example.com",
+    }
     s = steps(weft.show(rid))
     assert [s[k]["attempts"] for k in ("dhcp", "a", "ptr", "log")] == [1, 1, 2, 1]
     proxy = weft.state("proxy")
@@ -128,8 +140,12 @@ def test_foreman_rollback_releases_the_lease_and_deletes_the_records(weft):
     assert done.returncode == 0 and f"run {rid} rolled back" in done.stdout
     shown = weft.show(rid)
     assert shown["state"] == "failed" and shown["rolled_back"]
-    assert {k: v["state"] for k, v in steps(shown).items()} == {"dhcp": "undone", "a": "undone", "ptr": "undone",
-                                                               "log": "succeeded"}
+    assert {k: v["state"] for k, v in steps(shown).items()} == {
+        "dhcp": "undone",
+        "a": "undone",
+        "ptr": "undone",
+        "log": "succeeded",
+    }
     undone = [e["step"] for e in shown["history"] if e.get("state") == "undone"]
     assert undone[-1] == "dhcp" and sorted(undone[:2]) == ["a", "ptr"]  # reverse dependency order
     proxy = weft.state("proxy")
@@ -145,8 +161,12 @@ def test_katello_organization_end_to_end_with_polled_syncs_and_concurrent_steps(
     rid, done = weft.run(ORGANIZATION, "-i", "name=ACME", "-i", "label=acme")
     assert done.returncode == 0
     shown = weft.show(rid)
-    assert shown["result"] == {"organization_id": 1, "content_view_id": shown["result"]["content_view_id"],
-                               "version": "1.0", "activation_key": "acme-dev"}
+    assert shown["result"] == {
+        "organization_id": 1,
+        "content_view_id": shown["result"]["content_view_id"],
+        "version": "1.0",
+        "activation_key": "acme-dev",
+    }
     s = steps(shown)
     assert s["manifest"]["state"] == s["subscriptions"]["state"] == "skipped"  # upload_manifest is false
     assert s["log_2"]["phase"] == "failure" and s["log_2"]["state"] == "pending"
@@ -180,8 +200,12 @@ def test_katello_rollback_runs_the_on_failure_hook_and_deletes_the_organization(
 
 
 def test_bulk_resume_finishes_only_the_failed_host(weft):
-    subprocess.run([sys.executable, str(EXAMPLES / "bulk" / "make_inputs.py"), "-n", "100", "-o", "hosts.json"],
-                   cwd=weft.folder, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(EXAMPLES / "bulk" / "make_inputs.py"), "-n", "100", "-o", "hosts.json"],
+        cwd=weft.folder,
+        check=True,
+        capture_output=True,
+    )
     weft.fail_once("proxy", "dns_create:web042.example.com")
     rid, done = weft.run(BULK, "--inputs", "hosts.json", "--extensions", EXTENSION)
     assert done.returncode == 3 and "1 of 100 sub-runs did not succeed: Create host web042" in done.stdout
@@ -241,8 +265,11 @@ def test_the_audit_extension_from_a_folder(weft):
 
 
 def test_the_audit_extension_from_entry_points(weft):
-    site = _site(weft.folder, "weft_audit_test", "[weft.extensions]\naudit = weft_audit:EXTENSION\n\n"
-                                                 "[weft.actions]\naudit = weft_audit.audit\n")
+    site = _site(
+        weft.folder,
+        "weft_audit_test",
+        "[weft.extensions]\naudit = weft_audit:EXTENSION\n\n[weft.actions]\naudit = weft_audit.audit\n",
+    )
     plain = weft("plan", HOST).stdout
     assert "audit" not in plain
     weft.env["PYTHONPATH"] = os.pathsep.join([site, EXTENSION])
@@ -250,10 +277,10 @@ def test_the_audit_extension_from_entry_points(weft):
     assert done.returncode == 0 and f"create_host: extended by {AUDIT}:7" in done.stdout.splitlines()
     plan = weft("plan", HOST).stdout
     assert f"extension: {AUDIT}:7" in plan
-    assert re.search(rf"^  \* audit +audit\.write +\[after a; from extension {re.escape(AUDIT)}\]$",
-                     plan, re.M), plan
-    (weft.folder / "in.json").write_text(json.dumps({"subnet": SUBNET, "hosts": [
-        {"name": f"app{i}", "mac": f"52:54:00:bb:00:0{i}"} for i in (1, 2, 3)]}))
+    assert re.search(rf"^  \* audit +audit\.write +\[after a; from extension {re.escape(AUDIT)}\]$", plan, re.M), plan
+    (weft.folder / "in.json").write_text(
+        json.dumps({"subnet": SUBNET, "hosts": [{"name": f"app{i}", "mac": f"52:54:00:bb:00:0{i}"} for i in (1, 2, 3)]})
+    )
     _, done = weft.run(BULK, "--inputs", "in.json")
     assert done.returncode == 0
     assert sorted(_audit_lines(weft)) == [f"created app{i}.example.com" for i in (1, 2, 3)]
@@ -261,7 +288,7 @@ def test_the_audit_extension_from_entry_points(weft):
     # The package extends create_host only; other flows are checked and run as before.
     assert weft("check", ORGANIZATION).stdout == "checked 1 file: no problems\n"
     # The `weft.actions` entry point's name is an alias every flow sees without a `use` line.
-    (weft.folder / "note.flow").write_text('flow note(line: str) {\n    audit.write(line: line)\n}\n')
+    (weft.folder / "note.flow").write_text("flow note(line: str) {\n    audit.write(line: line)\n}\n")
     _, done = weft.run("note.flow", "-i", "line=noted by hand")
     assert done.returncode == 0 and _audit_lines(weft)[-1] == "noted by hand"
 
@@ -271,8 +298,10 @@ def test_broken_action_entry_points_are_reported(weft):
     weft.env["PYTHONPATH"] = os.pathsep.join([site, EXTENSION])
     done = weft("check", HOST)
     assert done.returncode == 1
-    assert "<entry point broken = no_such_module_here>:1:1: error[E121]: action entry point 'broken' failed to load" \
+    assert (
+        "<entry point broken = no_such_module_here>:1:1: error[E121]: action entry point 'broken' failed to load"
         in done.stdout
+    )
     assert "action entry point 'std' is not a usable alias" in done.stdout
 
 
@@ -280,8 +309,8 @@ def test_an_extension_with_a_type_error_is_reported_at_its_own_line(weft):
     ext = weft.folder / "ext"
     ext.mkdir()
     (ext / "bad.flow").write_text(
-        "use weft_audit.audit as audit\n\nextend create_host {\n"
-        "    audit = audit.write(line: dhcp.ip + 1) after a\n}\n")
+        "use weft_audit.audit as audit\n\nextend create_host {\n    audit = audit.write(line: dhcp.ip + 1) after a\n}\n"
+    )
     done = weft("check", HOST, "--extensions", "ext")
     assert done.returncode == 1
     assert re.search(r"^ext/bad\.flow:4:31: error\[E107\]: cannot apply '\+' to str and int$", done.stdout, re.M)
@@ -318,8 +347,11 @@ def test_on_failure_runs_after_a_run_fails_and_a_failing_hook_keeps_the_outcome(
     assert done.returncode == 1 and f"run {rid} failed: step bad failed: ActionFailed: doomed" in done.stdout
     shown = weft.show(rid)
     assert shown["state"] == "failed"
-    assert _hooks(shown) == {"cheer": ("success", "skipped"), "alarm": ("failure", "succeeded"),
-                             "broken": ("failure", "failed")}
+    assert _hooks(shown) == {
+        "cheer": ("success", "skipped"),
+        "alarm": ("failure", "succeeded"),
+        "broken": ("failure", "failed"),
+    }
     assert _effects(weft) == ["first 1", "failure 1"]
 
 

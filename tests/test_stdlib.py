@@ -168,7 +168,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers["Content-Length"])
         received = json.loads(self.rfile.read(length))
-        self._reply(500 if received.get("boom") else 201, json.dumps({"got": received, "type": self.headers["Content-Type"]}))
+        self._reply(
+            500 if received.get("boom") else 201, json.dumps({"got": received, "type": self.headers["Content-Type"]})
+        )
 
 
 @pytest.fixture

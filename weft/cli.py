@@ -59,10 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     _store(p)
 
     p = command("list", "weft.commands.catalog:list_runs", "list runs: filter, sort and page through the indexes")
-    for name, what, text in (("state", "S", None), ("result", "R", "succeeded, failed, cancelled or rolled-back"),
-                             ("flow", "F", None), ("tag", "T", None), ("user", "U", None),
-                             ("label", "TEXT", "label contains TEXT (any case)"), ("parent", "RUN", "sub-runs of RUN"),
-                             ("lock", "NAME", "the run holding lock NAME")):
+    for name, what, text in (
+        ("state", "S", None),
+        ("result", "R", "succeeded, failed, cancelled or rolled-back"),
+        ("flow", "F", None),
+        ("tag", "T", None),
+        ("user", "U", None),
+        ("label", "TEXT", "label contains TEXT (any case)"),
+        ("parent", "RUN", "sub-runs of RUN"),
+        ("lock", "NAME", "the run holding lock NAME"),
+    ):
         p.add_argument(f"--{name}", metavar=what, help=text)
     p.add_argument("--since", metavar="WHEN", help="started at or after WHEN: a duration ago (2h, 7d) or an ISO date")
     p.add_argument("--before", metavar="WHEN", help="started before WHEN")
@@ -114,8 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("worker", "weft.commands.worker:serve", "drive the runs of a store as a service, until SIGTERM")
     p.add_argument("--workers", type=int, metavar="N", help="runs driven at once (default 8)")
-    p.add_argument("--grace", default="30s", metavar="TIME",
-                   help="on SIGTERM, how long running steps may take to finish (default 30s)")
+    p.add_argument(
+        "--grace",
+        default="30s",
+        metavar="TIME",
+        help="on SIGTERM, how long running steps may take to finish (default 30s)",
+    )
     p.add_argument("--once", action="store_true", help="drive what needs a process now, then exit")
     _store(p)
 

@@ -74,7 +74,9 @@ def define_poller(cls: type, idempotent: bool, undo: Any, name: str | None, spec
     undo_name = A._undo_name(cls, undo, problems)
     file, line = _class_location(cls)
     if problems:
-        raise A.ActionDefinitionError(A._listing(f"invalid polling action {name!r} ({file}:{line})", problems), problems)
+        raise A.ActionDefinitionError(
+            A._listing(f"invalid polling action {name!r} ({file}:{line})", problems), problems
+        )
     return A.ActionDef(
         name=name,
         func=cls,
@@ -114,7 +116,9 @@ def start(defn: A.ActionDef, inputs: dict, ctx: Context | None = None) -> Any:
     problems: list[str] = []
     handle = A._plain(defn.func().start(**kwargs), "handle", problems)
     if problems:
-        raise A.ActionResultError(A._listing(f"action '{defn.name}' started with a handle that is not plain data", problems))
+        raise A.ActionResultError(
+            A._listing(f"action '{defn.name}' started with a handle that is not plain data", problems)
+        )
     return handle
 
 

@@ -338,18 +338,54 @@ class _Diagram:
         if plan["params"] or plan["results"]:
             title += [small(line, 10) for line in signature(plan)]
         out = [f"digraph {quote(plan['flow'])} {{"]
-        out.append("  graph " + _attrs({
-            "rankdir": "TB", "compound": "true", "newrank": "true", "fontname": FONT, "fontsize": "11",
-            "fontcolor": INK, "label": html_label(title, "LEFT"), "labelloc": "t", "labeljust": "l",
-            "nodesep": "0.35", "ranksep": "0.5", "pad": "0.3", "bgcolor": "white",
-        }))
-        out.append("  node " + _attrs({
-            "shape": "box", "style": "rounded,filled", "fillcolor": "white", "color": MUTED,
-            "fontname": FONT, "fontsize": "11", "fontcolor": INK, "margin": "0.14,0.06", "penwidth": "1.2",
-        }))
-        out.append("  edge " + _attrs({
-            "color": MUTED, "fontname": FONT, "fontsize": "9", "fontcolor": MUTED, "arrowsize": "0.7",
-        }))
+        out.append(
+            "  graph "
+            + _attrs(
+                {
+                    "rankdir": "TB",
+                    "compound": "true",
+                    "newrank": "true",
+                    "fontname": FONT,
+                    "fontsize": "11",
+                    "fontcolor": INK,
+                    "label": html_label(title, "LEFT"),
+                    "labelloc": "t",
+                    "labeljust": "l",
+                    "nodesep": "0.35",
+                    "ranksep": "0.5",
+                    "pad": "0.3",
+                    "bgcolor": "white",
+                }
+            )
+        )
+        out.append(
+            "  node "
+            + _attrs(
+                {
+                    "shape": "box",
+                    "style": "rounded,filled",
+                    "fillcolor": "white",
+                    "color": MUTED,
+                    "fontname": FONT,
+                    "fontsize": "11",
+                    "fontcolor": INK,
+                    "margin": "0.14,0.06",
+                    "penwidth": "1.2",
+                }
+            )
+        )
+        out.append(
+            "  edge "
+            + _attrs(
+                {
+                    "color": MUTED,
+                    "fontname": FONT,
+                    "fontsize": "9",
+                    "fontcolor": MUTED,
+                    "arrowsize": "0.7",
+                }
+            )
+        )
         self._write_cluster(None, out, "  ")
         if self.states:
             self._write_legend(out)
@@ -376,8 +412,12 @@ class _Diagram:
         )
         table = f'<<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="4" CELLPADDING="4"><TR>{cells}</TR></TABLE>>'
         out.append('  subgraph "cluster_legend" {')
-        out.append("    graph " + _attrs({"fontsize": "10", "fontcolor": MUTED, "label": "states", **CLUSTERS["legend"]}))
-        out.append("    " + quote("weft:legend") + " " + _attrs({"shape": "plain", "style": "solid", "label": Html(table)}))
+        out.append(
+            "    graph " + _attrs({"fontsize": "10", "fontcolor": MUTED, "label": "states", **CLUSTERS["legend"]})
+        )
+        out.append(
+            "    " + quote("weft:legend") + " " + _attrs({"shape": "plain", "style": "solid", "label": Html(table)})
+        )
         out.append("  }")
 
 

@@ -203,5 +203,5 @@ def action_label(action: dict) -> str:
     """How a step's action reads: `proxy.dhcp_reserve`, `std.file.append`."""
     module = action["module"]
     if module == STD_PACKAGE or module.startswith(STD_PACKAGE + "."):
-        return "std" + module[len(STD_PACKAGE):] + "." + action["name"]
+        return "std" + module[len(STD_PACKAGE) :] + "." + action["name"]
     return f"{module.rsplit('.', 1)[-1]}.{action['name']}"

@@ -1,4 +1,4 @@
-""""Did you mean ...?" for misspelt names (actions, steps, fields, parameters)."""
+""" "Did you mean ...?" for misspelt names (actions, steps, fields, parameters)."""
 
 from __future__ import annotations
 

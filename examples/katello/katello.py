@@ -202,8 +202,15 @@ def create_repository(product_id: int, name: str, url: str, content_type: str, g
         repo = _find(state, "repositories", product_id=product_id, name=name)
         if repo is None:
             repo = _insert(
-                state, "repositories", product_id=product_id, name=name, url=url,
-                content_type=content_type, gpg_key_id=gpg_key_id, packages=None, errata=None,
+                state,
+                "repositories",
+                product_id=product_id,
+                name=name,
+                url=url,
+                content_type=content_type,
+                gpg_key_id=gpg_key_id,
+                packages=None,
+                errata=None,
             )
     return {"id": repo["id"], "name": name, "product_id": product_id}
 
@@ -219,8 +226,15 @@ class sync_repository:
         args = {"repository_id": repository_id, "name": repo["name"], "url": repo["url"]}
         with SERVICE.transaction("sync_repository", args) as state:
             _get(state, "repositories", repository_id)
-            task = _insert(state, "tasks", action="sync", repository_id=repository_id, status="running",
-                           started=time.time(), seconds=_sync_seconds())
+            task = _insert(
+                state,
+                "tasks",
+                action="sync",
+                repository_id=repository_id,
+                status="running",
+                started=time.time(),
+                seconds=_sync_seconds(),
+            )
         ctx.log(f"syncing {repo['name']} from {repo['url']} (task {task['id']})")
         return {"task_id": task["id"], "repository": repo["name"]}
 
@@ -259,7 +273,9 @@ def upload_manifest(organization_id: int, allocation: str) -> Manifest:
     """Fetch the subscription manifest of a portal allocation and upload it to the organization."""
     if not allocation.strip():
         raise ActionFailed("no subscription allocation given: pass allocation=<name> with upload_manifest=true")
-    with SERVICE.transaction("upload_manifest", {"organization_id": organization_id, "allocation": allocation}) as state:
+    with SERVICE.transaction(
+        "upload_manifest", {"organization_id": organization_id, "allocation": allocation}
+    ) as state:
         _get(state, "organizations", organization_id)
         manifest = _find(state, "manifests", organization_id=organization_id)
         if manifest is None or manifest["allocation"] != allocation:
@@ -297,7 +313,9 @@ def create_lifecycle_environment(organization_id: int, name: str, prior: str) ->
         env = _find(state, "environments", organization_id=organization_id, name=name)
         if env is None:
             if _find(state, "environments", organization_id=organization_id, name=prior) is None:
-                raise ActionFailed(f"cannot add environment {name!r} after {prior!r}: there is no environment {prior!r}")
+                raise ActionFailed(
+                    f"cannot add environment {name!r} after {prior!r}: there is no environment {prior!r}"
+                )
             successor = _find(state, "environments", organization_id=organization_id, prior=prior)
             if successor is not None:
                 raise ActionFailed(f"environment {prior!r} already has a successor, {successor['name']!r}")
@@ -351,8 +369,13 @@ def publish_content_view(content_view_id: int, description: str, ctx: Context) -
         number = 1 + sum(1 for v in _rows(state, "versions") if v["content_view_id"] == content_view_id)
         library = _find(state, "environments", organization_id=view["organization_id"], name=LIBRARY)
         version = _insert(
-            state, "versions", content_view_id=content_view_id, version=f"{number}.0", description=description,
-            packages=sum(r["packages"] or 0 for r in repos), environment_ids=[library["id"]],
+            state,
+            "versions",
+            content_view_id=content_view_id,
+            version=f"{number}.0",
+            description=description,
+            packages=sum(r["packages"] or 0 for r in repos),
+            environment_ids=[library["id"]],
         )
     ctx.progress(1.0)
     ctx.log(f"published {view['name']} version {version['version']} ({version['packages']} packages)")
@@ -402,12 +425,19 @@ def create_activation_key(
             for v in _rows(state, "versions")
         )
         if not promoted:
-            raise ActionFailed(f"content view {view['name']} has no version in {env['name']}: publish and promote it first")
+            raise ActionFailed(
+                f"content view {view['name']} has no version in {env['name']}: publish and promote it first"
+            )
         key = _find(state, "activation_keys", organization_id=organization_id, name=name)
         if key is None:
             key = _insert(
-                state, "activation_keys", organization_id=organization_id, name=name,
-                environment_id=environment_id, content_view_id=content_view_id, auto_attach=auto_attach,
+                state,
+                "activation_keys",
+                organization_id=organization_id,
+                name=name,
+                environment_id=environment_id,
+                content_view_id=content_view_id,
+                auto_attach=auto_attach,
             )
     return {"id": key["id"], "name": name}
 

@@ -29,8 +29,17 @@ def run_id(ms: int, n: int) -> str:
     return "".join(ALPHABET[(value >> (5 * i)) & 31] for i in reversed(range(26)))
 
 
-def fill(store: Store, count: int, *, now: float, days: float = 60.0, seed: int = 7, batch: int = 10_000,
-         children_per_parent: int = 50, parents: int = 4) -> list[dict]:
+def fill(
+    store: Store,
+    count: int,
+    *,
+    now: float,
+    days: float = 60.0,
+    seed: int = 7,
+    batch: int = 10_000,
+    children_per_parent: int = 50,
+    parents: int = 4,
+) -> list[dict]:
     """Write `count` runs (sub-runs included) in transactions of `batch`; returns their records, oldest first."""
     rng = random.Random(seed)
     span = days * 86400
@@ -52,7 +61,7 @@ def fill(store: Store, count: int, *, now: float, days: float = 60.0, seed: int 
                 runs.append(child)
         i += 1
     for start in range(0, len(runs), batch):
-        store.write(lambda t, part=runs[start: start + batch]: _write(t, part))
+        store.write(lambda t, part=runs[start : start + batch]: _write(t, part))
     return runs
 
 
@@ -86,14 +95,20 @@ def _write(t, runs: list[dict]) -> None:
 
 def full_scan(runs: list[dict], q: Query) -> list[str]:
     """The ids `catalog.search` should return for `q`, worked out from every record."""
+
     def fits(r: dict) -> bool:
         holds = q.lock in r["locks"] and r["state"] not in RUN_ENDED if q.lock is not None else True
         same = all(v is None or r[k] == v for k, v in (("state", q.state), ("flow", q.flow), ("user", q.user)))
-        return (holds and same
-                and (q.result is None or outcome(r) == q.result) and (q.tag is None or q.tag in r["tags"])
-                and (q.label is None or q.label.casefold() in (r["label"] or "").casefold())
-                and (q.parent is None or (r["parent"] or {}).get("run") == q.parent)
-                and (q.since is None or r["created"] >= q.since) and (q.before is None or r["created"] < q.before))
+        return (
+            holds
+            and same
+            and (q.result is None or outcome(r) == q.result)
+            and (q.tag is None or q.tag in r["tags"])
+            and (q.label is None or q.label.casefold() in (r["label"] or "").casefold())
+            and (q.parent is None or (r["parent"] or {}).get("run") == q.parent)
+            and (q.since is None or r["created"] >= q.since)
+            and (q.before is None or r["created"] < q.before)
+        )
 
     def key(r: dict) -> tuple:
         if q.sort in ("started", "ended"):
@@ -106,4 +121,4 @@ def full_scan(runs: list[dict], q: Query) -> list[str]:
     found = sorted((r for r in runs if fits(r)), key=key, reverse=desc)
     if q.sort == "ended":
         found = [r for r in found if r["ended"] is not None] + [r for r in found if r["ended"] is None]
-    return [r["id"] for r in found][q.offset: q.offset + q.limit]
+    return [r["id"] for r in found][q.offset : q.offset + q.limit]

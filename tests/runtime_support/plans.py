@@ -24,36 +24,74 @@ def param(name: str) -> list:
 
 
 def step(
-    sid: str, action: str = "noop", *, inputs: dict | None = None, after: tuple = (), phase: str = "run",
-    idempotent: bool | None = None, retry: int = 0, backoff: float = 0.0, timeout: float | None = None,
-    on_error: str | None = None, when: list | None = None, weight: float = 1.0, undo: tuple | None = None,
-    wait: dict | None = None, outputs: list | None = None,
+    sid: str,
+    action: str = "noop",
+    *,
+    inputs: dict | None = None,
+    after: tuple = (),
+    phase: str = "run",
+    idempotent: bool | None = None,
+    retry: int = 0,
+    backoff: float = 0.0,
+    timeout: float | None = None,
+    on_error: str | None = None,
+    when: list | None = None,
+    weight: float = 1.0,
+    undo: tuple | None = None,
+    wait: dict | None = None,
+    outputs: list | None = None,
 ) -> dict:
     """A step; `inputs` values are expressions (plain values become literals); `undo` is (action, inputs)."""
     inputs = {k: v if _is_expr(v) else lit(v) for k, v in (inputs or {}).items()}
     if idempotent is None:
         idempotent = action in ("noop", "echo", "add", "effect_again", "sleep", "hang", "say")
     return {
-        "id": sid, "name": sid, "phase": phase, "kind": "wait" if wait else "action",
+        "id": sid,
+        "name": sid,
+        "phase": phase,
+        "kind": "wait" if wait else "action",
         "action": None if wait else {"module": MODULE, "name": action, "idempotent": idempotent},
-        "inputs": inputs, "outputs": outputs or ["rec", []], "after": list(after),
-        "retry": retry, "backoff": backoff, "timeout": timeout, "on_error": on_error, "when": when,
+        "inputs": inputs,
+        "outputs": outputs or ["rec", []],
+        "after": list(after),
+        "retry": retry,
+        "backoff": backoff,
+        "timeout": timeout,
+        "on_error": on_error,
+        "when": when,
         "weight": weight,
-        "undo": None if undo is None else {
+        "undo": None
+        if undo is None
+        else {
             "action": {"module": MODULE, "name": undo[0], "idempotent": False},
             "inputs": {k: v if _is_expr(v) else lit(v) for k, v in undo[1].items()},
         },
-        "each": None, "wait": wait, "origin": None, "span": {"file": "test.flow", "line": 1, "col": 1},
+        "each": None,
+        "wait": wait,
+        "origin": None,
+        "span": {"file": "test.flow", "line": 1, "col": 1},
     }
 
 
 def _is_expr(v: Any) -> bool:
-    return isinstance(v, list) and bool(v) and isinstance(v[0], str) and v[0] in (
-        "lit", "param", "step", "fmt", "list", "rec", "get", "idx", "op", "and", "or", "not", "neg")
+    return (
+        isinstance(v, list)
+        and bool(v)
+        and isinstance(v[0], str)
+        and v[0] in ("lit", "param", "step", "fmt", "list", "rec", "get", "idx", "op", "and", "or", "not", "neg")
+    )
 
 
-def plan(flow: str, steps: list[dict], *, params: list | None = None, returns: dict | None = None,
-         label: list | None = None, tags: list | None = None, locks: list | None = None) -> dict:
+def plan(
+    flow: str,
+    steps: list[dict],
+    *,
+    params: list | None = None,
+    returns: dict | None = None,
+    label: list | None = None,
+    tags: list | None = None,
+    locks: list | None = None,
+) -> dict:
     """A Plan: fills deps, data edges, level, remaining and the critical path."""
     by_id = {s["id"]: s for s in steps}
     for s in steps:
@@ -79,10 +117,21 @@ def plan(flow: str, steps: list[dict], *, params: list | None = None, returns: d
     for s in steps:
         s["critical"] = s["id"] in path
     return {
-        "format": "weft.plan", "version": 1, "flow": flow, "file": os.path.join(HERE, f"{flow}.flow"),
-        "search_path": [HERE], "params": params or [], "results": [],
-        "returns": returns or {}, "label": label, "tags": tags or [], "locks": locks or [],
-        "on_error": "pause", "steps": steps, "critical_path": path, "extensions": [],
+        "format": "weft.plan",
+        "version": 1,
+        "flow": flow,
+        "file": os.path.join(HERE, f"{flow}.flow"),
+        "search_path": [HERE],
+        "params": params or [],
+        "results": [],
+        "returns": returns or {},
+        "label": label,
+        "tags": tags or [],
+        "locks": locks or [],
+        "on_error": "pause",
+        "steps": steps,
+        "critical_path": path,
+        "extensions": [],
     }
 
 

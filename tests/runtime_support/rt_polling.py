@@ -41,8 +41,13 @@ class counted:
 
     def start(self, name: str, polls: int, ctx: Context, fail_polls: int = 0, gate: int = 0) -> Any:
         _count_threads()
-        handle = {"id": f"{ctx.run_id}/{ctx.step_id}/{ctx.attempt}", "name": name, "polls": polls,
-                  "fail": fail_polls if ctx.attempt == 1 else 0, "gate": gate}
+        handle = {
+            "id": f"{ctx.run_id}/{ctx.step_id}/{ctx.attempt}",
+            "name": name,
+            "polls": polls,
+            "fail": fail_polls if ctx.attempt == 1 else 0,
+            "gate": gate,
+        }
         STARTED[ctx.run_id] += 1
         return handle
 

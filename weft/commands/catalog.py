@@ -11,8 +11,23 @@ from weft.runtime.prune import prune as prune_runs
 from weft.runtime.states import outcome
 from weft.runtime.store import Store, ignore_file_size_signal, store_dir
 
-_FIELDS = ("id", "state", "flow", "label", "tags", "user", "parent", "locks", "created", "started", "ended",
-           "progress", "result", "error", "rolled_back")
+_FIELDS = (
+    "id",
+    "state",
+    "flow",
+    "label",
+    "tags",
+    "user",
+    "parent",
+    "locks",
+    "created",
+    "started",
+    "ended",
+    "progress",
+    "result",
+    "error",
+    "rolled_back",
+)
 
 
 def _store(option: str | None) -> Store:
@@ -24,11 +39,20 @@ def query(args: Any) -> catalog.Query:
     """The Query that `weft list`'s options ask for; `--sort -FIELD` reverses like `--reverse`."""
     sort = args.sort
     return catalog.Query(
-        state=args.state, result=None if args.result is None else catalog.result_name(args.result),
-        flow=args.flow, tag=args.tag, user=args.user, label=args.label, parent=args.parent, lock=args.lock,
+        state=args.state,
+        result=None if args.result is None else catalog.result_name(args.result),
+        flow=args.flow,
+        tag=args.tag,
+        user=args.user,
+        label=args.label,
+        parent=args.parent,
+        lock=args.lock,
         since=None if args.since is None else catalog.parse_when(args.since, "--since"),
         before=None if args.before is None else catalog.parse_when(args.before, "--before"),
-        sort=sort.lstrip("-"), reverse=args.reverse != sort.startswith("-"), limit=args.limit, offset=args.offset,
+        sort=sort.lstrip("-"),
+        reverse=args.reverse != sort.startswith("-"),
+        limit=args.limit,
+        offset=args.offset,
     )
 
 
@@ -42,8 +66,18 @@ def list_runs(args: Any) -> int:
         rows = [("RUN", "STATE", "FLOW", "USER", "PROGRESS", "STARTED", "TOOK", "LABEL")]
         for r in page.runs:
             state = r["state"] + (" (rolled back)" if r["rolled_back"] else "")
-            rows.append((r["id"], state, r["flow"], r["user"], f"{r['progress'] * 100:.0f}%", views.stamp(r["created"]),
-                         views.duration(r["started"], r["ended"]), r["label"] or ""))
+            rows.append(
+                (
+                    r["id"],
+                    state,
+                    r["flow"],
+                    r["user"],
+                    f"{r['progress'] * 100:.0f}%",
+                    views.stamp(r["created"]),
+                    views.duration(r["started"], r["ended"]),
+                    r["label"] or "",
+                )
+            )
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
             print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())

@@ -6,7 +6,11 @@ import os
 
 from weft.render_style import action_label, expr_text, param_text, seconds, type_text
 
-PHASE_TITLES = {"finalize": "finalize (in order, after every run step)", "success": "on success", "failure": "on failure"}
+PHASE_TITLES = {
+    "finalize": "finalize (in order, after every run step)",
+    "success": "on success",
+    "failure": "on failure",
+}
 
 
 def format_plan(plan: dict, extensions: list[dict]) -> str:
@@ -50,7 +54,9 @@ def _step_line(s: dict, width: int) -> str:
     line = f"  {mark} {s['id']:<{width}}  {_what(s)}"
     notes = []
     if s["data"]:
-        notes.append("needs " + ", ".join(sorted({f"{d['from']}.{d['field']}" if d["field"] else d["from"] for d in s["data"]})))
+        notes.append(
+            "needs " + ", ".join(sorted({f"{d['from']}.{d['field']}" if d["field"] else d["from"] for d in s["data"]}))
+        )
     if s["after"]:
         notes.append("after " + ", ".join(s["after"]))
     if s["retry"]:
@@ -74,7 +80,9 @@ def _what(s: dict) -> str:
     if s["kind"] == "each":
         e = s["each"]
         body = e["plan"]["steps"]
-        return f"each {e['var']} in {expr_text(e['items'])} (concurrency {e['concurrency']}): {len(body)} steps per item"
+        return (
+            f"each {e['var']} in {expr_text(e['items'])} (concurrency {e['concurrency']}): {len(body)} steps per item"
+        )
     return action_label(s["action"]) if s["action"] else "?"
 
 

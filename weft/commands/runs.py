@@ -55,8 +55,7 @@ def run(args: Any) -> int:
     label = _text(plan["label"], env, "label") if plan["label"] is not None else None
     locks = [_text(e, env, "lock") for e in plan["locks"]]
     with _store(args.store, create=True) as store:
-        m, lease = session.create(store, plan, inputs, user=_user(args), label=label, locks=locks,
-                                  detach=args.detach)
+        m, lease = session.create(store, plan, inputs, user=_user(args), label=label, locks=locks, detach=args.detach)
         print(f"run {m.run['id']}", flush=True)
         if args.detach:
             return 0
@@ -271,15 +270,17 @@ def signal(args: Any) -> int:
             steering.signal(m, args.name, {}, time.time())  # raises the "nothing waits" error
         fields = {}
         for sid in targets:
-            fields = _record(typesys.from_data(m.specs[sid]["wait"]["fields"]), args.fields,
-                             f"signal '{args.name}'", "field")
+            fields = _record(
+                typesys.from_data(m.specs[sid]["wait"]["fields"]), args.fields, f"signal '{args.name}'", "field"
+            )
         request = ("signal\0" + args.name, {"kind": "signal", "name": args.name, "fields": fields})
         if run.get("detached") and run["state"] == "running":
             workqueue.hand_over(store, run["id"], *request)
             print(f"signal '{args.name}' handed to the workers serving run {run['id']}")
             return 0
         m, lease, rid = session.take(
-            store, run["id"], lambda m, now: steering.signal(m, args.name, fields, now), request=request)
+            store, run["id"], lambda m, now: steering.signal(m, args.name, fields, now), request=request
+        )
         if m is None:
             print(f"signal '{args.name}' handed to the process driving run {rid}")
             return 0

@@ -49,7 +49,8 @@ class Compilation:
 
             hint = suggest(self.plans, flow)
             raise WeftError(
-                f"no flow named '{flow}'" + (f"; did you mean '{hint}'?" if hint else f" (flows: {', '.join(self.flows)})")
+                f"no flow named '{flow}'"
+                + (f"; did you mean '{hint}'?" if hint else f" (flows: {', '.join(self.flows)})")
             )
         return self.plans[flow]
 

@@ -81,7 +81,9 @@ def _number(e: ast.Expr, scope: Scope, sink: Sink, what: str, minimum: float, in
 def _policy(value: tuple[str, ast.Span], sink: Sink) -> None:
     policy, span = value
     if policy not in POLICIES:
-        sink.misspelt("E119", span, f"unknown error policy '{policy}'; use one of {', '.join(POLICIES)}", policy, POLICIES)
+        sink.misspelt(
+            "E119", span, f"unknown error policy '{policy}'; use one of {', '.join(POLICIES)}", policy, POLICIES
+        )
 
 
 def _cycles(scope: Scope, sink: Sink) -> None:

@@ -18,7 +18,11 @@ CODES: dict[str, tuple[str, str, str]] = {
     "E101": ("undefined-name", "error", "a name refers to nothing in scope"),
     "E102": ("unknown-action", "error", "a module has no action of that name"),
     "E103": ("unknown-flow", "error", "no flow of that name is defined or imported"),
-    "E104": ("unknown-module", "error", "a `use` names a module that cannot be imported, or a call names an unbound alias"),
+    "E104": (
+        "unknown-module",
+        "error",
+        "a `use` names a module that cannot be imported, or a call names an unbound alias",
+    ),
     "E105": ("unknown-argument", "error", "a call passes an argument the action or flow does not take"),
     "E106": ("missing-argument", "error", "a call omits a required argument"),
     "E107": ("type-mismatch", "error", "a value's type does not fit where it is used"),
@@ -33,7 +37,11 @@ CODES: dict[str, tuple[str, str, str]] = {
     "E116": ("label-not-string", "error", "a `meta label` is not a string, or tags are not a list of strings"),
     "E117": ("invalid-action", "error", "an action module fails to import or defines a malformed action"),
     "E118": ("unknown-type", "error", "a type annotation names no known type"),
-    "E119": ("invalid-option", "error", "a step option (retry, timeout, weight, concurrency, on error) has a bad value"),
+    "E119": (
+        "invalid-option",
+        "error",
+        "a step option (retry, timeout, weight, concurrency, on error) has a bad value",
+    ),
     "E120": ("recursive-flow", "error", "a flow calls itself, directly or through others"),
     "E121": ("import-failed", "error", "an imported .flow file cannot be found or read"),
     "E122": ("misplaced-statement", "error", "a statement appears where it is not allowed"),
@@ -141,6 +149,9 @@ class Sink:
             (d.code, d.span, d.message): d
             for d in self.items
             if d.code in SYNTAX_CODES
-            or ((d.span.file, d.span.line) not in broken and not (d.severity == "warning" and d.span.file in broken_files))
+            or (
+                (d.span.file, d.span.line) not in broken
+                and not (d.severity == "warning" and d.span.file in broken_files)
+            )
         }
         return sorted(unique.values(), key=Diagnostic.sort_key)

@@ -23,9 +23,13 @@ def read_number(text: str) -> tuple[object, bool, tuple[str, str] | None]:
         if unit in UNITS:
             value = float(m.group(1).replace("_", "")) * UNITS[unit]
             return (int(value) if value == int(value) else value), True, None
-        return None, False, (
-            f"invalid duration '{text}': unknown unit '{unit}'",
-            "durations take one of the units ms, s, m, h, d (e.g. 30s, 2h)",
+        return (
+            None,
+            False,
+            (
+                f"invalid duration '{text}': unknown unit '{unit}'",
+                "durations take one of the units ms, s, m, h, d (e.g. 30s, 2h)",
+            ),
         )
     return None, False, (f"invalid number '{text}'", "numbers look like 42, 3.14 or 1e6")
 

@@ -32,9 +32,7 @@ def lower(scope: Scope, typing: Typing, build_plan: Callable[[nx.DiGraph], dict]
         tags=_tags(scope),
         locks=[to_plan(lock.value, scope) for lock in scope.locks],
         on_error=next((m.on_error[0] for m in scope.metas if m.on_error), "pause"),
-        extensions=[
-            {"file": e.span.file, "line": e.span.line, "flow": e.flow} for e in scope.extensions
-        ],
+        extensions=[{"file": e.span.file, "line": e.span.line, "flow": e.flow} for e in scope.extensions],
         order=list(scope.steps),
     )
     for n, decl in enumerate(scope.steps.values()):
@@ -87,7 +85,11 @@ def step_fields(decl: StepDecl, scope: Scope, typing: Typing, build_plan: Callab
         body_plan = build_plan(lower(body, typing, build_plan))
         item_type = typing.of(head.items)
         body_plan["params"] = [
-            {"name": head.var, "type": T.to_data(item_type.item if isinstance(item_type, T.ListType) else T.ANY), "default": None}
+            {
+                "name": head.var,
+                "type": T.to_data(item_type.item if isinstance(item_type, T.ListType) else T.ANY),
+                "default": None,
+            }
         ] + [
             {"name": name, "type": T.to_data(_symbol_type(sym, typing)), "default": None}
             for name, sym in sorted(body.captures.items())

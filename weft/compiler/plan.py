@@ -10,9 +10,26 @@ import networkx as nx
 PLAN_FORMAT = "weft.plan"
 PLAN_VERSION = 1
 _STEP_KEYS = (
-    "name", "phase", "kind", "action", "inputs", "outputs", "retry", "backoff", "timeout",
-    "on_error", "when", "weight", "undo", "each", "wait", "origin", "span", "level",
-    "remaining", "critical",
+    "name",
+    "phase",
+    "kind",
+    "action",
+    "inputs",
+    "outputs",
+    "retry",
+    "backoff",
+    "timeout",
+    "on_error",
+    "when",
+    "weight",
+    "undo",
+    "each",
+    "wait",
+    "origin",
+    "span",
+    "level",
+    "remaining",
+    "critical",
 )
 
 
@@ -27,9 +44,7 @@ def build_plan(graph: nx.DiGraph, search_path: list[str]) -> dict:
         preds = list(graph.predecessors(n))
         step["deps"] = sorted(p for p in preds if graph.nodes[p]["phase"] == fields["phase"])
         step["data"] = [
-            {"from": p, "field": field, "to": into}
-            for p in sorted(preds)
-            for field, into in graph.edges[p, n]["data"]
+            {"from": p, "field": field, "to": into} for p in sorted(preds) for field, into in graph.edges[p, n]["data"]
         ]
         step["after"] = sorted(p for p in preds if graph.edges[p, n]["control"])
         steps.append(step)

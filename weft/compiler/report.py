@@ -22,7 +22,9 @@ def format_text(diags: list[Diagnostic], sources: dict[str, str], color: bool = 
         head = f"{_display(s.file)}:{s.line}:{s.col}: {d.severity}[{d.code}]: {d.message}"
         if color:
             tint = "\033[1;31m" if d.severity == "error" else "\033[1;33m"
-            head = f"\033[1m{_display(s.file)}:{s.line}:{s.col}:\033[0m {tint}{d.severity}[{d.code}]\033[0m: {d.message}"
+            head = (
+                f"\033[1m{_display(s.file)}:{s.line}:{s.col}:\033[0m {tint}{d.severity}[{d.code}]\033[0m: {d.message}"
+            )
         out.append(head)
         if 1 <= s.line <= len(lines) and lines[s.line - 1].strip():
             text = lines[s.line - 1].rstrip().expandtabs(1)

@@ -15,7 +15,6 @@ from weft.compiler.diagnostics import Sink
 from weft.compiler.loader import FlowDef, Program, Unit
 
 
-
 @dataclass(eq=False)
 class StepDecl:
     id: str
@@ -85,7 +84,9 @@ def resolve(program: Program, sink: Sink) -> dict[str, Scope]:
     for flow_name, exts in program.extensions.items():
         if flow_name not in program.flows:
             for ext, _unit in exts:
-                sink.misspelt("E113", ext.name_span, f"cannot extend '{flow_name}': no such flow", flow_name, program.flows)
+                sink.misspelt(
+                    "E113", ext.name_span, f"cannot extend '{flow_name}': no such flow", flow_name, program.flows
+                )
     return scopes
 
 

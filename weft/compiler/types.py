@@ -47,9 +47,7 @@ def type_of_annotation(t: ast.TypeExpr, sink: Sink | None) -> T.Type:
     if isinstance(t, ast.TypeOpt):
         return T.OptType(type_of_annotation(t.inner, sink))
     if isinstance(t, ast.TypeRecord):
-        return T.RecordType(
-            tuple(T.Field(f.name, type_of_annotation(f.type, sink), not f.optional) for f in t.fields)
-        )
+        return T.RecordType(tuple(T.Field(f.name, type_of_annotation(f.type, sink), not f.optional) for f in t.fields))
     args = [type_of_annotation(a, sink) for a in t.args]
     if t.name in _NAMED and not args:
         return _NAMED[t.name]
@@ -107,7 +105,9 @@ class _Checker:
                 self.tags(scope, m.tags)
         for lock in scope.locks:
             if not T.assignable(self.expr(scope, lock.value), T.STR):
-                self.sink.add("E115", lock.value.span, f"a lock name must be a string, not {self.typing.of(lock.value)}")
+                self.sink.add(
+                    "E115", lock.value.span, f"a lock name must be a string, not {self.typing.of(lock.value)}"
+                )
         if scope.flow is not None:
             self.returns(scope)
 
@@ -133,7 +133,9 @@ class _Checker:
                 )
             return
         if not scope.returns:
-            self.sink.add("E112", flow.name_span, f"flow '{flow.name}' declares a result {declared} but never returns it")
+            self.sink.add(
+                "E112", flow.name_span, f"flow '{flow.name}' declares a result {declared} but never returns it"
+            )
             return
         for ret in scope.returns[1:]:
             self.sink.add("E112", ret.span, f"flow '{flow.name}' returns twice")
@@ -141,7 +143,9 @@ class _Checker:
         given = {a.name: a for a in ret.fields}
         for f in declared.fields:
             if f.name not in given and f.required:
-                self.sink.add("E112", ret.span, f"return is missing '{f.name}' ({f.type}) declared by flow '{flow.name}'")
+                self.sink.add(
+                    "E112", ret.span, f"return is missing '{f.name}' ({f.type}) declared by flow '{flow.name}'"
+                )
         for arg in ret.fields:
             want = declared.get(arg.name)
             if want is None:
@@ -157,7 +161,9 @@ class _Checker:
                 continue
             got = self.expr(scope, arg.value)
             if not T.assignable(got, want.type):
-                self.sink.add("E112", arg.value.span, f"result '{arg.name}' is declared {want.type} but the value is {got}")
+                self.sink.add(
+                    "E112", arg.value.span, f"result '{arg.name}' is declared {want.type} but the value is {got}"
+                )
 
     def step(self, scope: Scope, decl: StepDecl) -> None:
         head = decl.node.head
@@ -193,9 +199,7 @@ class _Checker:
 
     def call_params(self, decl: StepDecl) -> list[tuple[str, T.Type, bool]] | None:
         if decl.flow is not None:
-            return [
-                (p.name, self.typing.params.get(id(p), T.ANY), p.default is None) for p in decl.flow.flow.params
-            ]
+            return [(p.name, self.typing.params.get(id(p), T.ANY), p.default is None) for p in decl.flow.flow.params]
         return _action_params(decl.action)
 
     def args(self, scope: Scope, call: ast.Call, params: list | None, target: str) -> None:

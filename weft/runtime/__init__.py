@@ -9,7 +9,8 @@ __all__ = ["load_run_view"]
 
 
 def load_run_view(
-    store_dir: str | None, run_id_or_prefix: str,
+    store_dir: str | None,
+    run_id_or_prefix: str,
 ) -> tuple[dict, dict[str, str], dict[str, dict[str, int]]]:
     """(plan, {step id: state}, {each step id: {state: sub-runs}}) of a stored run, for `weft graph RUN`.
 

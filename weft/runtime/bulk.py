@@ -17,8 +17,11 @@ def total(rec: dict, runs: list[dict]) -> int:
 
 def progress(rec: dict, runs: list[dict]) -> dict[str, int]:
     """{"done": succeeded, "failed": failed, cancelled or paused, "total": items} of one `each` step."""
-    return {"done": sum(r["state"] == "succeeded" for r in runs), "failed": sum(r["state"] in STUCK for r in runs),
-            "total": total(rec, runs)}
+    return {
+        "done": sum(r["state"] == "succeeded" for r in runs),
+        "failed": sum(r["state"] in STUCK for r in runs),
+        "total": total(rec, runs),
+    }
 
 
 def drawn_state(run: dict) -> str:

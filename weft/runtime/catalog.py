@@ -167,7 +167,7 @@ class _Search:
         return {holder.encode()} if run is not None and run["state"] not in RUN_ENDED else set()
 
     def _label_hit(self, key: bytes) -> bool:
-        text = key[len(b"label\0"): -ID_LEN - 1]
+        text = key[len(b"label\0") : -ID_LEN - 1]
         if self.needle in text.decode("utf-8", "ignore").casefold():
             return True
         if len(text) < LABEL_KEY_MAX:
@@ -201,12 +201,16 @@ class _Search:
 
     def _fits(self, run: dict) -> bool:
         q = self.q
-        return ((q.state is None or run["state"] == q.state) and (q.result is None or outcome(run) == q.result)
-                and (q.flow is None or run["flow"] == q.flow) and (q.tag is None or q.tag in run["tags"])
-                and (q.user is None or run["user"] == q.user)
-                and (self.needle is None or self.needle in (run["label"] or "").casefold())
-                and (q.since is None or run["created"] >= q.since)
-                and (q.before is None or run["created"] < q.before))
+        return (
+            (q.state is None or run["state"] == q.state)
+            and (q.result is None or outcome(run) == q.result)
+            and (q.flow is None or run["flow"] == q.flow)
+            and (q.tag is None or q.tag in run["tags"])
+            and (q.user is None or run["user"] == q.user)
+            and (self.needle is None or self.needle in (run["label"] or "").casefold())
+            and (q.since is None or run["created"] >= q.since)
+            and (q.before is None or run["created"] < q.before)
+        )
 
     def _walk_sorted(self, candidates: set[bytes] | None) -> Iterator[bytes]:
         """Walk the sort field's index in order, keeping the runs that pass every check."""
@@ -219,8 +223,9 @@ class _Search:
             keys: Iterable[bytes] = self._started_range(desc)
         elif field == "ended":
             unended = [b"state\0" + s.encode() + b"\0" for s in RUN_STATES if s not in RUN_ENDED]
-            later = (k for k in self._walk(b"started\0", reverse=desc)
-                     if any(self._has(p + k[-ID_LEN:]) for p in unended))
+            later = (
+                k for k in self._walk(b"started\0", reverse=desc) if any(self._has(p + k[-ID_LEN:]) for p in unended)
+            )
             keys = _chain(self._walk(b"ended\0", reverse=desc), later)
         else:
             keys = self._walk(field.encode() + b"\0", reverse=desc)

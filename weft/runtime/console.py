@@ -61,13 +61,19 @@ class LiveReport:
         fractions = dict(driver.fractions)
         done = driver.machine.progress(fractions)
         head = Table.grid(padding=(0, 1))
-        head.add_row(Text(self.title, style="bold"), ProgressBar(total=1.0, completed=done, width=40),
-                     Text(f"{done * 100:3.0f}%"))
+        head.add_row(
+            Text(self.title, style="bold"),
+            ProgressBar(total=1.0, completed=done, width=40),
+            Text(f"{done * 100:3.0f}%"),
+        )
         rows = Table.grid(padding=(0, 1))
         for sid in self.running[:12]:
             f = fractions.get(sid)
-            rows.add_row(Text(f"  {sid}", style="cyan"), ProgressBar(total=1.0, completed=f or 0.0, width=20),
-                         Text("" if f is None else f"{f * 100:3.0f}%"))
+            rows.add_row(
+                Text(f"  {sid}", style="cyan"),
+                ProgressBar(total=1.0, completed=f or 0.0, width=20),
+                Text("" if f is None else f"{f * 100:3.0f}%"),
+            )
         if len(self.running) > 12:
             rows.add_row(Text(f"  ... and {len(self.running) - 12} more"), Text(""), Text(""))
         return Group(head, rows)

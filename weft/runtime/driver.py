@@ -44,8 +44,15 @@ class Driver:
     """Drives one run owned through `lease`; `observer(events, driver)` sees each commit's events."""
 
     def __init__(
-        self, store: Store, machine: Machine, lease: Lease, *, workers: int | None = None,
-        executor: Executor | None = None, observer: Observer | None = None, until_waiting: bool = False,
+        self,
+        store: Store,
+        machine: Machine,
+        lease: Lease,
+        *,
+        workers: int | None = None,
+        executor: Executor | None = None,
+        observer: Observer | None = None,
+        until_waiting: bool = False,
         release_polls: bool = False,
     ) -> None:
         self.store = store
@@ -102,8 +109,10 @@ class Driver:
             launches = m.launch(now, 0 if draining else self.workers - len(self.inflight))
             self._abandon_stale()
             stop = m.run["state"] in RUN_STOPPED or (
-                not self.inflight and not launches
-                and (draining or self.until_waiting and m.waiting_only(self.release_polls)))
+                not self.inflight
+                and not launches
+                and (draining or self.until_waiting and m.waiting_only(self.release_polls))
+            )
             self._commit(release=stop)
             if stop:
                 return m.run
@@ -166,8 +175,9 @@ class Driver:
         m = self.machine
         for sid, (attempt, undo, cancel) in list(self.inflight.items()):
             rec = m.steps[sid]
-            current = sid in m.undoing if undo else (rec["state"] in ("running", "suspended")
-                                                     and rec["attempts"] == attempt)
+            current = (
+                sid in m.undoing if undo else (rec["state"] in ("running", "suspended") and rec["attempts"] == attempt)
+            )
             if not current:
                 cancel.set()
                 del self.inflight[sid]
@@ -195,8 +205,9 @@ class Driver:
 
     def _inline(self, launch: Launch) -> tuple[Launch, tuple]:
         """Call a quick action here, sparing two thread hand-offs (a chain of quick steps gains most)."""
-        return launch, perform(self.run_id, launch.step, launch.attempt, launch.action, launch.inputs, None,
-                               *self._callbacks(launch))
+        return launch, perform(
+            self.run_id, launch.step, launch.attempt, launch.action, launch.inputs, None, *self._callbacks(launch)
+        )
 
     def _callbacks(self, launch: Launch, local: bool = False) -> tuple:
         """on_progress, on_log and the cancel event of one action; the inflight entry is made here."""
@@ -205,19 +216,35 @@ class Driver:
         self.inflight[sid] = (launch.attempt, launch.undo, cancel)
         if not (local or isinstance(self.executor, ThreadExecutor)):
             return None, None, None
-        return (lambda f: self.fractions.__setitem__(sid, f),
-                lambda text: self._logs.put({"t": time.time(), "step": sid, "log": text}),
-                cancel)
+        return (
+            lambda f: self.fractions.__setitem__(sid, f),
+            lambda text: self._logs.put({"t": time.time(), "step": sid, "log": text}),
+            cancel,
+        )
 
     def _submit(self, launch: Launch) -> None:
         if launch.items is not None:  # sub-runs need this process's store: always local threads
-            job = Each(self.store, self.machine.run, self.machine.specs[launch.step], launch.items, launch.inputs,
-                       Driver, self.workers)
+            job = Each(
+                self.store,
+                self.machine.run,
+                self.machine.specs[launch.step],
+                launch.items,
+                launch.inputs,
+                Driver,
+                self.workers,
+            )
             future = self._local.submit(job, *self._callbacks(launch, local=True))
         else:
             future = self.executor.submit(
-                perform, self.run_id, launch.step, launch.attempt, launch.action, launch.inputs, launch.deadline,
-                *self._callbacks(launch), poll=launch.poll,
+                perform,
+                self.run_id,
+                launch.step,
+                launch.attempt,
+                launch.action,
+                launch.inputs,
+                launch.deadline,
+                *self._callbacks(launch),
+                poll=launch.poll,
             )
         future.add_done_callback(lambda f: self._done.put((launch, _outcome(f))))
 

@@ -27,8 +27,16 @@ from weft.runtime.store import Store
 class Each:
     """Everything one `each` step needs to make and drive its sub-runs."""
 
-    def __init__(self, store: Store, parent: dict, spec: dict, items: list, captured: dict,
-                 driver: Callable[..., Any], workers: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        parent: dict,
+        spec: dict,
+        items: list,
+        captured: dict,
+        driver: Callable[..., Any],
+        workers: int,
+    ) -> None:
         self.store = store
         self.parent = parent
         self.spec = spec
@@ -39,18 +47,24 @@ class Each:
         self.made: dict[int, str] = {}  # item index -> sub-run id
         self.labels: dict[int, str | None] = {}  # item index -> sub-run label
 
-    def __call__(self, on_progress: Callable[[float], None] | None, on_log: Callable[[str], None] | None,
-                 cancel: threading.Event | None) -> tuple[bool, Any, float]:
+    def __call__(
+        self,
+        on_progress: Callable[[float], None] | None,
+        on_log: Callable[[str], None] | None,
+        cancel: threading.Event | None,
+    ) -> tuple[bool, Any, float]:
         started = time.perf_counter()
         try:
-            ok, payload = self._run(on_progress or (lambda f: None), on_log or (lambda s: None),
-                                    cancel or threading.Event())
+            ok, payload = self._run(
+                on_progress or (lambda f: None), on_log or (lambda s: None), cancel or threading.Event()
+            )
         except (WeftError, expr.EvalError) as e:
             ok, payload = False, error_record("SubRunError", str(e))
         return ok, payload, time.perf_counter() - started
 
-    def _run(self, progress: Callable[[float], None], log: Callable[[str], None],
-             cancel: threading.Event) -> tuple[bool, Any]:
+    def _run(
+        self, progress: Callable[[float], None], log: Callable[[str], None], cancel: threading.Event
+    ) -> tuple[bool, Any]:
         body = self.spec["each"]["plan"]
         limit = max(1, int(self.spec["each"]["concurrency"] or len(self.items) or 1))
         with self.store.read() as t:
@@ -77,8 +91,12 @@ class Each:
                 for future in done:
                     i = running.pop(future)
                     outcome[i] = rid, state, why = future.result()
-                    log(f"item {i + 1} of {len(self.items)}: " + (f"run {rid} " if rid else "") + state
-                        + (f": {why}" if why else ""))
+                    log(
+                        f"item {i + 1} of {len(self.items)}: "
+                        + (f"run {rid} " if rid else "")
+                        + state
+                        + (f": {why}" if why else "")
+                    )
                     progress(sum(o[1] == "succeeded" for o in outcome.values()) / max(1, len(self.items)))
         finally:
             pool.shutdown(wait=False)
@@ -88,8 +106,11 @@ class Each:
             return True, outputs
         if cancel.is_set():
             return False, error_record("Cancelled", f"cancelled with {succeeded} of {len(self.items)} sub-runs done")
-        bad = [f"{self.labels.get(i) or f'item {i + 1}'} ({rid + ', ' if rid else ''}{state})"
-               for i, (rid, state, _) in sorted(outcome.items()) if state != "succeeded"]
+        bad = [
+            f"{self.labels.get(i) or f'item {i + 1}'} ({rid + ', ' if rid else ''}{state})"
+            for i, (rid, state, _) in sorted(outcome.items())
+            if state != "succeeded"
+        ]
         shown = ", ".join(bad[:5]) + (", ..." if len(bad) > 5 else "")
         message = f"{len(bad)} of {len(self.items)} sub-runs did not succeed: {shown}"
         return False, error_record("SubRunsFailed", message)
@@ -107,7 +128,10 @@ class Each:
             env = expr.Env(inputs)
             label = expr.show(expr.evaluate(body["label"], env)) if body.get("label") else None
             m, lease = session.create(
-                self.store, body, inputs, user=self.parent["user"],
+                self.store,
+                body,
+                inputs,
+                user=self.parent["user"],
                 label=label or f"{self.parent['label'] or self.parent['flow']} [{index + 1}]",
                 locks=[expr.show(expr.evaluate(e, env)) for e in body.get("locks") or ()],
                 parent={"run": self.parent["id"], "step": self.spec["id"], "index": index},

@@ -70,7 +70,12 @@ _defs: dict[tuple[str, str], actions.ActionDef] = {}
 
 
 def perform(
-    run_id: str, step: str, attempt: int, action: dict, inputs: dict, deadline: float | None,
+    run_id: str,
+    step: str,
+    attempt: int,
+    action: dict,
+    inputs: dict,
+    deadline: float | None,
     on_progress: Callable[[float], None] | None = None,
     on_log: Callable[[str], None] | None = None,
     cancel: threading.Event | None = None,
@@ -88,17 +93,25 @@ def perform(
 
 
 def _perform(
-    run_id: str, step: str, attempt: int, action: dict, inputs: dict, deadline: float | None,
-    on_progress: Callable[[float], None] | None, on_log: Callable[[str], None] | None,
-    cancel: threading.Event | None, poll: dict | None,
+    run_id: str,
+    step: str,
+    attempt: int,
+    action: dict,
+    inputs: dict,
+    deadline: float | None,
+    on_progress: Callable[[float], None] | None,
+    on_log: Callable[[str], None] | None,
+    cancel: threading.Event | None,
+    poll: dict | None,
 ) -> tuple[bool, Any]:
     try:
         key = (action["module"], action["name"])
         defn = _defs.get(key)
         if defn is None:
             defn = _defs[key] = actions.lookup(*key)
-        ctx = actions.Context(run_id, step, attempt, on_progress=on_progress, on_log=on_log,
-                              deadline=deadline, cancel_event=cancel)
+        ctx = actions.Context(
+            run_id, step, attempt, on_progress=on_progress, on_log=on_log, deadline=deadline, cancel_event=cancel
+        )
         outputs = polls.call(defn, inputs, ctx, poll)
     except LookupError as e:
         return False, error_record("ActionNotFound", str(e))

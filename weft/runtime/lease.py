@@ -82,8 +82,13 @@ class Lease:
         self._thread: threading.Thread | None = None
 
     def record(self, now: float) -> dict:
-        return {"pid": self.pid, "host": HOST, "pid_start": _start_time(self.pid), "heartbeat": now,
-                "token": self.token}
+        return {
+            "pid": self.pid,
+            "host": HOST,
+            "pid_start": _start_time(self.pid),
+            "heartbeat": now,
+            "token": self.token,
+        }
 
     def acquire(self, txn: Txn, now: float) -> dict | None:
         """Take the lease inside `txn`; LeaseHeld if a live process has it. Returns the dead holder's lease."""

@@ -318,8 +318,17 @@ class Machine:
             if stage == (self.run["stage"], self.run["state"]) or not self.ready:
                 break
         if self.halt != "cancel":  # due polls take the slots left, even while halting (like running steps)
-            out += [Launch(sid, self.steps[sid]["attempts"], self.specs[sid]["action"], {}, self.steps[sid]["deadline"],
-                           poll=self.steps[sid]["poll"]) for sid in waiting.take_due_polls(self, slots - len(out))]
+            out += [
+                Launch(
+                    sid,
+                    self.steps[sid]["attempts"],
+                    self.specs[sid]["action"],
+                    {},
+                    self.steps[sid]["deadline"],
+                    poll=self.steps[sid]["poll"],
+                )
+                for sid in waiting.take_due_polls(self, slots - len(out))
+            ]
         return out
 
     def _start(self, sid: str, now: float) -> Launch | None:
@@ -348,12 +357,31 @@ class Machine:
         if deadline is not None:
             heapq.heappush(self.timers, (deadline, "deadline", sid, rec["attempts"]))
         if spec["kind"] == "wait":
-            self.set_step(sid, "suspended", now, f"waiting for signal '{spec['wait']['signal']}'",
-                      inputs=inputs, started=now, deadline=deadline, due=None, error=None)
+            self.set_step(
+                sid,
+                "suspended",
+                now,
+                f"waiting for signal '{spec['wait']['signal']}'",
+                inputs=inputs,
+                started=now,
+                deadline=deadline,
+                due=None,
+                error=None,
+            )
             return None
         recorded = inputs if items is None else {"items": items, "with": inputs}
-        self.set_step(sid, "running", now, inputs=recorded, started=now, ended=None, due=None, error=None,
-                      deadline=deadline, poll=None)
+        self.set_step(
+            sid,
+            "running",
+            now,
+            inputs=recorded,
+            started=now,
+            ended=None,
+            due=None,
+            error=None,
+            deadline=deadline,
+            poll=None,
+        )
         return Launch(sid, rec["attempts"], spec["action"], inputs, deadline, items=items)
 
     def _advance(self, now: float) -> None:
@@ -420,7 +448,8 @@ class Machine:
             if spec["phase"] in ("run", "finalize") and self.steps[sid]["state"] in ("pending", "suspended"):
                 self.set_step(sid, "cancelled", now, "rolled back before it started")
         self.to_undo = {
-            sid for sid, spec in self.specs.items()
+            sid
+            for sid, spec in self.specs.items()
             if spec["phase"] in ("run", "finalize") and spec["undo"] and self.steps[sid]["state"] == "succeeded"
         }
         finalize = [sid for sid in self.to_undo if self.specs[sid]["phase"] == "finalize"]

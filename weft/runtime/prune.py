@@ -52,7 +52,7 @@ def prune(store: Store, ended_before: float, state: str | None = None, batch: in
                 order += tree
                 roots.add(rid)
     for i in range(0, len(order), batch):
-        chunk = order[i: i + batch]
+        chunk = order[i : i + batch]
         removed = store.write(lambda t: [rid for rid in chunk if _delete(t, rid, time.time())])
         done.removed += len(removed)
         done.sub_runs += sum(rid not in roots for rid in removed)
@@ -82,8 +82,12 @@ def _delete(t: Txn, rid: str, now: float) -> bool:
     run = t.run(rid)
     key = rid.encode()
     lease = t.lease(rid)
-    if (run is None or run["state"] not in RUN_ENDED or (lease is not None and holder_alive(lease, now))
-            or next(t.keys("indexes", b"child\0" + key), None) is not None):
+    if (
+        run is None
+        or run["state"] not in RUN_ENDED
+        or (lease is not None and holder_alive(lease, now))
+        or next(t.keys("indexes", b"child\0" + key), None) is not None
+    ):
         return False
     for k in index_keys(run):
         t.delete("indexes", k)

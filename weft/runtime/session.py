@@ -29,8 +29,15 @@ def check_plan(plan: dict) -> None:
         raise WeftError(f"plan format version {plan['version']} is newer than this weft reads ({PLAN_VERSION})")
 
 
-def persist(txn: Txn, m: Machine, lease: Lease, *, fractions: dict | None = None,
-            release: bool = False, consumed: list[bytes] = ()) -> list[dict]:
+def persist(
+    txn: Txn,
+    m: Machine,
+    lease: Lease,
+    *,
+    fractions: dict | None = None,
+    release: bool = False,
+    consumed: list[bytes] = (),
+) -> list[dict]:
     """Write the machine's changes (fenced by the lease); returns the events written."""
     lease.check(txn)
     run, steps, events = m.changes(fractions)
@@ -54,8 +61,17 @@ def persist(txn: Txn, m: Machine, lease: Lease, *, fractions: dict | None = None
     return events
 
 
-def create(store: Store, plan: dict, inputs: dict, *, user: str, label: str | None, locks: list[str],
-           parent: dict | None = None, detach: bool = False) -> tuple[Machine, Lease]:
+def create(
+    store: Store,
+    plan: dict,
+    inputs: dict,
+    *,
+    user: str,
+    label: str | None,
+    locks: list[str],
+    parent: dict | None = None,
+    detach: bool = False,
+) -> tuple[Machine, Lease]:
     """Persist a new pending run (its own copy of the plan, its inputs, every step) owned by this process.
 
     With `detach`, the run is queued for `weft worker` instead, and this process holds no lease.
@@ -76,8 +92,10 @@ def create(store: Store, plan: dict, inputs: dict, *, user: str, label: str | No
             if other is not None and other["state"] not in RUN_ENDED:
                 if holder in above:  # a sub-run works under the lock its parent or grandparent holds
                     continue
-                raise WeftError(f"lock '{name}' is held by run {holder} "
-                                f"({other['label'] or other['flow']}, {other['state']}); nothing was started")
+                raise WeftError(
+                    f"lock '{name}' is held by run {holder} "
+                    f"({other['label'] or other['flow']}, {other['state']}); nothing was started"
+                )
             t.put_lock(name, run_id)
         t.put_plan(run_id, plan)
         for sid, rec in steps.items():
@@ -104,8 +122,11 @@ def _ancestors(t: Txn, parent: dict | None) -> set[str]:
 
 
 def take(
-    store: Store, text: str, apply: Callable[[Machine, float], object] | None = None,
-    *, request: tuple[str, dict] | None = None,
+    store: Store,
+    text: str,
+    apply: Callable[[Machine, float], object] | None = None,
+    *,
+    request: tuple[str, dict] | None = None,
 ) -> tuple[Machine | None, Lease | None, str]:
     """Own run `text` (an id or unique prefix), recover it, apply a command, persist.
 

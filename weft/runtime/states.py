@@ -43,7 +43,14 @@ def new_step() -> dict[str, Any]:
 
 
 def new_run(
-    run_id: str, plan: dict, inputs: dict, *, label: str | None, locks: list[str], user: str, now: float,
+    run_id: str,
+    plan: dict,
+    inputs: dict,
+    *,
+    label: str | None,
+    locks: list[str],
+    user: str,
+    now: float,
     parent: dict | None = None,
 ) -> dict[str, Any]:
     """A run record in state `pending`; `parent` ({"run", "step", "index"}) links a sub-run to its `each` step."""

@@ -61,8 +61,14 @@ def recover(m: Machine, now: float) -> list[str]:
             m.set_step(sid, "pending", now, "interrupted; runs again (idempotent)", due=None)
             m.rerun.append(sid)
         else:
-            m.set_step(sid, "failed", now, "interrupted", ended=now,
-                       error=error_record(INTERRUPTED, "interrupted: the process running it stopped"))
+            m.set_step(
+                sid,
+                "failed",
+                now,
+                "interrupted",
+                ended=now,
+                error=error_record(INTERRUPTED, "interrupted: the process running it stopped"),
+            )
             interrupted.append(sid)
     for sid in sorted(m.undoing, key=m.pos.__getitem__):
         m.undoing.discard(sid)
@@ -71,8 +77,12 @@ def recover(m: Machine, now: float) -> list[str]:
             rec["undo"] = {**rec["undo"], "state": None}
             m.dirty.add(sid)
         else:
-            rec["undo"] = {**rec["undo"], "state": "failed", "ended": now,
-                           "error": error_record(INTERRUPTED, "interrupted: the process running it stopped")}
+            rec["undo"] = {
+                **rec["undo"],
+                "state": "failed",
+                "ended": now,
+                "error": error_record(INTERRUPTED, "interrupted: the process running it stopped"),
+            }
             m.dirty.add(sid)
             interrupted.append(sid)
     if interrupted and m.run["stage"] in ("run", "finalize"):
@@ -138,7 +148,8 @@ def cancel(m: Machine, now: float) -> None:
 def without_undo(m: Machine) -> list[str]:
     """Succeeded steps that a rollback cannot undo."""
     return [
-        sid for sid, spec in m.specs.items()
+        sid
+        for sid, spec in m.specs.items()
         if spec["phase"] in ("run", "finalize")
         and m.steps[sid]["state"] == "succeeded"
         and not spec["undo"]
@@ -154,8 +165,10 @@ def rollback(m: Machine, now: float, force: bool) -> None:
     if run["state"] == "running" and m.running:
         raise WeftError(f"run {run['id']} has running steps; cancel it or wait for it to pause")
     if run["state"] == "running" and m.polling:
-        raise WeftError(f"run {run['id']} has steps polling external tasks ({', '.join(sorted(m.polling)[:5])}); "
-                        "resume it to let them finish, or cancel it")
+        raise WeftError(
+            f"run {run['id']} has steps polling external tasks ({', '.join(sorted(m.polling)[:5])}); "
+            "resume it to let them finish, or cancel it"
+        )
     missing = without_undo(m)
     if missing and not force:
         raise WeftError(
@@ -172,7 +185,8 @@ def rollback(m: Machine, now: float, force: bool) -> None:
 def waiting_for(m: Machine, name: str) -> list[str]:
     """Steps suspended on signal `name`."""
     return [
-        sid for sid, spec in m.specs.items()
+        sid
+        for sid, spec in m.specs.items()
         if spec["kind"] == "wait" and spec["wait"]["signal"] == name and m.steps[sid]["state"] == "suspended"
     ]
 
@@ -197,8 +211,13 @@ def _not_waiting(m: Machine, name: str) -> str:
     if declared:
         states = ", ".join(f"step {sid} is {m.steps[sid]['state']}" for sid in declared)
         return f"run {m.run['id']} has no step waiting for signal '{name}' now ({states})"
-    signals = sorted({m.specs[s]["wait"]["signal"] for s in m.specs
-                      if m.specs[s]["kind"] == "wait" and m.steps[s]["state"] == "suspended"})
+    signals = sorted(
+        {
+            m.specs[s]["wait"]["signal"]
+            for s in m.specs
+            if m.specs[s]["kind"] == "wait" and m.steps[s]["state"] == "suspended"
+        }
+    )
     also = f" (it waits for: {', '.join(signals)})" if signals else ""
     return f"run {m.run['id']} has no step waiting for signal '{name}'{also}"
 

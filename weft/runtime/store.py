@@ -137,8 +137,14 @@ class Store:
             data = os.path.join(self.path, "data.mdb")
             size = os.path.getsize(data) if os.path.exists(data) else 0
             self.env = lmdb.open(
-                self.path, map_size=min(max(_INITIAL_MAP, 2 * size), self._max), max_dbs=len(DATABASES) + 4,
-                sync=True, metasync=True, writemap=False, lock=True, readahead=False,
+                self.path,
+                map_size=min(max(_INITIAL_MAP, 2 * size), self._max),
+                max_dbs=len(DATABASES) + 4,
+                sync=True,
+                metasync=True,
+                writemap=False,
+                lock=True,
+                readahead=False,
             )
             self.env.reader_check()
             self.dbs = self.write(lambda t: {name: self.env.open_db(name.encode(), txn=t.raw) for name in DATABASES})
@@ -163,6 +169,7 @@ class Store:
         if meta is None:
             if not create:
                 raise StoreError(f"{self.path} is not a weft store")
+
             def init(t: Txn) -> None:
                 t.put("meta", b"format", {"format": "weft.store", "version": FORMAT_VERSION})
                 t.put("meta", b"indexes", {"version": INDEX_VERSION})

@@ -68,20 +68,28 @@ def load(store: Store, text: str) -> RunView:
         plan = t.plan(run_id)
         children = {
             s["id"]: [t.run(rid) for _, rid in t.children(run_id, s["id"])]
-            for s in plan["steps"] if s["kind"] == "each"
+            for s in plan["steps"]
+            if s["kind"] == "each"
         }
         return RunView(t.run(run_id), plan, t.steps(run_id), t.events(run_id), t.lease(run_id), children)
 
 
 def run_json(v: RunView) -> dict[str, Any]:
     """Everything `weft show --json` prints."""
-    subs = {sid: {"sub_runs": [{k: r[k] for k in ("id", "state", "label", "parent")} for r in runs],
-                  "sub_run_progress": bulk.progress(v.steps[sid], runs)} for sid, runs in v.children.items()}
+    subs = {
+        sid: {
+            "sub_runs": [{k: r[k] for k in ("id", "state", "label", "parent")} for r in runs],
+            "sub_run_progress": bulk.progress(v.steps[sid], runs),
+        }
+        for sid, runs in v.children.items()
+    }
     return {
         **v.run,
         "owner": None if v.lease is None else {k: v.lease[k] for k in ("pid", "host", "heartbeat")},
-        "steps": [{"id": s["id"], "phase": s["phase"], "origin": s["origin"], **v.steps[s["id"]],
-                   **subs.get(s["id"], {})} for s in v.plan["steps"]],
+        "steps": [
+            {"id": s["id"], "phase": s["phase"], "origin": s["origin"], **v.steps[s["id"]], **subs.get(s["id"], {})}
+            for s in v.plan["steps"]
+        ],
         "history": [{"seq": seq, **e} for seq, e in v.history],
     }
 
@@ -113,8 +121,17 @@ def run_text(v: RunView) -> str:
         error = describe_error(rec["error"]) if rec["state"] in ("failed", "skipped", "pending") else ""
         if rec["undo"] and rec["undo"].get("state") == "failed":
             error = "undo: " + describe_error(rec["undo"]["error"])
-        rows.append((spec["id"], spec["phase"], rec["state"], str(rec["attempts"]), clock(rec["started"]),
-                     duration(rec["started"], rec["ended"]) if rec["state"] != "running" else "", error))
+        rows.append(
+            (
+                spec["id"],
+                spec["phase"],
+                rec["state"],
+                str(rec["attempts"]),
+                clock(rec["started"]),
+                duration(rec["started"], rec["ended"]) if rec["state"] != "running" else "",
+                error,
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     lines.append("")
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + ("  " + r[6] if r[6] else "") for r in rows]
@@ -125,11 +142,15 @@ def run_text(v: RunView) -> str:
     for sid, runs in v.children.items():
         counts = ", ".join(f"{n} {state}" for state, n in sorted(Counter(r["state"] for r in runs).items()))
         done = bulk.progress(steps[sid], runs)
-        lines += ["", f"sub-runs of {sid}: {counts or 'none yet'} "
-                  f"({done['done']} done, {done['failed']} failed, {done['total']} in all)"]
+        lines += [
+            "",
+            f"sub-runs of {sid}: {counts or 'none yet'} "
+            f"({done['done']} done, {done['failed']} failed, {done['total']} in all)",
+        ]
         shown = runs if len(runs) <= 20 else [r for r in runs if r["state"] != "succeeded"][:50]
-        lines += [f"  {r['parent']['index'] + 1:>4}  {r['id']}  {r['state']:<9}  {r['label'] or ''}".rstrip()
-                  for r in shown]
+        lines += [
+            f"  {r['parent']['index'] + 1:>4}  {r['id']}  {r['state']:<9}  {r['label'] or ''}".rstrip() for r in shown
+        ]
         if len(shown) < len(runs):
             lines.append(f"  (weft list --parent {run['id']} lists all {len(runs)})")
     lines += ["", "history"]

@@ -88,8 +88,15 @@ def started(m: Machine, sid: str, attempt: int, handle: Any, spec: PollSpec, now
     if rec["state"] != "running" or rec["attempts"] != attempt:
         return
     interval = spec.next_interval(None)
-    poll = {"handle": handle, "every": spec.every, "max_every": spec.max_every, "factor": spec.factor,
-            "interval": interval, "polls": 0, "progress": None}
+    poll = {
+        "handle": handle,
+        "every": spec.every,
+        "max_every": spec.max_every,
+        "factor": spec.factor,
+        "interval": interval,
+        "polls": 0,
+        "progress": None,
+    }
     m.set_step(sid, "suspended", now, f"started; first poll in {interval:g}s", poll=poll, due=now + interval)
     heapq.heappush(m.timers, (now + interval, "poll", sid, attempt))
 
@@ -101,8 +108,12 @@ def pending(m: Machine, sid: str, attempt: int, progress: float | None, now: flo
         return
     poll = rec["poll"]
     interval = PollSpec(poll["every"], poll["max_every"], poll["factor"]).next_interval(poll["interval"])
-    rec["poll"] = {**poll, "interval": interval, "polls": poll["polls"] + 1,
-                   "progress": poll["progress"] if progress is None else progress}
+    rec["poll"] = {
+        **poll,
+        "interval": interval,
+        "polls": poll["polls"] + 1,
+        "progress": poll["progress"] if progress is None else progress,
+    }
     rec["due"] = now + interval
     m.unsaved.add(sid)  # persisted with the next commit: if lost, the next owner just polls sooner
     heapq.heappush(m.timers, (rec["due"], "poll", sid, attempt))
@@ -114,8 +125,16 @@ def polled(m: Machine, sid: str, attempt: int, outputs: dict, now: float) -> Non
     if not is_polling(rec) or rec["attempts"] != attempt:
         return
     polls = rec["poll"]["polls"] + 1
-    m.set_step(sid, "succeeded", now, f"{now - rec['started']:.1f}s, {polls} poll{'s' if polls > 1 else ''}",
-               outputs=outputs, ended=now, due=None, poll={**rec["poll"], "polls": polls, "progress": 1.0})
+    m.set_step(
+        sid,
+        "succeeded",
+        now,
+        f"{now - rec['started']:.1f}s, {polls} poll{'s' if polls > 1 else ''}",
+        outputs=outputs,
+        ended=now,
+        due=None,
+        poll={**rec["poll"], "polls": polls, "progress": 1.0},
+    )
     m.release(sid, now)
 
 

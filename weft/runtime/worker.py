@@ -163,8 +163,11 @@ class Worker:
         with self.store.read() as t:
             if now >= self._next_scan:
                 self._next_scan = now + LEASE_SCAN
-                found += [key.decode() for key, _ in t.scan("leases", b"")
-                          if not key.startswith(b"lock\0") and _unowned(t, key.decode(), now)]
+                found += [
+                    key.decode()
+                    for key, _ in t.scan("leases", b"")
+                    if not key.startswith(b"lock\0") and _unowned(t, key.decode(), now)
+                ]
             self._due = {}
             seen = set()
             for timer in itertools.islice(timers.due(t, now), TIMER_SCAN):
@@ -241,8 +244,13 @@ class Worker:
         if driver.draining.is_set():
             return "handed back to the queue (worker stopping)"
         when = driver.machine.next_timer()
-        waits = sorted({spec["wait"]["signal"] for sid, spec in driver.machine.specs.items()
-                        if spec["kind"] == "wait" and driver.machine.steps[sid]["state"] == "suspended"})
+        waits = sorted(
+            {
+                spec["wait"]["signal"]
+                for sid, spec in driver.machine.specs.items()
+                if spec["kind"] == "wait" and driver.machine.steps[sid]["state"] == "suspended"
+            }
+        )
         what = f"waits for signal {', '.join(waits)}" if waits else "waits"
         return what + (f", back at {clock(when)}" if when is not None else "")
 
@@ -251,8 +259,10 @@ class Worker:
     def _drain(self) -> bool:
         """Let running steps finish within the grace period; then drop the leases of what still runs."""
         if self.active:
-            self.log.say(f"worker {os.getpid()} stopping: {len(self.active)} run(s) finish their running steps "
-                         f"(grace {self.grace:g}s)")
+            self.log.say(
+                f"worker {os.getpid()} stopping: {len(self.active)} run(s) finish their running steps "
+                f"(grace {self.grace:g}s)"
+            )
         for driver in list(self.active.values()):
             driver.draining.set()
         end = time.time() + self.grace
@@ -263,8 +273,10 @@ class Worker:
         if left:
             self.store.write(lambda t: [driver.lease.release(t) for driver in left])
             for driver in left:
-                self.log.say(f"run {driver.run_id} let go with step(s) {', '.join(sorted(driver.inflight))} "
-                             "still running: the next owner recovers them")
+                self.log.say(
+                    f"run {driver.run_id} let go with step(s) {', '.join(sorted(driver.inflight))} "
+                    "still running: the next owner recovers them"
+                )
         self.log.say(f"worker {os.getpid()} stopped")
         return not left
 

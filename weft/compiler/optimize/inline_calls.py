@@ -67,9 +67,7 @@ def _inline(g: nx.DiGraph, call: str, callee: nx.DiGraph) -> None:
     # the first finalize steps wait for every last run step (data edges from a run step do
     # not make a finalize step a later one).
     phase = {n: d["phase"] for n, d in callee.nodes(data=True)}
-    last_runs = [
-        n for n in callee if phase[n] == "run" and not any(phase[s] == "run" for s in callee.successors(n))
-    ]
+    last_runs = [n for n in callee if phase[n] == "run" and not any(phase[s] == "run" for s in callee.successors(n))]
     for n in callee:
         if phase[n] == "finalize" and not any(phase[p] == "finalize" for p in callee.predecessors(n)):
             for r in last_runs:

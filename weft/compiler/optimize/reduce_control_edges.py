@@ -22,10 +22,6 @@ def reduce_control_edges(graph: nx.DiGraph, ctx=None) -> nx.DiGraph:
         for p in graph.predecessors(n):
             acc |= ancestors[p] | bit[p]
         ancestors[n] = acc
-    redundant = [
-        (u, v)
-        for u, v in control
-        if any(p != u and ancestors[p] & bit[u] for p in graph.predecessors(v))
-    ]
+    redundant = [(u, v) for u, v in control if any(p != u and ancestors[p] & bit[u] for p in graph.predecessors(v))]
     graph.remove_edges_from(redundant)
     return graph
