@@ -25,7 +25,7 @@ from weft.lsp import completion, features
 from weft.lsp.positions import Lines
 from weft.lsp.workspace import Result, Results
 
-DEBOUNCE = 0.15  # seconds
+DEBOUNCE = 0.1  # seconds
 IDLE = 0.25  # seconds without edits before collecting garbage
 UNUSED = {"W201", "W202", "W205"}
 
