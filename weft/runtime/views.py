@@ -14,6 +14,20 @@ from weft.runtime.states import describe_error
 from weft.runtime.store import Store, store_dir
 
 
+def _waiting(spec: dict, rec: dict) -> str:
+    """What a suspended step waits for: its next poll, or a signal; and until when."""
+    poll = rec.get("poll")
+    if poll is not None:
+        done = "" if poll["progress"] is None else f", {poll['progress'] * 100:.0f}% done"
+        text = f"polling ({poll['polls']} polls{done}), next at {clock(rec.get('due'))}"
+    elif spec["kind"] == "wait":
+        text = f"signal '{spec['wait']['signal']}'"
+    else:
+        text = "an external event"
+    deadline = rec.get("deadline")
+    return text + (f", times out at {clock(deadline)}" if deadline else "")
+
+
 def clock(t: float | None) -> str:
     return "-" if t is None else time.strftime("%H:%M:%S", time.localtime(t))
 
@@ -115,12 +129,14 @@ def run_text(v: RunView) -> str:
         lines.append("result   " + ", ".join(f"{k}={_short(v)}" for k, v in run["result"].items()))
     if run["error"]:
         lines.append(f"error    {run['error']}")
-    rows = [("STEP", "PHASE", "STATE", "TRIES", "STARTED", "TOOK", "ERROR")]
+    rows = [("STEP", "PHASE", "STATE", "TRIES", "STARTED", "TOOK", "ERROR / WAITING FOR")]
     for spec in plan["steps"]:
         rec = steps[spec["id"]]
         error = describe_error(rec["error"]) if rec["state"] in ("failed", "skipped", "pending") else ""
         if rec["undo"] and rec["undo"].get("state") == "failed":
             error = "undo: " + describe_error(rec["undo"]["error"])
+        if rec["state"] == "suspended":
+            error = _waiting(spec, rec)
         rows.append(
             (
                 spec["id"],
