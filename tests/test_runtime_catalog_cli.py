@@ -56,7 +56,8 @@ def test_runs_record_their_metadata_and_list_finds_them_by_any_of_it(weft, tmp_p
     fleet = weft.run("fleet", 'names=["c","d"]', user="carol")
     undone = weft.run("undoable", f"path={tmp_path}/fx", f"marker={tmp_path}/m-b", user="dave", code=3)
     weft("rollback", undone)
-    listed = {r["id"]: r for r in json.loads(weft("list", "--json").stdout)}
+    listed = {r["id"]: r for r in json.loads(weft("list", "--all", "--json").stdout)}
+    assert fleet in listed and not set(listed) <= {r["id"] for r in json.loads(weft("list", "--json").stdout)}
     c, d = weft.ids("--parent", fleet[:12].lower(), "--reverse")
     assert listed[fleet]["label"] == 'fleet of ["c", "d"]' and listed[fleet]["tags"] == ["hosts", "bulk"]
     assert (listed[fleet]["outcome"], listed[fleet]["result"], listed[fleet]["locks"]) == (
@@ -70,25 +71,26 @@ def test_runs_record_their_metadata_and_list_finds_them_by_any_of_it(weft, tmp_p
     assert all(r["created"] <= r["started"] <= r["ended"] for r in listed.values() if r["ended"])
     assert listed[b]["ended"] is None and listed[a]["user"] == "alice"
 
-    assert weft.ids() == [undone, d, c, fleet, b, a]
+    assert weft.ids("--all") == [undone, d, c, fleet, b, a]
+    assert weft.ids() == [undone, fleet, b, a]  # sub-runs only with --all or --parent
     assert weft.ids("--user", "bob") == [b]
     assert weft.ids("--label", "HOST") == [b, a]
     assert weft.ids("--tag", "bulk") == [fleet]
     assert weft.ids("--flow", "host", "--state", "succeeded") == [a]
     assert weft.ids("--result", "rolled-back") == weft.ids("--state", "failed") == [undone]
-    assert weft.ids("--result", "succeeded", "--sort=-started") == [a, fleet, c, d]
+    assert weft.ids("--result", "succeeded", "--sort=-started", "--all") == [a, fleet, c, d]
     assert weft.ids("--lock", "host:b") == [b] and weft.ids("--lock", "fleet") == []
     assert weft.ids("--since", "1h") == weft.ids("--before", str(date.today() + timedelta(days=2))) == weft.ids()
     assert weft.ids("--before", "1h") == [] and weft.ids("--since", "2030-01-01T00:00") == []
-    assert weft.ids("--sort", "user") == [a, b, fleet, c, d, undone]
-    assert weft.ids("--sort", "user", "--reverse") == [undone, d, c, fleet, b, a]
-    assert weft.ids("--sort", "label", "--limit", "2") == [fleet, a]
-    assert weft.ids("--sort", "state") == [undone, b, a, fleet, c, d]
-    assert weft.ids("--sort", "ended")[-1] == b and weft.ids("--sort", "flow")[0] == fleet
-    paged = weft("list", "--json", "--limit", "2", "--offset", "1")
+    assert weft.ids("--all", "--sort", "user") == [a, b, fleet, c, d, undone]
+    assert weft.ids("--all", "--sort", "user", "--reverse") == [undone, d, c, fleet, b, a]
+    assert weft.ids("--all", "--sort", "label", "--limit", "2") == [fleet, a]
+    assert weft.ids("--all", "--sort", "state") == [undone, b, a, fleet, c, d]
+    assert weft.ids("--all", "--sort", "ended")[-1] == b and weft.ids("--all", "--sort", "flow")[0] == fleet
+    paged = weft("list", "--all", "--json", "--limit", "2", "--offset", "1")
     assert [r["id"] for r in json.loads(paged.stdout)] == [d, c]
     assert paged.stderr == "more runs match: --offset 3 shows the next 2\n"
-    table = weft("list", "--user", "carol").stdout.splitlines()
+    table = weft("list", "--all", "--user", "carol").stdout.splitlines()
     assert table[0].split() == ["RUN", "STATE", "FLOW", "USER", "PROGRESS", "STARTED", "TOOK", "LABEL"]
     assert [line.split()[0] for line in table[1:]] == [d, c, fleet] and " carol " in table[1]
 
@@ -119,8 +121,9 @@ def test_a_lock_refuses_a_second_run_until_the_holder_ends_but_not_its_sub_runs(
     middle = weft.ids("--parent", top, "--reverse")
     below = [rid for m in middle for rid in weft.ids("--parent", m)]
     assert len(middle) == 2 and len(below) == 3
-    assert len(weft.ids("--result", "succeeded", "--since", "1m", "--flow", "fleet.runs")) == 3
-    assert set(weft.ids("--result", "succeeded", "--limit", "100")) >= {top, *middle, *below}
+    assert len(weft.ids("--result", "succeeded", "--since", "1m", "--flow", "fleet.runs", "--all")) == 3
+    assert set(weft.ids("--result", "succeeded", "--limit", "100", "--all")) >= {top, *middle, *below}
+    assert top in weft.ids("--result", "succeeded") and not set(middle) & set(weft.ids("--result", "succeeded"))
 
     (tmp_path / "m-s").write_text("x")
     fleet = weft.run("fleet", 'names=["s"]', f"marker={tmp_path}/m-", code=3)

@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--before", metavar="WHEN", help="started before WHEN")
     p.add_argument("--sort", default="started", help="started, ended, flow, state, user or label ('-' prefix reverses)")
     p.add_argument("--reverse", action="store_true", help="reverse the sort order")
+    p.add_argument("--all", action="store_true", help="include the sub-runs of `each` steps (see also --parent)")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--offset", type=int, default=0)
     p.add_argument("--json", action="store_true")

@@ -106,6 +106,7 @@ def full_scan(runs: list[dict], q: Query) -> list[str]:
             and (q.tag is None or q.tag in r["tags"])
             and (q.label is None or q.label.casefold() in (r["label"] or "").casefold())
             and (q.parent is None or (r["parent"] or {}).get("run") == q.parent)
+            and (q.sub_runs or q.parent is not None or not r["parent"])
             and (q.since is None or r["created"] >= q.since)
             and (q.before is None or r["created"] < q.before)
         )

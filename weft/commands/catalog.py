@@ -53,6 +53,7 @@ def query(args: Any) -> catalog.Query:
         reverse=args.reverse != sort.startswith("-"),
         limit=args.limit,
         offset=args.offset,
+        sub_runs=args.all,
     )
 
 

@@ -55,6 +55,7 @@ class Query:
     reverse: bool = False
     limit: int = 50
     offset: int = 0
+    sub_runs: bool = False  # include the sub-runs of `each` steps (always with `parent`)
 
 
 @dataclass
@@ -111,6 +112,8 @@ class _Search:
         self.db = t.store.dbs["indexes"]
         self.desc = (q.sort in NEWEST_FIRST) != q.reverse
         self.exact = [f.encode() + b"\0" + v.encode() + b"\0" for f in _EXACT if (v := getattr(q, f)) is not None]
+        # Sub-runs are left out unless asked for: a cheap key check per run, never a race entry.
+        self.top_only = not q.sub_runs and q.parent is None
         self.needle = q.label.casefold() if q.label is not None else None
 
     def ids(self) -> Iterator[bytes]:
@@ -202,7 +205,8 @@ class _Search:
     def _fits(self, run: dict) -> bool:
         q = self.q
         return (
-            (q.state is None or run["state"] == q.state)
+            (not self.top_only or not run.get("parent"))
+            and (q.state is None or run["state"] == q.state)
             and (q.result is None or outcome(run) == q.result)
             and (q.flow is None or run["flow"] == q.flow)
             and (q.tag is None or q.tag in run["tags"])
@@ -219,6 +223,8 @@ class _Search:
         if candidates is not None:
             checks.append(candidates.__contains__)
         checks += [lambda rid, p=prefix: self._has(p + rid) for prefix in self.exact]
+        if self.top_only:
+            checks.append(lambda rid: self._has(b"top\0\0" + rid))
         if field == "started":
             keys: Iterable[bytes] = self._started_range(desc)
         elif field == "ended":

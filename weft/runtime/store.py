@@ -14,7 +14,8 @@ Keys (run ids are 26 ASCII characters, so they need no separator):
               user\0<user>\0<run>, label\0<label, first 400 bytes>\0<run>,
               result\0<succeeded|failed|cancelled|rolled back>\0<run> (ended runs),
               started\0<u64 BE µs><run>, ended\0<u64 BE µs><run>,
-              child\0<parent run><step>\0<u32 BE index><run> (sub-runs of an `each` step)
+              child\0<parent run><step>\0<u32 BE index><run> (sub-runs of an `each` step),
+              top\0\0<run> (runs that are not sub-runs)
     leases    <run>                     the owning process
               lock\0<name>               the run holding a flow's `lock`
     requests  <run><kind>               cancel / signal requests for a live owner
@@ -40,7 +41,7 @@ from weft.runtime import codec, ids, timers
 from weft.runtime.states import outcome
 
 FORMAT_VERSION = 1
-INDEX_VERSION = 2  # the index keys index_keys() makes; older stores are brought up to date by catalog.py
+INDEX_VERSION = 3  # the index keys index_keys() makes; older stores are brought up to date by catalog.py
 DATABASES = ("meta", "runs", "plans", "steps", "events", "indexes", "leases", "requests", "queue", "timers")
 ID_LEN = 26
 _SEQ = struct.Struct(">Q")
@@ -108,6 +109,8 @@ def index_keys(run: dict) -> set[bytes]:
         keys.add(b"ended\0" + _micros(run["ended"]) + rid)
     if run.get("parent"):
         keys.add(_child_prefix(run["parent"]["run"], run["parent"]["step"]) + _INDEX.pack(run["parent"]["index"]) + rid)
+    else:
+        keys.add(b"top\0\0" + rid)
     return keys
 
 
