@@ -259,7 +259,8 @@ class _Diagram:
             file = origin["extension"]
             fill, border = self.ext_colours[file]
             label = f"extension: {os.path.basename(file)}"
-            cluster = self._cluster(cluster, f"ext:{file}", "extension", label, fillcolor=fill, color=border)
+            key = f"ext:{list(self.ext_colours).index(file)}:{os.path.basename(file)}"  # no machine paths in DOT
+            cluster = self._cluster(cluster, key, "extension", label, fillcolor=fill, color=border)
         if nest_subflows:
             parts = step["id"].split("/")[:-1]
             for depth, part in enumerate(parts):
