@@ -86,7 +86,7 @@ def define_poller(cls: type, idempotent: bool, undo: Any, name: str | None, spec
         open_outputs=open_outputs,
         idempotent=idempotent,
         undo=undo_name,
-        doc=" ".join((inspect.getdoc(cls) or "").split("\n\n", 1)[0].split()),
+        doc=A._first_paragraph(cls),
         file=file,
         line=line,
         context_param=context_param,

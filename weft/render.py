@@ -175,6 +175,7 @@ class _Diagram:
         self.level_nodes: set[str] = set()  # nodes standing for steps grouped by level
         files = sorted(set(_extension_files(plan)))
         self.ext_colours = {f: EXTENSION_COLOURS[i % len(EXTENSION_COLOURS)] for i, f in enumerate(files)}
+        self.ext_number = {f: i for i, f in enumerate(files)}
 
     # -- collecting ---------------------------------------------------------
 
@@ -259,7 +260,7 @@ class _Diagram:
             file = origin["extension"]
             fill, border = self.ext_colours[file]
             label = f"extension: {os.path.basename(file)}"
-            key = f"ext:{list(self.ext_colours).index(file)}:{os.path.basename(file)}"  # no machine paths in DOT
+            key = f"ext:{self.ext_number[file]}:{os.path.basename(file)}"  # no machine paths in DOT
             cluster = self._cluster(cluster, key, "extension", label, fillcolor=fill, color=border)
         if nest_subflows:
             parts = step["id"].split("/")[:-1]

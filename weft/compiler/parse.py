@@ -8,6 +8,8 @@ several syntax errors and keeps the items that do parse for later passes.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import threading
 from functools import lru_cache
@@ -44,9 +46,6 @@ def parser() -> Lark:
 def _cache_file(grammar: str) -> str | bool:
     """Where Lark keeps its parse tables between processes (a per-user cache
     folder, keyed by the grammar's hash); building them costs ~0.2 s."""
-    import hashlib
-    import os
-
     folder = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "weft")
     try:
         os.makedirs(folder, exist_ok=True)

@@ -88,22 +88,12 @@ def perform(
     action's). Never raises for the action's faults.
     """
     started = time.perf_counter()
-    ok, payload = _perform(run_id, step, attempt, action, inputs, deadline, on_progress, on_log, cancel, poll)
+    ok, payload = _call(run_id, step, attempt, action, inputs, deadline, on_progress, on_log, cancel, poll)
     return ok, payload, time.perf_counter() - started
 
 
-def _perform(
-    run_id: str,
-    step: str,
-    attempt: int,
-    action: dict,
-    inputs: dict,
-    deadline: float | None,
-    on_progress: Callable[[float], None] | None,
-    on_log: Callable[[str], None] | None,
-    cancel: threading.Event | None,
-    poll: dict | None,
-) -> tuple[bool, Any]:
+def _call(run_id, step, attempt, action, inputs, deadline, on_progress, on_log, cancel, poll) -> tuple[bool, Any]:
+    """`perform` without the clock."""
     try:
         key = (action["module"], action["name"])
         defn = _defs.get(key)
