@@ -54,7 +54,7 @@ def main() -> None:
         from weft.compiler.lower import lower
         from weft.compiler.optimize import PASSES
         from weft.compiler.parse import parser
-        from weft.compiler.plan import build_plan
+        from weft.compiler.emit import build_plan
 
         from importlib import resources
 
@@ -105,7 +105,7 @@ def main() -> None:
         print(f"  plan: {len(plan['steps'])} steps, critical path {len(plan['critical_path'])} long")
 
         small = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "foreman", "host.flow")
-        cmd = [sys.executable, "-m", "weft.cli", "check", small]
+        cmd = [sys.executable, "-m", "weft.cli.main", "check", small]
         subprocess.run(cmd, capture_output=True)  # warm the file cache
         _, whole = timed(lambda: subprocess.run(cmd, capture_output=True, check=True))
         _, bare = timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True))

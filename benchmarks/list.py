@@ -24,10 +24,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 
 from runtime_support import catalog_data  # noqa: E402
-from weft.cli import build_parser  # noqa: E402
-from weft.commands.catalog import query  # noqa: E402
-from weft.runtime import catalog  # noqa: E402
-from weft.runtime.store import Store  # noqa: E402
+from weft.cli.main import build_parser  # noqa: E402
+from weft.cli.listing import query  # noqa: E402
+from weft.runtime.stores.lmdb import catalog
+from weft.runtime.stores.lmdb.store import Store  # noqa: E402
 
 
 def best(fn, times: int) -> float:
@@ -82,14 +82,14 @@ def main() -> None:
             assert [r["id"] for r in page.runs] == full_scan(store, q), args
             indexed = best(lambda: catalog.search(store, q), 5)
             scan = best(lambda: full_scan(store, q), 1)
-            command = [sys.executable, "-m", "weft.cli", "list", *args, "--store", folder, "--json"]
+            command = [sys.executable, "-m", "weft.cli.main", "list", *args, "--store", folder, "--json"]
             whole = best(lambda: subprocess.run(command, check=True, capture_output=True), 3)
             print(
                 f"{' '.join(args) or '(newest 50)':<58} {len(page.runs):>5} {indexed * 1000:>7.1f}ms "
                 f"{scan * 1000:>8.0f}ms {scan / indexed:>6.0f}x {whole * 1000:>7.0f}ms"
             )
         startup = best(
-            lambda: subprocess.run([sys.executable, "-m", "weft.cli", "--help"], check=True, capture_output=True), 3
+            lambda: subprocess.run([sys.executable, "-m", "weft.cli.main", "--help"], check=True, capture_output=True), 3
         )
         print(f"\n(`weft --help` alone takes {startup * 1000:.0f}ms: the interpreter and argument parsing)")
 

@@ -91,7 +91,7 @@ class Bench:
 async def run(path: str, text: str, edits: int) -> None:
     client = LanguageClient("weft-bench", "1")
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    await client.start_io(sys.executable, "-m", "weft.cli", "lsp", env=env, cwd=ROOT)
+    await client.start_io(sys.executable, "-m", "weft.cli.main", "lsp", env=env, cwd=ROOT)
     await client.initialize_async(types.InitializeParams(capabilities=types.ClientCapabilities()))
     client.initialized(types.InitializedParams())
     uri = from_fs_path(path)

@@ -19,10 +19,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 
 from runtime_support import plans  # noqa: E402
-from weft import actions  # noqa: E402
-from weft.runtime import session  # noqa: E402
-from weft.runtime.driver import Driver  # noqa: E402
-from weft.runtime.store import Store  # noqa: E402
+from weft.sdk import actions
+from weft.runtime.engine import session
+from weft.runtime.engine.driver import Driver  # noqa: E402
+from weft.runtime.stores.lmdb.store import Store  # noqa: E402
 
 sys.path.append(plans.HERE)
 

@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from weft.actions import ActionFailed
+from weft.sdk.actions import ActionFailed
 
 
 class Service:

@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import weft.stdlib_actions as std
-from weft import typesys
-from weft.actions import (
+from weft.plan import types as typesys
+from weft.sdk.actions import (
     ActionDefinitionError,
     ActionInputError,
     ActionResultError,
@@ -30,8 +30,8 @@ from weft.actions import (
     resolve_path,
 )
 from weft.suggest import suggest
-from weft.testing import RecordingContext, run_action
-from weft.typesys import EMPTY, INT, STR, DictType, Field, ListType, OptType, RecordType
+from weft.sdk.testing import RecordingContext, run_action
+from weft.plan.types import EMPTY, INT, STR, DictType, Field, ListType, OptType, RecordType
 
 
 class Lease(TypedDict):
@@ -441,13 +441,13 @@ def test_suggest():
 def test_import_weft_is_light():
     code = (
         "import sys, weft\n"
-        "heavy = {'lark', 'lmdb', 'networkx', 'pygraphviz', 'weft.actions'} & set(sys.modules)\n"
+        "heavy = {'lark', 'lmdb', 'networkx', 'pygraphviz', 'weft.sdk.actions'} & set(sys.modules)\n"
         "from weft import action, Context, ActionFailed\n"
         "print(sorted(heavy), action.__module__, Context.__module__)\n"
     )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["[]", "weft.actions", "weft.context"]
+    assert out.split() == ["[]", "weft.sdk.actions", "weft.sdk.context"]
 
 
 def test_definitions_are_frozen():

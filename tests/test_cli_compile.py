@@ -1,4 +1,4 @@
-"""`weft check`, `weft plan` and `weft graph`, run as a user runs them: `python -m weft.cli` in a subprocess."""
+"""`weft check`, `weft plan` and `weft graph`, run as a user runs them: `python -m weft.cli.main` in a subprocess."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ EXPECT = re.compile(r"#\s*expect:\s*([EW]\d{3})\s+(\d+):(\d+)")
 def weft(*args, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "WEFT_DEBUG"}
     proc = subprocess.run(
-        [sys.executable, "-m", "weft.cli", *map(str, args)],
+        [sys.executable, "-m", "weft.cli.main", *map(str, args)],
         cwd=cwd,
         env=env,
         capture_output=True,

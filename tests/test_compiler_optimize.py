@@ -14,7 +14,7 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
-from weft import expr as px
+from weft.plan import expr as px
 from weft.compiler.check import check
 from weft.compiler.diagnostics import Sink
 from weft.compiler.loader import Loader
@@ -24,7 +24,7 @@ from weft.compiler.optimize.annotate_paths import annotate_paths
 from weft.compiler.optimize.fold_constants import fold, fold_constants
 from weft.compiler.optimize.inline_calls import inline_calls
 from weft.compiler.optimize.reduce_control_edges import reduce_control_edges
-from weft.compiler.plan import build_plan
+from weft.compiler.emit import build_plan
 from weft.compiler.resolve import resolve
 from weft.compiler.types import typecheck
 

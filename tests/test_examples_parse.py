@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from weft.actions import ActionFailed, definition
+from weft.sdk.actions import ActionFailed, definition
 from weft.compiler.diagnostics import Sink
 from weft.compiler.parse import parse_module
-from weft.testing import run_action
+from weft.sdk.testing import run_action
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

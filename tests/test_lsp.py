@@ -19,7 +19,7 @@ from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER = ClientServerConfig(
-    server_command=[sys.executable, "-m", "weft.cli", "lsp"],
+    server_command=[sys.executable, "-m", "weft.cli.main", "lsp"],
     server_env={**os.environ, "PYTHONPATH": str(ROOT)},
 )
 pytestmark = pytest.mark.asyncio

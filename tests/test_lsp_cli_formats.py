@@ -29,7 +29,7 @@ def check(folder: Path, fmt: str) -> dict:
     (folder / "greet.flow").write_text(FLOW, encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        [sys.executable, "-m", "weft.cli", "check", "--format", fmt, "greet.flow"],
+        [sys.executable, "-m", "weft.cli.main", "check", "--format", fmt, "greet.flow"],
         cwd=folder, env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr

@@ -7,8 +7,8 @@ from typing import Any, TypedDict
 import pytest
 
 from weft import Context, Pending, action
-from weft.actions import ActionDefinitionError, call, definition
-from weft.polling import PollSpec, poll, start
+from weft.sdk.actions import ActionDefinitionError, call, definition
+from weft.sdk.polling import PollSpec, poll, start
 
 
 class Synced(TypedDict):

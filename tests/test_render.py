@@ -1,4 +1,4 @@
-"""weft.render: diagrams checked through the SVG that Graphviz really draws."""
+"""weft.render.graph: diagrams checked through the SVG that Graphviz really draws."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 
 import plans
 from weft.errors import WeftError
-from weft.render import body_summary, draw, to_dot
-from weft.render_collapse import overall_state
-from weft.render_style import STATES, expr_text
+from weft.render.graph import body_summary, draw, to_dot
+from weft.render.collapse import overall_state
+from weft.render.style import STATES, expr_text
 
 pytestmark = pytest.mark.filterwarnings("error")  # a Graphviz warning means bad DOT
 
@@ -259,7 +259,7 @@ def test_helpers():
 
 def test_importing_render_does_not_load_graphviz():
     code = (
-        "import sys, weft.render\n"
+        "import sys, weft.render.graph\n"
         f"sys.path.insert(0, {str(HERE)!r}); import plans\n"
         "weft.render.to_dot(plans.bulk_plan())\n"
         "assert 'pygraphviz' not in sys.modules"

@@ -17,11 +17,11 @@ from runtime_support import catalog_data
 from runtime_support.catalog_data import full_scan as expected
 from runtime_support.checks import index_problems
 from weft.errors import WeftError
-from weft.runtime import catalog
-from weft.runtime.catalog import Query, parse_when, result_name, search
-from weft.runtime.prune import prune
-from weft.runtime.states import RUN_ENDED
-from weft.runtime.store import INDEX_VERSION, Store
+from weft.runtime.stores.lmdb import catalog
+from weft.runtime.stores.lmdb.catalog import Query, parse_when, result_name, search
+from weft.runtime.stores.lmdb.prune import prune
+from weft.runtime.core.states import RUN_ENDED
+from weft.runtime.stores.lmdb.store import INDEX_VERSION, Store
 
 NOW = 1_790_000_000.0
 DAY = 86400.0

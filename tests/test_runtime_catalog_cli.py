@@ -13,7 +13,7 @@ from datetime import date, timedelta
 import pytest
 
 from runtime_support.checks import index_problems
-from weft.runtime.store import Store
+from weft.runtime.stores.lmdb.store import Store
 
 FLOW = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runtime_support", "catalog.flow")
 SVG = "{http://www.w3.org/2000/svg}"
@@ -25,7 +25,7 @@ def weft(tmp_path):
 
     def call(*args: str, code: int | None = 0) -> subprocess.CompletedProcess:
         done = subprocess.run(
-            [sys.executable, "-m", "weft.cli", *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
+            [sys.executable, "-m", "weft.cli.main", *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
         )
         assert "Traceback" not in done.stderr + done.stdout, done.stderr
         assert code is None or done.returncode == code, (done.returncode, done.stdout, done.stderr)

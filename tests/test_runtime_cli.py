@@ -21,7 +21,7 @@ def weft(tmp_path):
 
     def call(*args: str, ok: tuple = (0, 1, 2, 3)) -> subprocess.CompletedProcess:
         done = subprocess.run(
-            [sys.executable, "-m", "weft.cli", *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
+            [sys.executable, "-m", "weft.cli.main", *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
         )
         assert "Traceback" not in done.stderr, done.stderr
         assert not re.search(r"^Traceback", done.stdout, re.M), done.stdout
@@ -153,7 +153,7 @@ def test_list_filters_and_sorts_through_the_indexes(weft):
 
 def test_a_run_driven_by_a_live_process_refuses_other_owners_and_takes_a_cancel(weft):
     owner = subprocess.Popen(
-        [sys.executable, "-m", "weft.cli", "run", FLOW, "--flow", "slow", "-i", "seconds=20"],
+        [sys.executable, "-m", "weft.cli.main", "run", FLOW, "--flow", "slow", "-i", "seconds=20"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -174,7 +174,7 @@ def test_a_run_driven_by_a_live_process_refuses_other_owners_and_takes_a_cancel(
 def test_signals_reach_a_live_owner_or_drive_the_run_themselves(weft):
     one_line = lambda *a: weft("signal", *a)  # noqa: E731
     owner = subprocess.Popen(
-        [sys.executable, "-m", "weft.cli", "run", FLOW, "--flow", "approval"],
+        [sys.executable, "-m", "weft.cli.main", "run", FLOW, "--flow", "approval"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -194,7 +194,7 @@ def test_signals_reach_a_live_owner_or_drive_the_run_themselves(weft):
     assert owner.stdout.read().splitlines()[-1] == 'result: {"ok": true}'
 
     owner = subprocess.Popen(
-        [sys.executable, "-m", "weft.cli", "run", FLOW, "--flow", "approval"],
+        [sys.executable, "-m", "weft.cli.main", "run", FLOW, "--flow", "approval"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -24,8 +24,8 @@ from collections import Counter
 import pytest
 
 from runtime_support.checks import history, index_problems
-from weft.runtime.store import Store
-from weft.runtime.views import clock, event_text
+from weft.runtime.stores.lmdb.store import Store
+from weft.cli.views import clock, event_text
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runtime_support")
 DURABLE = os.path.join(HERE, "durable.flow")
@@ -46,7 +46,7 @@ class Session:
 
     def start(self, *args: str, env: dict | None = None, **popen) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, "-m", "weft.cli", *args],
+            [sys.executable, "-m", "weft.cli.main", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

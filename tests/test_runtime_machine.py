@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from runtime_support.plans import param, plan, ref, step
 from weft.errors import WeftError
-from weft.runtime import steering
-from weft.runtime.machine import Machine
-from weft.runtime.states import DONE, error_record, new_run, new_step
+from weft.runtime.core import steering
+from weft.runtime.core.machine import Machine
+from weft.runtime.core.states import DONE, error_record, new_run, new_step
 
 RID = "0" * 26
 

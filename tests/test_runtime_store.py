@@ -7,9 +7,10 @@ import time
 
 import pytest
 
-from weft.runtime import codec, ids
+from weft.runtime import ids
+from weft.runtime.stores.lmdb import codec
 from runtime_support.checks import index_problems
-from weft.runtime.store import CorruptRecord, Store, StoreError, StoreFull
+from weft.runtime.stores.lmdb.store import CorruptRecord, Store, StoreError, StoreFull
 
 
 def run_record(run_id: str, state: str = "running", flow: str = "f", tags=("a",)) -> dict:

@@ -20,12 +20,15 @@ import pytest
 
 from runtime_support.checks import history, index_problems
 from runtime_support.plans import HERE, plan, ref, step
-from weft.polling import PollSpec
-from weft.runtime import session, steering, timers, waiting
-from weft.runtime.driver import Driver
-from weft.runtime.machine import Machine
-from weft.runtime.states import new_run, new_step
-from weft.runtime.store import Store
+from weft.sdk.polling import PollSpec
+from weft.runtime.engine import session
+from weft.runtime.core import steering
+from weft.runtime.stores.lmdb import timers
+from weft.runtime.core import waiting
+from weft.runtime.engine.driver import Driver
+from weft.runtime.core.machine import Machine
+from weft.runtime.core.states import new_run, new_step
+from weft.runtime.stores.lmdb.store import Store
 
 if HERE not in sys.path:
     sys.path.append(HERE)  # where the plans' action modules are imported from, as the driver does
@@ -233,7 +236,7 @@ class Weft:
 
     def start(self, *args: str) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, "-m", "weft.cli", *args],
+            [sys.executable, "-m", "weft.cli.main", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -243,7 +246,7 @@ class Weft:
 
     def __call__(self, *args: str) -> subprocess.CompletedProcess:
         done = subprocess.run(
-            [sys.executable, "-m", "weft.cli", *args],
+            [sys.executable, "-m", "weft.cli.main", *args],
             capture_output=True,
             text=True,
             env=self.env,

@@ -20,8 +20,9 @@ from collections import Counter
 import pytest
 
 from runtime_support.checks import index_problems
-from weft.runtime import session, workqueue
-from weft.runtime.store import Store
+from weft.runtime.engine import session
+from weft.runtime.stores.lmdb import workqueue
+from weft.runtime.stores.lmdb.store import Store
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runtime_support")
 FLOWS = os.path.join(HERE, "worker.flow")
@@ -75,7 +76,7 @@ class Service:
 
     def weft(self, *args: str) -> subprocess.CompletedProcess:
         done = subprocess.run(
-            [sys.executable, "-m", "weft.cli", *args],
+            [sys.executable, "-m", "weft.cli.main", *args],
             capture_output=True,
             text=True,
             check=False,
@@ -88,7 +89,7 @@ class Service:
 
     def worker(self, *args: str) -> Worker:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "weft.cli", "worker", *args],
+            [sys.executable, "-m", "weft.cli.main", "worker", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -250,7 +251,7 @@ def test_a_worker_takes_over_a_run_whose_process_died(service):
         [
             sys.executable,
             "-m",
-            "weft.cli",
+            "weft.cli.main",
             "run",
             FLOWS,
             "--flow",

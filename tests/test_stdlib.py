@@ -12,10 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 import weft.stdlib_actions as std
-from weft.actions import ActionFailed, call, definition, lookup
+from weft.sdk.actions import ActionFailed, call, definition, lookup
 from weft.stdlib_actions import file as std_file
 from weft.stdlib_actions import http as std_http
-from weft.testing import RecordingContext, run_action
+from weft.sdk.testing import RecordingContext, run_action
 
 
 def _cancelled_after(seconds: float) -> RecordingContext:

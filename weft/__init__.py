@@ -9,19 +9,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from weft.actions import ActionFailed, Context, action
-    from weft.polling import Pending
+    from weft.sdk.actions import ActionFailed, Context, action
+    from weft.sdk.polling import Pending
 
 __all__ = ["ActionFailed", "Context", "Pending", "action"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "Pending":
-        from weft import polling
+        from weft.sdk import polling
 
         return polling.Pending
     if name in __all__:
-        from weft import actions
+        from weft.sdk import actions
 
         return getattr(actions, name)
     raise AttributeError(f"module 'weft' has no attribute {name!r}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from weft.runtime.store import Store, index_keys
+from weft.runtime.stores.lmdb.store import Store, index_keys
 
 
 def index_problems(store: Store) -> list[str]:

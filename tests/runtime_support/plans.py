@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from weft import expr
+from weft.plan import expr
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODULE = "rt_actions"

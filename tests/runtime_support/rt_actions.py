@@ -6,7 +6,7 @@ import os
 import time
 from typing import Any, TypedDict
 
-from weft.actions import ActionFailed, Context, action
+from weft.sdk.actions import ActionFailed, Context, action
 
 
 class Value(TypedDict):

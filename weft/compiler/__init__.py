@@ -112,7 +112,7 @@ def _compile(paths, extensions, sources, plans) -> Compilation:
 def _build_plans(program, scopes, typing, sink) -> dict[str, dict]:
     from weft.compiler.lower import lower
     from weft.compiler.optimize import optimize
-    from weft.compiler.plan import build_plan
+    from weft.compiler.emit import build_plan
 
     search_path = program.search_path()
 

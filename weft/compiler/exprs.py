@@ -1,4 +1,4 @@
-"""AST expressions -> the Plan's expression form (see weft/expr.py).
+"""AST expressions -> the Plan's expression form (see weft/plan/expr.py).
 
 A `let` is inlined where it is used; a name an `each` body takes from an
 enclosing scope becomes a parameter of the body's plan.
@@ -6,7 +6,7 @@ enclosing scope becomes a parameter of the body's plan.
 
 from __future__ import annotations
 
-from weft import expr as px
+from weft.plan import expr as px
 from weft.compiler import ast
 from weft.compiler.resolve import Scope, StepDecl, Symbol
 

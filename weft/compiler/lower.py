@@ -12,7 +12,7 @@ from typing import Callable
 
 import networkx as nx
 
-from weft import typesys as T
+from weft.plan import types as T
 from weft.compiler import ast
 from weft.compiler.exprs import constant, field_refs, is_constant, symbol_expr, to_plan
 from weft.compiler.resolve import Scope, StepDecl, Symbol
@@ -151,7 +151,7 @@ def _action_ref(found) -> dict:
 
 def _default_undo(decl: StepDecl, inputs: dict) -> dict | None:
     """An action's declared undo, fed by name from the step's inputs and outputs."""
-    from weft.actions import lookup
+    from weft.sdk.actions import lookup
 
     module, defn = decl.action
     try:

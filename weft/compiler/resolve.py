@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from weft.actions import ActionDef, module_actions, resolve_path
+from weft.sdk.actions import ActionDef, module_actions, resolve_path
 from weft.compiler import ast
 from weft.compiler.diagnostics import Sink
 from weft.compiler.loader import FlowDef, Program, Unit

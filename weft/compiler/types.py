@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from weft import typesys as T
+from weft.plan import types as T
 from weft.compiler import ast
 from weft.compiler.diagnostics import Sink
 from weft.compiler.resolve import Scope, StepDecl, Symbol

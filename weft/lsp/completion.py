@@ -15,8 +15,8 @@ from types import ModuleType
 
 from lsprotocol import types
 
-from weft import typesys as T
-from weft.actions import module_actions, resolve_path
+from weft.plan import types as T
+from weft.sdk.actions import module_actions, resolve_path
 from weft.compiler.resolve import Scope
 from weft.lsp.features import action_signature, flow_signature
 from weft.lsp.index import Index, lookup

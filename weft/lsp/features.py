@@ -9,8 +9,8 @@ import re
 from lsprotocol import types
 from pygls.uris import from_fs_path
 
-from weft import typesys as T
-from weft.actions import ActionDef
+from weft.plan import types as T
+from weft.sdk.actions import ActionDef
 from weft.compiler import Compilation, ast
 from weft.compiler.loader import FlowDef, Unit
 from weft.lsp.index import Action, Index, Occurrence, declared_span

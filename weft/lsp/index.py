@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from weft import typesys as T
-from weft.actions import ActionDef
+from weft.plan import types as T
+from weft.sdk.actions import ActionDef
 from weft.compiler import Compilation, ast
 from weft.compiler.loader import FlowDef
 from weft.compiler.resolve import Scope, StepDecl, Symbol, children

@@ -16,6 +16,6 @@ def load_run_view(
 
     `store_dir` None means the default store.
     """
-    from weft.runtime.views import load_run_view as load
+    from weft.cli.views import load_run_view as load
 
     return load(store_dir, run_id_or_prefix)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from weft.actions import ActionFailed, Context, action
+from weft.sdk.actions import ActionFailed, Context, action
 from weft.stdlib_actions.process import run_argv
 
 __all__ = ["echo", "fail", "log", "run_argv", "sleep"]

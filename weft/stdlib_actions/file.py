@@ -6,7 +6,7 @@ import os
 import stat
 import uuid
 
-from weft.actions import ActionFailed, action
+from weft.sdk.actions import ActionFailed, action
 
 
 @action

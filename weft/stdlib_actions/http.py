@@ -9,7 +9,7 @@ import urllib.request
 from email.message import Message
 from typing import Any, TypedDict
 
-from weft.actions import ActionFailed, action
+from weft.sdk.actions import ActionFailed, action
 
 
 class Response(TypedDict):

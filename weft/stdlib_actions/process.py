@@ -8,7 +8,7 @@ import subprocess
 import time
 from typing import TypedDict
 
-from weft.actions import ActionFailed, Context, action
+from weft.sdk.actions import ActionFailed, Context, action
 
 _POLL = 0.1  # seconds between checks for cancellation and the timeout
 _TAIL_LINES = 20

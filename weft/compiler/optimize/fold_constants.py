@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from weft import expr as px
+from weft.plan import expr as px
 
 
 def fold_constants(graph: nx.DiGraph, ctx=None) -> nx.DiGraph:

@@ -12,7 +12,7 @@ import copy
 
 import networkx as nx
 
-from weft import expr as px
+from weft.plan import expr as px
 from weft.compiler.lower import connect
 
 

@@ -1,0 +1,82 @@
+"""Showing a run while it is driven: plain lines, or a live progress display on a terminal.
+
+Both are driver observers, called after each commit with the events it made
+durable, so every line printed is a transition that is already on disk.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import IO, Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from weft.cli.views import clock, event_text
+
+_STYLE = {"succeeded": "green", "failed": "red", "paused": "yellow", "skipped": "dim", "cancelled": "magenta"}
+
+
+class PlainReport:
+    """One line per transition: `12:00:01 dhcp succeeded (0.2s)`."""
+
+    def __init__(self, out: IO[str] | None = None) -> None:
+        self.out = out or sys.stdout
+
+    def __call__(self, events: list[dict], driver: Any) -> None:
+        self.out.write("".join(f"{clock(e['t'])} {event_text(e)}\n" for e in events))
+        self.out.flush()
+
+    def close(self) -> None:
+        self.out.flush()
+
+
+class LiveReport:
+    """Transitions scroll above a progress bar for the run and one line per running step."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.console = Console()
+        self.driver: Any = None
+        self.running: tuple[str, ...] = ()
+        self.live = Live(self, console=self.console, refresh_per_second=8, transient=True)
+        self.live.start()
+
+    def __call__(self, events: list[dict], driver: Any) -> None:
+        self.driver = driver
+        self.running = tuple(sorted(driver.inflight.keys() | driver.machine.polling))
+        for e in events:
+            if e.get("step") and e.get("state") == "running":
+                continue  # the live lines show what runs
+            style = _STYLE.get(e.get("state", ""), "")
+            self.console.print(Text(f"{clock(e['t'])} {event_text(e)}", style=style), highlight=False)
+
+    def __rich__(self) -> Group:
+        driver = self.driver
+        if driver is None:
+            return Group(Text(self.title))
+        fractions = dict(driver.fractions)
+        done = driver.machine.progress(fractions)
+        head = Table.grid(padding=(0, 1))
+        head.add_row(
+            Text(self.title, style="bold"),
+            ProgressBar(total=1.0, completed=done, width=40),
+            Text(f"{done * 100:3.0f}%"),
+        )
+        rows = Table.grid(padding=(0, 1))
+        for sid in self.running[:12]:
+            f = fractions.get(sid)
+            rows.add_row(
+                Text(f"  {sid}", style="cyan"),
+                ProgressBar(total=1.0, completed=f or 0.0, width=20),
+                Text("" if f is None else f"{f * 100:3.0f}%"),
+            )
+        if len(self.running) > 12:
+            rows.add_row(Text(f"  ... and {len(self.running) - 12} more"), Text(""), Text(""))
+        return Group(head, rows)
+
+    def close(self) -> None:
+        self.live.stop()

@@ -1,0 +1,159 @@
+"""The `weft` command line: argument parsing and dispatch.
+
+Every sub-command's implementation is imported only when that command runs,
+so `weft check` does not pay for LMDB or Graphviz.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from weft.errors import WeftError
+
+
+def _store(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", metavar="DIR", help="store folder (default: $WEFT_STORE, else ./.weft)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="weft", description="Weft: workflows with a compiler and a durable runtime.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, target: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(handler=target)
+        return p
+
+    p = command("check", "weft.cli.compile:check", "check .flow files and report every diagnostic")
+    p.add_argument("paths", nargs="+", metavar="PATH", help=".flow files or folders")
+    p.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+    p.add_argument("--strict", action="store_true", help="warnings fail the check too")
+    p.add_argument("--extensions", metavar="DIR", action="append", default=[], help="folder of extension .flow files")
+
+    p = command("plan", "weft.cli.compile:plan", "show a flow's steps in execution order")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--flow", metavar="NAME")
+    p.add_argument("--json", action="store_true", help="print the compiled Plan as JSON")
+    p.add_argument("--extensions", metavar="DIR", action="append", default=[])
+
+    p = command("graph", "weft.cli.compile:graph", "draw a flow (or a run, coloured by state)")
+    p.add_argument("target", metavar="FILE|RUN")
+    p.add_argument("--flow", metavar="NAME")
+    p.add_argument("-o", "--output", metavar="OUT", help="OUT.svg, .png, .pdf or .dot (default: DOT on stdout)")
+    p.add_argument("--expand", action="store_true", help="draw every step of each bodies and sub-flows")
+    p.add_argument("--extensions", metavar="DIR", action="append", default=[])
+    _store(p)
+
+    p = command("run", "weft.cli.runs:run", "compile and run a flow durably")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--flow", metavar="NAME")
+    p.add_argument("-i", "--input", metavar="KEY=VALUE", action="append", default=[], dest="inputs")
+    p.add_argument("--inputs", metavar="FILE.json", dest="inputs_file")
+    p.add_argument("--workers", type=int, metavar="N", help="worker threads (default 16)")
+    p.add_argument("--user", help="who starts the run (default: login name)")
+    p.add_argument("--detach", action="store_true", help="queue the run for `weft worker`, print its id and return")
+    p.add_argument("--extensions", metavar="DIR", action="append", default=[])
+    _store(p)
+
+    p = command("list", "weft.cli.listing:list_runs", "list runs: filter, sort and page through the indexes")
+    for name, what, text in (
+        ("state", "S", None),
+        ("result", "R", "succeeded, failed, cancelled or rolled-back"),
+        ("flow", "F", None),
+        ("tag", "T", None),
+        ("user", "U", None),
+        ("label", "TEXT", "label contains TEXT (any case)"),
+        ("parent", "RUN", "sub-runs of RUN"),
+        ("lock", "NAME", "the run holding lock NAME"),
+    ):
+        p.add_argument(f"--{name}", metavar=what, help=text)
+    p.add_argument("--since", metavar="WHEN", help="started at or after WHEN: a duration ago (2h, 7d) or an ISO date")
+    p.add_argument("--before", metavar="WHEN", help="started before WHEN")
+    p.add_argument("--sort", default="started", help="started, ended, flow, state, user or label ('-' prefix reverses)")
+    p.add_argument("--reverse", action="store_true", help="reverse the sort order")
+    p.add_argument("--all", action="store_true", help="include the sub-runs of `each` steps (see also --parent)")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    _store(p)
+
+    p = command("prune", "weft.cli.listing:prune", "delete runs that ended long ago, with their sub-runs")
+    p.add_argument("--older-than", metavar="AGE", required=True, help="ended before this long ago (30d) or an ISO date")
+    p.add_argument("--state", help="only runs that ended in this state (succeeded, failed, cancelled)")
+    p.add_argument("--batch", type=int, default=500, metavar="N", help="runs deleted per transaction")
+    _store(p)
+
+    p = command("show", "weft.cli.runs:show", "show a run, its steps and its history")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--json", action="store_true")
+    _store(p)
+
+    p = command("resume", "weft.cli.runs:resume", "retry failed steps and continue a run")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--workers", type=int, metavar="N")
+    _store(p)
+
+    p = command("skip", "weft.cli.runs:skip", "skip a failed step (optionally giving its outputs) and continue")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("step", metavar="STEP")
+    p.add_argument("--output", metavar="K=V", action="append", default=[])
+    p.add_argument("--workers", type=int, metavar="N")
+    _store(p)
+
+    p = command("cancel", "weft.cli.runs:cancel", "cancel a run")
+    p.add_argument("run", metavar="RUN")
+    _store(p)
+
+    p = command("rollback", "weft.cli.runs:rollback", "undo every succeeded step in reverse dependency order")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--force", action="store_true", help="roll back even if some succeeded steps have no undo")
+    p.add_argument("--workers", type=int, metavar="N")
+    _store(p)
+
+    p = command("signal", "weft.cli.runs:signal", "deliver a signal to a waiting step")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("fields", nargs="*", metavar="K=V")
+    _store(p)
+
+    p = command("worker", "weft.cli.worker:serve", "drive the runs of a store as a service, until SIGTERM")
+    p.add_argument("--workers", type=int, metavar="N", help="runs driven at once (default 8)")
+    p.add_argument(
+        "--grace",
+        default="30s",
+        metavar="TIME",
+        help="on SIGTERM, how long running steps may take to finish (default 30s)",
+    )
+    p.add_argument("--once", action="store_true", help="drive what needs a process now, then exit")
+    _store(p)
+
+    command("lsp", "weft.lsp.server:main", "serve editors over the Language Server Protocol (stdio)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module, _, func = args.handler.partition(":")
+    try:
+        return getattr(importlib.import_module(module), func)(args) or 0
+    except WeftError as e:
+        print(f"weft: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("weft: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as e:  # a bug in Weft: one line for the user, the trace on request
+        if os.environ.get("WEFT_DEBUG"):
+            raise
+        print(f"weft: internal error: {type(e).__name__}: {e} (set WEFT_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,1 +1,0 @@
-"""Implementations of the `weft` sub-commands, imported on demand by weft.cli."""

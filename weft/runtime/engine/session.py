@@ -1,0 +1,161 @@
+"""Getting a run ready to drive, each in one transaction: create it, or take it over.
+
+Taking over resolves the id, takes the lease (refused while a live process
+holds it), recovers what the previous owner left running, applies a steering
+command (resume, skip, cancel...) and persists all of it at once, so a refused
+command changes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from weft.errors import WeftError
+from weft.plan.schema import PLAN_VERSION
+from weft.runtime.core import steering
+from weft.runtime.stores.lmdb import workqueue
+from weft.runtime.ids import new_run_id
+from weft.runtime.engine.lease import Lease, LeaseHeld, describe
+from weft.runtime.core.machine import Machine
+from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED, new_run, new_step
+from weft.runtime.stores.lmdb.store import Store, Txn
+
+
+
+def check_plan(plan: dict) -> None:
+    if not isinstance(plan, dict) or plan.get("format") != "weft.plan":
+        raise WeftError("not a compiled weft plan")
+    if plan.get("version", 0) > PLAN_VERSION:
+        raise WeftError(f"plan format version {plan['version']} is newer than this weft reads ({PLAN_VERSION})")
+
+
+def persist(
+    txn: Txn,
+    m: Machine,
+    lease: Lease,
+    *,
+    fractions: dict | None = None,
+    release: bool = False,
+    consumed: list[bytes] = (),
+) -> list[dict]:
+    """Write the machine's changes (fenced by the lease); returns the events written."""
+    lease.check(txn)
+    run, steps, events = m.changes(fractions)
+    run_id = m.run["id"]
+    for sid, rec in steps:
+        txn.put_step(run_id, sid, rec)
+    if run is not None:
+        txn.put_run(run)
+    if events:
+        txn.append_events(run_id, events)
+    for key in consumed:
+        txn.delete("requests", key)
+    if release:
+        lease.release(txn)
+        if m.run["state"] in RUN_ENDED:
+            for name in m.run["locks"]:
+                if txn.lock_holder(name) == run_id:
+                    txn.put_lock(name, None)
+            for key, _ in txn.requests(run_id):
+                txn.delete("requests", key)
+    return events
+
+
+def create(
+    store: Store,
+    plan: dict,
+    inputs: dict,
+    *,
+    user: str,
+    label: str | None,
+    locks: list[str],
+    parent: dict | None = None,
+    detach: bool = False,
+) -> tuple[Machine, Lease]:
+    """Persist a new pending run (its own copy of the plan, its inputs, every step) owned by this process.
+
+    With `detach`, the run is queued for `weft worker` instead, and this process holds no lease.
+    """
+    check_plan(plan)
+    now = time.time()
+    run_id = new_run_id(now)
+    run = new_run(run_id, plan, inputs, label=label, locks=locks, user=user, now=now, parent=parent)
+    run["detached"] = detach  # served by `weft worker`: a signal is handed to the workers
+    steps = {s["id"]: new_step() for s in plan["steps"]}
+    lease = Lease(run_id)
+
+    def write(t: Txn) -> None:
+        above = _ancestors(t, parent)
+        for name in locks:
+            holder = t.lock_holder(name)
+            other = t.run(holder) if holder else None
+            if other is not None and other["state"] not in RUN_ENDED:
+                if holder in above:  # a sub-run works under the lock its parent or grandparent holds
+                    continue
+                raise WeftError(
+                    f"lock '{name}' is held by run {holder} "
+                    f"({other['label'] or other['flow']}, {other['state']}); nothing was started"
+                )
+            t.put_lock(name, run_id)
+        t.put_plan(run_id, plan)
+        for sid, rec in steps.items():
+            t.put_step(run_id, sid, rec)
+        t.put_run(run)
+        t.append_events(run_id, [{"t": now, "state": "pending", "detail": f"created by {user}"}])
+        if detach:
+            workqueue.enqueue(t, run_id, now)
+        else:
+            lease.acquire(t, now)
+
+    store.write(write)
+    return Machine(plan, run, steps, now), lease
+
+
+def _ancestors(t: Txn, parent: dict | None) -> set[str]:
+    """The ids of the runs above a new sub-run: its parent, their parent, and so on."""
+    found: set[str] = set()
+    while parent is not None and parent["run"] not in found:
+        found.add(parent["run"])
+        above = t.run(parent["run"])
+        parent = above.get("parent") if above else None
+    return found
+
+
+def take(
+    store: Store,
+    text: str,
+    apply: Callable[[Machine, float], object] | None = None,
+    *,
+    request: tuple[str, dict] | None = None,
+) -> tuple[Machine | None, Lease | None, str]:
+    """Own run `text` (an id or unique prefix), recover it, apply a command, persist.
+
+    With `request` (name, payload), a run driven by a live process gets the
+    request instead, for its owner to act on: returns (None, None, run id).
+    """
+
+    def write(t: Txn) -> tuple[Machine | None, Lease | None, str]:
+        run_id = t.find_run(text)
+        now = time.time()
+        lease = Lease(run_id)
+        try:
+            previous = lease.acquire(t, now)
+        except LeaseHeld:
+            if request is None:
+                raise
+            t.put_request(run_id, request[0], request[1])
+            return None, None, run_id
+        plan = t.plan(run_id)
+        check_plan(plan)
+        m = Machine(plan, t.run(run_id), t.steps(run_id), now)
+        if previous is not None:
+            m.note(now, f"taken over from {describe(previous, now)}")
+        if m.run["state"] in ("running", "pending"):
+            steering.recover(m, now)
+        if apply is not None:
+            apply(m, now)
+        persist(t, m, lease, release=m.run["state"] in RUN_STOPPED)
+        return m, lease, run_id
+
+    return store.write(write)

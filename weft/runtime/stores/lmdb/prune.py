@@ -1,0 +1,105 @@
+"""Deleting old runs: `weft prune --older-than 30d [--state succeeded]`.
+
+Only runs that ended before the cutoff go, each with everything it owns: its
+steps (and their timers), history, plan copy, requests, lease, queue and lock
+entries, index keys, and its sub-runs (which go with their top run, never on their own while it
+stays). A run tree with a sub-run that has not ended is kept whole. Deletions
+are made in transactions of at most `batch` runs, sub-runs before their
+parent, so a prune stopped half way leaves a consistent store to prune again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from weft.errors import WeftError
+from weft.runtime.stores.lmdb import timers
+from weft.runtime.stores.lmdb import workqueue
+from weft.runtime.engine.lease import holder_alive
+from weft.runtime.core.states import RUN_ENDED
+from weft.runtime.stores.lmdb.store import ID_LEN, Store, Txn, index_keys
+
+_OWNED = ("plans", "steps", "events", "requests", "leases")  # databases whose keys start with <run>
+
+
+@dataclass
+class Pruned:
+    removed: int = 0  # runs deleted, sub-runs included
+    sub_runs: int = 0  # of which sub-runs
+    kept: int = 0  # old enough, but a sub-run has not ended or a live process holds one
+
+
+def prune(store: Store, ended_before: float, state: str | None = None, batch: int = 500) -> Pruned:
+    """Delete the runs that ended before `ended_before` (in `state`, if given) and their sub-runs."""
+    if state is not None and state not in RUN_ENDED:
+        raise WeftError(f"prune removes ended runs only: --state takes {', '.join(sorted(RUN_ENDED))}, not {state!r}")
+    done = Pruned()
+    order: list[str] = []  # run ids to delete, each after its sub-runs
+    roots: set[str] = set()
+    stop = b"ended\0" + max(0, int(ended_before * 1_000_000)).to_bytes(8, "big")
+    with store.read() as t:
+        for key in t.keys("indexes", b"ended\0"):
+            if key >= stop:
+                break
+            rid = key[-ID_LEN:].decode()
+            run = t.run(rid)
+            if run is None or (state is not None and run["state"] != state) or _has_parent(t, run):
+                continue
+            tree = _tree(t, rid)
+            if tree is None:
+                done.kept += 1
+            else:
+                order += tree
+                roots.add(rid)
+    for i in range(0, len(order), batch):
+        chunk = order[i : i + batch]
+        removed = store.write(lambda t: [rid for rid in chunk if _delete(t, rid, time.time())])
+        done.removed += len(removed)
+        done.sub_runs += sum(rid not in roots for rid in removed)
+    done.kept += len(roots) - (done.removed - done.sub_runs)
+    return done
+
+
+def _has_parent(t: Txn, run: dict) -> bool:
+    return bool(run.get("parent")) and t.run(run["parent"]["run"]) is not None
+
+
+def _tree(t: Txn, rid: str) -> list[str] | None:
+    """`rid` and every run below it, each after its sub-runs; None if one of them has not ended."""
+    out: list[str] = []
+    for key in t.keys("indexes", b"child\0" + rid.encode()):
+        child = key[-ID_LEN:].decode()
+        run = t.run(child)
+        below = _tree(t, child) if run is not None and run["state"] in RUN_ENDED else None
+        if below is None:
+            return None
+        out += below
+    return out + [rid]
+
+
+def _delete(t: Txn, rid: str, now: float) -> bool:
+    """Delete one ended run that no live process holds and that has no sub-run left; whether it was."""
+    run = t.run(rid)
+    key = rid.encode()
+    lease = t.lease(rid)
+    if (
+        run is None
+        or run["state"] not in RUN_ENDED
+        or (lease is not None and holder_alive(lease, now))
+        or next(t.keys("indexes", b"child\0" + key), None) is not None
+    ):
+        return False
+    for k in index_keys(run):
+        t.delete("indexes", k)
+    for sid, rec in t.steps(rid).items():
+        timers.update(t, rid, sid, rec, None)
+    workqueue.dequeue(t, rid)
+    for db in _OWNED:
+        for k in list(t.keys(db, key)):
+            t.delete(db, k)
+    for name in run.get("locks") or ():
+        if t.lock_holder(name) == rid:
+            t.put_lock(name, None)
+    t.delete("runs", key)
+    return True
