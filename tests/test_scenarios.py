@@ -268,7 +268,7 @@ def test_the_audit_extension_from_entry_points(weft):
     site = _site(
         weft.folder,
         "weft_audit_test",
-        "[weft.extensions]\naudit = weft_audit:EXTENSION\n\n[weft.sdk.actions]\naudit = weft_audit.audit\n",
+        "[weft.extensions]\naudit = weft_audit:EXTENSION\n\n[weft.actions]\naudit = weft_audit.audit\n",
     )
     plain = weft("plan", HOST).stdout
     assert "audit" not in plain
@@ -287,14 +287,14 @@ def test_the_audit_extension_from_entry_points(weft):
 
     # The package extends create_host only; other flows are checked and run as before.
     assert weft("check", ORGANIZATION).stdout == "checked 1 file: no problems\n"
-    # The `weft.sdk.actions` entry point's name is an alias every flow sees without a `use` line.
+    # The `weft.actions` entry point's name is an alias every flow sees without a `use` line.
     (weft.folder / "note.flow").write_text("flow note(line: str) {\n    audit.write(line: line)\n}\n")
     _, done = weft.run("note.flow", "-i", "line=noted by hand")
     assert done.returncode == 0 and _audit_lines(weft)[-1] == "noted by hand"
 
 
 def test_broken_action_entry_points_are_reported(weft):
-    site = _site(weft.folder, "weft_broken", "[weft.sdk.actions]\nbroken = no_such_module_here\nstd = weft_audit\n")
+    site = _site(weft.folder, "weft_broken", "[weft.actions]\nbroken = no_such_module_here\nstd = weft_audit\n")
     weft.env["PYTHONPATH"] = os.pathsep.join([site, EXTENSION])
     done = weft("check", HOST)
     assert done.returncode == 1

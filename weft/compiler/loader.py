@@ -4,7 +4,7 @@ and the Python action modules their `use` lines bind.
 Installed packages contribute through two entry point groups:
 
     weft.extensions   each loads to the path of an extension .flow file (or a folder of them)
-    weft.sdk.actions      each loads to an action module; the entry point's name is an alias
+    weft.actions      each loads to an action module; the entry point's name is an alias
                       every file sees without a `use` line, as it sees `std`; a file's
                       own `use ... as NAME` takes precedence
 """
@@ -193,11 +193,11 @@ class Loader:
         return sorted(found)
 
     def packaged_modules(self) -> dict[str, ModuleType | None]:
-        """Action modules of installed packages (`weft.sdk.actions`) by alias; None for one that failed to load."""
+        """Action modules of installed packages (`weft.actions`) by alias; None for one that failed to load."""
         if self._packaged is not None:
             return self._packaged
         self._packaged = {}
-        for ep in sorted(metadata.entry_points(group="weft.sdk.actions"), key=lambda e: (e.name, e.value)):
+        for ep in sorted(metadata.entry_points(group="weft.actions"), key=lambda e: (e.name, e.value)):
             where = _entry_point_span(ep)
             if not ep.name.isidentifier() or ep.name == "std":
                 self.sink.add("E121", where, f"action entry point '{ep.name}' is not a usable alias")

@@ -1,7 +1,7 @@
 """weft-audit: a third-party Weft extension that keeps an audit trail of created hosts.
 
 It contributes the action module `weft_audit.audit` (entry point group
-`weft.sdk.actions`) and the extension file `audit.flow` (group `weft.extensions`,
+`weft.actions`) and the extension file `audit.flow` (group `weft.extensions`,
 whose entry point names `EXTENSION`, the file's path). Kept import-light: Weft
 loads this package on every `weft check` to find the file.
 """
