@@ -22,7 +22,7 @@ from weft.runtime.engine import session
 from weft.runtime.core import steering
 from weft.cli import views
 from weft.runtime.stores.lmdb import workqueue
-from weft.runtime.stores.lmdb.codec import check_serializable
+from weft.runtime.records import check_serializable
 from weft.cli.console import LiveReport, PlainReport
 from weft.runtime.engine.driver import Driver
 from weft.runtime.engine.lease import Lease

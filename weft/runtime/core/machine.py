@@ -18,7 +18,7 @@ from typing import Any
 
 from weft.plan import expr
 from weft.runtime.core import waiting
-from weft.runtime.stores.lmdb.codec import check_serializable
+from weft.runtime.records import check_serializable
 from weft.runtime.core.states import DONE, RUN_ENDED, UNFINISHED, describe_error, error_record
 
 _HALT_RANK = {None: 0, "pause": 1, "fail": 2, "rollback": 3, "cancel": 4}

@@ -15,7 +15,7 @@ from typing import Any
 from weft.sdk import actions
 from weft.sdk import polling
 from weft.sdk.context import Context
-from weft.runtime.stores.lmdb.codec import check_serializable
+from weft.runtime.records import check_serializable
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from typing import Any, Callable
 from weft.sdk import actions
 from weft.sdk.polling import Pending
 from weft.runtime.executors import polls
-from weft.runtime.stores.lmdb.codec import check_serializable
+from weft.runtime.records import check_serializable
 from weft.runtime.core.states import error_record
 
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import msgpack
 
+from weft.runtime import records
+
 RECORD_VERSION = 1
 _HEADER = struct.Struct(">BI")
 
@@ -28,8 +30,8 @@ class BadValue(Exception):
 def encode(value: Any) -> bytes:
     """Serialize plain data (dict, list, str, int, float, bool, None, bytes); BadValue if it cannot be."""
     try:
-        payload = msgpack.packb(value, use_bin_type=True)
-    except (TypeError, ValueError, OverflowError) as e:
+        payload = records.pack(value)
+    except records.Unstorable as e:
         raise BadValue(f"value cannot be stored: {e}") from None
     return _HEADER.pack(RECORD_VERSION, zlib.crc32(payload)) + payload
 
@@ -45,15 +47,7 @@ def decode(raw: bytes) -> Any:
     if zlib.crc32(payload) != crc:
         raise BadValue("checksum mismatch")
     try:
-        return msgpack.unpackb(payload, raw=False)
+        return records.unpack(payload)
     except (ValueError, msgpack.UnpackException) as e:
         raise BadValue(f"undecodable payload ({e})") from None
 
-
-def check_serializable(value: Any) -> str | None:
-    """Why `value` cannot be stored, or None when it can."""
-    try:
-        encode(value)
-    except BadValue as e:
-        return str(e).removeprefix("value cannot be stored: ")
-    return None

@@ -1,0 +1,33 @@
+"""What the runtime can store: plain data that msgpack serializes (every backend stores exactly that)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+
+class Unstorable(ValueError):
+    """A value that is not plain data (dict, list, str, int, float, bool, None, bytes)."""
+
+
+def pack(value: Any) -> bytes:
+    """`value` as msgpack bytes; Unstorable if it is not plain data."""
+    try:
+        return msgpack.packb(value, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise Unstorable(str(e)) from None
+
+
+def unpack(data: bytes | memoryview) -> Any:
+    """The value `pack` made (tuples come back as lists, as from any store)."""
+    return msgpack.unpackb(data, raw=False)
+
+
+def check_serializable(value: Any) -> str | None:
+    """Why `value` cannot be stored, or None when it can."""
+    try:
+        pack(value)
+    except Unstorable as e:
+        return str(e)
+    return None
