@@ -48,20 +48,21 @@ def _with_hosts(path: str, result: Compilation, hosts: dict[str, str], extension
     return compile_extension(path, host_files, extensions) if host_files else result
 
 
-def compile_or_explain(path: str, extensions: list[str]) -> Compilation:
-    """Compile one file; on errors print every diagnostic and stop with exit 2."""
+def compile_or_explain(path: str, extensions: list[str], stopped: str = "nothing was run") -> Compilation:
+    """Compile one file; on errors print every diagnostic and stop with exit 2, saying
+    what the command did not do (`stopped`)."""
     if not os.path.exists(path):
         raise WeftError(f"{path}: no such file")
     result = compile_paths([path], extensions)
     if result.has_errors:
         errors = [d for d in result.diagnostics if d.severity == "error"]
         print(format_text(errors, result.sources, color=sys.stderr.isatty()), file=sys.stderr)
-        raise WeftError(f"{path} has {len(errors)} error{'s' * (len(errors) != 1)}; nothing was run")
+        raise WeftError(f"{path} has {len(errors)} error{'s' * (len(errors) != 1)}; {stopped}")
     return result
 
 
 def plan(args) -> int:
-    result = compile_or_explain(args.file, args.extensions)
+    result = compile_or_explain(args.file, args.extensions, "no plan was made")
     p = result.plan(args.flow)
     if args.json:
         print(json.dumps(p, indent=2))
@@ -77,7 +78,7 @@ def graph(args) -> int:
 
     target = args.target
     if os.path.exists(target) or target.endswith(".flow"):
-        result = compile_or_explain(target, args.extensions)
+        result = compile_or_explain(target, args.extensions, "nothing was drawn")
         p, states, counts = result.plan(args.flow), None, None
     else:
         from weft.runtime import load_run_view

@@ -136,7 +136,39 @@ def _build_plans(program, scopes, typing, sink) -> dict[str, dict]:
     def finish(graph) -> dict:
         return build_plan(optimize(graph, ctx), search_path)
 
-    return {name: finish(lower(scope, typing, finish)) for name, scope in scopes.items()}
+    plans = {}
+    for name, scope in scopes.items():
+        try:
+            plan = finish(lower(scope, typing, finish))
+        except RecursionError:  # the limits of each pass hold, but inlining flows adds them up
+            plan = None
+        if plan is None or _nesting(plan) > MAX_PLAN_DEPTH:
+            sink.add(
+                "E124",
+                scope.flow.name_span,
+                f"flow '{name}' nests too deep once the flows it calls are put in place",
+                "pass simpler arguments to the flows it calls, or run some of them under `each`",
+            )
+        else:
+            plans[name] = plan
+    return plans
+
+
+MAX_PLAN_DEPTH = 300  # nesting of a Plan's lists and dicts: within msgpack's 511, with room for the run around it
+
+
+def _nesting(data) -> int:
+    """How deeply a Plan's lists and dicts nest (iteratively: it may be deep)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        deepest = max(deepest, depth)
+        stack += [(x, depth + 1) for x in item]
+    return deepest
 
 
 def unknown_extended(result: Compilation) -> set[str]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 from weft.compiler import ast
 from weft.compiler.diagnostics import Sink
 from weft.compiler.exprs import constant, data_refs, is_constant, to_plan
+from weft.compiler.graphs import one_cycle, strongly_connected
 from weft.compiler.loader import Program
 from weft.compiler.resolve import Scope, StepDecl
 
@@ -37,19 +40,28 @@ def _check_scope(scope: Scope, sink: Sink) -> None:
             sink.add("W202", sym.span, f"parameter '{sym.name}' of flow '{scope.name}' is never used")
 
 
+# The largest value of each step option (E123): enough for any real flow, and small
+# enough that the runtime's clocks, timers and counters never overflow.
+MAX_DURATION = 10 * 365 * 86400  # seconds: ten years
+MAX_RETRY = 1000
+MAX_CONCURRENCY = 10_000
+MAX_WEIGHT = 1_000_000
+MAX_CALL_DEPTH = 16  # flows calling flows, each inlined into its caller (E124)
+
+
 def _options(decl: StepDecl, scope: Scope, sink: Sink) -> None:
     node = decl.node
     if isinstance(node.head, ast.Each) and node.head.concurrency is not None:
-        _number(node.head.concurrency, scope, sink, "concurrency", minimum=1, integer=True)
+        _number(node.head.concurrency, scope, sink, "concurrency", 1, MAX_CONCURRENCY, integer=True)
     for clause in node.clauses:
         if clause.kind == "retry":
-            _number(clause.value, scope, sink, "retry", minimum=0, integer=True)
+            _number(clause.value, scope, sink, "retry", 0, MAX_RETRY, integer=True)
             if clause.extra is not None:
-                _number(clause.extra, scope, sink, "backoff", minimum=0)
+                _number(clause.extra, scope, sink, "backoff", 0, MAX_DURATION, duration=True)
         elif clause.kind == "timeout":
-            _number(clause.value, scope, sink, "timeout", minimum=0, strict=True)
+            _number(clause.value, scope, sink, "timeout", 0, MAX_DURATION, strict=True, duration=True)
         elif clause.kind == "weight":
-            _number(clause.value, scope, sink, "weight", minimum=0, strict=True)
+            _number(clause.value, scope, sink, "weight", 0, MAX_WEIGHT, strict=True)
         elif clause.kind == "on_error":
             _policy(clause.value, sink)
         elif clause.kind == "when":
@@ -65,7 +77,17 @@ def _options(decl: StepDecl, scope: Scope, sink: Sink) -> None:
             sink.add("E119", dup.span, f"'{kind.replace('_', ' ')}' is given twice for this step")
 
 
-def _number(e: ast.Expr, scope: Scope, sink: Sink, what: str, minimum: float, integer=False, strict=False) -> None:
+def _number(
+    e: ast.Expr,
+    scope: Scope,
+    sink: Sink,
+    what: str,
+    minimum: float,
+    maximum: float,
+    integer=False,
+    strict=False,
+    duration=False,
+) -> None:
     if isinstance(e, ast.Invalid):
         return  # an unreadable literal, reported by the parser
     value = constant(to_plan(e, scope))
@@ -76,6 +98,22 @@ def _number(e: ast.Expr, scope: Scope, sink: Sink, what: str, minimum: float, in
         sink.add("E119", e.span, f"{what} must be a whole number, not {value}")
     elif value < minimum or (strict and value == minimum):
         sink.add("E119", e.span, f"{what} must be {'more than' if strict else 'at least'} {minimum}, not {value}")
+    elif not value <= maximum:  # `not <=` also catches nan
+        if duration:
+            limit, given = _duration(maximum), _duration(value)
+        else:
+            limit, given = f"{maximum:,}", f"{value:,}" if isinstance(value, int) else f"{value:g}"
+        sink.add("E123", e.span, f"{what} must be at most {limit}, not {given}")
+
+
+def _duration(seconds: float) -> str:
+    """A number of seconds in the largest unit that reads well (for messages)."""
+    if not math.isfinite(seconds):
+        return "infinity"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:,.6g}{unit}" if seconds % size else f"{int(seconds // size):,}{unit}"
+    return f"{seconds:g}s"
 
 
 def _policy(value: tuple[str, ast.Span], sink: Sink) -> None:
@@ -100,67 +138,9 @@ def _cycles(scope: Scope, sink: Sink) -> None:
         sink.add(
             "E110",
             first.span,
-            f"steps depend on each other in a cycle: {' -> '.join(_one_cycle(edges, first.id, component))}",
+            f"steps depend on each other in a cycle: {' -> '.join(one_cycle(edges, first.id, component))}",
             "a step cannot (indirectly) wait for itself; remove an `after` or a reference",
         )
-
-
-def strongly_connected(edges: dict[str, list[str]]) -> list[set[str]]:
-    """The cycles of a graph: its strongly connected components with an edge inside
-    (Tarjan's algorithm, iterative so deep graphs do not hit the recursion limit)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    found: list[set[str]] = []
-    for root in edges:
-        if root in index:
-            continue
-        work = [(root, iter(edges[root]))]
-        index[root] = low[root] = len(index)
-        stack.append(root)
-        on_stack.add(root)
-        while work:
-            node, it = work[-1]
-            nxt = next(it, None)
-            if nxt is not None:
-                if nxt not in index:
-                    index[nxt] = low[nxt] = len(index)
-                    stack.append(nxt)
-                    on_stack.add(nxt)
-                    work.append((nxt, iter(edges.get(nxt, ()))))
-                elif nxt in on_stack:
-                    low[node] = min(low[node], index[nxt])
-                continue
-            work.pop()
-            if work:
-                low[work[-1][0]] = min(low[work[-1][0]], low[node])
-            if low[node] == index[node]:
-                component = set()
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    component.add(member)
-                    if member == node:
-                        break
-                if len(component) > 1 or node in edges.get(node, ()):
-                    found.append(component)
-    return found
-
-
-def _one_cycle(edges: dict[str, list[str]], start: str, component: set[str]) -> list[str]:
-    """A path start -> ... -> start inside one strongly connected component."""
-    paths = {start: [start]}
-    queue = [start]
-    while queue:
-        node = queue.pop(0)
-        for nxt in edges.get(node, ()):
-            if nxt == start:
-                return paths[node] + [start]
-            if nxt in component and nxt not in paths:
-                paths[nxt] = paths[node] + [nxt]
-                queue.append(nxt)
-    return [start, start]
 
 
 def _rollback_without_undo(scope: Scope, sink: Sink) -> None:
@@ -210,14 +190,43 @@ def _recursion(scopes: dict[str, Scope], sink: Sink) -> None:
 
     for name, scope in scopes.items():
         visit(name, scope)
-    for component in strongly_connected(calls):
-        cycle = _one_cycle(calls, min(component), component)
+    cycles = strongly_connected(calls)
+    for component in cycles:
+        cycle = one_cycle(calls, min(component), component)
         sink.add(
             "E120",
             sites[(cycle[0], cycle[1])],
             f"flows call each other in a cycle: {' -> '.join(cycle)}",
             "flows are inlined, so a flow cannot call itself",
         )
+    if not cycles:
+        _call_depth(calls, sites, sink)
+
+
+def _call_depth(calls: dict[str, list[str]], sites: dict[tuple[str, str], ast.Span], sink: Sink) -> None:
+    """E124 where a chain of flow calls, each inlined into its caller, passes MAX_CALL_DEPTH
+    (the call graph has no cycle; visited callees first, iteratively)."""
+    depth: dict[str, int] = {}
+    for root in calls:
+        stack = [root]
+        while stack:
+            name = stack[-1]
+            if name in depth:
+                stack.pop()
+                continue
+            pending = [c for c in calls[name] if c not in depth]
+            if pending:
+                stack += pending
+                continue
+            depth[name] = 1 + max((depth[c] for c in calls[name]), default=0)
+            if depth[name] == MAX_CALL_DEPTH + 1:  # reported once, where the limit is crossed
+                deepest = max(calls[name], key=lambda c: depth[c])
+                sink.add(
+                    "E124",
+                    sites[(name, deepest)],
+                    f"flow '{name}' starts a chain of more than {MAX_CALL_DEPTH} flows calling each other",
+                    "flows are inlined into their callers; run the inner part under `each` or as a flow of its own",
+                )
 
 
 def _unused_uses(program: Program, scopes: dict[str, Scope], sink: Sink) -> None:

@@ -45,6 +45,12 @@ CODES: dict[str, tuple[str, str, str]] = {
     "E120": ("recursive-flow", "error", "a flow calls itself, directly or through others"),
     "E121": ("import-failed", "error", "an imported .flow file cannot be found or read"),
     "E122": ("misplaced-statement", "error", "a statement appears where it is not allowed"),
+    "E123": (
+        "out-of-range",
+        "error",
+        "a number is larger than Weft supports, or a step option is past its limit",
+    ),
+    "E124": ("too-deep", "error", "expressions, blocks, lets or flow calls are nested past Weft's limit"),
     "W201": ("unused-let", "warning", "a `let` value is never used"),
     "W202": ("unused-param", "warning", "a flow parameter is never used"),
     "W203": ("rollback-without-undo", "warning", "`on error rollback` applies to steps that have no `undo`"),
@@ -54,6 +60,7 @@ CODES: dict[str, tuple[str, str, str]] = {
 
 SEVERITY_ORDER = {"error": 0, "warning": 1}
 SYNTAX_CODES = {"E001", "E002", "E003"}
+CUTTING_CODES = {"E001", "E124"}  # the parser dropped text: warnings of the file are not reported
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,10 +148,10 @@ class Sink:
     def sorted(self) -> list[Diagnostic]:
         """Unique diagnostics by position. A line with a syntax error reports only
         that: what later passes say of it comes from the repaired text. A file with
-        a syntax error reports no warnings: the repair may have dropped the very
-        text that uses a name, so "never used" would be a false alarm."""
+        a syntax error or a cut nesting reports no warnings: the repair or the cut may
+        have dropped the very text that uses a name, so "never used" would be a false alarm."""
         broken = {(d.span.file, d.span.line) for d in self.items if d.code == "E001"}
-        broken_files = {file for file, _line in broken}
+        broken_files = {d.span.file for d in self.items if d.code in CUTTING_CODES}
         unique = {
             (d.code, d.span, d.message): d
             for d in self.items

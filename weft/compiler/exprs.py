@@ -13,45 +13,44 @@ from weft.compiler.resolve import Scope, StepDecl, Symbol
 _NOT_CONSTANT = object()
 
 
-def to_plan(e: ast.Expr, scope: Scope, _lets: frozenset[str] = frozenset()) -> list:
-    """The plan form of `e` as read in `scope` (memoized per scope; never mutate it)."""
-    if _lets:
-        return _to_plan(e, scope, _lets)
+def to_plan(e: ast.Expr, scope: Scope) -> list:
+    """The plan form of `e` as read in `scope` (memoized per scope, so a let read twice
+    is one shared list; never mutate it). Resolve cut the lets that read themselves."""
     found = scope.plan_exprs.get(id(e))
     if found is None:
-        found = scope.plan_exprs[id(e)] = _to_plan(e, scope, _lets)
+        found = scope.plan_exprs[id(e)] = _to_plan(e, scope)
     return found
 
 
-def _to_plan(e: ast.Expr, scope: Scope, _lets: frozenset[str]) -> list:
+def _to_plan(e: ast.Expr, scope: Scope) -> list:
     if isinstance(e, ast.Literal):
         return ["lit", e.value]
     if isinstance(e, ast.Invalid):
         return ["lit", None]
     if isinstance(e, ast.Interp):
-        return ["fmt", [p if isinstance(p, str) else to_plan(p, scope, _lets) for p in e.parts]]
+        return ["fmt", [p if isinstance(p, str) else to_plan(p, scope) for p in e.parts]]
     if isinstance(e, ast.Name):
-        return _name(e, scope, _lets)
+        return _name(e, scope)
     if isinstance(e, ast.Attr):
-        obj = to_plan(e.obj, scope, _lets)
+        obj = to_plan(e.obj, scope)
         if obj[0] == "step" and obj[2] is None:
             return ["step", obj[1], e.name]
         return ["get", obj, e.name]
     if isinstance(e, ast.Index):
-        return ["idx", to_plan(e.obj, scope, _lets), to_plan(e.index, scope, _lets)]
+        return ["idx", to_plan(e.obj, scope), to_plan(e.index, scope)]
     if isinstance(e, ast.ListLit):
-        return ["list", [to_plan(x, scope, _lets) for x in e.items]]
+        return ["list", [to_plan(x, scope) for x in e.items]]
     if isinstance(e, ast.RecordLit):
-        return ["rec", [[a.name, to_plan(a.value, scope, _lets)] for a in e.fields]]
+        return ["rec", [[a.name, to_plan(a.value, scope)] for a in e.fields]]
     if isinstance(e, ast.Binary):
-        left, right = to_plan(e.left, scope, _lets), to_plan(e.right, scope, _lets)
+        left, right = to_plan(e.left, scope), to_plan(e.right, scope)
         return [e.op, left, right] if e.op in ("and", "or") else ["op", e.op, left, right]
     if isinstance(e, ast.Unary):
-        return ["not" if e.op == "not" else "neg", to_plan(e.operand, scope, _lets)]
+        return ["not" if e.op == "not" else "neg", to_plan(e.operand, scope)]
     raise TypeError(f"not an expression: {e!r}")
 
 
-def _name(e: ast.Name, scope: Scope, lets: frozenset[str]) -> list:
+def _name(e: ast.Name, scope: Scope) -> list:
     sym: Symbol | None = scope.refs.get(id(e))
     if sym is None:
         return ["lit", None]  # undefined: reported by resolve
@@ -59,9 +58,7 @@ def _name(e: ast.Name, scope: Scope, lets: frozenset[str]) -> list:
         return ["param", sym.name]
     if sym.kind == "step":
         return ["step", sym.node.id, None]
-    if sym.name in lets:  # a let that refers to itself: reported as a cycle
-        return ["lit", None]
-    return to_plan(sym.node.value, scope, lets | {sym.name})
+    return to_plan(sym.node.value, scope)
 
 
 def constant(e: list) -> object:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -11,27 +12,49 @@ _DURATION = re.compile(r"([0-9][0-9_]*(?:\.[0-9]+)?)([A-Za-z_][A-Za-z_0-9]*)")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "$": "$", "0": "\0"}
 
 
-def read_number(text: str) -> tuple[object, bool, tuple[str, str] | None]:
-    """(value, is_duration, problem): problem is (message, hint) for a bad literal."""
+MAX_INT = 2**63 - 1  # a Plan is msgpack: integers are 64-bit
+_TOO_LARGE = (
+    "E123",
+    "numbers are 64-bit: integers up to 9223372036854775807, floats up to about 1.8e308",
+)
+
+
+def read_number(text: str) -> tuple[object, bool, tuple[str, str, str] | None]:
+    """(value, is_duration, problem): problem is (code, message, hint) for a bad literal:
+    E002 for one that cannot be read, E123 for one out of range."""
     if _INT.fullmatch(text):
-        return int(text.replace("_", "")), False, None
+        digits = text.replace("_", "").lstrip("0")
+        if len(digits) > len(str(MAX_INT)) or int(digits or "0") > MAX_INT:  # checked before int(): no digit limit
+            return None, False, (_TOO_LARGE[0], f"integer {_short(text)} is too large", _TOO_LARGE[1])
+        return int(digits or "0"), False, None
     if _FLOAT.fullmatch(text):
-        return float(text.replace("_", "")), False, None
+        value = float(text.replace("_", ""))
+        if not math.isfinite(value):
+            return None, False, (_TOO_LARGE[0], f"number {_short(text)} is too large", _TOO_LARGE[1])
+        return value, False, None
     m = _DURATION.fullmatch(text)
     if m:
         unit = m.group(2)
         if unit in UNITS:
             value = float(m.group(1).replace("_", "")) * UNITS[unit]
+            if not math.isfinite(value) or value > MAX_INT:
+                return None, False, (_TOO_LARGE[0], f"duration {_short(text)} is too large", _TOO_LARGE[1])
             return (int(value) if value == int(value) else value), True, None
         return (
             None,
             False,
             (
-                f"invalid duration '{text}': unknown unit '{unit}'",
+                "E002",
+                f"invalid duration '{_short(text)}': unknown unit '{_short(unit)}'",
                 "durations take one of the units ms, s, m, h, d (e.g. 30s, 2h)",
             ),
         )
-    return None, False, (f"invalid number '{text}'", "numbers look like 42, 3.14 or 1e6")
+    return None, False, ("E002", f"invalid number '{_short(text)}'", "numbers look like 42, 3.14 or 1e6")
+
+
+def _short(text: str, limit: int = 40) -> str:
+    """A literal as a message quotes it: a long one is elided in the middle."""
+    return text if len(text) <= limit else f"{text[:20]}...{text[-12:]} ({len(text)} characters)"
 
 
 def read_string(token: str) -> tuple[str, list | None, list[tuple[int, int, str]]]:

@@ -30,12 +30,28 @@ def format_text(diags: list[Diagnostic], sources: dict[str, str], color: bool = 
             text = lines[s.line - 1].rstrip().expandtabs(1)
             width = max(1, (s.end_col if s.end_line == s.line else len(text) + 1) - s.col)
             width = min(width, max(1, len(text) - s.col + 1))
+            text, col, width = _window(text, s.col, width)
             gutter = f"{s.line:>4} | "
             out.append(gutter + text)
-            out.append(" " * (len(gutter) + s.col - 1) + "^" * width)
+            out.append(" " * (len(gutter) + col - 1) + "^" * width)
         if d.hint:
             out.append(f"     = hint: {d.hint}")
     return "\n".join(out)
+
+
+WINDOW = 120  # characters of a long source line shown around the caret
+_BEFORE = 40
+
+
+def _window(text: str, col: int, width: int) -> tuple[str, int, int]:
+    """The part of a long line around a caret at `col` (1-based) spanning `width`,
+    elided with '...': a diagnostic costs the same on a 100 KB line as on a short one."""
+    if len(text) <= WINDOW:
+        return text, col, width
+    start = max(0, col - 1 - _BEFORE)
+    end = min(len(text), start + WINDOW)
+    head, tail = ("..." if start else ""), ("..." if end < len(text) else "")
+    return head + text[start:end] + tail, col - start + len(head), max(1, min(width, end - col + 1))
 
 
 def summary(diags: list[Diagnostic], files: int) -> str:

@@ -7,12 +7,17 @@ for every `Name` in an expression the symbol it refers to.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from weft.sdk.actions import ActionDef, module_actions, resolve_path
 from weft.compiler import ast
 from weft.compiler.diagnostics import Sink
+from weft.compiler.graphs import strongly_connected
 from weft.compiler.loader import FlowDef, Program, Unit
+from weft.compiler.parse import MAX_EXPR_DEPTH
+
+MAX_LET_NODES = 100_000  # expression nodes of a let once the lets it reads are put in place
 
 
 @dataclass(eq=False)
@@ -209,6 +214,7 @@ class _Resolver:
         for ret in scope.returns:
             for arg in ret.fields:
                 self.expr(scope, arg.value)
+        _limit_lets(scope, self.sink)
 
     def step(self, scope: Scope, decl: StepDecl) -> None:
         head = decl.node.head
@@ -311,6 +317,82 @@ class _Resolver:
             return
         for child in children(e):
             self.expr(scope, child)
+
+
+def _limit_lets(scope: Scope, sink: Sink) -> None:
+    """A let is put in place wherever it is read. Cut (its value made Invalid) each let
+    that depends on itself (E110), or that nests deeper than MAX_EXPR_DEPTH or grows past
+    MAX_LET_NODES once the lets it reads are put in place (E124), so that no later pass
+    recurses or copies without bound. Lets are visited in dependency order, iteratively."""
+    lets = {n: s for n, s in scope.symbols.items() if s.kind == "let"}
+    reads = {n: _lets_read(sym.node.value, scope) for n, sym in lets.items()}
+    measured: dict[str, tuple[int, int]] = {}  # let -> (depth, nodes) once put in place
+    too_big: set[str] = set()
+    for component in strongly_connected(reads):
+        first = next(n for n in lets if n in component)
+        sink.add("E110", lets[first].node.name_span, f"let '{first}' depends on itself")
+        for name in component:
+            _cut(lets[name])
+            measured[name] = (0, 1)
+    for root in lets:
+        stack = [root]
+        while stack:
+            name = stack[-1]
+            if name in measured:
+                stack.pop()
+                continue
+            pending = [m for m in reads[name] if m not in measured]
+            if pending:
+                stack += pending
+                continue
+            depth, nodes = _measure(lets[name].node.value, scope, measured)
+            if any(m in too_big for m in reads[name]):  # reported at the let it reads
+                too_big.add(name)
+                _cut(lets[name])
+            elif depth > MAX_EXPR_DEPTH or nodes > MAX_LET_NODES:
+                too_big.add(name)
+                if depth > MAX_EXPR_DEPTH:
+                    what = f"nests more than {MAX_EXPR_DEPTH} levels deep"
+                else:
+                    what = f"grows past {MAX_LET_NODES:,} expression parts"
+                sink.add(
+                    "E124",
+                    lets[name].node.name_span,
+                    f"let '{name}' {what} once the lets it reads are put in place",
+                    "compute it in an action, or read fewer lets from each other",
+                )
+                _cut(lets[name])
+                depth, nodes = 0, 1
+            measured[name] = (depth, nodes)
+
+
+def _lets_read(e: ast.Expr, scope: Scope) -> list[str]:
+    """The lets of `scope` that an expression reads by name."""
+    found, stack = [], [e]
+    while stack:
+        e = stack.pop()
+        sym = scope.refs.get(id(e)) if isinstance(e, ast.Name) else None
+        if sym is not None and sym.kind == "let" and sym.scope is scope:
+            found.append(sym.name)
+        stack += children(e)
+    return found
+
+
+def _measure(e: ast.Expr, scope: Scope, lets: dict[str, tuple[int, int]]) -> tuple[int, int]:
+    """(depth, nodes) of an expression with the lets it reads put in place (its own
+    depth is bounded by the parser, so recursing over it is safe)."""
+    sym = scope.refs.get(id(e)) if isinstance(e, ast.Name) else None
+    if sym is not None and sym.kind == "let" and sym.scope is scope:
+        return lets[sym.name]
+    depth, nodes = 0, 1
+    for child in children(e):
+        d, n = _measure(child, scope, lets)
+        depth, nodes = max(depth, d + 1), nodes + n
+    return depth, nodes
+
+
+def _cut(sym: Symbol) -> None:
+    sym.node = dataclasses.replace(sym.node, value=ast.Invalid("", sym.node.value.span))
 
 
 def children(e: ast.Expr) -> list[ast.Expr]:

@@ -69,7 +69,6 @@ def type_of_annotation(t: ast.TypeExpr, sink: Sink | None) -> T.Type:
 class _Checker:
     def __init__(self, scopes: dict[str, Scope], typing: Typing, sink: Sink) -> None:
         self.scopes, self.typing, self.sink = scopes, typing, sink
-        self._lets_in_progress: set[int] = set()
 
     # -- signatures -------------------------------------------------------------
 
@@ -356,17 +355,10 @@ class _Checker:
             if items is None:
                 items = self.expr(sym.scope.parent, sym.node.items)
             return items.item if isinstance(items, T.ListType) else T.ANY
-        let: ast.Let = sym.node
+        let: ast.Let = sym.node  # resolve cut the lets that depend on themselves
         if id(let.value) in self.typing.exprs:
             return self.typing.exprs[id(let.value)]
-        if id(let) in self._lets_in_progress:
-            self.sink.add("E110", let.name_span, f"let '{let.name}' depends on itself")
-            return T.ANY
-        self._lets_in_progress.add(id(let))
-        try:
-            return self.expr(sym.scope, let.value)
-        finally:
-            self._lets_in_progress.discard(id(let))
+        return self.expr(sym.scope, let.value)
 
     def step_outputs(self, decl: StepDecl) -> T.Type:
         known = self.typing.outputs.get(id(decl))

@@ -7,8 +7,11 @@ no step output becomes `["lit", value]`, computed by the runtime's evaluator.
 
 from __future__ import annotations
 
+import math
+
 import networkx as nx
 
+from weft.compiler.literals import MAX_INT
 from weft.plan import expr as px
 
 
@@ -51,10 +54,20 @@ def fold(e: list) -> list:
     folded = px.map_children(e, fold)
     if all(c[0] == "lit" for c in px.children(folded)):
         try:
-            return ["lit", px.evaluate(folded, px.Env())]
+            value = px.evaluate(folded, px.Env())
         except px.EvalError:
             return folded  # the runtime reports it where it happens
+        return ["lit", value] if _storable(value) else folded
     return folded
+
+
+def _storable(value: object) -> bool:
+    """Whether a folded value fits a Plan: msgpack integers are 64-bit, floats finite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return True
+    if isinstance(value, int):
+        return -(2**63) <= value <= MAX_INT
+    return math.isfinite(value)
 
 
 def _merge(parts: list) -> list:
