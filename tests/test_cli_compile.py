@@ -333,3 +333,56 @@ def test_graph_to_an_unknown_format_is_a_usage_error(tmp_path):
     proc = weft("graph", HOST, "-o", tmp_path / "host.gif")
     assert proc.returncode == 2
     assert "use .svg, .png, .pdf or .dot" in proc.stderr
+
+
+# -- extension folders and messages a new user meets -----------------------------------------------
+
+
+def test_extension_folder_ignores_build_output_and_installed_copies(tmp_path):
+    """`pip install ./examples/extension` leaves build/ (and *.egg-info) copies of audit.flow
+    behind; `--extensions` of the folder must not load them as second extensions."""
+    import shutil
+
+    ext = tmp_path / "extension"
+    shutil.copytree(AUDIT, ext, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    flow = ext / "weft_audit" / "audit.flow"
+    for copy in ("build/lib/weft_audit", "dist/weft_audit", "weft_audit.egg-info", ".venv/lib/weft_audit"):
+        (ext / copy).mkdir(parents=True)
+        shutil.copy(flow, ext / copy / "audit.flow")
+    proc = weft("check", HOST, "--extensions", ext)
+    assert proc.returncode == 0, proc.stdout
+    assert "E109" not in proc.stdout
+    assert proc.stdout.count("extended by") == 1
+
+
+def test_two_files_of_one_name_are_told_apart_in_messages(tmp_path):
+    for folder in ("team_a", "team_b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "audit.flow").write_text((AUDIT / "weft_audit" / "audit.flow").read_text())
+    env_path = str(AUDIT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "weft.cli.main", "check", str(HOST), "--extensions", str(tmp_path)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": env_path},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    (line,) = [x for x in proc.stdout.splitlines() if "error[E109]" in x]
+    assert "team_b/audit.flow:8:5: error[E109]" in line
+    assert line.endswith("already defined as a step at ../team_a/audit.flow:8:5")
+
+
+def test_an_extension_checked_alone_reports_no_unused_use():
+    proc = weft("check", AUDIT)
+    assert proc.returncode == 1
+    assert "error[E113]: cannot extend 'create_host'" in proc.stdout
+    assert "W205" not in proc.stdout  # its `use` is called inside the extend block
+
+
+def test_type_messages_use_the_right_article(tmp_path):
+    (tmp_path / "t.flow").write_text('flow f(n: int) {\n    std.log(message: n["x"])\n    std.log(message: n.x)\n}\n')
+    proc = weft("check", "t.flow", cwd=tmp_path)
+    assert "cannot index an int with a str" in proc.stdout
+    assert "cannot read field 'x' of an int" in proc.stdout
+    assert " a int" not in proc.stdout

@@ -7,6 +7,7 @@ import os
 import sys
 
 from weft.compiler import Compilation, compile_extension, compile_paths, unknown_extended
+from weft.compiler.loader import searched
 from weft.compiler.report import format_json, format_sarif, format_text, summary
 from weft.errors import WeftError
 
@@ -99,7 +100,7 @@ def _flow_files(paths: list[str]) -> list[str]:
         if os.path.isdir(p):
             found = []
             for root, dirs, names in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in ("node_modules", "__pycache__"))
+                dirs[:] = sorted(d for d in dirs if searched(d))
                 found += [os.path.join(root, n) for n in sorted(names) if n.endswith(".flow")]
             if not found:
                 raise WeftError(f"{p}: no .flow files in this folder")

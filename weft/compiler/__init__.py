@@ -193,12 +193,14 @@ def find_flow_files(names: set[str], folders: list[str], limit: int = 2000) -> l
     """.flow files under `folders` that define one of the flows `names` (a text search)."""
     import re
 
+    from weft.compiler.loader import searched
+
     pattern = re.compile(_FLOW_HEAD.format("|".join(map(re.escape, sorted(names)))), re.M)
     found: list[str] = []
     seen = 0
     for folder in folders:
         for root, dirs, files in os.walk(folder):
-            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in ("node_modules", "__pycache__"))
+            dirs[:] = sorted(d for d in dirs if searched(d))
             for name in sorted(files):
                 if not name.endswith(".flow"):
                     continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Union
 
@@ -20,10 +21,15 @@ class Span:
         return f"{self.file}:{self.line}:{self.col}"
 
     def seen_from(self, file: str) -> str:
-        """Where this is, for a message about `file`: `line 4`, or `other.flow:4:5`."""
+        """Where this is, for a message about `file`: `line 4`, or `other.flow:4:5`, or
+        `build/lib/pkg/audit.flow:4:5`: the path from `file`'s folder, so two files of
+        one name never read alike."""
         if file == self.file:
             return f"line {self.line}"
-        return f"{self.file.rsplit('/', 1)[-1]}:{self.line}:{self.col}"
+        where = self.file
+        if os.path.isabs(where) and os.path.isabs(file):
+            where = os.path.relpath(where, os.path.dirname(file))
+        return f"{where}:{self.line}:{self.col}"
 
 
 # -- expressions ------------------------------------------------------------------

@@ -21,7 +21,7 @@ def check(program: Program, scopes: dict[str, Scope], sink: Sink) -> None:
             if m.on_error:
                 _policy(m.on_error, sink)
     _recursion(scopes, sink)
-    _unused_uses(program, scopes, sink)
+    _unused_uses(program, sink)
 
 
 def _check_scope(scope: Scope, sink: Sink) -> None:
@@ -229,24 +229,32 @@ def _call_depth(calls: dict[str, list[str]], sites: dict[tuple[str, str], ast.Sp
                 )
 
 
-def _unused_uses(program: Program, scopes: dict[str, Scope], sink: Sink) -> None:
-    called: dict[str, set[str]] = {}
-
-    def visit(scope: Scope) -> None:
-        for decl in scope.steps.values():
-            heads = [decl.node.head] + [c.value for c in decl.node.clauses if c.kind == "undo"]
-            for head in heads:
-                if isinstance(head, ast.Call) and len(head.target) > 1:
-                    called.setdefault(decl.unit.path, set()).add(head.target[0])
-            if decl.body is not None:
-                visit(decl.body)
-
-    for scope in scopes.values():
-        visit(scope)
+def _unused_uses(program: Program, sink: Sink) -> None:
+    """W205 for a `use` whose alias no call of its file names, read from the file's own
+    text: an extension block that did not apply (E113) still calls what it uses."""
     applied = {u.path for exts in program.extensions.values() for _, u in exts}
     for unit in program.units:
         if unit.extension and unit.path not in applied and not unit.module.of(ast.Flow):
             continue  # it extends only flows this program lacks, so it does not apply
+        called = _aliases_called(
+            [s for item in unit.module.items if isinstance(item, (ast.Flow, ast.Extend)) for s in item.body]
+        )
         for use in unit.module.of(ast.Use):
-            if use.alias not in called.get(unit.path, set()) and unit.aliases.get(use.alias) is not None:
+            if use.alias not in called and unit.aliases.get(use.alias) is not None:
                 sink.add("W205", use.span, f"module '{use.module}' is bound to '{use.alias}' but never called")
+
+
+def _aliases_called(body: list) -> set[str]:
+    """The module aliases that the action calls of some statements name (nested blocks too)."""
+    called: set[str] = set()
+    stack = list(body)
+    while stack:
+        stmt = stack.pop()
+        if isinstance(stmt, ast.Block):
+            stack += stmt.body
+        elif isinstance(stmt, ast.Step):
+            heads = [stmt.head] + [c.value for c in stmt.clauses if c.kind == "undo"]
+            called |= {h.target[0] for h in heads if isinstance(h, ast.Call) and len(h.target) > 1}
+            if isinstance(stmt.head, ast.Each):
+                stack += stmt.head.body
+    return called

@@ -170,7 +170,7 @@ class Loader:
                 self.sink.add("E121", ast.Span(d, 1, 1, 1, 1), f"extension folder {d} does not exist")
                 continue
             for root, subdirs, files in os.walk(d):
-                subdirs[:] = sorted(s for s in subdirs if not s.startswith("."))
+                subdirs[:] = sorted(s for s in subdirs if searched(s))
                 for name in sorted(files):
                     if name.endswith(".flow"):
                         self.load(os.path.join(root, name), extension=True)
@@ -215,6 +215,16 @@ class Loader:
                 module = None
             self._packaged[ep.name] = module
         return self._packaged
+
+
+_NOT_SEARCHED = {"build", "dist", "node_modules", "__pycache__", "venv", "site-packages"}
+
+
+def searched(folder: str) -> bool:
+    """Whether a folder found inside one named is searched for .flow files: not hidden
+    folders (.git, .venv), nor build output and installed copies (build/, dist/,
+    *.egg-info), which hold second copies of the very files next to them."""
+    return not (folder.startswith(".") or folder in _NOT_SEARCHED or folder.endswith(".egg-info"))
 
 
 def _entry_point_span(ep: metadata.EntryPoint) -> ast.Span:

@@ -329,7 +329,7 @@ class _Checker:
                 f"it has: {', '.join(inner.names()) or 'no fields'}",
             )
         else:
-            self.sink.add("E108", e.name_span, f"cannot read field '{e.name}' of a {obj}")
+            self.sink.add("E108", e.name_span, f"cannot read field '{e.name}' of {T.a(obj)}")
         return T.ANY
 
     def index(self, scope: Scope, e: ast.Index) -> T.Type:
@@ -340,7 +340,7 @@ class _Checker:
             return obj.item
         if isinstance(obj, (T.DictType, T.RecordType)) and T.assignable(idx, T.STR):
             return obj.value if isinstance(obj, T.DictType) else T.ANY
-        self.sink.add("E107", e.span, f"cannot index a {obj} with a {idx}")
+        self.sink.add("E107", e.span, f"cannot index {T.a(obj)} with {T.a(idx)}")
         return T.ANY
 
     # -- symbols ------------------------------------------------------------------

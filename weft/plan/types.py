@@ -84,6 +84,12 @@ EMPTY = RecordType(())
 PRIMS = {t.name: t for t in (STR, INT, FLOAT, BOOL, ANY, NONE)}
 
 
+def a(t: Type) -> str:
+    """A type with its article, for messages: `an int`, `a str`."""
+    text = str(t)
+    return f"{'an' if text[:1] in 'aeiou' else 'a'} {text}"
+
+
 def record(**fields: Type) -> RecordType:
     return RecordType(tuple(Field(k, v) for k, v in fields.items()))
 
@@ -293,7 +299,7 @@ def parse_text(text: str, t: Type) -> Any:
             try:
                 value = json.loads(text)
             except json.JSONDecodeError:
-                raise ValueError(f"{text!r} is not a {t}") from None
+                raise ValueError(f"{text!r} is not {a(t)}") from None
     else:
         try:
             value = json.loads(text)
@@ -301,5 +307,5 @@ def parse_text(text: str, t: Type) -> Any:
             raise ValueError(f"{t} values are given as JSON: {e.msg} at column {e.colno}") from None
     errors = check_value(value, t)
     if errors:
-        raise ValueError(f"{text!r} is not a {t} ({errors[0]})")
+        raise ValueError(f"{text!r} is not {a(t)} ({errors[0]})")
     return value
