@@ -1,16 +1,23 @@
-"""The LMDB store and its record codec, on real stores in temporary folders."""
+"""The LMDB backend's own properties, on real stores in temporary folders: records on disk, the map, sharing.
+
+What every backend promises is in test_store_contract.py.
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import threading
 import time
 
 import pytest
 
+from runtime_support.checks import index_problems
 from weft.runtime import ids
 from weft.runtime.stores.lmdb import codec
-from runtime_support.checks import index_problems
-from weft.runtime.stores.lmdb.store import CorruptRecord, Store, StoreError, StoreFull
+from weft.runtime.stores.lmdb.store import Store
+from weft.runtime.stores.port import CorruptRecord, StoreError, StoreFull
 
 
 def run_record(run_id: str, state: str = "running", flow: str = "f", tags=("a",)) -> dict:
@@ -39,49 +46,6 @@ def test_run_ids_sort_by_creation_and_accept_prefixes():
     assert ids.normalize("0lo") == "010"
 
 
-def test_records_indexes_and_history(tmp_path):
-    with Store(str(tmp_path)) as store:
-        a, b = ids.new_run_id(), ids.new_run_id()
-
-        def write(t):
-            t.put_run(run_record(a))
-            t.put_run(run_record(b, flow="g", tags=("a", "b")))
-            t.put_step(a, "x/y", {"state": "pending"})
-            assert t.append_events(a, [{"n": 1}, {"n": 2}]) == 2
-
-        store.write(write)
-        store.write(lambda t: t.append_events(a, [{"n": 3}]))
-        with store.read() as t:
-            assert [seq for seq, _ in t.events(a)] == [1, 2, 3]
-            assert t.events(b) == []
-            assert t.steps(a) == {"x/y": {"state": "pending"}}
-            assert list(t.index("state", "running")) == [a, b]
-            assert list(t.index("tag", "b")) == [b]
-            assert list(t.index("started", reverse=True)) == [b, a]
-        done = dict(run_record(a), state="succeeded", ended=time.time())
-        store.write(lambda t: t.put_run(done))
-        with store.read() as t:
-            assert list(t.index("state", "running")) == [b]
-            assert list(t.index("state", "succeeded")) == [a]
-            assert list(t.index("ended")) == [a]
-        assert index_problems(store) == []
-
-
-def test_find_run_by_prefix(tmp_path):
-    with Store(str(tmp_path)) as store:
-        a = ids.new_run_id()
-        b = a[:-1] + ("1" if a[-1] != "1" else "2")
-        store.write(lambda t: [t.put_run(run_record(a)), t.put_run(run_record(b))])
-        with store.read() as t:
-            assert t.find_run(a.lower()) == a
-            with pytest.raises(StoreError, match="ambiguous"):
-                t.find_run(a[:20])
-            with pytest.raises(StoreError, match="no run 'ZZZZ'"):
-                t.find_run("ZZZZ")
-            with pytest.raises(StoreError, match="is not a run id"):
-                t.find_run("run-1!")
-
-
 def test_a_flipped_byte_is_a_corrupt_record_not_a_different_value(tmp_path):
     rid = ids.new_run_id()
     with Store(str(tmp_path)) as store:
@@ -100,7 +64,7 @@ def test_a_flipped_byte_is_a_corrupt_record_not_a_different_value(tmp_path):
 
 def test_a_newer_store_format_is_refused(tmp_path):
     with Store(str(tmp_path)) as store:
-        store.write(lambda t: t.put("meta", b"format", {"format": "weft.store", "version": 99}))
+        store.write(lambda t: t.put_meta("format", {"format": "weft.store", "version": 99}))
     with pytest.raises(StoreError, match="format version 99"):
         Store(str(tmp_path), create=False)
 
@@ -111,22 +75,66 @@ def test_opening_needs_an_existing_store_unless_creating(tmp_path):
     assert not (tmp_path / "none").exists()
 
 
-def test_one_open_per_process(tmp_path):
-    with Store(str(tmp_path)):
-        with pytest.raises(StoreError, match="already open"):
-            Store(str(tmp_path))
-    Store(str(tmp_path)).close()
+def test_stores_opened_twice_in_a_process_share_one_environment_until_the_last_closes(tmp_path):
+    rid = ids.new_run_id()
+    first = Store(str(tmp_path))
+    with Store(str(tmp_path)) as second:
+        assert second.env is first.env
+        second.write(lambda t: t.put_run(run_record(rid)))
+        first.close()
+        with second.read() as t:
+            assert t.run(rid)["state"] == "running"
+    with pytest.raises(StoreError, match="is closed"):
+        first.read().__enter__()
+    with Store(str(tmp_path), create=False) as third:  # a fresh environment after the last close
+        with third.read() as t:
+            assert t.run(rid)["state"] == "running"
 
 
-def test_the_map_grows_when_full(tmp_path):
+def test_the_map_grows_when_full_while_other_threads_read(tmp_path):
     with Store(str(tmp_path)) as store:
+        rid = ids.new_run_id()
+        store.write(lambda t: t.put_run(run_record(rid)))
         store.env.set_mapsize(1 << 20)
+        stop, reads, errors = threading.Event(), [0], []
+
+        def reader():
+            try:
+                while not stop.is_set():
+                    with store.read() as t:
+                        assert t.run(rid)["state"] == "running"
+                    reads[0] += 1
+            except BaseException as e:  # reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=reader) for _ in range(2)]
+        for thread in threads:
+            thread.start()
         blob = os.urandom(1 << 20).hex()
         for i in range(3):
-            store.write(lambda t: t.put("meta", f"blob{i}".encode(), blob))
+            store.write(lambda t: t.put_meta(f"blob{i}", blob))
+        stop.set()
+        for thread in threads:
+            thread.join()
+        assert errors == [] and reads[0] > 0
         assert store.env.info()["map_size"] > 4 << 20
         with store.read() as t:
-            assert t.get("meta", b"blob2") == blob
+            assert t.meta("blob2") == blob
+        assert index_problems(store) == []
+
+
+def test_a_map_grown_by_another_process_is_adopted(tmp_path):
+    with Store(str(tmp_path)) as store:
+        store.env.set_mapsize(1 << 20)
+        grow = (
+            "import os, sys; from weft.runtime.stores.lmdb.store import Store\n"
+            "with Store(sys.argv[1]) as s: s.write(lambda t: t.put_meta('big', os.urandom(3 << 20).hex()))"
+        )
+        subprocess.run([sys.executable, "-c", grow, str(tmp_path)], check=True, timeout=60)
+        with store.read() as t:
+            assert len(t.meta("big")) == 6 << 20
+        store.write(lambda t: t.put_meta("after", 1))
+        assert store.env.info()["map_size"] > 6 << 20
 
 
 def test_a_full_store_fails_clearly_and_keeps_what_it_had(tmp_path, monkeypatch):
@@ -135,7 +143,7 @@ def test_a_full_store_fails_clearly_and_keeps_what_it_had(tmp_path, monkeypatch)
     with Store(str(tmp_path)) as store:
         store.write(lambda t: t.put_run(run_record(rid)))
         with pytest.raises(StoreFull, match="is full: it reached its maximum size of 2 MB"):
-            store.write(lambda t: t.put("meta", b"big", os.urandom(3 << 20)))
+            store.write(lambda t: t.put_meta("big", os.urandom(3 << 20)))
     with Store(str(tmp_path), create=False) as store:
         with store.read() as t:
-            assert t.run(rid)["state"] == "running" and t.get("meta", b"big") is None
+            assert t.run(rid)["state"] == "running" and t.meta("big") is None

@@ -11,10 +11,10 @@ from __future__ import annotations
 import random
 
 from runtime_support import plans
-from weft.runtime.stores.lmdb.catalog import Query
+from weft.runtime.stores.query import Query
 from weft.runtime.ids import ALPHABET
 from weft.runtime.core.states import RUN_ENDED, new_run, new_step, outcome
-from weft.runtime.stores.lmdb.store import Store
+from weft.runtime.stores.port import Store
 
 FLOWS = [f"flow_{i:02d}" for i in range(20)]
 USERS = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy"]

@@ -1,18 +1,15 @@
-"""Invariants of a store, checked after crashes: history, indexes, side effects."""
+"""Stores on every backend, and their invariants, checked after crashes: history, derived entries."""
 
 from __future__ import annotations
 
-from weft.runtime.stores.lmdb.store import Store, index_keys
+from weft.runtime.stores import open_store
+from weft.runtime.stores.port import Store
 
 
 def index_problems(store: Store) -> list[str]:
-    """Differences between the index entries and a full scan of the run records."""
+    """Where the store's indexes, timers or queue disagree with its records (Txn.problems)."""
     with store.read() as t:
-        expected = set()
-        for _, run in t.scan("runs", b""):
-            expected |= index_keys(run)
-        actual = {k for k in t.keys("indexes", b"")}
-    return [f"missing {k!r}" for k in expected - actual] + [f"stale {k!r}" for k in actual - expected]
+        return t.problems()
 
 
 def history(store: Store, run_id: str) -> list[dict]:
@@ -21,3 +18,11 @@ def history(store: Store, run_id: str) -> list[dict]:
         events = t.events(run_id)
     assert [seq for seq, _ in events] == list(range(1, len(events) + 1)), "history has gaps"
     return [e for _, e in events]
+
+
+BACKENDS = ("lmdb", "memory")
+
+
+def new_store(backend: str, folder) -> Store:
+    """A fresh store on `backend` ("lmdb": in `folder`; "memory": named after it)."""
+    return open_store(str(folder) if backend == "lmdb" else f"memory://{folder}")

@@ -50,4 +50,3 @@ def decode(raw: bytes) -> Any:
         return records.unpack(payload)
     except (ValueError, msgpack.UnpackException) as e:
         raise BadValue(f"undecodable payload ({e})") from None
-

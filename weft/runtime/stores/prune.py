@@ -1,11 +1,11 @@
-"""Deleting old runs: `weft prune --older-than 30d [--state succeeded]`.
+"""Deleting old runs: `weft prune --older-than 30d [--state succeeded]`, on any store.
 
-Only runs that ended before the cutoff go, each with everything it owns: its
-steps (and their timers), history, plan copy, requests, lease, queue and lock
-entries, index keys, and its sub-runs (which go with their top run, never on their own while it
-stays). A run tree with a sub-run that has not ended is kept whole. Deletions
-are made in transactions of at most `batch` runs, sub-runs before their
-parent, so a prune stopped half way leaves a consistent store to prune again.
+Only runs that ended before the cutoff go, each with everything it owns
+(`Txn.delete_run`) and its sub-runs (which go with their top run, never on
+their own while it stays). A run tree with a sub-run that has not ended, or
+that a live process holds, is kept whole. Deletions are made in transactions
+of at most `batch` runs, sub-runs before their parent, so a prune stopped half
+way leaves a consistent store to prune again.
 """
 
 from __future__ import annotations
@@ -14,13 +14,9 @@ import time
 from dataclasses import dataclass
 
 from weft.errors import WeftError
-from weft.runtime.stores.lmdb import timers
-from weft.runtime.stores.lmdb import workqueue
-from weft.runtime.engine.lease import holder_alive
 from weft.runtime.core.states import RUN_ENDED
-from weft.runtime.stores.lmdb.store import ID_LEN, Store, Txn, index_keys
-
-_OWNED = ("plans", "steps", "events", "requests", "leases")  # databases whose keys start with <run>
+from weft.runtime.engine.lease import holder_alive
+from weft.runtime.stores.port import Store, Txn
 
 
 @dataclass
@@ -37,14 +33,14 @@ def prune(store: Store, ended_before: float, state: str | None = None, batch: in
     done = Pruned()
     order: list[str] = []  # run ids to delete, each after its sub-runs
     roots: set[str] = set()
-    stop = b"ended\0" + max(0, int(ended_before * 1_000_000)).to_bytes(8, "big")
     with store.read() as t:
-        for key in t.keys("indexes", b"ended\0"):
-            if key >= stop:
-                break
-            rid = key[-ID_LEN:].decode()
+        for rid in t.index("ended"):
             run = t.run(rid)
-            if run is None or (state is not None and run["state"] != state) or _has_parent(t, run):
+            if run is None:
+                continue
+            if run["ended"] >= ended_before:
+                break
+            if (state is not None and run["state"] != state) or _has_parent(t, run):
                 continue
             tree = _tree(t, rid)
             if tree is None:
@@ -54,7 +50,7 @@ def prune(store: Store, ended_before: float, state: str | None = None, batch: in
                 roots.add(rid)
     for i in range(0, len(order), batch):
         chunk = order[i : i + batch]
-        removed = store.write(lambda t: [rid for rid in chunk if _delete(t, rid, time.time())])
+        removed = store.write(lambda t, chunk=chunk: [rid for rid in chunk if _delete(t, rid, time.time())])
         done.removed += len(removed)
         done.sub_runs += sum(rid not in roots for rid in removed)
     done.kept += len(roots) - (done.removed - done.sub_runs)
@@ -68,8 +64,7 @@ def _has_parent(t: Txn, run: dict) -> bool:
 def _tree(t: Txn, rid: str) -> list[str] | None:
     """`rid` and every run below it, each after its sub-runs; None if one of them has not ended."""
     out: list[str] = []
-    for key in t.keys("indexes", b"child\0" + rid.encode()):
-        child = key[-ID_LEN:].decode()
+    for child in _children(t, rid):
         run = t.run(child)
         below = _tree(t, child) if run is not None and run["state"] in RUN_ENDED else None
         if below is None:
@@ -78,28 +73,20 @@ def _tree(t: Txn, rid: str) -> list[str] | None:
     return out + [rid]
 
 
+def _children(t: Txn, rid: str) -> list[str]:
+    return [child for _, child in t.children(rid)]
+
+
 def _delete(t: Txn, rid: str, now: float) -> bool:
     """Delete one ended run that no live process holds and that has no sub-run left; whether it was."""
     run = t.run(rid)
-    key = rid.encode()
     lease = t.lease(rid)
     if (
         run is None
         or run["state"] not in RUN_ENDED
         or (lease is not None and holder_alive(lease, now))
-        or next(t.keys("indexes", b"child\0" + key), None) is not None
+        or _children(t, rid)
     ):
         return False
-    for k in index_keys(run):
-        t.delete("indexes", k)
-    for sid, rec in t.steps(rid).items():
-        timers.update(t, rid, sid, rec, None)
-    workqueue.dequeue(t, rid)
-    for db in _OWNED:
-        for k in list(t.keys(db, key)):
-            t.delete(db, k)
-    for name in run.get("locks") or ():
-        if t.lock_holder(name) == rid:
-            t.put_lock(name, None)
-    t.delete("runs", key)
+    t.delete_run(rid)
     return True

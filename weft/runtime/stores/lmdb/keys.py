@@ -1,0 +1,169 @@
+"""The LMDB backend's key schema: every database, every key, built and read here only.
+
+Run ids are 26 ASCII characters, so keys that start with one need no separator.
+
+    runs      <run>                     run record
+    plans     <run>                     the run's own copy of its Plan
+    steps     <run><step id>            step record
+    events    <run><u64 BE seq>         append-only history, seq from 1
+    indexes   state\\0<state>\\0<run>, flow\\0<flow>\\0<run>, tag\\0<tag>\\0<run>,
+              user\\0<user>\\0<run>, label\\0<label, first 400 bytes>\\0<run>,
+              result\\0<succeeded|failed|cancelled|rolled back>\\0<run> (ended runs),
+              started\\0<u64 BE µs><run>, ended\\0<u64 BE µs><run>,
+              child\\0<parent run><step>\\0<u32 BE index><run> (sub-runs of an `each` step),
+              top\\0\\0<run> (runs that are not sub-runs)
+    leases    <run>                     the owning process
+              lock\\0<name>              the run holding a flow's `lock`
+    requests  <run><name>               cancel / signal requests for a live owner
+    queue     at\\0<u64 BE µs><run>      runs a worker should pick up, by when
+              of\\0<run>                 that time (µs), to move or drop the entry
+    timers    <u64 BE µs due><run><step>\\0<kind>   steps' next poll, retry, deadline
+    meta      <name>                    format, indexes (store format and index keys versions), ...
+"""
+
+from __future__ import annotations
+
+import struct
+
+from weft.runtime.core.states import outcome
+from weft.runtime.stores.port import Timer, step_timers
+from weft.runtime.stores.query import LABEL_KEY_MAX, micros
+
+DATABASES = ("meta", "runs", "plans", "steps", "events", "indexes", "leases", "requests", "queue", "timers")
+OWNED = ("plans", "steps", "events", "requests", "leases")  # databases whose keys start with <run>
+ID_LEN = 26
+INDEX_VERSION = 3  # the index keys index_keys() makes; older stores are brought up to date by catalog.py
+_U64 = struct.Struct(">Q")
+_U32 = struct.Struct(">I")
+LOCK = b"lock\0"
+TOP = b"top\0\0"
+QUEUE_AT = b"at\0"
+QUEUE_OF = b"of\0"
+
+
+def run_key(run_id: str) -> bytes:
+    return run_id.encode()
+
+
+def u64(n: int) -> bytes:
+    return _U64.pack(n)
+
+
+def step_key(run_id: str, step_id: str) -> bytes:
+    return run_id.encode() + step_id.encode()
+
+
+def step_of(key: bytes) -> str:
+    return key[ID_LEN:].decode()
+
+
+def seq_key(run_id: str, seq: int) -> bytes:
+    return run_id.encode() + _U64.pack(seq)
+
+
+def seq_of(key: bytes) -> int:
+    return _U64.unpack_from(key, ID_LEN)[0]
+
+
+def lock_key(name: str) -> bytes:
+    return LOCK + name.encode()
+
+
+def request_key(run_id: str, name: str) -> bytes:
+    return run_id.encode() + name.encode()
+
+
+def request_of(key: bytes) -> str:
+    return key[ID_LEN:].decode()
+
+
+def meta_key(name: str) -> bytes:
+    return name.encode()
+
+
+# -- indexes -------------------------------------------------------------------------------
+
+
+def index_prefix(field: str, value: str | None = None) -> bytes:
+    return field.encode() + b"\0" + (b"" if value is None else value.encode() + b"\0")
+
+
+def child_prefix(parent: str, step: str | None = None) -> bytes:
+    """The child index keys of one `each` step of `parent`, or of all of them."""
+    return b"child\0" + parent.encode() + (b"" if step is None else step.encode() + b"\0")
+
+
+def child_of(key: bytes) -> tuple[int, str]:
+    """(item index, run id) of a child index key."""
+    return _U32.unpack_from(key, len(key) - ID_LEN - _U32.size)[0], key[-ID_LEN:].decode()
+
+
+def time_key(field: str, t: float) -> bytes:
+    return field.encode() + b"\0" + _U64.pack(micros(t))
+
+
+def index_keys(run: dict) -> set[bytes]:
+    """The index entries a run record should have."""
+    rid = run["id"].encode()
+    keys = {
+        index_prefix("state", run["state"]) + rid,
+        index_prefix("flow", run["flow"]) + rid,
+        time_key("started", run["created"]) + rid,
+        index_prefix("user", run.get("user") or "") + rid,
+        b"label\0" + (run.get("label") or "").encode()[:LABEL_KEY_MAX] + b"\0" + rid,
+    }
+    result = outcome(run)
+    if result is not None:
+        keys.add(index_prefix("result", result) + rid)
+    keys.update(index_prefix("tag", tag) + rid for tag in run.get("tags") or ())
+    if run.get("ended") is not None:
+        keys.add(time_key("ended", run["ended"]) + rid)
+    if run.get("parent"):
+        keys.add(child_prefix(run["parent"]["run"], run["parent"]["step"]) + _U32.pack(run["parent"]["index"]) + rid)
+    else:
+        keys.add(TOP + rid)
+    return keys
+
+
+def sort_index_key(run: dict, field: str) -> bytes:
+    """The run's key in the sort field's index (its start key while it has no end)."""
+    if field == "ended" and run.get("ended") is None:
+        field = "started"
+    prefix = field.encode() + b"\0"
+    return next(k for k in index_keys(run) if k.startswith(prefix))
+
+
+def after(prefix: bytes) -> bytes:
+    """The first key greater than every key starting with `prefix`."""
+    stripped = prefix.rstrip(b"\xff")
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+# -- the work queue ------------------------------------------------------------------------
+
+
+def queue_at(run_id: str, at: int) -> bytes:
+    return QUEUE_AT + _U64.pack(at) + run_id.encode()
+
+
+def queue_of(run_id: str) -> bytes:
+    return QUEUE_OF + run_id.encode()
+
+
+def queue_time(key: bytes) -> int:
+    return _U64.unpack_from(key, len(QUEUE_AT))[0]
+
+
+# -- timers --------------------------------------------------------------------------------
+
+
+def timer_keys(run_id: str, step_id: str, rec: dict | None) -> set[bytes]:
+    """The timer index entries a step record should have."""
+    tail = run_id.encode() + step_id.encode() + b"\0"
+    return {_U64.pack(micros(due)) + tail + kind.encode() for due, kind in step_timers(rec)}
+
+
+def timer_of(key: bytes) -> Timer:
+    head, _, kind = key.rpartition(b"\0")
+    due = _U64.unpack_from(head)[0] / 1_000_000
+    return Timer(due, head[8 : 8 + ID_LEN].decode(), head[8 + ID_LEN :].decode(), kind.decode())

@@ -1,0 +1,322 @@
+"""The in-memory store: the port's semantics with no disk, for tests and embedding (`memory://NAME`).
+
+The store's state is a dict of tables that is never changed in place: a
+write transaction copies the tables (and the per-run tables inside them) it
+changes, and its commit swaps the new state in with one assignment. So a
+reader's snapshot is the state it started with, a write that raises leaves
+nothing behind, and readers take no lock. Values are kept as msgpack bytes,
+as a disk store keeps them: what a read returns is a fresh copy, and a value
+that is not plain data fails the write as it would on disk.
+
+Every Store opened on one name in a process shares one state, freed when the
+last of them closes. Nothing is durable beyond the process.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, TypeVar
+
+from weft.runtime import records
+from weft.runtime.core.states import RUN_ENDED, outcome
+from weft.runtime.stores import port, query
+from weft.runtime.stores.port import StoreError, Timer, step_timers
+from weft.runtime.stores.query import Page, Query, micros
+
+SCHEME = "memory://"
+T = TypeVar("T")
+_TABLES = ("runs", "plans", "steps", "events", "leases", "locks", "requests", "queue", "timers", "meta")
+_PER_RUN = frozenset({"steps", "requests", "timers"})  # tables of {run: {key: value}}
+
+
+class _Data:
+    def __init__(self) -> None:
+        self.state: dict[str, dict] = {name: {} for name in _TABLES}
+        self.writer = threading.Lock()
+        self.handles = 0
+
+
+_stores: dict[str, _Data] = {}
+_stores_guard = threading.Lock()
+
+
+class Store(port.Store):
+    """An in-memory store named by `path` (`memory://NAME`)."""
+
+    def __init__(self, path: str, create: bool = True) -> None:
+        self.path = path if path.startswith(SCHEME) else SCHEME + path
+        with _stores_guard:
+            data = _stores.get(self.path)
+            if data is None:
+                if not create:
+                    raise StoreError(f"no store at {self.path}")
+                data = _stores[self.path] = _Data()
+            data.handles += 1
+        self._data: _Data | None = data
+
+    def _opened(self) -> _Data:
+        if self._data is None:
+            raise StoreError(f"store {self.path} is closed")
+        return self._data
+
+    def close(self) -> None:
+        data, self._data = self._data, None
+        if data is None:
+            return
+        with _stores_guard:
+            data.handles -= 1
+            if data.handles == 0:
+                del _stores[self.path]
+
+    @contextmanager
+    def read(self) -> Iterator[Txn]:
+        yield Txn(self, self._opened().state, writable=False)
+
+    def write(self, fn: Callable[[Txn], T]) -> T:
+        data = self._opened()
+        with data.writer:
+            txn = Txn(self, data.state, writable=True)
+            try:
+                result = fn(txn)
+            except records.Unstorable as e:
+                raise StoreError(f"cannot write to store {self.path}: value cannot be stored: {e}") from None
+            data.state = txn.committed()
+            return result
+
+
+class Txn(port.Txn):
+    def __init__(self, store: Store, state: dict[str, dict], writable: bool) -> None:
+        self.store = store
+        self._base = state
+        self._writable = writable
+        self._changed: dict[str, dict] = {}  # table -> this transaction's copy
+        self._copied: set[tuple[str, str]] = set()  # (per-run table, run) copied already
+
+    def committed(self) -> dict[str, dict]:
+        """The state with this transaction's changes."""
+        return {**self._base, **self._changed}
+
+    # -- tables ------------------------------------------------------------------------------
+
+    def _table(self, name: str) -> dict:
+        table = self._changed.get(name)
+        return self._base[name] if table is None else table
+
+    def _mut(self, name: str) -> dict:
+        if not self._writable:
+            raise StoreError(f"cannot write to store {self.store.path}: a read transaction")
+        table = self._changed.get(name)
+        if table is None:
+            table = self._changed[name] = dict(self._base[name])
+        return table
+
+    def _mut_run(self, name: str, run_id: str) -> dict:
+        """The writable {key: value} table of one run in a per-run table."""
+        table = self._mut(name)
+        if (name, run_id) not in self._copied:
+            table[run_id] = dict(table.get(run_id) or {})
+            self._copied.add((name, run_id))
+        return table[run_id]
+
+    def _drop_run(self, name: str, run_id: str) -> None:
+        if run_id in self._table(name):
+            del self._mut(name)[run_id]
+            self._copied.discard((name, run_id))
+
+    def _get(self, name: str, key: str) -> Any:
+        raw = self._table(name).get(key)
+        return None if raw is None else records.unpack(raw)
+
+    def _put(self, name: str, key: str, value: Any) -> None:
+        self._mut(name)[key] = records.pack(value)
+
+    def _runs(self) -> Iterator[dict]:
+        for raw in self._table("runs").values():
+            yield records.unpack(raw)
+
+    # -- runs, plans, steps ------------------------------------------------------------------
+
+    def run(self, run_id: str) -> dict | None:
+        return self._get("runs", run_id)
+
+    def put_run(self, run: dict) -> None:
+        self._put("runs", run["id"], run)
+
+    def plan(self, run_id: str) -> dict | None:
+        return self._get("plans", run_id)
+
+    def put_plan(self, run_id: str, plan: dict) -> None:
+        self._put("plans", run_id, plan)
+
+    def steps(self, run_id: str) -> dict[str, dict]:
+        steps = self._table("steps").get(run_id) or {}
+        return {sid: records.unpack(steps[sid]) for sid in sorted(steps)}
+
+    def put_step(self, run_id: str, step_id: str, rec: dict) -> None:
+        raw = records.pack(rec)
+        self._mut_run("steps", run_id)[step_id] = raw
+        timers = frozenset((micros(due), kind) for due, kind in step_timers(rec))
+        if timers:
+            self._mut_run("timers", run_id)[step_id] = timers
+        elif step_id in (self._table("timers").get(run_id) or {}):
+            del self._mut_run("timers", run_id)[step_id]
+
+    def run_ids(self, prefix: str = "") -> Iterator[str]:
+        return iter(sorted(rid for rid in self._table("runs") if rid.startswith(prefix)))
+
+    def children(self, parent: str, step: str | None = None) -> list[tuple[int, str]]:
+        found = []
+        for run in self._runs():
+            above = run.get("parent")
+            if above and above["run"] == parent and (step is None or above["step"] == step):
+                found.append((above["step"].encode(), above["index"], run["id"]))
+        return [(index, rid) for _, index, rid in sorted(found)]
+
+    def index(self, field: str, value: str | None = None, reverse: bool = False) -> Iterator[str]:
+        entries = []
+        for run in self._runs():
+            if field in query.NEWEST_FIRST:
+                if field == "started" or run.get("ended") is not None:
+                    entries.append(query.sort_key(run, field))
+                continue
+            if field == "result":
+                values = [outcome(run)] if outcome(run) is not None else []
+            elif field == "tag":
+                values = run.get("tags") or []
+            else:
+                values = [run.get(field) or ""]
+            for v in values:
+                if value is None or v == value:
+                    key = v.encode()[: query.LABEL_KEY_MAX] if field == "label" else v.encode()
+                    entries.append(((b"" if value is not None else key), run["id"]))
+        return iter([rid for _, rid in sorted(entries, reverse=reverse)])
+
+    def search(self, q: Query) -> Page:
+        query.check(q)
+        runs = [r for r in self._runs() if query.fits(r, q)]
+        if q.parent is not None:
+            parent = self.find_run(q.parent)
+            runs = [r for r in runs if (r.get("parent") or {}).get("run") == parent]
+        if q.lock is not None:
+            holder = self._table("locks").get(q.lock)
+            runs = [r for r in runs if r["id"] == holder and r["state"] not in RUN_ENDED]
+        found = query.order(runs, q)
+        return Page(found[q.offset : q.offset + q.limit], len(found), q.offset)
+
+    def delete_run(self, run_id: str) -> None:
+        run = self.run(run_id)
+        if run is None:
+            return
+        for name in ("plans", "events", "leases", "queue", *_PER_RUN):
+            self._drop_run(name, run_id)
+        for name in run.get("locks") or ():
+            if self.lock_holder(name) == run_id:
+                self.put_lock(name, None)
+        del self._mut("runs")[run_id]
+
+    # -- history -----------------------------------------------------------------------------
+
+    def last_seq(self, run_id: str) -> int:
+        return len(self._table("events").get(run_id, ()))
+
+    def append_events(self, run_id: str, events: list[dict]) -> int:
+        packed = tuple(records.pack(e) for e in events)
+        table = self._mut("events")
+        table[run_id] = table.get(run_id, ()) + packed
+        return len(table[run_id])
+
+    def events(self, run_id: str, after: int = 0) -> list[tuple[int, dict]]:
+        stored = self._table("events").get(run_id, ())
+        return [(seq, records.unpack(stored[seq - 1])) for seq in range(after + 1, len(stored) + 1)]
+
+    # -- leases, locks, requests -------------------------------------------------------------
+
+    def lease(self, run_id: str) -> dict | None:
+        return self._get("leases", run_id)
+
+    def put_lease(self, run_id: str, lease: dict) -> None:
+        self._put("leases", run_id, lease)
+
+    def drop_lease(self, run_id: str) -> None:
+        self._drop_run("leases", run_id)
+
+    def leases(self) -> Iterator[tuple[str, dict]]:
+        table = self._table("leases")
+        return iter([(rid, records.unpack(table[rid])) for rid in sorted(table)])
+
+    def lock_holder(self, name: str) -> str | None:
+        return self._table("locks").get(name)
+
+    def put_lock(self, name: str, run_id: str | None) -> None:
+        if run_id is not None:
+            self._mut("locks")[name] = run_id
+        elif name in self._table("locks"):
+            del self._mut("locks")[name]
+
+    def locks(self) -> dict[str, str]:
+        table = self._table("locks")
+        return {name: table[name] for name in sorted(table)}
+
+    def requests(self, run_id: str) -> list[tuple[str, dict]]:
+        table = self._table("requests").get(run_id) or {}
+        return [(name, records.unpack(table[name])) for name in sorted(table)]
+
+    def put_request(self, run_id: str, name: str, request: dict) -> None:
+        self._mut_run("requests", run_id)[name] = records.pack(request)
+
+    def drop_request(self, run_id: str, name: str) -> None:
+        if name in (self._table("requests").get(run_id) or {}):
+            del self._mut_run("requests", run_id)[name]
+
+    # -- the work queue ----------------------------------------------------------------------
+
+    def enqueue(self, run_id: str, when: float) -> None:
+        at = int(when * 1_000_000)
+        queued = self._table("queue").get(run_id)
+        if queued is None or at < queued:
+            self._mut("queue")[run_id] = at
+
+    def dequeue(self, run_id: str) -> None:
+        self._drop_run("queue", run_id)
+
+    def queued(self, run_id: str) -> float | None:
+        at = self._table("queue").get(run_id)
+        return None if at is None else at / 1_000_000
+
+    def due_runs(self, now: float, limit: int) -> list[str]:
+        waiting = sorted((at, rid) for rid, at in self._table("queue").items() if at <= now * 1_000_000)
+        return [rid for _, rid in waiting[:limit]]
+
+    # -- timers ------------------------------------------------------------------------------
+
+    def due(self, now: float) -> Iterator[Timer]:
+        entries = sorted(
+            (at, run_id, sid, kind)
+            for run_id, steps in self._table("timers").items()
+            for sid, timers in steps.items()
+            for at, kind in timers
+        )
+        for at, run_id, sid, kind in entries:
+            if at / 1_000_000 > now:
+                return
+            yield Timer(at / 1_000_000, run_id, sid, kind)
+
+    # -- meta and checks ---------------------------------------------------------------------
+
+    def meta(self, name: str) -> Any:
+        return self._get("meta", name)
+
+    def put_meta(self, name: str, value: Any) -> None:
+        self._put("meta", name, value)
+
+    def problems(self) -> list[str]:
+        found = []
+        timers = self._table("timers")
+        for run_id, steps in self._table("steps").items():
+            for sid, raw in steps.items():
+                want = frozenset((micros(due), kind) for due, kind in step_timers(records.unpack(raw)))
+                have = (timers.get(run_id) or {}).get(sid, frozenset())
+                if want != have:
+                    found.append(f"timers of step {run_id}/{sid}: {sorted(have)}, not {sorted(want)}")
+        return found

@@ -1,0 +1,270 @@
+"""The store port: every record-level operation the runtime needs, whatever holds the records.
+
+A backend implements Store and Txn (LMDB in lmdb/, in memory in memory.py)
+and passes tests/test_store_contract.py. The runtime speaks in records only:
+runs, plans, steps, events, leases, locks, requests, the work queue, timers,
+queries and pages. How they are keyed and indexed is the backend's business.
+
+Records are plain data (weft.runtime.records): what a read returns is a fresh
+copy the caller may change. Promises every backend keeps:
+
+- `write(fn)` runs `fn` in one transaction: its changes are visible to nobody
+  until `fn` returns and they are committed durably; if `fn` raises, nothing
+  of it is applied. `fn` may be called more than once (a backend may retry).
+- `read()` gives a consistent snapshot: commits made while it is open are not
+  seen. Readers never wait for a writer's commit.
+- Run ids sort in creation order (weft.runtime.ids); lists of runs are in id
+  order unless said otherwise, steps in step id order, events in seq order.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, TypeVar
+
+from weft.errors import WeftError
+from weft.runtime import ids
+from weft.runtime.stores.query import Page, Query
+
+T = TypeVar("T")
+FIND_SHOWN = 5  # ids an ambiguous prefix error names
+
+
+class StoreError(WeftError):
+    """The store cannot be opened, read or written."""
+
+
+class CorruptRecord(StoreError):
+    """A stored value failed its checksum or does not decode."""
+
+
+class StoreFull(StoreError):
+    """The store reached its maximum size (WEFT_STORE_MAX_MB) or the disk is full."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """A step's next poll ("poll"), end of its retry backoff ("retry") or timeout ("deadline")."""
+
+    due: float
+    run: str
+    step: str
+    kind: str
+
+
+def step_timers(rec: dict | None) -> set[tuple[float, str]]:
+    """The (due, kind) timers a step record implies; a backend keeps them in step with `put_step`."""
+    if rec is None:
+        return set()
+    state, found = rec["state"], set()
+    if state == "pending" and rec.get("due") is not None:
+        found.add((rec["due"], "retry"))
+    if state == "suspended" and rec.get("poll") is not None:
+        found.add((rec.get("due") or rec["started"], "poll"))
+    if state in ("running", "suspended") and rec.get("deadline") is not None:
+        found.add((rec["deadline"], "deadline"))
+    return found
+
+
+class Txn(ABC):
+    """One transaction (read-only inside `Store.read()`)."""
+
+    store: Store
+
+    # -- runs, plans, steps ----------------------------------------------------------------
+
+    @abstractmethod
+    def run(self, run_id: str) -> dict | None: ...
+
+    @abstractmethod
+    def put_run(self, run: dict) -> None:
+        """Write a run record (keyed by run["id"]); the backend updates what it derives from it."""
+
+    @abstractmethod
+    def plan(self, run_id: str) -> dict | None: ...
+
+    @abstractmethod
+    def put_plan(self, run_id: str, plan: dict) -> None: ...
+
+    @abstractmethod
+    def steps(self, run_id: str) -> dict[str, dict]:
+        """The run's step records by step id, in step id order."""
+
+    @abstractmethod
+    def put_step(self, run_id: str, step_id: str, rec: dict) -> None:
+        """Write a step record; the backend brings the step's timers (`step_timers`) up to date."""
+
+    @abstractmethod
+    def run_ids(self, prefix: str = "") -> Iterator[str]:
+        """Ids of the runs whose id starts with `prefix`, oldest first."""
+
+    @abstractmethod
+    def children(self, parent: str, step: str | None = None) -> list[tuple[int, str]]:
+        """(item index, run id) of the sub-runs step `step` of run `parent` made, by index.
+
+        Without `step`, those of every step, by step id, then index.
+        """
+
+    @abstractmethod
+    def index(self, field: str, value: str | None = None, reverse: bool = False) -> Iterator[str]:
+        """Run ids in `field`'s order (`query.sort_key`), or those with `value` in it, in id order.
+
+        Fields: started, ended (ended runs only), state, flow, tag, user, label, result (ended runs only).
+        """
+
+    @abstractmethod
+    def search(self, q: Query) -> Page:
+        """One page of the runs matching every filter of `q`, in its sort order (see query.py)."""
+
+    @abstractmethod
+    def delete_run(self, run_id: str) -> None:
+        """Remove a run and all it owns: plan, steps, timers, history, lease, requests, queue entry, its locks."""
+
+    def find_run(self, text: str) -> str:
+        """The id of the one run whose id is `text` or starts with it; StoreError otherwise."""
+        prefix = ids.normalize(text)
+        if not ids.is_id_text(prefix):
+            raise StoreError(f"{text!r} is not a run id")
+        found = []
+        for run_id in self.run_ids(prefix):
+            found.append(run_id)
+            if run_id == prefix or len(found) > FIND_SHOWN:
+                break
+        if prefix in found:
+            return prefix
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise StoreError(f"no run {text!r} in {self.store.path}")
+        more = ", ..." if len(found) > FIND_SHOWN else ""
+        raise StoreError(f"run id prefix {text!r} is ambiguous: {', '.join(found[:FIND_SHOWN])}{more}")
+
+    # -- history ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def last_seq(self, run_id: str) -> int:
+        """The seq of the run's last event, 0 before the first."""
+
+    @abstractmethod
+    def append_events(self, run_id: str, events: list[dict]) -> int:
+        """Append events after the run's last one (seqs 1, 2, 3... without gaps); returns the new last seq."""
+
+    @abstractmethod
+    def events(self, run_id: str, after: int = 0) -> list[tuple[int, dict]]:
+        """(seq, event) of the run's events with a seq greater than `after`, in order."""
+
+    # -- ownership: leases, locks, requests ------------------------------------------------
+
+    @abstractmethod
+    def lease(self, run_id: str) -> dict | None: ...
+
+    @abstractmethod
+    def put_lease(self, run_id: str, lease: dict) -> None: ...
+
+    @abstractmethod
+    def drop_lease(self, run_id: str) -> None: ...
+
+    @abstractmethod
+    def leases(self) -> Iterator[tuple[str, dict]]:
+        """(run id, lease) of every leased run, in id order."""
+
+    @abstractmethod
+    def lock_holder(self, name: str) -> str | None: ...
+
+    @abstractmethod
+    def put_lock(self, name: str, run_id: str | None) -> None:
+        """Record `run_id` as the holder of lock `name`; None releases it."""
+
+    @abstractmethod
+    def locks(self) -> dict[str, str]:
+        """Every lock name and the run recorded as holding it, by name."""
+
+    @abstractmethod
+    def requests(self, run_id: str) -> list[tuple[str, dict]]:
+        """(name, request) of the requests left for the run's owner, by name."""
+
+    @abstractmethod
+    def put_request(self, run_id: str, name: str, request: dict) -> None: ...
+
+    @abstractmethod
+    def drop_request(self, run_id: str, name: str) -> None: ...
+
+    # -- the work queue: runs a worker should pick up, and from when -----------------------
+
+    @abstractmethod
+    def enqueue(self, run_id: str, when: float) -> None:
+        """Queue `run_id` for `when`; a run queued already keeps the earlier time."""
+
+    @abstractmethod
+    def dequeue(self, run_id: str) -> None: ...
+
+    @abstractmethod
+    def queued(self, run_id: str) -> float | None:
+        """When `run_id` is queued for, or None."""
+
+    @abstractmethod
+    def due_runs(self, now: float, limit: int) -> list[str]:
+        """Up to `limit` queued runs whose time has come, the longest waiting first (then by id)."""
+
+    # -- timers, derived from the step records ---------------------------------------------
+
+    @abstractmethod
+    def due(self, now: float) -> Iterator[Timer]:
+        """The timers of every run due at `now`, earliest first (then by run, step, kind)."""
+
+    def next_due(self) -> Timer | None:
+        """The earliest timer in the store, or None."""
+        return next(self.due(float("inf")), None)
+
+    # -- meta and checks -------------------------------------------------------------------
+
+    @abstractmethod
+    def meta(self, name: str) -> Any:
+        """A store-wide value (None if never set)."""
+
+    @abstractmethod
+    def put_meta(self, name: str, value: Any) -> None: ...
+
+    @abstractmethod
+    def problems(self) -> list[str]:
+        """What the backend derived (indexes, timers, queue) and disagrees with the records; [] if sound."""
+
+
+class Store(ABC):
+    """An open store. Use as a context manager, or call close()."""
+
+    path: str
+
+    @abstractmethod
+    def read(self) -> AbstractContextManager[Txn]:
+        """A consistent read-only snapshot of the store, for the `with` block."""
+
+    @abstractmethod
+    def write(self, fn: Callable[[Txn], T]) -> T:
+        """Run `fn` in a write transaction and commit it durably; returns what `fn` returned."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def search(self, q: Query) -> Page:
+        """One page of runs for `q` (Txn.search in a snapshot of its own)."""
+        with self.read() as t:
+            return t.search(q)
+
+    def hand_over(self, run_id: str, name: str, request: dict) -> None:
+        """Leave a request (a signal) for a run that workers serve, and queue the run for them now."""
+
+        def write(t: Txn) -> None:
+            t.put_request(run_id, name, request)
+            t.enqueue(run_id, time.time())
+
+        self.write(write)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
