@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from weft.runtime.stores.lmdb.store import Txn
+from weft.runtime.stores.port import Txn
 
 STUCK = frozenset({"failed", "cancelled", "paused"})  # sub-runs that did not succeed and will not on their own
 

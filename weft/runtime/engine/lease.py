@@ -17,7 +17,7 @@ import threading
 import time
 
 from weft.errors import WeftError
-from weft.runtime.stores.lmdb.store import Store, Txn
+from weft.runtime.stores.port import Store, Txn
 
 HEARTBEAT = 1.0
 TTL = 15.0
