@@ -7,10 +7,20 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from runtime_support.plans import param, plan, ref, step
+
 from weft.errors import WeftError
-from weft.runtime.core import steering
+from weft.runtime.core.events import (
+    Cancel,
+    Failed,
+    Progressed,
+    Recover,
+    Resume,
+    Rollback,
+    Signal,
+    Skip,
+    Succeeded,
+)
 from weft.runtime.core.machine import Machine
 from weft.runtime.core.states import DONE, error_record, new_run, new_step
 
@@ -41,14 +51,14 @@ def test_chain_passes_outputs_and_computes_the_result():
         returns={"sum": ref("b", "total")},
     )
     m = machine(p, {"x": 1})
-    (la,) = m.launch(0.0, 16)
+    (la,) = m.launches(0.0, 16)
     assert (la.step, la.attempt, la.inputs) == ("a", 1, {"a": 1, "b": 2})
-    assert m.launch(0.1, 16) == []  # b waits for a
-    m.succeeded("a", 1, {"total": 3}, 1.0)
-    (lb,) = m.launch(1.0, 16)
+    assert m.launches(0.1, 16) == []  # b waits for a
+    m.apply(Succeeded("a", 1, {"total": 3}), 1.0)
+    (lb,) = m.launches(1.0, 16)
     assert lb.inputs == {"a": 3, "b": 10}
-    m.succeeded("b", 1, {"total": 13}, 2.0)
-    m.launch(2.0, 16)
+    m.apply(Succeeded("b", 1, {"total": 13}), 2.0)
+    m.launches(2.0, 16)
     assert m.run["state"] == "succeeded" and m.run["result"] == {"sum": 13}
     assert m.run["started"] == 0.0 and m.run["ended"] == 2.0
 
@@ -66,15 +76,15 @@ def test_longest_remaining_path_goes_first_and_slots_are_respected():
         ],
     )
     m = machine(p)
-    assert ids(m.launch(0.0, 2)) == ["long1", "mid1"]
-    assert ids(m.launch(0.0, 0)) == []
-    m.succeeded("mid1", 1, {}, 1.0)
-    assert ids(m.launch(1.0, 1)) == ["mid2"]
+    assert ids(m.launches(0.0, 2)) == ["long1", "mid1"]
+    assert ids(m.launches(0.0, 0)) == []
+    m.apply(Succeeded("mid1", 1, {}), 1.0)
+    assert ids(m.launches(1.0, 1)) == ["mid2"]
 
 
 def test_changes_are_reported_once_in_order():
     m = machine(plan("c", [step("a"), step("b", after=("a",))]))
-    m.launch(0.0, 16)
+    m.launches(0.0, 16)
     run, steps, events = m.changes()
     assert run["state"] == "running" and [sid for sid, _ in steps] == ["a"]
     assert [(e.get("step"), e["state"]) for e in events] == [(None, "running"), ("a", "running")]
@@ -91,65 +101,65 @@ def test_when_false_skips_and_dependents_go_on():
         params=[{"name": "flag", "type": ["bool"], "default": None}],
     )
     m = machine(p, {"flag": False})
-    assert ids(m.launch(0.0, 16)) == ["after"]
+    assert ids(m.launches(0.0, 16)) == ["after"]
     assert m.steps["opt"]["state"] == "skipped"
 
 
 def test_retry_uses_timers_with_doubling_backoff():
     m = machine(plan("r", [step("a", "flaky", retry=3, backoff=2.0)]))
-    m.launch(0.0, 16)
-    m.failed("a", 1, boom(), 1.0)
+    m.launches(0.0, 16)
+    m.apply(Failed("a", 1, boom()), 1.0)
     assert m.steps["a"]["state"] == "pending" and m.steps["a"]["due"] == 3.0
-    assert m.launch(2.9, 16) == [] and m.next_timer() == 3.0
-    assert [(x.step, x.attempt) for x in m.launch(3.0, 16)] == [("a", 2)]
-    m.failed("a", 2, boom(), 4.0)
+    assert m.launches(2.9, 16) == [] and m.next_timer() == 3.0
+    assert [(x.step, x.attempt) for x in m.launches(3.0, 16)] == [("a", 2)]
+    m.apply(Failed("a", 2, boom()), 4.0)
     assert m.steps["a"]["due"] == 8.0  # 2s, then 4s
-    m.launch(8.0, 16)
-    m.failed("a", 3, boom(), 9.0)
+    m.launches(8.0, 16)
+    m.apply(Failed("a", 3, boom()), 9.0)
     assert m.steps["a"]["due"] == 17.0
-    m.launch(17.0, 16)
-    m.failed("a", 4, boom("last"), 18.0)
-    m.launch(18.0, 16)
+    m.launches(17.0, 16)
+    m.apply(Failed("a", 4, boom("last")), 18.0)
+    m.launches(18.0, 16)
     assert m.steps["a"]["state"] == "failed" and m.run["state"] == "paused"
     assert m.run["error"] == "step a failed: ActionFailed: last"
 
 
 def test_timeout_fails_the_step_and_a_late_answer_is_ignored():
     m = machine(plan("t", [step("slow", "hang", timeout=5.0, on_error="fail")]))
-    (launch,) = m.launch(0.0, 16)
+    (launch,) = m.launches(0.0, 16)
     assert launch.deadline == 5.0
-    m.launch(5.0, 16)
+    m.launches(5.0, 16)
     assert m.steps["slow"]["state"] == "failed"
     assert m.steps["slow"]["error"]["message"] == "timed out after 5s"
-    m.succeeded("slow", 1, {}, 6.0)  # the abandoned worker answers late
+    m.apply(Succeeded("slow", 1, {}), 6.0)  # the abandoned worker answers late
     assert m.steps["slow"]["state"] == "failed" and m.run["state"] == "failed"
 
 
 def test_pause_lets_running_steps_finish_and_starts_nothing_new():
     m = machine(plan("p", [step("a"), step("b"), step("c", after=("a",))]))
-    m.launch(0.0, 16)
-    m.failed("b", 1, boom(), 1.0)
-    m.succeeded("a", 1, {}, 1.0)
-    assert m.launch(1.0, 16) == []  # c is ready but the run is pausing
+    m.launches(0.0, 16)
+    m.apply(Failed("b", 1, boom()), 1.0)
+    m.apply(Succeeded("a", 1, {}), 1.0)
+    assert m.launches(1.0, 16) == []  # c is ready but the run is pausing
     assert m.run["state"] == "paused" and m.steps["c"]["state"] == "pending"
 
 
 def test_pause_waits_for_the_running_steps():
     m = machine(plan("p", [step("a"), step("b")]))
-    m.launch(0.0, 16)
-    m.failed("b", 1, boom(), 1.0)
-    m.launch(1.0, 16)
+    m.launches(0.0, 16)
+    m.apply(Failed("b", 1, boom()), 1.0)
+    m.launches(1.0, 16)
     assert m.run["state"] == "running" and m.halt == "pause"
-    m.succeeded("a", 1, {}, 2.0)
-    m.launch(2.0, 16)
+    m.apply(Succeeded("a", 1, {}), 2.0)
+    m.launches(2.0, 16)
     assert m.run["state"] == "paused"
 
 
 def test_skip_policy_lets_dependents_go_on():
     m = machine(plan("s", [step("a", on_error="skip"), step("b", after=("a",))]))
-    m.launch(0.0, 16)
-    m.failed("a", 1, boom(), 1.0)
-    assert ids(m.launch(1.0, 16)) == ["b"]
+    m.launches(0.0, 16)
+    m.apply(Failed("a", 1, boom()), 1.0)
+    assert ids(m.launches(1.0, 16)) == ["b"]
     assert m.steps["a"]["state"] == "skipped" and m.steps["a"]["error"]["message"] == "boom"
 
 
@@ -164,14 +174,14 @@ def test_fail_policy_runs_failure_hooks_and_fails_the_run():
         ],
     )
     m = machine(p)
-    m.launch(0.0, 16)
-    m.failed("a", 1, boom(), 1.0)
-    assert m.launch(1.0, 16) == []
-    m.succeeded("b", 1, {}, 2.0)
-    assert ids(m.launch(2.0, 16)) == ["alarm"]
+    m.launches(0.0, 16)
+    m.apply(Failed("a", 1, boom()), 1.0)
+    assert m.launches(1.0, 16) == []
+    m.apply(Succeeded("b", 1, {}), 2.0)
+    assert ids(m.launches(2.0, 16)) == ["alarm"]
     assert m.run["state"] == "running" and m.run["ending"] == "failed"
-    m.succeeded("alarm", 1, {}, 3.0)
-    m.launch(3.0, 16)
+    m.apply(Succeeded("alarm", 1, {}), 3.0)
+    m.launches(3.0, 16)
     assert m.run["state"] == "failed" and m.steps["ok"]["state"] == "skipped"
 
 
@@ -186,16 +196,16 @@ def test_finalize_runs_in_order_after_every_run_step_then_success_hooks():
         ],
     )
     m = machine(p)
-    assert ids(m.launch(0.0, 16)) == ["a"]
-    m.succeeded("a", 1, {}, 1.0)
-    assert ids(m.launch(1.0, 16)) == ["f1"]
-    m.succeeded("f1", 1, {}, 2.0)
-    assert ids(m.launch(2.0, 16)) == ["f2"]
-    m.succeeded("f2", 1, {}, 3.0)
-    assert ids(m.launch(3.0, 16)) == ["done"]
+    assert ids(m.launches(0.0, 16)) == ["a"]
+    m.apply(Succeeded("a", 1, {}), 1.0)
+    assert ids(m.launches(1.0, 16)) == ["f1"]
+    m.apply(Succeeded("f1", 1, {}), 2.0)
+    assert ids(m.launches(2.0, 16)) == ["f2"]
+    m.apply(Succeeded("f2", 1, {}), 3.0)
+    assert ids(m.launches(3.0, 16)) == ["done"]
     assert m.run["state"] == "running" and m.run["ending"] == "succeeded"
-    m.failed("done", 1, boom(), 4.0)  # a failing hook is recorded; the outcome stands
-    m.launch(4.0, 16)
+    m.apply(Failed("done", 1, boom()), 4.0)  # a failing hook is recorded; the outcome stands
+    m.launches(4.0, 16)
     assert m.run["state"] == "succeeded" and m.steps["done"]["state"] == "failed"
 
 
@@ -211,22 +221,22 @@ def test_rollback_policy_undoes_in_reverse_dependency_order():
         ],
     )
     m = machine(p)
-    m.launch(0.0, 16)
-    m.succeeded("a", 1, {"value": "A"}, 1.0)
-    m.launch(1.0, 16)
-    m.succeeded("b", 1, {"value": "B"}, 2.0)
-    m.succeeded("c", 1, {"value": "C"}, 2.0)
-    m.launch(2.0, 16)
-    m.failed("d", 1, boom(), 3.0)
-    undos = m.launch(3.0, 16)
+    m.launches(0.0, 16)
+    m.apply(Succeeded("a", 1, {"value": "A"}), 1.0)
+    m.launches(1.0, 16)
+    m.apply(Succeeded("b", 1, {"value": "B"}), 2.0)
+    m.apply(Succeeded("c", 1, {"value": "C"}), 2.0)
+    m.launches(2.0, 16)
+    m.apply(Failed("d", 1, boom()), 3.0)
+    undos = m.launches(3.0, 16)
     assert sorted(ids(undos)) == ["b", "c"] and all(u.undo for u in undos)
     assert undos[0].inputs == {"path": "p", "tag": "A"}
-    m.undone("b", 1, 4.0)
-    assert m.launch(4.0, 16) == []  # a waits for c's undo too
-    m.undone("c", 1, 5.0)
-    assert ids(m.launch(5.0, 16)) == ["a"]
-    m.undone("a", 1, 6.0)
-    m.launch(6.0, 16)
+    m.apply(Succeeded("b", 1, undo=True), 4.0)
+    assert m.launches(4.0, 16) == []  # a waits for c's undo too
+    m.apply(Succeeded("c", 1, undo=True), 5.0)
+    assert ids(m.launches(5.0, 16)) == ["a"]
+    m.apply(Succeeded("a", 1, undo=True), 6.0)
+    m.launches(6.0, 16)
     assert m.run["state"] == "failed" and m.run["rolled_back"]
     assert [m.steps[s]["state"] for s in "abcd"] == ["undone", "undone", "undone", "failed"]
 
@@ -234,107 +244,107 @@ def test_rollback_policy_undoes_in_reverse_dependency_order():
 def test_failed_undo_leaves_rollback_incomplete():
     p = plan("r", [step("a", "effect", undo=("release", {"path": "p", "tag": "x"}))])
     m = machine(p)
-    m.launch(0.0, 16)
-    m.succeeded("a", 1, {}, 1.0)
-    m.launch(1.0, 16)
-    steering.rollback(m, 2.0, force=False)
-    (u,) = m.launch(2.0, 16)
-    m.undo_failed("a", u.attempt, boom("no"), 3.0)
-    m.launch(3.0, 16)
+    m.launches(0.0, 16)
+    m.apply(Succeeded("a", 1, {}), 1.0)
+    m.launches(1.0, 16)
+    m.apply(Rollback(force=False), 2.0)
+    (u,) = m.launches(2.0, 16)
+    m.apply(Failed("a", u.attempt, boom("no"), undo=True), 3.0)
+    m.launches(3.0, 16)
     assert m.run["state"] == "failed" and not m.run["rolled_back"]
     assert m.run["error"] == "rollback incomplete: undo of a failed: ActionFailed: no"
 
 
 def test_rollback_refuses_steps_without_undo_unless_forced():
     m = machine(plan("r", [step("a")]))
-    m.launch(0.0, 16)
-    m.succeeded("a", 1, {}, 1.0)
-    m.launch(1.0, 16)
+    m.launches(0.0, 16)
+    m.apply(Succeeded("a", 1, {}), 1.0)
+    m.launches(1.0, 16)
     with pytest.raises(WeftError, match="succeeded step a has no undo"):
-        steering.rollback(m, 2.0, force=False)
+        m.apply(Rollback(force=False), 2.0)
     assert m.run["state"] == "succeeded"
-    steering.rollback(m, 2.0, force=True)
-    m.launch(2.0, 16)
+    m.apply(Rollback(force=True), 2.0)
+    m.launches(2.0, 16)
     assert m.run["state"] == "failed" and m.run["rolled_back"] and m.steps["a"]["state"] == "succeeded"
 
 
 def test_input_error_fails_without_retry():
     m = machine(plan("i", [step("a", "echo", inputs={"value": ["get", param("x"), "nope"]}, retry=5)]), {"x": {"y": 1}})
-    assert m.launch(0.0, 16) == []
+    assert m.launches(0.0, 16) == []
     assert m.steps["a"]["state"] == "failed" and m.steps["a"]["error"]["type"] == "InputError"
     assert "no field 'nope'" in m.steps["a"]["error"]["message"]
 
 
 def test_resume_retries_failed_steps_with_a_fresh_retry_budget():
     m = machine(plan("r", [step("a", retry=1), step("b", after=("a",))]))
-    m.launch(0.0, 16)
-    m.failed("a", 1, boom(), 1.0)
-    m.launch(1.0, 16)
-    m.failed("a", 2, boom(), 2.0)
-    m.launch(2.0, 16)
+    m.launches(0.0, 16)
+    m.apply(Failed("a", 1, boom()), 1.0)
+    m.launches(1.0, 16)
+    m.apply(Failed("a", 2, boom()), 2.0)
+    m.launches(2.0, 16)
     assert m.run["state"] == "paused"
-    assert steering.resume(m, 3.0) == ["a"]
-    assert [(x.step, x.attempt) for x in m.launch(3.0, 16)] == [("a", 3)]
-    m.failed("a", 3, boom(), 4.0)
+    assert m.apply(Resume(), 3.0) == ["a"]
+    assert [(x.step, x.attempt) for x in m.launches(3.0, 16)] == [("a", 3)]
+    m.apply(Failed("a", 3, boom()), 4.0)
     assert m.steps["a"]["state"] == "pending"  # the retry budget was reset
-    m.launch(4.0, 16)
-    m.succeeded("a", 4, {}, 5.0)
-    m.launch(5.0, 16)
-    m.succeeded("b", 1, {}, 6.0)
-    m.launch(6.0, 16)
+    m.launches(4.0, 16)
+    m.apply(Succeeded("a", 4, {}), 5.0)
+    m.launches(5.0, 16)
+    m.apply(Succeeded("b", 1, {}), 6.0)
+    m.launches(6.0, 16)
     assert m.run["state"] == "succeeded" and m.run["error"] is None
 
 
 def test_skip_gives_hand_made_outputs_to_dependents():
     p = plan("s", [step("a", "echo"), step("b", "echo", inputs={"value": ref("a", "value")})])
     m = machine(p)
-    m.launch(0.0, 16)
-    m.failed("a", 1, boom(), 1.0)
-    m.launch(1.0, 16)
+    m.launches(0.0, 16)
+    m.apply(Failed("a", 1, boom()), 1.0)
+    m.launches(1.0, 16)
     with pytest.raises(WeftError, match="step b is pending, not failed"):
-        steering.skip(m, "b", None, 2.0)
-    steering.skip(m, "a", {"value": 42}, 2.0)
-    (lb,) = m.launch(2.0, 16)
+        m.apply(Skip("b"), 2.0)
+    m.apply(Skip("a", {"value": 42}), 2.0)
+    (lb,) = m.launches(2.0, 16)
     assert lb.inputs == {"value": 42} and m.run["state"] == "running"
 
 
 def test_skip_of_one_failure_keeps_the_run_paused_for_the_other():
     m = machine(plan("s", [step("a"), step("b")]))
-    m.launch(0.0, 16)
-    m.failed("a", 1, boom(), 1.0)
-    m.failed("b", 1, boom(), 1.0)
-    m.launch(1.0, 16)
-    steering.skip(m, "a", None, 2.0)
-    assert m.launch(2.0, 16) == [] and m.run["state"] == "paused"
+    m.launches(0.0, 16)
+    m.apply(Failed("a", 1, boom()), 1.0)
+    m.apply(Failed("b", 1, boom()), 1.0)
+    m.launches(1.0, 16)
+    m.apply(Skip("a"), 2.0)
+    assert m.launches(2.0, 16) == [] and m.run["state"] == "paused"
 
 
 def test_cancel_cancels_what_is_not_running_and_ends_when_running_steps_finish():
     m = machine(plan("c", [step("a"), step("b", after=("a",))]))
-    m.launch(0.0, 16)
-    steering.cancel(m, 1.0)
+    m.launches(0.0, 16)
+    m.apply(Cancel(), 1.0)
     assert m.steps["b"]["state"] == "cancelled" and m.run["state"] == "running"
-    m.succeeded("a", 1, {}, 2.0)
-    assert m.launch(2.0, 16) == []
+    m.apply(Succeeded("a", 1, {}), 2.0)
+    assert m.launches(2.0, 16) == []
     assert m.run["state"] == "cancelled" and m.steps["a"]["state"] == "succeeded"
     with pytest.raises(WeftError, match="was cancelled"):
-        steering.resume(m, 3.0)
+        m.apply(Resume(), 3.0)
 
 
 def test_recover_reruns_idempotent_steps_and_fails_the_others_for_a_human():
     p = plan("r", [step("idem", "effect_again"), step("once", "effect"), step("next", after=("idem", "once"))])
     m = machine(p)
-    m.launch(0.0, 16)
+    m.launches(0.0, 16)
     m.changes()
     # a new process loads the records as they were stored, both steps "running"
     again = Machine(p, m.run, m.steps, 10.0)
-    assert steering.recover(again, 10.0) == ["once"]
+    assert again.apply(Recover(), 10.0) == ["once"]
     assert again.steps["once"]["error"]["type"] == "Interrupted"
-    assert [(x.step, x.attempt) for x in again.launch(10.0, 16)] == [("idem", 2)]
-    again.succeeded("idem", 2, {}, 11.0)
-    again.launch(11.0, 16)
+    assert [(x.step, x.attempt) for x in again.launches(10.0, 16)] == [("idem", 2)]
+    again.apply(Succeeded("idem", 2, {}), 11.0)
+    again.launches(11.0, 16)
     assert again.run["state"] == "paused"  # interrupted steps wait for a human
-    steering.resume(again, 12.0)
-    assert [(x.step, x.attempt) for x in again.launch(12.0, 16)] == [("once", 2)]
+    again.apply(Resume(), 12.0)
+    assert [(x.step, x.attempt) for x in again.launches(12.0, 16)] == [("once", 2)]
 
 
 def test_wait_step_suspends_until_signalled():
@@ -347,39 +357,42 @@ def test_wait_step_suspends_until_signalled():
         ],
     )
     m = machine(p)
-    assert m.launch(0.0, 16) == []
+    assert m.launches(0.0, 16) == []
     assert m.steps["approve"]["state"] == "suspended" and m.steps["approve"]["deadline"] == 60.0
     assert m.waiting_only()
     with pytest.raises(WeftError, match="no step waiting for signal 'other'.*approval"):
-        steering.signal(m, "other", {}, 1.0)
-    assert steering.signal(m, "approval", {"ok": True}, 1.0) == ["approve"]
-    (go,) = m.launch(1.0, 16)
+        m.apply(Signal("other", {}), 1.0)
+    assert m.apply(Signal("approval", {"ok": True}), 1.0) == ["approve"]
+    (go,) = m.launches(1.0, 16)
     assert go.inputs == {"value": True}
 
 
 def test_wait_deadline_fails_the_step():
     fields = ["rec", []]
     m = machine(plan("w", [step("w", wait={"signal": "s", "fields": fields}, timeout=5.0)]))
-    m.launch(0.0, 16)
-    m.launch(5.0, 16)
+    m.launches(0.0, 16)
+    m.launches(5.0, 16)
     assert m.steps["w"]["state"] == "failed" and "no signal 's' in time" in m.steps["w"]["error"]["message"]
     assert m.run["state"] == "paused"
 
 
 def test_progress_is_the_weighted_share_done():
     m = machine(plan("p", [step("big", weight=3.0), step("small")]))
-    m.launch(0.0, 16)
+    m.launches(0.0, 16)
     assert m.progress() == 0.0
-    m.succeeded("small", 1, {}, 1.0)
+    m.apply(Succeeded("small", 1, {}), 1.0)
     assert m.progress() == 0.25
-    assert m.progress({"big": 0.5}) == 0.625
+    m.apply(Progressed("big", 1, 0.5), 1.5)
+    assert m.progress() == 0.625
+    m.apply(Progressed("big", 2, 0.9), 1.6)  # not the attempt running: ignored
+    assert m.progress() == 0.625
 
 
 def test_a_missing_output_fails_the_result_and_the_run():
     m = machine(plan("r", [step("a", on_error="skip")], returns={"x": ref("a", "value")}))
-    m.launch(0.0, 16)
-    m.failed("a", 1, boom(), 1.0)
-    m.launch(1.0, 16)
+    m.launches(0.0, 16)
+    m.apply(Failed("a", 1, boom()), 1.0)
+    m.launches(1.0, 16)
     assert m.run["state"] == "failed" and "cannot compute the result" in m.run["error"]
 
 
@@ -399,7 +412,7 @@ def test_random_dags_respect_dependencies_and_always_end(data):
     running, now = {}, 0.0
     for _ in range(200):
         now += 1.0
-        for launch in m.launch(now, slots - len(running)):
+        for launch in m.launches(now, slots - len(running)):
             assert launch.step not in running
             assert all(m.steps[d]["state"] in DONE for d in m.deps[launch.step])
             running[launch.step] = launch.attempt
@@ -408,7 +421,7 @@ def test_random_dags_respect_dependencies_and_always_end(data):
             assert not running
             failed = [s for s in m.specs if m.steps[s]["state"] == "failed"]
             assert failed
-            steering.skip(m, failed[0], None, now)
+            m.apply(Skip(failed[0], None), now)
             continue
         if m.run["state"] != "running":
             break
@@ -416,8 +429,8 @@ def test_random_dags_respect_dependencies_and_always_end(data):
             sid = rnd.choice(sorted(running))
             attempt = running.pop(sid)
             if rnd.random() < 0.3:
-                m.failed(sid, attempt, boom(), now)
+                m.apply(Failed(sid, attempt, boom()), now)
             else:
-                m.succeeded(sid, attempt, {}, now)
+                m.apply(Succeeded(sid, attempt, {}), now)
     assert m.run["state"] == "succeeded"
     assert all(m.steps[s]["state"] in DONE for s in m.specs)

@@ -17,22 +17,20 @@ import time
 from collections import Counter
 
 import pytest
-
 from runtime_support.checks import history, index_problems
 from runtime_support.plans import HERE, plan, ref, step
-from weft.sdk.polling import PollSpec
-from weft.runtime.engine import session
-from weft.runtime.core import steering
-from weft.runtime.stores.lmdb import timers
-from weft.runtime.core import waiting
-from weft.runtime.engine.driver import Driver
+
+from weft.runtime.core.events import Failed, PollPending, PollStarted, Recover, Succeeded
 from weft.runtime.core.machine import Machine
 from weft.runtime.core.states import new_run, new_step
+from weft.runtime.core.timers import step_timers
+from weft.runtime.engine import session
+from weft.runtime.engine.driver import Driver
 from weft.runtime.stores.lmdb.store import Store
 
 if HERE not in sys.path:
     sys.path.append(HERE)  # where the plans' action modules are imported from, as the driver does
-import rt_polling  # noqa: E402
+import rt_polling
 
 FLOW = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runtime_support", "waiting.flow")
 
@@ -41,17 +39,6 @@ def poller(sid: str, action: str = "counted", **options) -> dict:
     s = step(sid, action, **options)
     s["action"]["module"] = "rt_polling"
     return s
-
-
-def timer_problems(store: Store) -> list[bytes]:
-    """Differences between the timer index and the timers the step records call for."""
-    with store.read() as t:
-        expected = set()
-        for rid in t.run_ids():
-            for sid, rec in t.steps(rid).items():
-                expected |= timers.timer_keys(rid, sid, rec)
-        actual = set(t.keys("timers", b""))
-    return sorted(expected ^ actual)
 
 
 @pytest.fixture
@@ -75,29 +62,29 @@ def machine(p: dict, now: float = 0.0) -> Machine:
 
 def test_a_polling_step_suspends_and_is_polled_on_growing_intervals():
     m = machine(plan("p", [poller("p", timeout=100.0), step("after", inputs={"x": ref("p", "n")})]))
-    (start,) = m.launch(0.0, 4)
+    (start,) = m.launches(0.0, 4)
     assert start.poll is None and m.steps["p"]["deadline"] == 100.0
-    waiting.started(m, "p", 1, {"task": 7}, PollSpec(1.0, 4.0, 2.0), 0.5)
+    m.apply(PollStarted("p", 1, {"task": 7}, 1.0, 4.0, 2.0), 0.5)
     rec = m.steps["p"]
     assert rec["state"] == "suspended" and rec["due"] == 1.5 and rec["poll"]["handle"] == {"task": 7}
     assert m.polling == {"p"} and not m.waiting_only()
     m.changes()
-    assert m.launch(1.4, 4) == []
+    assert m.launches(1.4, 4) == []
     polls = []
     for now in (1.5, 3.6, 7.7, 11.8):
-        (launch,) = m.launch(now, 4)
+        (launch,) = m.launches(now, 4)
         assert launch.poll["handle"] == {"task": 7} and launch.deadline == 100.0
-        assert m.launch(now, 4) == []  # polled already: no second poll until it answers
-        waiting.pending(m, "p", 1, 0.25, now + 0.1)
+        assert m.launches(now, 4) == []  # polled already: no second poll until it answers
+        m.apply(PollPending("p", 1, 0.25), now + 0.1)
         polls.append(rec["poll"]["interval"])
         _, steps, events = m.changes()
         assert [sid for sid, _ in steps] == ["p"] and events == []  # a Pending rides along, no history
     assert polls == [2.0, 4.0, 4.0, 4.0] and rec["due"] == 15.9
-    assert m.progress({"p": 0.25}) == 0.125
-    (launch,) = m.launch(15.9, 4)
-    waiting.polled(m, "p", 1, {"n": 3}, 16.0)
+    assert m.progress() == 0.125
+    (launch,) = m.launches(15.9, 4)
+    m.apply(Succeeded("p", 1, {"n": 3}), 16.0)
     assert rec["state"] == "succeeded" and rec["poll"]["polls"] == 5 and not m.polling
-    assert [launch.step for launch in m.launch(16.0, 4)] == ["after"]
+    assert [launch.step for launch in m.launches(16.0, 4)] == ["after"]
 
 
 def test_deadlines_fail_polling_and_waiting_steps_and_hold_across_a_take_over():
@@ -111,16 +98,16 @@ def test_deadlines_fail_polling_and_waiting_steps_and_hold_across_a_take_over():
         ],
     )
     m = machine(p)
-    m.launch(0.0, 4)
-    waiting.started(m, "p", 1, "h", PollSpec(1.0, 1.0, 1.0), 0.5)
+    m.launches(0.0, 4)
+    m.apply(PollStarted("p", 1, "h", 1.0, 1.0, 1.0), 0.5)
     stored = {sid: dict(rec) for sid, rec in m.steps.items()}
     # a new owner after the previous one died at t=0.5: `r` was in its start, `p` and `w` were waiting
     later = Machine(p, dict(m.run), stored, 4.0)
-    steering.recover(later, 4.0)
+    later.apply(Recover(), 4.0)
     assert later.steps["r"]["state"] == "failed" and later.steps["r"]["error"]["type"] == "Timeout"
     assert later.run["halt"] == "pause"
-    later.launch(4.0, 4)  # polls `p` (due since 1.5): a poll is no new start, so it goes on while halting
-    later.launch(11.0, 4)
+    later.launches(4.0, 4)  # polls `p` (due since 1.5): a poll is no new start, so it goes on while halting
+    later.launches(11.0, 4)
     assert later.steps["w"]["error"]["message"] == "no signal 'go' in time"
     assert later.steps["p"]["error"]["message"] == "timed out after 10s"
     assert later.run["state"] == "paused"
@@ -133,11 +120,11 @@ def test_a_run_ending_leaves_no_step_waiting():
             "e", [step("w", wait={"signal": "go", "fields": fields}, timeout=5.0), step("bad", "fail", on_error="fail")]
         )
     )
-    m.launch(0.0, 4)
-    m.failed("bad", 1, {"type": "ActionFailed", "message": "no", "traceback": None}, 1.0)
-    m.launch(1.0, 4)
+    m.launches(0.0, 4)
+    m.apply(Failed("bad", 1, {"type": "ActionFailed", "message": "no", "traceback": None}), 1.0)
+    m.launches(1.0, 4)
     assert m.run["state"] == "failed" and m.steps["w"]["state"] == "cancelled"
-    assert all(not timers.timer_keys("0" * 26, sid, rec) for sid, rec in m.steps.items())
+    assert all(not step_timers(sid, rec) for sid, rec in m.steps.items())
 
 
 # -- the driver, in this process ---------------------------------------------------------------
@@ -157,7 +144,7 @@ def test_two_thousand_suspended_polling_steps_hold_no_threads(store):
             peak["polling"] = polling
             if polling > n - workers:  # near the top: count the persisted poll timers once or twice
                 with store.read() as t:
-                    peak["poll timers"] = sum(k.endswith(b"\0poll") for k in t.keys("timers", b""))
+                    peak["poll timers"] = sum(tm.kind == "poll" for tm in t.due(float("inf")))
 
     t0 = time.perf_counter()
     run = drive(store, p, workers=workers, observer=observe)
@@ -176,9 +163,9 @@ def test_two_thousand_suspended_polling_steps_hold_no_threads(store):
         f"suspended at once, at most {os_threads} OS threads ({python_threads} Python threads)"
     )
     assert os_threads <= workers + 4 and python_threads <= workers + 4
-    assert timer_problems(store) == [] and index_problems(store) == []
+    assert index_problems(store) == []
     with store.read() as t:
-        assert timers.next_due(t) is None
+        assert t.next_due() is None
 
 
 def test_a_failed_poll_retries_the_start_and_a_timeout_fails_the_step(store):
@@ -201,7 +188,7 @@ def test_a_failed_poll_retries_the_start_and_a_timeout_fails_the_step(store):
     assert steps["forever"]["error"] == {"type": "Timeout", "message": "timed out after 0.3s", "traceback": None}
     lines = [e.get("detail", "") for e in history(store, run["id"]) if e.get("step") == "flaky"]
     assert any(d.startswith("retry 1 of 1 in 0s: ActionFailed: poll 1 of flaky failed") for d in lines)
-    assert timer_problems(store) == []
+    assert index_problems(store) == []
 
 
 def test_a_pause_waits_for_polling_steps_and_a_cancel_stops_them(store):
@@ -219,7 +206,7 @@ def test_a_pause_waits_for_polling_steps_and_a_cancel_stops_them(store):
     threading.Timer(0.3, lambda: store.write(lambda t: t.put_request(rid, "cancel", {"kind": "cancel"}))).start()
     assert Driver(store, m, lease).drive()["state"] == "cancelled"
     assert m.steps["p"]["state"] == "cancelled" and m.steps["p"]["poll"]["polls"] > 3
-    assert timer_problems(store) == []
+    assert index_problems(store) == []
 
 
 # -- real processes ----------------------------------------------------------------------------
@@ -294,8 +281,8 @@ def test_sigkill_while_steps_are_suspended_then_resume_finishes_them(weft, tmp_p
     hold.unlink()
     with Store(weft.store, create=False) as store:
         with store.read() as t:
-            kinds = Counter((tm.step, tm.kind) for tm in timers.due(t, float("inf")))
-        assert timer_problems(store) == []
+            kinds = Counter((tm.step, tm.kind) for tm in t.due(float("inf")))
+        assert index_problems(store) == []
     assert {k: v for k, v in kinds.items() if k[1] == "poll"} == {(s, "poll"): 1 for s in "abc"}
     done = weft("resume", rid)  # `slow` was inside its start: not idempotent, so interrupted
     assert done.returncode == 3 and f"run {rid} paused: step slow was interrupted" in done.stdout
@@ -329,7 +316,7 @@ def test_signals_are_checked_and_a_foreground_run_waits_for_them(weft):
     weft.wait_for(rid, {"ask": "suspended"})
     before = json.loads(weft("show", rid, "--json").stdout)["history"]
     for fields, message in [
-        (("ok=true", "n=abc", "tags=[]"), "field 'n': 'abc' is not a int"),
+        (("ok=true", "n=abc", "tags=[]"), "field 'n': 'abc' is not an int"),
         (("ok=true", "n=1", 'tags=["x", 2]'), """field 'tags': '["x", 2]' is not a list[str]"""),
         (("ok=true", "n=1", "tags=[]", "extra=1"), "signal 'approval' has no field 'extra'"),
         (("ok=true",), "needs field 'n' (int), 'tags' (list[str]) as well"),

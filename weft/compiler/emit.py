@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import networkx as nx
 
-from weft.plan.schema import PLAN_VERSION
+from weft.plan.schema import PLAN_FORMAT, PLAN_VERSION, Plan
 
-PLAN_FORMAT = "weft.plan"
 _STEP_KEYS = (
     "name",
     "phase",
@@ -34,7 +33,7 @@ _STEP_KEYS = (
 )
 
 
-def build_plan(graph: nx.DiGraph, search_path: list[str]) -> dict:
+def build_plan(graph: nx.DiGraph, search_path: list[str]) -> Plan:
     g = graph.graph
     order = list(nx.lexicographical_topological_sort(graph, key=lambda n: graph.nodes[n]["order"]))
     steps = []

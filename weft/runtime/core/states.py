@@ -1,4 +1,4 @@
-"""Run and step states, and the records that hold them.
+"""Run and step states, and the records that hold them (their keys: weft.plan.schema).
 
 Step states: pending, running, suspended (a signal wait, or a polling action
 between polls), succeeded, failed, skipped, cancelled, undone (rolled back).
@@ -10,24 +10,50 @@ A run record carries, besides its state, where the orchestrator is:
 `stage` is "run", "finalize", "hooks" (on success / on failure steps, after
 `ending` was decided) or "rollback"; `halt` is why no new step may start
 ("pause", "fail", "rollback", "cancel") while running steps finish.
+
+The states are `StrEnum`s: a stored record holds the plain string, which
+compares equal to its member, so stores written before them read unchanged.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from enum import StrEnum
 
-RUN_STATES = ("pending", "running", "paused", "succeeded", "failed", "cancelled")
-
-RUN_ENDED = frozenset({"succeeded", "failed", "cancelled"})
-RUN_STOPPED = RUN_ENDED | {"paused"}
-DONE = frozenset({"succeeded", "skipped"})  # dependents may go on
-UNFINISHED = frozenset({"pending", "running", "suspended"})
+from weft.plan.schema import ErrorRecord, Plan, RunRecord, StepRecord
 
 
-def new_step() -> dict[str, Any]:
+class RunState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSED = "paused"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class StepState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUSPENDED = "suspended"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+    UNDONE = "undone"
+
+
+RUN_STATES = tuple(RunState)
+RUN_ENDED = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
+RUN_STOPPED = RUN_ENDED | {RunState.PAUSED}
+DONE = frozenset({StepState.SUCCEEDED, StepState.SKIPPED})  # dependents may go on
+UNFINISHED = frozenset({StepState.PENDING, StepState.RUNNING, StepState.SUSPENDED})
+ACTIVE = frozenset({StepState.RUNNING, StepState.SUSPENDED})  # an attempt is under way
+
+
+def new_step() -> StepRecord:
     """A step record before its first attempt."""
     return {
-        "state": "pending",
+        "state": StepState.PENDING,
         "attempts": 0,
         "retries_used": 0,
         "started": None,
@@ -44,7 +70,7 @@ def new_step() -> dict[str, Any]:
 
 def new_run(
     run_id: str,
-    plan: dict,
+    plan: Plan,
     inputs: dict,
     *,
     label: str | None,
@@ -52,7 +78,7 @@ def new_run(
     user: str,
     now: float,
     parent: dict | None = None,
-) -> dict[str, Any]:
+) -> RunRecord:
     """A run record in state `pending`; `parent` ({"run", "step", "index"}) links a sub-run to its `each` step."""
     return {
         "id": run_id,
@@ -62,7 +88,7 @@ def new_run(
         "tags": list(plan.get("tags") or ()),
         "locks": locks,
         "user": user,
-        "state": "pending",
+        "state": RunState.PENDING,
         "created": now,
         "started": None,
         "ended": None,
@@ -78,18 +104,18 @@ def new_run(
     }
 
 
-def outcome(run: dict) -> str | None:
+def outcome(run: RunRecord) -> str | None:
     """How an ended run came out: succeeded, failed, cancelled or rolled back; None before it ends."""
     if run["state"] not in RUN_ENDED:
         return None
     return "rolled back" if run.get("rolled_back") else run["state"]
 
 
-def error_record(kind: str, message: str, traceback: str | None = None) -> dict[str, Any]:
+def error_record(kind: str, message: str, traceback: str | None = None) -> ErrorRecord:
     return {"type": kind, "message": message, "traceback": traceback}
 
 
-def describe_error(error: dict | None) -> str:
+def describe_error(error: ErrorRecord | None) -> str:
     if not error:
         return ""
     return f"{error['type']}: {error['message']}" if error.get("type") else error["message"]

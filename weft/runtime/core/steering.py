@@ -1,36 +1,210 @@
-"""What a person (or a new owner process) does to a run: pure changes to a Machine.
+"""What a person (or a new owner process) does to a run: the Machine's commands.
 
-Each function checks that the command makes sense for the run's state and
-raises a WeftError saying why not *before* changing anything; the caller
-persists `machine.changes()` afterwards.
+`Steering` holds the Machine's handling of the command events (Recover,
+Resume, Skip, Cancel, Rollback, Signal): each checks that the command makes
+sense for the run's state and raises a WeftError saying why not *before*
+changing anything; the caller persists `machine.changes()` afterwards.
+
+The module-level functions are the same commands as plain calls with the
+`(machine, now)` shape that `engine.session.take(store, run, fn)` applies,
+plus read-only questions (find_step, failed_steps, waiting_for, without_undo).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from weft.errors import WeftError
-from weft.runtime.core import waiting
-from weft.runtime.core.machine import Machine
-from weft.runtime.core.states import UNFINISHED, error_record
+from weft.runtime.core import events as ev
+from weft.runtime.core.states import UNFINISHED, RunState, StepState, error_record
+from weft.runtime.core.waiting import overdue, timeout_error
 from weft.suggest import suggest
+
+if TYPE_CHECKING:
+    from weft.runtime.core.machine import Machine
 
 INTERRUPTED = "Interrupted"
 
 
-def _ended(m: Machine, done: str) -> WeftError | None:
-    """Why a run that has ended cannot be `done` (resumed, changed, cancelled), or None."""
-    run = m.run
-    state = run["state"]
-    if state == "succeeded":
-        return WeftError(f"run {run['id']} already succeeded; it cannot be {done}")
-    if state == "cancelled":
-        return WeftError(f"run {run['id']} was cancelled; it cannot be {done}")
-    if state == "failed":
-        if run["rolled_back"]:
-            return WeftError(f"run {run['id']} was rolled back; it cannot be {done}")
-        return WeftError(f"run {run['id']} failed; it cannot be {done} (weft rollback {run['id']} undoes its steps)")
-    return None
+class Steering:
+    """The Machine's commands (a part of the Machine class: its state is the Machine's)."""
+
+    def _recover(self, now: float) -> list[str]:
+        """After the previous owner died: re-run what was running if idempotent, else fail it.
+
+        A step past its deadline fails with a Timeout instead. Suspended steps go
+        on waiting (polling steps are polled again). Returns the ids of the steps
+        marked failed ("interrupted") for a human.
+        """
+        interrupted = []
+        for sid in sorted(self.running, key=self.pos.__getitem__):
+            spec = self.specs[sid]
+            if overdue(self.steps[sid], now):
+                self._fail(sid, timeout_error(spec), now)
+            elif spec["kind"] == "each" or spec["action"]["idempotent"]:  # an each step finds its sub-runs again
+                self._set_step(sid, StepState.PENDING, now, "interrupted; runs again (idempotent)", due=None)
+                self.rerun.append(sid)
+            else:
+                self._set_step(sid, StepState.FAILED, now, "interrupted", ended=now, error=_interrupted())
+                interrupted.append(sid)
+        for sid in sorted(self.undoing, key=self.pos.__getitem__):
+            self.undoing.discard(sid)
+            rec = self.steps[sid]
+            if self.specs[sid]["kind"] == "each" or self.specs[sid]["undo"]["action"]["idempotent"]:
+                rec["undo"] = {**rec["undo"], "state": None}
+            else:
+                rec["undo"] = {**rec["undo"], "state": StepState.FAILED, "ended": now, "error": _interrupted()}
+                interrupted.append(sid)
+            self.dirty.add(sid)
+        if interrupted and self.run["stage"] in ("run", "finalize"):
+            self._stop("pause", now)
+            self._set_error(f"step {interrupted[0]} was interrupted")
+        self._enter(self.run["stage"], now)
+        return interrupted
+
+    def _resume(self, now: float) -> list[str]:
+        """Retry the failed steps of a paused run and go on; returns their ids."""
+        self._refuse_if_ended("resumed")
+        retried = []
+        if self.run["state"] == RunState.PAUSED:
+            phases = ("run", "finalize") if self.run["stage"] in ("run", "finalize") else ()
+            for sid, spec in self.specs.items():
+                if spec["phase"] in phases and self.steps[sid]["state"] == StepState.FAILED:
+                    self._set_step(sid, StepState.PENDING, now, "retried by resume", retries_used=0, due=None)
+                    retried.append(sid)
+            self._clear_halt()
+            self._set_run(RunState.RUNNING, now, "resumed", error=None)
+        self._enter(self.run["stage"], now)
+        return retried
+
+    def _skip(self, sid: str, outputs: dict[str, Any] | None, now: float) -> list[str]:
+        """Mark failed step `sid` skipped (with hand-given outputs) so its dependents go on."""
+        self._refuse_if_ended("changed")
+        rec = self.steps[sid]
+        if rec["state"] != StepState.FAILED:
+            raise WeftError(f"step {sid} is {rec['state']}, not failed; only a failed step can be skipped")
+        self._set_step(sid, StepState.SKIPPED, now, "skipped by hand", outputs=outputs)
+        self._release(sid, now)
+        remaining = [
+            s
+            for s in self.specs
+            if self.steps[s]["state"] == StepState.FAILED and self.specs[s]["phase"] in ("run", "finalize")
+        ]
+        self._clear_halt()
+        for s in remaining:
+            policy = self.specs[s]["on_error"] or self.plan.get("on_error") or "pause"
+            self._stop("pause" if self.steps[s]["error"]["type"] == INTERRUPTED else policy, now)
+        if self.run["state"] == RunState.PAUSED and not remaining:
+            self._set_run(RunState.RUNNING, now, f"continues after skipping {sid}", error=None)
+        self._enter(self.run["stage"], now)
+        return [sid]
+
+    def _cancel(self, by: str | None, now: float) -> list[str]:
+        """Cancel every step that is not running; the run ends cancelled once running ones finish."""
+        if by is not None:
+            self.note(now, f"cancel requested by {by}")
+        self._refuse_if_ended("cancelled")
+        cancelled = []
+        for sid in self.specs:
+            state = self.steps[sid]["state"]
+            if (state in UNFINISHED or state == StepState.FAILED) and sid not in self.running:
+                self._set_step(sid, StepState.CANCELLED, now, "run cancelled", due=None)
+                cancelled.append(sid)
+        self._stop("cancel", now)
+        if self.run["state"] != RunState.RUNNING:
+            self._set_run(RunState.RUNNING if self.running else RunState.CANCELLED, now, "cancel requested")
+        return cancelled
+
+    def _rollback(self, force: bool, now: float) -> list[str]:
+        """Undo every succeeded step in reverse dependency order; the run then ends failed."""
+        run = self.run
+        if run["state"] == RunState.FAILED and run["rolled_back"]:
+            raise WeftError(f"run {run['id']} was already rolled back")
+        if run["state"] == RunState.RUNNING and self.running:
+            raise WeftError(f"run {run['id']} has running steps; cancel it or wait for it to pause")
+        if run["state"] == RunState.RUNNING and self.polling:
+            raise WeftError(
+                f"run {run['id']} has steps polling external tasks ({', '.join(sorted(self.polling)[:5])}); "
+                "resume it to let them finish, or cancel it"
+            )
+        missing = without_undo(self)
+        if missing and not force:
+            raise WeftError(
+                f"cannot roll back run {run['id']}: succeeded step{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(missing)} ha{'ve' if len(missing) > 1 else 's'} no undo "
+                f"(--force rolls back the others and leaves {'them' if len(missing) > 1 else 'it'} as done)"
+            )
+        self._clear_halt()
+        run.update(ending=None, rolled_back=False)
+        self._set_run(RunState.RUNNING, now, "rollback" + (f" (without undo: {', '.join(missing)})" if missing else ""))
+        self._enter("rollback", now)
+        return sorted(self.to_undo, key=self.pos.__getitem__)
+
+    def _signal(self, name: str, fields: dict[str, Any], now: float) -> list[str]:
+        """Deliver signal `name`: every step waiting for it succeeds with `fields` as outputs."""
+        self._refuse_if_ended("signalled")
+        targets = waiting_for(self, name)
+        if not targets:
+            raise WeftError(_not_waiting(self, name))
+        for sid in targets:
+            self._set_step(
+                sid, StepState.SUCCEEDED, now, f"signal '{name}'", outputs=dict(fields), ended=now, deadline=None
+            )
+            self._release(sid, now)
+        return targets
+
+    def _refuse_if_ended(self, done: str) -> None:
+        """A WeftError saying why a run that has ended cannot be `done` (resumed, changed, cancelled)."""
+        run = self.run
+        state = run["state"]
+        if state == RunState.SUCCEEDED:
+            raise WeftError(f"run {run['id']} already succeeded; it cannot be {done}")
+        if state == RunState.CANCELLED:
+            raise WeftError(f"run {run['id']} was cancelled; it cannot be {done}")
+        if state == RunState.FAILED:
+            if run["rolled_back"]:
+                raise WeftError(f"run {run['id']} was rolled back; it cannot be {done}")
+            raise WeftError(f"run {run['id']} failed; it cannot be {done} (weft rollback {run['id']} undoes its steps)")
+
+
+def _interrupted() -> dict:
+    return error_record(INTERRUPTED, "interrupted: the process running it stopped")
+
+
+# -- the commands as plain calls ------------------------------------------------------------
+
+
+def recover(m: Machine, now: float) -> list[str]:
+    """After the previous owner died; returns the steps marked interrupted for a person."""
+    return m.apply(ev.Recover(), now)
+
+
+def resume(m: Machine, now: float) -> list[str]:
+    """Retry the failed steps of a paused run and go on; returns their ids."""
+    return m.apply(ev.Resume(), now)
+
+
+def skip(m: Machine, sid: str, outputs: dict[str, Any] | None, now: float) -> None:
+    """Mark failed step `sid` skipped (with hand-given outputs) so its dependents go on."""
+    m.apply(ev.Skip(sid, outputs), now)
+
+
+def cancel(m: Machine, now: float) -> None:
+    """Cancel every step that is not running; the run ends cancelled once running ones finish."""
+    m.apply(ev.Cancel(), now)
+
+
+def rollback(m: Machine, now: float, force: bool) -> None:
+    """Undo every succeeded step in reverse dependency order; the run then ends failed."""
+    m.apply(ev.Rollback(force), now)
+
+
+def signal(m: Machine, name: str, fields: dict[str, Any], now: float) -> list[str]:
+    """Deliver signal `name`; returns the steps it reached."""
+    return m.apply(ev.Signal(name, fields), now)
+
+
+# -- questions ------------------------------------------------------------------------------
 
 
 def find_step(m: Machine, name: str) -> str:
@@ -45,141 +219,17 @@ def find_step(m: Machine, name: str) -> str:
     raise WeftError(f"run {m.run['id']} has no step '{name}'{hint}")
 
 
-def recover(m: Machine, now: float) -> list[str]:
-    """After the previous owner died: re-run what was running if idempotent, else fail it.
-
-    A step past its deadline fails with a Timeout instead. Suspended steps go
-    on waiting (polling steps are polled again). Returns the ids of the steps
-    marked failed ("interrupted") for a human.
-    """
-    interrupted = []
-    for sid in sorted(m.running, key=m.pos.__getitem__):
-        spec = m.specs[sid]
-        if waiting.overdue(m, sid, now):
-            m.failed(sid, m.steps[sid]["attempts"], waiting.timeout_error(spec), now)
-        elif spec["kind"] == "each" or spec["action"]["idempotent"]:  # an each step finds its sub-runs again
-            m.set_step(sid, "pending", now, "interrupted; runs again (idempotent)", due=None)
-            m.rerun.append(sid)
-        else:
-            m.set_step(
-                sid,
-                "failed",
-                now,
-                "interrupted",
-                ended=now,
-                error=error_record(INTERRUPTED, "interrupted: the process running it stopped"),
-            )
-            interrupted.append(sid)
-    for sid in sorted(m.undoing, key=m.pos.__getitem__):
-        m.undoing.discard(sid)
-        rec = m.steps[sid]
-        if m.specs[sid]["undo"]["action"]["idempotent"]:
-            rec["undo"] = {**rec["undo"], "state": None}
-            m.dirty.add(sid)
-        else:
-            rec["undo"] = {
-                **rec["undo"],
-                "state": "failed",
-                "ended": now,
-                "error": error_record(INTERRUPTED, "interrupted: the process running it stopped"),
-            }
-            m.dirty.add(sid)
-            interrupted.append(sid)
-    if interrupted and m.run["stage"] in ("run", "finalize"):
-        m.stop("pause", now)
-        m.run["error"] = f"step {interrupted[0]} was interrupted"
-        m.run_dirty = True
-    m.enter(m.run["stage"], now)
-    return interrupted
-
-
-def resume(m: Machine, now: float) -> list[str]:
-    """Retry the failed steps of a paused run and go on; returns their ids."""
-    err = _ended(m, "resumed")
-    if err:
-        raise err
-    retried = []
-    if m.run["state"] == "paused":
-        phases = ("run", "finalize") if m.run["stage"] in ("run", "finalize") else ()
-        for sid, spec in m.specs.items():
-            if spec["phase"] in phases and m.steps[sid]["state"] == "failed":
-                m.set_step(sid, "pending", now, "retried by resume", retries_used=0, due=None)
-                retried.append(sid)
-        m.halt = m.run["halt"] = None
-        m.set_run("running", now, "resumed", error=None)
-    m.enter(m.run["stage"], now)
-    return retried
-
-
-def skip(m: Machine, sid: str, outputs: dict[str, Any] | None, now: float) -> None:
-    """Mark failed step `sid` skipped (with hand-given outputs) so its dependents go on."""
-    err = _ended(m, "changed")
-    if err:
-        raise err
-    rec = m.steps[sid]
-    if rec["state"] != "failed":
-        raise WeftError(f"step {sid} is {rec['state']}, not failed; only a failed step can be skipped")
-    m.set_step(sid, "skipped", now, "skipped by hand", outputs=outputs)
-    m.release(sid, now)
-    remaining = [s for s in m.specs if m.steps[s]["state"] == "failed" and m.specs[s]["phase"] in ("run", "finalize")]
-    m.halt = m.run["halt"] = None
-    for s in remaining:
-        policy = m.specs[s]["on_error"] or m.plan.get("on_error") or "pause"
-        m.stop("pause" if m.steps[s]["error"]["type"] == INTERRUPTED else policy, now)
-    if m.run["state"] == "paused" and not remaining:
-        m.set_run("running", now, f"continues after skipping {sid}", error=None)
-    m.enter(m.run["stage"], now)
-
-
-def cancel(m: Machine, now: float) -> None:
-    """Cancel every step that is not running; the run ends cancelled once running ones finish."""
-    err = _ended(m, "cancelled")
-    if err:
-        raise err
-    for sid in m.specs:
-        state = m.steps[sid]["state"]
-        if (state in UNFINISHED or state == "failed") and sid not in m.running:
-            m.set_step(sid, "cancelled", now, "run cancelled", due=None)
-    m.stop("cancel", now)
-    if m.run["state"] != "running":
-        m.set_run("running" if m.running else "cancelled", now, "cancel requested")
-
-
 def without_undo(m: Machine) -> list[str]:
     """Succeeded steps that a rollback cannot undo."""
     return [
         sid
         for sid, spec in m.specs.items()
         if spec["phase"] in ("run", "finalize")
-        and m.steps[sid]["state"] == "succeeded"
+        and m.steps[sid]["state"] == StepState.SUCCEEDED
         and not spec["undo"]
         and not (spec["action"] or {}).get("pure")
+        and spec["kind"] != "each"  # its rollback rolls its child runs back
     ]
-
-
-def rollback(m: Machine, now: float, force: bool) -> None:
-    """Undo every succeeded step in reverse dependency order; the run then ends failed."""
-    run = m.run
-    if run["state"] == "failed" and run["rolled_back"]:
-        raise WeftError(f"run {run['id']} was already rolled back")
-    if run["state"] == "running" and m.running:
-        raise WeftError(f"run {run['id']} has running steps; cancel it or wait for it to pause")
-    if run["state"] == "running" and m.polling:
-        raise WeftError(
-            f"run {run['id']} has steps polling external tasks ({', '.join(sorted(m.polling)[:5])}); "
-            "resume it to let them finish, or cancel it"
-        )
-    missing = without_undo(m)
-    if missing and not force:
-        raise WeftError(
-            f"cannot roll back run {run['id']}: succeeded step{'s' if len(missing) > 1 else ''} "
-            f"{', '.join(missing)} ha{'ve' if len(missing) > 1 else 's'} no undo "
-            f"(--force rolls back the others and leaves {'them' if len(missing) > 1 else 'it'} as done)"
-        )
-    m.halt = run["halt"] = None
-    run.update(ending=None, rolled_back=False)
-    m.set_run("running", now, "rollback" + (f" (without undo: {', '.join(missing)})" if missing else ""))
-    m.enter("rollback", now)
 
 
 def waiting_for(m: Machine, name: str) -> list[str]:
@@ -187,22 +237,13 @@ def waiting_for(m: Machine, name: str) -> list[str]:
     return [
         sid
         for sid, spec in m.specs.items()
-        if spec["kind"] == "wait" and spec["wait"]["signal"] == name and m.steps[sid]["state"] == "suspended"
+        if spec["kind"] == "wait" and spec["wait"]["signal"] == name and m.steps[sid]["state"] == StepState.SUSPENDED
     ]
 
 
-def signal(m: Machine, name: str, fields: dict[str, Any], now: float) -> list[str]:
-    """Deliver signal `name`: every step waiting for it succeeds with `fields` as outputs."""
-    err = _ended(m, "signalled")
-    if err:
-        raise err
-    targets = waiting_for(m, name)
-    if not targets:
-        raise WeftError(_not_waiting(m, name))
-    for sid in targets:
-        m.set_step(sid, "succeeded", now, f"signal '{name}'", outputs=dict(fields), ended=now, deadline=None)
-        m.release(sid, now)
-    return targets
+def failed_steps(m: Machine) -> list[str]:
+    """Ids of the failed steps, in plan order."""
+    return [sid for sid in m.specs if m.steps[sid]["state"] == StepState.FAILED]
 
 
 def _not_waiting(m: Machine, name: str) -> str:
@@ -215,13 +256,8 @@ def _not_waiting(m: Machine, name: str) -> str:
         {
             m.specs[s]["wait"]["signal"]
             for s in m.specs
-            if m.specs[s]["kind"] == "wait" and m.steps[s]["state"] == "suspended"
+            if m.specs[s]["kind"] == "wait" and m.steps[s]["state"] == StepState.SUSPENDED
         }
     )
     also = f" (it waits for: {', '.join(signals)})" if signals else ""
     return f"run {m.run['id']} has no step waiting for signal '{name}'{also}"
-
-
-def failed_steps(m: Machine) -> list[str]:
-    """Ids of the failed steps, in plan order."""
-    return [sid for sid in m.specs if m.steps[sid]["state"] == "failed"]

@@ -1,38 +1,39 @@
-"""The driver: runs a Machine's launches on an executor and persists every transition.
+"""The driver: a loop that feeds a Machine what happened and hands its launches to an executor.
 
-One loop, in rounds. A round takes every action outcome that arrived, fires
-due timers, reads requests (cancel, signal) left by other processes, asks the
-machine what to start, and commits all of that in ONE write transaction (group
-commit). Only after the commit are the new actions submitted and the
-transitions reported, so a step is recorded running before its action is
-called and a step's outputs are durable before any dependent starts.
+One loop, in rounds: collect what the running tasks reported (outcomes,
+progress, log lines) and the requests (cancel, signal) other processes left,
+apply each to the machine as an event, ask the machine what to start, save
+all of that in ONE write transaction (group commit), and only then submit the
+new tasks. So a step is recorded running before its action is called and a
+step's outputs are durable before any dependent starts.
 
-Waiting costs no thread: a suspended polling step is a timer in the machine
-until its next poll, which is a short launch like any other (waiting.py).
+Actions go through the executor port (executors/port.py) as serializable
+Tasks; an `each` step's work (a look at its child runs, their rollback) needs
+this process's store and runs in a local thread as an engine job that answers
+with the machine's event itself. Waiting costs no thread: a suspended polling
+step is a timer in the machine until its next poll, a short task like any
+other.
 """
 
 from __future__ import annotations
 
-import queue
-import sys
 import threading
 import time
-from concurrent.futures import Executor, Future
-from typing import Callable
+from collections.abc import Callable
 
 from weft.errors import WeftError
-from weft.sdk.polling import Pending
-from weft.runtime.core import steering
-from weft.runtime.core import waiting
-from weft.runtime.crash import crash_point
-from weft.runtime.engine.each import Each
-from weft.runtime.executors.threads import ThreadExecutor, perform
-from weft.runtime.engine.lease import Lease
-from weft.runtime.core.machine import Launch, Machine
-from weft.runtime.executors.polls import Started
-from weft.runtime.engine.session import persist
+from weft.runtime.core import events as ev
+from weft.runtime.core.events import Launch
+from weft.runtime.core.machine import Machine
 from weft.runtime.core.states import RUN_STOPPED, error_record
-from weft.runtime.stores.lmdb.store import Store
+from weft.runtime.crash import crash_point
+from weft.runtime.engine import each
+from weft.runtime.engine.lease import Lease
+from weft.runtime.engine.session import persist
+from weft.runtime.executors.perform import perform
+from weft.runtime.executors.port import Executor, Outcome, Report, Reports, Task, TaskChannel, event
+from weft.runtime.executors.threads import ThreadExecutor, Threads
+from weft.runtime.stores.port import Store
 
 DEFAULT_WORKERS = 16
 POLL = 0.2  # seconds between looks at requests from other processes
@@ -55,6 +56,7 @@ class Driver:
         observer: Observer | None = None,
         until_waiting: bool = False,
         release_polls: bool = False,
+        children: bool = True,
     ) -> None:
         self.store = store
         self.machine = machine
@@ -62,52 +64,51 @@ class Driver:
         self.workers = max(1, workers or DEFAULT_WORKERS)
         self.executor = executor or ThreadExecutor()
         self._own_executor = executor is None
-        self._local = self.executor if self._own_executor else ThreadExecutor()
+        self._jobs = Threads()  # engine jobs of `each` steps: they need this process's store
         self.observer = observer
         self.until_waiting = until_waiting
         # A worker lets go of a run between polls too: the timer index brings it back.
         self.release_polls = release_polls
+        # Child runs of its `each` steps are driven here too (a worker serves them on its own: False).
+        self.children = children and any(s["kind"] == "each" for s in machine.plan["steps"])
         self.draining = threading.Event()  # set by a stopping worker: start nothing, return once nothing runs
         self.run_id = machine.run["id"]
-        self.fractions: dict[str, float] = waiting.progress(machine)  # running or polling step -> reported progress
-        self.inflight: dict[str, tuple[int, bool, threading.Event]] = {}  # step -> (attempt, undo, cancel)
-        self._done: queue.SimpleQueue = queue.SimpleQueue()
-        self._logs: queue.SimpleQueue = queue.SimpleQueue()  # log lines from actions
-        self._consumed: list[bytes] = []
+        self.search_path = list(machine.plan.get("search_path") or ())
+        self.inflight: dict[str, TaskChannel] = {}  # step -> the channel of its task now running
+        self._reports = Reports()
+        self._consumed: list[str] = []  # names of the requests acted on
         self._took: dict[tuple[str, str], float] = {}  # action -> moving average of its call time
-        for folder in machine.plan.get("search_path") or ():
-            if folder not in sys.path:
-                sys.path.append(folder)
 
     def drive(self) -> dict:
         """Drive the run until it ends or pauses (or, with `until_waiting`, waits for a signal)."""
         self.lease.keep_alive(self.store)
+        pump = each.drive_children(self.store, self.run_id, self.workers) if self.children else None
         try:
             return self._loop()
         finally:
+            if pump is not None:
+                pump.stop()
             self.lease.stop()
-            for _, _, cancel in self.inflight.values():
-                cancel.set()
-            self._local.shutdown(wait=False)
+            for channel in self.inflight.values():
+                channel.cancel()
+            self._jobs.shutdown(wait=False)
             if self._own_executor:
-                self.executor.shutdown(wait=False)
+                self.executor.close()
 
     def _loop(self) -> dict:
         m = self.machine
         next_poll = 0.0
-        arrived: list = []
+        reports: list[Report] = []
         while True:
             now = time.time()
-            while not self._logs.empty():  # lines an action logged come before its outcome
-                m.events.append(self._logs.get_nowait())
-            if arrived:
-                self._apply(arrived, now)
+            if reports:
+                self._apply(reports, now)
                 crash_point("after-action-before-commit")
             if now >= next_poll:
                 self._poll(now)
                 next_poll = now + POLL
             draining = self.draining.is_set()
-            launches = m.launch(now, 0 if draining else self.workers - len(self.inflight))
+            launches = m.launches(now, 0 if draining else self.workers - len(self.inflight))
             self._abandon_stale()
             stop = m.run["state"] in RUN_STOPPED or (
                 not self.inflight
@@ -118,154 +119,112 @@ class Driver:
             if stop:
                 return m.run
             if len(launches) == 1 and not self.inflight and self._quick(launches[0]):
-                arrived = [self._inline(launches[0])]
-                continue
-            for launch in launches:
-                self._submit(launch)
-            arrived = self._wait(now)
+                self._run_here(launches[0])
+            else:
+                for launch in launches:
+                    self._submit(launch)
+            reports = self._collect(now)
 
     # -- one round ----------------------------------------------------------------------
 
-    def _apply(self, arrived: list[tuple[Launch, tuple]], now: float) -> None:
+    def _apply(self, reports: list[Report], now: float) -> None:
         m = self.machine
-        for launch, (ok, payload, took) in arrived:
-            entry = self.inflight.get(launch.step)
-            if entry is None or entry[:2] != (launch.attempt, launch.undo):
-                continue  # abandoned after a timeout; its late answer does not count
-            del self.inflight[launch.step]
-            if launch.action is not None:
-                key = (launch.action["module"], launch.action["name"])
+        for report in reports:
+            task = report.task
+            if report.kind == "log":  # what an action said is history, even after it was abandoned
+                m.apply(ev.Logged(task.step, report.value, report.at), now)
+                continue
+            channel = self.inflight.get(task.step)
+            if channel is None or channel.task != task:
+                continue  # abandoned after a timeout or cancel; its late answer does not count
+            if report.kind == "progress":
+                m.apply(ev.Progressed(task.step, task.attempt, report.value), now)
+                continue
+            del self.inflight[task.step]
+            outcome = report.value
+            if isinstance(outcome, Outcome):
+                key = (task.action["module"], task.action["name"])
+                took = outcome.duration
                 self._took[key] = took if key not in self._took else (self._took[key] + took) / 2
-            if launch.undo:
-                if ok:
-                    m.undone(launch.step, launch.attempt, now)
-                else:
-                    m.undo_failed(launch.step, launch.attempt, payload, now)
-            elif not ok:
-                m.failed(launch.step, launch.attempt, payload, now)
-            elif isinstance(payload, Started):
-                waiting.started(m, launch.step, launch.attempt, payload.handle, payload.spec, now)
-            elif isinstance(payload, Pending):
-                waiting.pending(m, launch.step, launch.attempt, payload.progress, now)
-            elif launch.poll is not None:
-                waiting.polled(m, launch.step, launch.attempt, payload, now)
-            else:
-                m.succeeded(launch.step, launch.attempt, payload, now)
-            if launch.step not in m.polling:
-                self.fractions.pop(launch.step, None)
+                outcome = event(task, outcome)
+            m.apply(outcome, now)
 
     def _poll(self, now: float) -> None:
         """Act on cancel and signal requests that other processes left for this owner."""
         with self.store.read() as t:
             requests = t.requests(self.run_id)
-        for key, req in requests:
-            self._consumed.append(key)
+        for name, req in requests:
+            self._consumed.append(name)
             try:
                 if req["kind"] == "cancel":
-                    self.machine.note(now, f"cancel requested by {req.get('by', 'someone')}")
-                    steering.cancel(self.machine, now)
-                    for _, _, cancel in self.inflight.values():
-                        cancel.set()
+                    self.machine.apply(ev.Cancel(by=req.get("by", "someone")), now)
+                    for channel in self.inflight.values():
+                        channel.cancel()
                 elif req["kind"] == "signal":
-                    steering.signal(self.machine, req["name"], req["fields"], now)
+                    self.machine.apply(ev.Signal(req["name"], req["fields"]), now)
+                elif req["kind"] == "child" and not each.woken(self.machine, req, now):
+                    self._consumed.pop()  # a look at the children is out: this wakes the step once it answers
             except WeftError as e:
                 self.machine.note(now, f"{req['kind']} request ignored: {e}")
 
     def _abandon_stale(self) -> None:
-        """Forget actions whose step is no longer waiting for them (timed out, cancelled)."""
-        m = self.machine
-        for sid, (attempt, undo, cancel) in list(self.inflight.items()):
-            rec = m.steps[sid]
-            current = (
-                sid in m.undoing if undo else (rec["state"] in ("running", "suspended") and rec["attempts"] == attempt)
-            )
-            if not current:
-                cancel.set()
+        """Forget tasks whose step no longer waits for them (timed out, cancelled)."""
+        for sid, channel in list(self.inflight.items()):
+            task = channel.task
+            if not self.machine.awaits(sid, task.attempt, task.undo):
+                channel.cancel()
                 del self.inflight[sid]
-                self.fractions.pop(sid, None)
 
     def _commit(self, release: bool) -> None:
         m = self.machine
-        if not (m.events or m.dirty or m.run_dirty or release or self._consumed):
+        if not (m.has_changes() or release or self._consumed):
             return
         crash_point("before-commit")
         consumed, self._consumed = self._consumed, []
-        events = self.store.write(
-            lambda t: persist(t, m, self.lease, fractions=self.fractions, release=release, consumed=consumed)
-        )
+        events = self.store.write(lambda t: persist(t, m, self.lease, release=release, consumed=consumed))
         crash_point("after-commit")
         if self.observer is not None and events:
             self.observer(events, self)
 
+    # -- handing out work ---------------------------------------------------------------
+
+    def _channel(self, launch: Launch) -> TaskChannel:
+        """A new task's channel, recorded as in flight."""
+        channel = self._reports.channel(Task.of(self.run_id, launch, self.search_path))
+        self.inflight[launch.step] = channel
+        return channel
+
     def _quick(self, launch: Launch) -> bool:
         """Whether to call the action in this thread: no timeout, not a poll, and its calls have been quick."""
-        if launch.action is None or launch.poll is not None:
+        if launch.action is None or launch.poll is not None or not self._own_executor:
             return False
         took = self._took.get((launch.action["module"], launch.action["name"]))
-        return took is not None and took < QUICK and launch.deadline is None and self._own_executor
+        return took is not None and took < QUICK and launch.deadline is None
 
-    def _inline(self, launch: Launch) -> tuple[Launch, tuple]:
+    def _run_here(self, launch: Launch) -> None:
         """Call a quick action here, sparing two thread hand-offs (a chain of quick steps gains most)."""
-        return launch, perform(
-            self.run_id, launch.step, launch.attempt, launch.action, launch.inputs, None, *self._callbacks(launch)
-        )
-
-    def _callbacks(self, launch: Launch, local: bool = False) -> tuple:
-        """on_progress, on_log and the cancel event of one action; the inflight entry is made here."""
-        cancel = threading.Event()
-        sid = launch.step
-        self.inflight[sid] = (launch.attempt, launch.undo, cancel)
-        if not (local or isinstance(self.executor, ThreadExecutor)):
-            return None, None, None
-        return (
-            lambda f: self.fractions.__setitem__(sid, f),
-            lambda text: self._logs.put({"t": time.time(), "step": sid, "log": text}),
-            cancel,
-        )
+        channel = self._channel(launch)
+        channel.finish(perform(channel.task, channel))
 
     def _submit(self, launch: Launch) -> None:
-        if launch.items is not None:  # sub-runs need this process's store: always local threads
-            job = Each(
-                self.store,
-                self.machine.run,
-                self.machine.specs[launch.step],
-                launch.items,
-                launch.inputs,
-                Driver,
-                self.workers,
-            )
-            future = self._local.submit(job, *self._callbacks(launch, local=True))
+        if self.machine.specs[launch.step]["kind"] == "each":
+            job = each.job(self.store, self.machine, launch, Driver)
+            self._jobs.submit(_engine_job, job, self._channel(launch))
         else:
-            future = self.executor.submit(
-                perform,
-                self.run_id,
-                launch.step,
-                launch.attempt,
-                launch.action,
-                launch.inputs,
-                launch.deadline,
-                *self._callbacks(launch),
-                poll=launch.poll,
-            )
-        future.add_done_callback(lambda f: self._done.put((launch, _outcome(f))))
+            channel = self._channel(launch)
+            self.executor.submit(channel.task, channel)
 
-    def _wait(self, now: float) -> list:
-        """Block until an action answers, a timer is due, or it is time to poll."""
+    def _collect(self, now: float) -> list[Report]:
+        """Wait until a task reports, a timer is due, or it is time to poll; what arrived."""
         due = self.machine.next_timer()
-        timeout = POLL if due is None else min(POLL, max(0.0, due - now))
-        try:
-            arrived = [self._done.get(timeout=timeout)]
-        except queue.Empty:
-            return []
-        while True:
-            try:
-                arrived.append(self._done.get_nowait())
-            except queue.Empty:
-                return arrived
+        return self._reports.take(POLL if due is None else min(POLL, max(0.0, due - now)))
 
 
-def _outcome(future: Future) -> tuple:
+def _engine_job(job: Callable[[], ev.Event], channel: TaskChannel) -> None:
+    """Run an engine job; a fault in it fails its step like an action's would."""
     try:
-        return future.result()
-    except BaseException as e:  # a foreign executor failed to run it
-        return False, error_record(type(e).__name__, str(e)), 0.0
+        answer = job()
+    except Exception as e:  # noqa: BLE001 - any fault of the job fails its step
+        task = channel.task
+        answer = ev.Failed(task.step, task.attempt, error_record(type(e).__name__, str(e)), undo=task.undo)
+    channel.finish(answer)

@@ -1,41 +1,42 @@
 """A polling action on a worker: its `start` once, then one `poll` each time the step's timer is due.
 
-`executor.perform` calls `call` with a step's inputs, or with the step's poll
-record to poll once. What comes back travels to the driver like any action's
-outputs: a Started (the handle and the PollSpec) after `start`, a
-`weft.Pending` while the external task goes on, the outputs once it is done.
-Nothing here sleeps: the waiting between polls is the driver's timer.
+`perform` calls `call` with a step's inputs, or with the step's poll record to
+poll once. What comes back travels to the driver in an Outcome like any
+action's outputs: a "started" PollReport (the handle and the PollSpec) after
+`start`, a "pending" one while the external task goes on, the outputs once it
+is done. Nothing here sleeps: the waiting between polls is the driver's timer.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
-from weft.sdk import actions
-from weft.sdk import polling
-from weft.sdk.context import Context
+from weft.runtime.executors.port import PollReport
 from weft.runtime.records import check_serializable
+from weft.sdk import actions, polling
+from weft.sdk.context import Context
 
 
-@dataclass(frozen=True, slots=True)
-class Started:
-    """What `start` returned, to persist, and when to poll it."""
-
-    handle: Any
-    spec: polling.PollSpec
-
-
-def call(defn: actions.ActionDef, inputs: dict, ctx: Context, poll: dict | None) -> Any:
-    """Outputs of a plain action; Started for a polling action's start; Pending or outputs for one poll."""
+def call(
+    defn: actions.ActionDef, inputs: dict, ctx: Context, poll: dict | None
+) -> tuple[dict | None, PollReport | None]:
+    """(outputs, None) of a plain action or a finished poll; (None, report) when a polling action goes on."""
     if poll is not None:
         if defn.poll is None:
             raise actions.ActionResultError(f"action '{defn.name}' is no longer a polling action; cannot poll it")
-        return polling.poll(defn, poll["handle"], ctx)
+        result = polling.poll(defn, poll["handle"], ctx)
+        if isinstance(result, polling.Pending):
+            return None, {"state": "pending", "progress": result.progress}
+        return result, None
     if defn.poll is None:
-        return actions.call(defn, inputs, ctx)
+        return actions.call(defn, inputs, ctx), None
     handle = polling.start(defn, inputs, ctx)
     problem = check_serializable(handle)
     if problem:
         raise actions.ActionResultError(f"action '{defn.name}' started with a handle that cannot be stored: {problem}")
-    return Started(handle, defn.poll)
+    spec = defn.poll
+    return None, {
+        "state": "started",
+        "handle": handle,
+        "every": spec.every,
+        "max_every": spec.max_every,
+        "factor": spec.factor,
+    }

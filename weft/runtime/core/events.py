@@ -1,0 +1,157 @@
+"""What can happen to a run: the events `Machine.apply(event, now)` takes.
+
+Outcomes of the work the machine handed out (an action, a poll, an undo),
+reports while it runs, and the commands of a person or of a new owner
+process. Each is a frozen dataclass of plain values. A new kind of event is a
+dataclass here and one case in `Machine.apply`. A Launch is the other way:
+work the machine hands out (`Machine.launches`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from weft.plan.schema import ActionRef, ErrorRecord
+
+# -- outcomes and reports of launched work ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Succeeded:
+    """Attempt `attempt` of `step` (its undo, with `undo`) returned `outputs`; a poll returned them too."""
+
+    step: str
+    attempt: int
+    outputs: dict[str, Any] = field(default_factory=dict)
+    undo: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """Attempt `attempt` of `step` (its undo, with `undo`) raised: `error`."""
+
+    step: str
+    attempt: int
+    error: ErrorRecord
+    undo: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PollStarted:
+    """A polling action's `start` returned `handle`: poll it every `every` s, growing by `factor` up to `max_every`."""
+
+    step: str
+    attempt: int
+    handle: Any
+    every: float
+    max_every: float
+    factor: float
+
+
+@dataclass(frozen=True, slots=True)
+class PollPending:
+    """A poll found the external task still going, `progress` done (None: not said)."""
+
+    step: str
+    attempt: int
+    progress: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Progressed:
+    """The running action of attempt `attempt` of `step` reported `fraction` done."""
+
+    step: str
+    attempt: int
+    fraction: float
+
+
+@dataclass(frozen=True, slots=True)
+class Woken:
+    """What polling step `step` waits for moved (a child run of an `each` step stopped): poll it now."""
+
+    step: str
+
+
+@dataclass(frozen=True, slots=True)
+class Logged:
+    """The action of `step` logged `line` at time `at`."""
+
+    step: str
+    line: str
+    at: float
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Recover:
+    """A new owner took the run over: re-run what was running if idempotent, else fail it for a person."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Retry the failed steps of a paused run and go on."""
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """Mark failed step `step` skipped, with hand-given `outputs`, so its dependents go on."""
+
+    step: str
+    outputs: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Cancel what is not running; the run ends cancelled once running steps finish. `by`: who asked."""
+
+    by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rollback:
+    """Undo every succeeded step in reverse dependency order (`force`: even with steps that have no undo)."""
+
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """Signal `name` arrived with `fields`: the steps waiting for it succeed with them as outputs."""
+
+    name: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+Event = (
+    Succeeded
+    | Failed
+    | PollStarted
+    | PollPending
+    | Woken
+    | Progressed
+    | Logged
+    | Recover
+    | Resume
+    | Skip
+    | Cancel
+    | Rollback
+    | Signal
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """Start `action` with `inputs` for attempt `attempt` of `step` (its undo when `undo`)."""
+
+    step: str
+    attempt: int
+    action: ActionRef | None
+    inputs: dict
+    deadline: float | None
+    undo: bool = False
+    items: list | None = None  # an `each` step's items: one sub-run each
+    poll: dict | None = None  # a suspended polling step's poll record: poll its handle once
