@@ -1,0 +1,69 @@
+"""Actions for the executor port's tests: where they ran, what they report, how they fail."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, TypedDict
+
+from weft import Context, Pending, action
+
+
+class Where(TypedDict):
+    pid: int
+    step: str
+
+
+class Waited(TypedDict):
+    cancelled: bool
+
+
+class Counted(TypedDict):
+    started_in: int
+    polled_in: int
+
+
+@action(idempotent=True)
+def where(ctx: Context) -> Where:
+    """Say half way, then which process ran it."""
+    ctx.progress(0.5)
+    ctx.log("half way")
+    return {"pid": os.getpid(), "step": ctx.step_id}
+
+
+@action
+def broken(key: str) -> None:
+    """Fail with a KeyError from inside the action (not a missing action)."""
+    {}[key]
+
+
+@action(idempotent=True)
+def patient(seconds: float, ctx: Context) -> Waited:
+    """Wait up to `seconds`, stopping early when cancelled."""
+    return {"cancelled": ctx.wait(seconds)}
+
+
+@action(idempotent=True)
+def stubborn(seconds: float) -> None:
+    """Sleep without looking at cancellation."""
+    time.sleep(seconds)
+
+
+@action
+def dies(code: int) -> None:
+    """End the process running it."""
+    os._exit(code)
+
+
+@action(idempotent=True, poll_every=0.02, poll_max=0.02)
+class countdown:
+    """An external task done `seconds` after its start."""
+
+    def start(self, seconds: float) -> Any:
+        return {"until": time.time() + seconds, "seconds": seconds, "pid": os.getpid()}
+
+    def poll(self, handle: Any) -> Counted | Pending:
+        left = handle["until"] - time.time()
+        if left > 0:
+            return Pending(progress=round(1 - left / handle["seconds"], 2))
+        return {"started_in": handle["pid"], "polled_in": os.getpid()}
