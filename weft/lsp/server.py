@@ -21,7 +21,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
 from weft.compiler.diagnostics import Diagnostic
-from weft.lsp import completion, features
+from weft.lsp import completion, features, stream
 from weft.lsp.positions import Lines
 from weft.lsp.workspace import Result, Results
 
@@ -246,5 +246,5 @@ def main(args=None) -> int:
     """Serve one editor over stdin/stdout until it disconnects (`weft lsp` takes no options)."""
     protocol_out = sys.stdout.buffer
     sys.stdout = sys.stderr  # a print() in an action module must not corrupt the protocol
-    server.start_io(sys.stdin.buffer, protocol_out)
+    stream.serve(server, sys.stdin.buffer, protocol_out)
     return 0
