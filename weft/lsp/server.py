@@ -1,4 +1,5 @@
-"""`weft lsp`: the editor server (Language Server Protocol over stdio, pygls).
+"""`weft lsp`: the editor server (Language Server Protocol over stdio, pygls;
+messages are framed by weft.lsp.stream).
 
 Each open document is compiled with every open document's unsaved text, and
 its diagnostics are published on open, on save, and after an edit: at once
