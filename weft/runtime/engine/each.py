@@ -1,12 +1,24 @@
-"""`each` steps: one sub-run of the body's Plan per item, at most `concurrency` at a time.
+"""`each` steps: one child run per item in the store, driven by any process that serves the store.
 
-A sub-run is an ordinary run (its own record, lock, history, undo), linked to
-its parent step by `run["parent"]` and the index entry that link makes. The
-job is idempotent: run again (a retry, `resume`, recovery after a crash) it
-finds the sub-runs it made, counts those that ended, resumes those that paused
-or were left running, and makes only the missing ones. A failing item pauses
-its own sub-run while the others go on; the step then fails naming them, so the
-parent pauses, and resuming the parent resumes them.
+An `each` step is a polling step whose external task is its set of child
+runs. Its start and each of its polls are short jobs in the parent's driver
+(`Look`): read the children, make the ones `core/children.py` says to release
+(at most `concurrency` active at once; each child its own run record with a
+`parent` link, its own copy of the body's plan, its locks and history, queued
+on the work queue), and answer like a poll: still going (with the share of
+items done), or the step's outcome. Between looks the step is suspended and
+holds no thread; a child that stops wakes it (family.py), and the step's poll
+timer is the fallback.
+
+Children are driven by whoever claims them from the queue: any `weft worker`
+on the store, and the process driving the parent itself (`drive_children`).
+Nothing here ever resumes a child: a look only counts what the children are,
+so a child paused by an interrupted step waits for a person, and the parent
+names it when the step fails. `weft resume` of the parent resumes its paused
+children (family.py), in the transaction of the resume itself.
+
+Rolling the parent back undoes the children (`Rollback`): newest first, at
+most `concurrency` at once, each child rolled back as a run of its own.
 """
 
 from __future__ import annotations
@@ -14,148 +26,205 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from typing import Any, Callable
+from typing import Any
 
-from weft.plan import expr
 from weft.errors import WeftError
-from weft.runtime.engine import session
-from weft.runtime.core import steering
-from weft.runtime.executors.threads import ThreadExecutor
+from weft.plan import expr
+from weft.runtime.core import children as C
+from weft.runtime.core import events as ev
+from weft.runtime.core.machine import Launch, Machine
 from weft.runtime.core.states import RUN_ENDED, error_record
-from weft.runtime.stores.lmdb.store import Store
+from weft.runtime.engine import session
+from weft.runtime.executors.threads import Threads
+from weft.runtime.stores.port import Store, Txn
+from weft.sdk.polling import PollSpec
+
+CHILD_RUNS = 32  # children a process drives at once for the run it drives
+POLLS = PollSpec(every=0.5, max_every=5.0, factor=1.5)  # the fallback when no child's wake-up arrives
 
 
-class Each:
-    """Everything one `each` step needs to make and drive its sub-runs."""
+class Look:
+    """One look at an `each` step's children: make the ones to release, answer as a poll would."""
 
-    def __init__(
-        self,
-        store: Store,
-        parent: dict,
-        spec: dict,
-        items: list,
-        captured: dict,
-        driver: Callable[..., Any],
-        workers: int,
-    ) -> None:
+    def __init__(self, store: Store, m: Machine, launch: Launch) -> None:
+        rec, spec = m.steps[launch.step], m.specs[launch.step]
         self.store = store
-        self.parent = parent
-        self.spec = spec
-        self.items = items
-        self.captured = captured
-        self.driver = driver  # the Driver class: sub-runs are driven like any run
-        self.workers = workers
-        self.made: dict[int, str] = {}  # item index -> sub-run id
-        self.labels: dict[int, str | None] = {}  # item index -> sub-run label
+        self.step = launch.step
+        self.attempt = launch.attempt
+        self.first = launch.poll is None  # the step's start, not one of its polls
+        recorded = rec["inputs"] or {}
+        self.items = launch.items if launch.items is not None else recorded.get("items") or []
+        self.captured = launch.inputs if launch.items is not None else recorded.get("with") or {}
+        self.body = spec["each"]["plan"]
+        self.var = spec["each"]["var"]
+        self.concurrency = spec["each"]["concurrency"]
+        run = m.run
+        self.parent = {"id": run["id"], "user": run["user"], "title": run["label"] or run["flow"]}
 
-    def __call__(
-        self,
-        on_progress: Callable[[float], None] | None,
-        on_log: Callable[[str], None] | None,
-        cancel: threading.Event | None,
-    ) -> tuple[bool, Any, float]:
-        started = time.perf_counter()
+    def __call__(self) -> ev.Event:
         try:
-            ok, payload = self._run(
-                on_progress or (lambda f: None), on_log or (lambda s: None), cancel or threading.Event()
-            )
+            return self._look()
         except (WeftError, expr.EvalError) as e:
-            ok, payload = False, error_record("SubRunError", str(e))
-        return ok, payload, time.perf_counter() - started
+            return ev.Failed(self.step, self.attempt, error_record("SubRunError", str(e)))
 
-    def _run(
-        self, progress: Callable[[float], None], log: Callable[[str], None], cancel: threading.Event
-    ) -> tuple[bool, Any]:
-        body = self.spec["each"]["plan"]
-        limit = max(1, int(self.spec["each"]["concurrency"] or len(self.items) or 1))
+    def _look(self) -> ev.Event:
         with self.store.read() as t:
-            self.made = dict(t.children(self.parent["id"], self.spec["id"]))
-            records = {i: t.run(rid) for i, rid in self.made.items()}
-        self.labels = {i: r["label"] for i, r in records.items()}
-        outcome: dict[int, tuple[str | None, str, str | None]] = {
-            i: (r["id"], r["state"], None) for i, r in records.items() if r["state"] in RUN_ENDED
-        }
-        todo = [i for i in range(len(self.items)) if i not in outcome]
-        pool = ThreadExecutor()
-        running: dict[Future, int] = {}
-        asked = False
+            found = read_children(t, self.parent["id"], self.step)
+        total = len(self.items)
+        refused: dict[int, str] = {}
+        look = C.look(total, self.concurrency, found, refused)
+        if look.release:
+            made = self.store.write(lambda t: self._make(t, look.release, refused))
+            if made is None:
+                return ev.Failed(self.step, self.attempt, error_record("Cancelled", "the step stopped waiting"))
+            found.update(made)
+            look = C.look(total, self.concurrency, found, refused)
+        if look.outputs is not None:
+            return ev.Succeeded(self.step, self.attempt, look.outputs)
+        if look.failure is not None:
+            return ev.Failed(
+                self.step, self.attempt, {**error_record("SubRunsFailed", look.failure), "progress": look.progress}
+            )
+        if self.first:
+            return ev.PollStarted(self.step, self.attempt, {"items": total}, POLLS.every, POLLS.max_every, POLLS.factor)
+        return ev.PollPending(self.step, self.attempt, look.progress)
+
+    def _make(self, t: Txn, release: list[int], refused: dict[int, str]) -> dict[int, C.Child] | None:
+        """Make the children of items `release` (None if the step no longer waits for them)."""
+        rec = t.steps(self.parent["id"]).get(self.step)
+        if rec is None or rec["state"] not in ("running", "suspended") or rec["attempts"] != self.attempt:
+            return None  # cancelled, timed out or retried meanwhile: a late look makes nothing
+        made = {}
+        now = time.time()
+        for i in release:
+            try:
+                run = self._make_one(t, i, now)
+            except (WeftError, expr.EvalError) as e:
+                refused[i] = str(e)
+                continue
+            made[i] = C.Child(i, run["id"], run["state"], run["label"])
+        return made
+
+    def _make_one(self, t: Txn, index: int, now: float) -> dict:
+        inputs = {self.var: self.items[index], **self.captured}
+        env = expr.Env(inputs)
+        body = self.body
+        label = expr.show(expr.evaluate(body["label"], env)) if body.get("label") else None
+        return session.create_in(
+            t,
+            body,
+            inputs,
+            user=self.parent["user"],
+            label=label or f"{self.parent['title']} [{index + 1}]",
+            locks=[expr.show(expr.evaluate(e, env)) for e in body.get("locks") or ()],
+            parent={"run": self.parent["id"], "step": self.step, "index": index},
+            now=now,
+            detach=True,
+        )
+
+
+def read_children(t: Txn, run_id: str, step: str) -> dict[int, C.Child]:
+    """The children step `step` of run `run_id` made so far, by item index."""
+    found = {}
+    for index, rid in t.children(run_id, step):
+        run = t.run(rid)
+        if run is not None:
+            found[index] = C.Child(
+                index, rid, run["state"], run["label"], run.get("error"), run.get("ended"), run.get("rolled_back")
+            )
+    return found
+
+
+def job(store: Store, m: Machine, launch: Launch, driver: Any) -> Any:
+    """The callable that does what `launch` asks of an `each` step: a look, or the rollback of its children."""
+    if launch.undo:
+        return Rollback(store, m, launch, driver)
+    return Look(store, m, launch)
+
+
+class Rollback:
+    """Undo the children of an `each` step: newest first, at most `concurrency` at once."""
+
+    def __init__(self, store: Store, m: Machine, launch: Launch, driver: Any) -> None:
+        self.store = store
+        self.run_id = m.run["id"]
+        self.step = launch.step
+        self.attempt = launch.attempt
+        self.concurrency = m.specs[launch.step]["each"]["concurrency"]
+        self.driver = driver  # the Driver class: each child's rollback is driven like any run
+
+    def __call__(self) -> ev.Event:
+        with self.store.read() as t:
+            found = read_children(t, self.run_id, self.step)
+        order = C.to_roll_back(list(found.values()))
+        width = C.limit(self.concurrency, len(order))
+        pool = Threads()
+        running: dict[Future, C.Child] = {}
+        problems: list[str] = []
         try:
-            while todo or running:
-                while todo and len(running) < limit and not cancel.is_set():
-                    i = todo.pop(0)
-                    running[pool.submit(self._drive_one, body, i, self.made.get(i))] = i
-                if not running:
-                    break
-                done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
-                if cancel.is_set() and not asked:
-                    asked = self._cancel_children(outcome)
+            while order or running:
+                while order and len(running) < width:
+                    child = order.pop(0)
+                    running[pool.submit(self._roll_back, child.run)] = child
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
-                    i = running.pop(future)
-                    outcome[i] = rid, state, why = future.result()
-                    log(
-                        f"item {i + 1} of {len(self.items)}: "
-                        + (f"run {rid} " if rid else "")
-                        + state
-                        + (f": {why}" if why else "")
-                    )
-                    progress(sum(o[1] == "succeeded" for o in outcome.values()) / max(1, len(self.items)))
+                    child = running.pop(future)
+                    problem = future.result()
+                    if problem:
+                        problems.append(f"{child.label or f'item {child.index + 1}'} ({child.run}): {problem}")
         finally:
             pool.shutdown(wait=False)
-        succeeded = sum(o[1] == "succeeded" for o in outcome.values())
-        outputs = {"total": len(self.items), "succeeded": succeeded, "failed": len(self.items) - succeeded}
-        if succeeded == len(self.items):
-            return True, outputs
-        if cancel.is_set():
-            return False, error_record("Cancelled", f"cancelled with {succeeded} of {len(self.items)} sub-runs done")
-        bad = [
-            f"{self.labels.get(i) or f'item {i + 1}'} ({rid + ', ' if rid else ''}{state})"
-            for i, (rid, state, _) in sorted(outcome.items())
-            if state != "succeeded"
-        ]
-        shown = ", ".join(bad[:5]) + (", ..." if len(bad) > 5 else "")
-        message = f"{len(bad)} of {len(self.items)} sub-runs did not succeed: {shown}"
-        return False, error_record("SubRunsFailed", message)
+        if problems:
+            shown = "; ".join(problems[: C.SHOWN]) + ("; ..." if len(problems) > C.SHOWN else "")
+            message = f"{len(problems)} of {len(found)} sub-runs were not rolled back: {shown}"
+            return ev.Failed(self.step, self.attempt, error_record("SubRunsNotRolledBack", message), undo=True)
+        return ev.Succeeded(self.step, self.attempt, {}, undo=True)
 
-    def _drive_one(self, body: dict, index: int, run_id: str | None) -> tuple[str | None, str, str | None]:
-        """Make or take over sub-run `index` and drive it: (run id, final state, why not succeeded)."""
+    def _roll_back(self, run_id: str) -> str | None:
+        """Roll child `run_id` back and drive its undos; why not, or None once it is rolled back."""
         try:
-            return self._make_and_drive(body, index, run_id)
-        except (WeftError, expr.EvalError) as e:  # its lock is held, another process drives it...
-            return run_id, "not started" if run_id is None else "not driven", str(e)
-
-    def _make_and_drive(self, body: dict, index: int, run_id: str | None) -> tuple[str | None, str, str | None]:
-        if run_id is None:
-            inputs = {self.spec["each"]["var"]: self.items[index], **self.captured}
-            env = expr.Env(inputs)
-            label = expr.show(expr.evaluate(body["label"], env)) if body.get("label") else None
-            m, lease = session.create(
-                self.store,
-                body,
-                inputs,
-                user=self.parent["user"],
-                label=label or f"{self.parent['label'] or self.parent['flow']} [{index + 1}]",
-                locks=[expr.show(expr.evaluate(e, env)) for e in body.get("locks") or ()],
-                parent={"run": self.parent["id"], "step": self.spec["id"], "index": index},
-            )
-            self.made[index] = m.run["id"]  # from now on a cancel reaches it
-            self.labels[index] = m.run["label"]
-        else:
-            m, lease, _ = session.take(self.store, run_id, _resume_if_paused)
-        if m.run["state"] not in ("running", "pending"):
-            return m.run["id"], m.run["state"], m.run["error"]
-        run = self.driver(self.store, m, lease, workers=self.workers).drive()
-        return run["id"], run["state"], run["error"]
-
-    def _cancel_children(self, outcome: dict) -> bool:
-        def ask(t: Any) -> None:
-            for i, rid in list(self.made.items()):
-                if i not in outcome:
-                    t.put_request(rid, "cancel", {"kind": "cancel", "by": f"run {self.parent['id']}"})
-
-        self.store.write(ask)
-        return True
+            m, lease, _ = session.take(self.store, run_id, lambda m, now: m.apply(ev.Rollback(force=True), now))
+            run = self.driver(self.store, m, lease, children=False).drive()
+        except WeftError as e:
+            return str(e)
+        if run["state"] in RUN_ENDED and run.get("rolled_back"):
+            return None
+        return run.get("error") or f"it is {run['state']}"
 
 
-def _resume_if_paused(m: Any, now: float) -> None:
-    if m.run["state"] == "paused":
-        steering.resume(m, now)
+def woken(m: Machine, request: dict, now: float) -> bool:
+    """A child run stopped (its `child` request): log it and look at the children now.
+
+    False while a look is out: the request waits for the next round, as that look may have missed it.
+    """
+    sid = request["step"]
+    if sid in m.polls_out:
+        return False
+    rec = m.steps.get(sid)
+    if rec is not None and rec["state"] == "suspended":
+        total = len((rec["inputs"] or {}).get("items") or ())
+        line = C.item_line(request["index"], total, request["run"], request["state"], request.get("error"))
+        m.apply(ev.Logged(sid, line, now), now)
+        m.apply(ev.Woken(sid), now)
+    return True
+
+
+class Children:
+    """This process serving the queued descendants of one run, as a worker would (quietly), in a thread."""
+
+    def __init__(self, store: Store, run_id: str, runs: int) -> None:
+        from weft.runtime.engine.worker import Worker  # it drives runs with the Driver, which uses this module
+
+        self.worker = Worker(store, runs=runs, scope=run_id)
+        self.thread = threading.Thread(target=self.worker.serve, name=f"weft-children-{run_id}", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Claim no more children; let those driven here finish their running steps and hand them back."""
+        self.worker.stop()
+        self.thread.join()
+
+
+def drive_children(store: Store, run_id: str, runs: int) -> Children:
+    """Serve the children (and their children) of run `run_id` from this process until `stop()`."""
+    return Children(store, run_id, max(runs, CHILD_RUNS))

@@ -1,0 +1,134 @@
+"""A run and its sub-runs in one transaction: what a commit of one means for the others.
+
+Called by `session.persist` in the transaction that writes a run's changes,
+so a cascade is as durable and atomic as the command that caused it:
+
+- a sub-run that stops (ends or pauses) tells its parent: a `child` request
+  for the parent's owner, and the parent queued for a worker when no process
+  holds it (`notify`);
+- an `each` step cancelled with its run cancels every unfinished sub-run,
+  paused ones too, so each ends and lets go of its locks; a sub-run that a
+  live process drives gets a cancel request instead (`cascade`);
+- an `each` step a person retried (`resume` of the parent: failed -> pending)
+  resumes the sub-runs that paused, and queues them (`cascade`). Nothing
+  else ever resumes a sub-run: an interrupted step in one waits for a person
+  exactly like a top-level one.
+
+The runs it takes over are returned for the caller to persist in the same
+transaction (which may cascade further down).
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from weft.runtime.core import events as ev
+from weft.runtime.core.machine import Machine
+from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED
+from weft.runtime.engine.lease import Lease, LeaseHeld
+from weft.runtime.stores.port import Txn
+
+HOST = socket.gethostname()
+CHILD = "child\0"  # request names a sub-run leaves for its parent: child\0<step>\0<index>
+
+
+def stamp(m: Machine, lease: Lease) -> None:
+    """Record in the run which process drives it (pid and host), when that changed."""
+    driver = {"pid": lease.pid, "host": HOST}
+    if m.run.get("driver") != driver:
+        m.run["driver"] = driver
+        m.run_dirty = True
+
+
+def own(t: Txn, run_id: str, now: float) -> tuple[Machine, Lease]:
+    """Take run `run_id` over inside `t` and recover what a dead owner left running; LeaseHeld if alive."""
+    lease = Lease(run_id)
+    lease.acquire(t, now)
+    m = Machine(t.plan(run_id), t.run(run_id), t.steps(run_id), now)
+    if m.run["state"] in ("running", "pending"):
+        m.apply(ev.Recover(), now)
+    return m, lease
+
+
+def notify(t: Txn, run: dict, now: float) -> None:
+    """Sub-run `run` stopped: wake its parent's `each` step (see the module docstring)."""
+    link = run.get("parent")
+    if not link or run["state"] not in RUN_STOPPED:
+        return
+    parent = t.run(link["run"])
+    if parent is None or parent["state"] not in ("pending", "running"):
+        return  # a paused parent looks at every sub-run again when it is resumed
+    request = {"kind": "child", "step": link["step"], "index": link["index"], "run": run["id"]}
+    request.update(state=run["state"], error=run.get("error"))
+    t.put_request(link["run"], f"{CHILD}{link['step']}\0{link['index']}", request)
+    if t.lease(link["run"]) is None:
+        t.enqueue(link["run"], now)
+
+
+def forget_wakes(t: Txn, run_id: str) -> None:
+    """Drop the `child` requests of a run that stopped: resuming it looks at every sub-run anyway."""
+    for name, _ in t.requests(run_id):
+        if name.startswith(CHILD):
+            t.drop_request(run_id, name)
+
+
+def cascade(t: Txn, m: Machine, changed: list[tuple[str, dict]], before: dict[str, dict], now: float) -> list:
+    """The sub-runs to change because of this commit's `each` step records: [(Machine, Lease)] to persist.
+
+    `before` holds the records of those steps as stored before this commit.
+    """
+    out: list[tuple[Machine, Lease]] = []
+    for sid, rec in changed:
+        if m.specs[sid]["kind"] != "each":
+            continue
+        old = (before.get(sid) or {}).get("state")
+        if rec["state"] == "cancelled" and old != "cancelled":
+            out += _cancel_children(t, m.run["id"], sid, now)
+        elif rec["state"] == "pending" and old == "failed":
+            out += _resume_children(t, m.run["id"], sid, now)
+    return out
+
+
+def _children(t: Txn, run_id: str, sid: str) -> list[dict]:
+    return [r for r in (t.run(rid) for _, rid in t.children(run_id, sid)) if r is not None]
+
+
+def _cancel_children(t: Txn, run_id: str, sid: str, now: float) -> list:
+    out = []
+    for child in _children(t, run_id, sid):
+        if child["state"] in RUN_ENDED:
+            continue
+        try:
+            m, lease = own(t, child["id"], now)
+        except LeaseHeld:
+            t.put_request(child["id"], "cancel", {"kind": "cancel", "by": f"run {run_id}", "t": now})
+            continue
+        m.note(now, f"cancelled with its parent run {run_id}")
+        m.apply(ev.Cancel(by=f"run {run_id}"), now)
+        out.append((m, lease))
+    return out
+
+
+def _resume_children(t: Txn, run_id: str, sid: str, now: float) -> list:
+    out = []
+    for child in _children(t, run_id, sid):
+        if child["state"] != "paused":
+            continue
+        try:
+            m, lease = own(t, child["id"], now)
+        except LeaseHeld:
+            continue  # someone drives it: it is not paused for long
+        m.apply(ev.Resume(), now)
+        m.note(now, f"resumed with its parent run {run_id}")
+        t.enqueue(child["id"], now)  # any worker, or the parent's own process, drives it
+        out.append((m, lease))
+    return out
+
+
+def stored_steps(t: Txn, run_id: str, changed: list[tuple[str, Any]], specs: dict) -> dict[str, dict]:
+    """The stored records of the `each` steps among `changed`, read before they are overwritten."""
+    if not any(specs[sid]["kind"] == "each" for sid, _ in changed):
+        return {}
+    stored = t.steps(run_id)
+    return {sid: stored.get(sid) for sid, _ in changed if specs[sid]["kind"] == "each"}
