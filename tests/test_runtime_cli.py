@@ -64,7 +64,7 @@ def test_run_prints_the_id_then_each_transition_then_the_result(weft):
 def test_bad_inputs_stop_before_anything_is_stored(weft, tmp_path):
     one_line_error(weft("run", FLOW, "--flow", "basic"), "missing input 'n' (int)", "nothing was run")
     one_line_error(weft("run", FLOW, "--flow", "basic", "-i", "nn=1"), "unknown input 'nn' (did you mean 'n'?)")
-    one_line_error(weft("run", FLOW, "--flow", "basic", "-i", "n=abc"), "input 'n': 'abc' is not a int")
+    one_line_error(weft("run", FLOW, "--flow", "basic", "-i", "n=abc"), "input 'n': 'abc' is not an int")
     one_line_error(weft("run", FLOW, "--flow", "basic", "-i", "n=18446744073709551616"), "cannot be stored")
     one_line_error(weft("run", FLOW, "--flow", "nope", "-i", "n=1"), "no flow named 'nope'")
     (tmp_path / "in.json").write_text('{"n": "x"}')

@@ -1,13 +1,14 @@
 """Showing a run while it is driven: plain lines, or a live progress display on a terminal.
 
-Both are driver observers, called after each commit with the events it made
-durable, so every line printed is a transition that is already on disk.
+Both are Client.drive observers, called after each commit with a Progress
+holding the events it made durable, so every line printed is a transition
+that is already on disk.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import IO, Any
+from typing import IO
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -16,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from weft.cli.views import clock, event_text
+from weft.client import Progress
 
 _STYLE = {"succeeded": "green", "failed": "red", "paused": "yellow", "skipped": "dim", "cancelled": "magenta"}
 
@@ -26,8 +28,8 @@ class PlainReport:
     def __init__(self, out: IO[str] | None = None) -> None:
         self.out = out or sys.stdout
 
-    def __call__(self, events: list[dict], driver: Any) -> None:
-        self.out.write("".join(f"{clock(e['t'])} {event_text(e)}\n" for e in events))
+    def __call__(self, progress: Progress) -> None:
+        self.out.write("".join(f"{clock(e.t)} {event_text(e)}\n" for e in progress.events))
         self.out.flush()
 
     def close(self) -> None:
@@ -40,42 +42,39 @@ class LiveReport:
     def __init__(self, title: str) -> None:
         self.title = title
         self.console = Console()
-        self.driver: Any = None
-        self.running: tuple[str, ...] = ()
+        self.progress: Progress | None = None
         self.live = Live(self, console=self.console, refresh_per_second=8, transient=True)
         self.live.start()
 
-    def __call__(self, events: list[dict], driver: Any) -> None:
-        self.driver = driver
-        self.running = tuple(sorted(driver.inflight.keys() | driver.machine.polling))
-        for e in events:
-            if e.get("step") and e.get("state") == "running":
+    def __call__(self, progress: Progress) -> None:
+        self.progress = progress
+        for e in progress.events:
+            if e.step and e.state == "running":
                 continue  # the live lines show what runs
-            style = _STYLE.get(e.get("state", ""), "")
-            self.console.print(Text(f"{clock(e['t'])} {event_text(e)}", style=style), highlight=False)
+            style = _STYLE.get(e.state or "", "")
+            self.console.print(Text(f"{clock(e.t)} {event_text(e)}", style=style), highlight=False)
 
     def __rich__(self) -> Group:
-        driver = self.driver
-        if driver is None:
+        progress = self.progress
+        if progress is None:
             return Group(Text(self.title))
-        fractions = dict(driver.fractions)
-        done = driver.machine.progress(fractions)
         head = Table.grid(padding=(0, 1))
         head.add_row(
             Text(self.title, style="bold"),
-            ProgressBar(total=1.0, completed=done, width=40),
-            Text(f"{done * 100:3.0f}%"),
+            ProgressBar(total=1.0, completed=progress.done, width=40),
+            Text(f"{progress.done * 100:3.0f}%"),
         )
         rows = Table.grid(padding=(0, 1))
-        for sid in self.running[:12]:
-            f = fractions.get(sid)
+        running = progress.running
+        for sid in running[:12]:
+            f = progress.fractions.get(sid)
             rows.add_row(
                 Text(f"  {sid}", style="cyan"),
                 ProgressBar(total=1.0, completed=f or 0.0, width=20),
                 Text("" if f is None else f"{f * 100:3.0f}%"),
             )
-        if len(self.running) > 12:
-            rows.add_row(Text(f"  ... and {len(self.running) - 12} more"), Text(""), Text(""))
+        if len(running) > 12:
+            rows.add_row(Text(f"  ... and {len(running) - 12} more"), Text(""), Text(""))
         return Group(head, rows)
 
     def close(self) -> None:

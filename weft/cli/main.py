@@ -10,6 +10,7 @@ import argparse
 import importlib
 import os
 import sys
+from importlib import metadata
 
 from weft.errors import WeftError
 
@@ -18,8 +19,24 @@ def _store(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", metavar="DIR", help="store folder (default: $WEFT_STORE, else ./.weft)")
 
 
+class _Version(argparse.Action):
+    """`weft --version`: the installed distribution's version, looked up only when asked."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print weft's version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        try:
+            version = metadata.version("weft")
+        except metadata.PackageNotFoundError:
+            version = "(not installed)"
+        print(f"weft {version}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="weft", description="Weft: workflows with a compiler and a durable runtime.")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name: str, target: str, help: str) -> argparse.ArgumentParser:
@@ -69,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("parent", "RUN", "sub-runs of RUN"),
         ("lock", "NAME", "the run holding lock NAME"),
     ):
-        p.add_argument(f"--{name}", metavar=what, help=text)
+        p.add_argument(
+            f"--{name}", metavar=what, action="append", help=(text + "; " if text else "") + "repeat for any of several"
+        )
     p.add_argument("--since", metavar="WHEN", help="started at or after WHEN: a duration ago (2h, 7d) or an ISO date")
     p.add_argument("--before", metavar="WHEN", help="started before WHEN")
     p.add_argument("--sort", default="started", help="started, ended, flow, state, user or label ('-' prefix reverses)")
@@ -86,8 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=500, metavar="N", help="runs deleted per transaction")
     _store(p)
 
-    p = command("show", "weft.cli.runs:show", "show a run, its steps and its history")
+    p = command("show", "weft.cli.runs:show", "show a run, its steps and its history (or one step in full)")
     p.add_argument("run", metavar="RUN")
+    p.add_argument("step", metavar="STEP", nargs="?", help="show this step's inputs, outputs, error and traceback")
     p.add_argument("--json", action="store_true")
     _store(p)
 

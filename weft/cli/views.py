@@ -1,31 +1,14 @@
-"""Read-only views of stored runs: one run in full, its sub-runs, event lines (catalog.py lists runs)."""
+"""Text and JSON for what the Client returns: runs, steps, events, times (the CLI only presents them)."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict
 from typing import Any
 
-from collections import Counter
-
-from weft.runtime.engine import bulk
-from weft.runtime.core.states import describe_error
-from weft.runtime.stores.lmdb.store import Store, store_dir
-
-
-def _waiting(spec: dict, rec: dict) -> str:
-    """What a suspended step waits for: its next poll, or a signal; and until when."""
-    poll = rec.get("poll")
-    if poll is not None:
-        done = "" if poll["progress"] is None else f", {poll['progress'] * 100:.0f}% done"
-        text = f"polling ({poll['polls']} polls{done}), next at {clock(rec.get('due'))}"
-    elif spec["kind"] == "wait":
-        text = f"signal '{spec['wait']['signal']}'"
-    else:
-        text = "an external event"
-    deadline = rec.get("deadline")
-    return text + (f", times out at {clock(deadline)}" if deadline else "")
+from weft.client import Event, Run, Step, StepDetail
 
 
 def clock(t: float | None) -> str:
@@ -43,16 +26,18 @@ def duration(start: float | None, end: float | None) -> str:
     return f"{secs:.1f}s" if secs < 60 else f"{int(secs // 60)}m{int(secs % 60):02d}s"
 
 
-def event_text(e: dict) -> str:
+def event_text(e: Event | dict) -> str:
     """One history event as `dhcp succeeded (0.2s)`."""
-    who = e.get("step") or "run"
-    if "log" in e:
-        return f"{who} | {e['log']}"
-    if "note" in e:
-        return f"{who}: {e['note']}" if e.get("step") else e["note"]
-    state, detail = e["state"], e.get("detail")
-    if state == "running" and e.get("attempt", 1) > 1:
-        detail = f"attempt {e['attempt']}"
+    if isinstance(e, dict):
+        e = Event.of(e)
+    who = e.step or "run"
+    if e.log is not None:
+        return f"{who} | {e.log}"
+    if e.note is not None:
+        return f"{who}: {e.note}" if e.step else e.note
+    state, detail = e.state, e.detail
+    if state == "running" and (e.attempt or 1) > 1:
+        detail = f"attempt {e.attempt}"
     if state == "pending" and detail and detail.startswith("retry"):
         return f"{who} failed, {detail}"
     if state in ("failed", "undo failed", "paused") and detail:
@@ -60,123 +45,20 @@ def event_text(e: dict) -> str:
     return f"{who} {state}" + (f" ({detail})" if detail else "")
 
 
-# -- one run ---------------------------------------------------------------------------------
+def _waiting(step: Step) -> str:
+    """What a suspended step waits for: its next poll, or a signal; and until when."""
+    if step.poll is not None:
+        done = "" if step.poll.progress is None else f", {step.poll.progress * 100:.0f}% done"
+        text = f"polling ({step.poll.polls} polls{done}), next at {clock(step.due)}"
+    elif step.signal is not None:
+        text = f"signal '{step.signal}'"
+    else:
+        text = "an external event"
+    return text + (f", times out at {clock(step.deadline)}" if step.deadline else "")
 
 
-@dataclass
-class RunView:
-    """One stored run with everything `weft show` prints."""
-
-    run: dict
-    plan: dict
-    steps: dict[str, dict]
-    history: list[tuple[int, dict]]
-    lease: dict | None
-    children: dict[str, list[dict]] = field(default_factory=dict)  # each step -> its sub-runs, by item
-
-
-def load(store: Store, text: str) -> RunView:
-    """Run `text` (an id or a unique prefix), read in one transaction."""
-    with store.read() as t:
-        run_id = t.find_run(text)
-        plan = t.plan(run_id)
-        children = {
-            s["id"]: [t.run(rid) for _, rid in t.children(run_id, s["id"])]
-            for s in plan["steps"]
-            if s["kind"] == "each"
-        }
-        return RunView(t.run(run_id), plan, t.steps(run_id), t.events(run_id), t.lease(run_id), children)
-
-
-def run_json(v: RunView) -> dict[str, Any]:
-    """Everything `weft show --json` prints."""
-    subs = {
-        sid: {
-            "sub_runs": [{k: r[k] for k in ("id", "state", "label", "parent")} for r in runs],
-            "sub_run_progress": bulk.progress(v.steps[sid], runs),
-        }
-        for sid, runs in v.children.items()
-    }
-    return {
-        **v.run,
-        "owner": None if v.lease is None else {k: v.lease[k] for k in ("pid", "host", "heartbeat")},
-        "steps": [
-            {"id": s["id"], "phase": s["phase"], "origin": s["origin"], **v.steps[s["id"]], **subs.get(s["id"], {})}
-            for s in v.plan["steps"]
-        ],
-        "history": [{"seq": seq, **e} for seq, e in v.history],
-    }
-
-
-def run_text(v: RunView) -> str:
-    """`weft show`: the run's fields, a table of its steps, its sub-runs, its history."""
-    run, plan, steps, history, lease = v.run, v.plan, v.steps, v.history, v.lease
-    state = run["state"] + (" (rolled back)" if run["rolled_back"] else "")
-    lines = [
-        f"run      {run['id']}",
-        f"flow     {run['flow']}" + (f"  ({run['file']})" if run.get("file") else ""),
-        f"label    {run['label'] or '-'}",
-        f"state    {state}   progress {run['progress'] * 100:.0f}%",
-        f"user     {run['user']}   tags {', '.join(run['tags']) or '-'}",
-        f"created  {stamp(run['created'])}   ended {stamp(run['ended'])}"
-        + (f"   took {duration(run['started'], run['ended'])}" if run["ended"] else ""),
-    ]
-    if lease is not None:
-        lines.append(f"owner    pid {lease['pid']} on {lease['host']}")
-    if run["inputs"]:
-        lines.append("inputs   " + ", ".join(f"{k}={_short(v)}" for k, v in run["inputs"].items()))
-    if run["result"] is not None:
-        lines.append("result   " + ", ".join(f"{k}={_short(v)}" for k, v in run["result"].items()))
-    if run["error"]:
-        lines.append(f"error    {run['error']}")
-    rows = [("STEP", "PHASE", "STATE", "TRIES", "STARTED", "TOOK", "ERROR / WAITING FOR")]
-    for spec in plan["steps"]:
-        rec = steps[spec["id"]]
-        error = describe_error(rec["error"]) if rec["state"] in ("failed", "skipped", "pending") else ""
-        if rec["undo"] and rec["undo"].get("state") == "failed":
-            error = "undo: " + describe_error(rec["undo"]["error"])
-        if rec["state"] == "suspended":
-            error = _waiting(spec, rec)
-        rows.append(
-            (
-                spec["id"],
-                spec["phase"],
-                rec["state"],
-                str(rec["attempts"]),
-                clock(rec["started"]),
-                duration(rec["started"], rec["ended"]) if rec["state"] != "running" else "",
-                error,
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(6)]
-    lines.append("")
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + ("  " + r[6] if r[6] else "") for r in rows]
-    origins = [(s["id"], s["origin"]) for s in plan["steps"] if s["origin"]]
-    if origins:
-        lines += ["", "steps from extensions"]
-        lines += [f"  {sid}  {_path(o['extension'])}:{o['line']}" for sid, o in origins]
-    for sid, runs in v.children.items():
-        counts = ", ".join(f"{n} {state}" for state, n in sorted(Counter(r["state"] for r in runs).items()))
-        done = bulk.progress(steps[sid], runs)
-        lines += [
-            "",
-            f"sub-runs of {sid}: {counts or 'none yet'} "
-            f"({done['done']} done, {done['failed']} failed, {done['total']} in all)",
-        ]
-        shown = runs if len(runs) <= 20 else [r for r in runs if r["state"] != "succeeded"][:50]
-        lines += [
-            f"  {r['parent']['index'] + 1:>4}  {r['id']}  {r['state']:<9}  {r['label'] or ''}".rstrip() for r in shown
-        ]
-        if len(shown) < len(runs):
-            lines.append(f"  (weft list --parent {run['id']} lists all {len(runs)})")
-    lines += ["", "history"]
-    lines += [f"{seq:>5}  {clock(e['t'])}  {event_text(e)}" for seq, e in history]
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def _path(path: str) -> str:
-    rel = os.path.relpath(path)
-    return path if rel.startswith("..") else rel
+def _state(run: Run) -> str:
+    return run.state + (" (rolled back)" if run.rolled_back else "")
 
 
 def _short(v: Any) -> str:
@@ -184,13 +66,157 @@ def _short(v: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def load_run_view(store: str | None, run_id_or_prefix: str) -> tuple[dict, dict[str, str], dict[str, dict[str, int]]]:
-    """(plan, {step id: state}, {each step id: {state: sub-runs}}) of a stored run, to draw it coloured by state.
+def _path(path: str) -> str:
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
 
-    `store` is a store folder, or None for the default ($WEFT_STORE, else ./.weft).
-    """
-    with Store(store_dir(store), create=False) as store:
-        with store.read() as t:
-            run_id = t.find_run(run_id_or_prefix)
-            plan, steps = t.plan(run_id), t.steps(run_id)
-            return plan, {sid: rec["state"] for sid, rec in steps.items()}, bulk.each_counts(t, run_id, plan, steps)
+
+def _error(step: Step) -> str:
+    """The ERROR / WAITING FOR column of a step."""
+    if step.undo is not None and step.undo.state == "failed":
+        return f"undo: {step.undo.error or ''}"
+    if step.state == "suspended":
+        return _waiting(step)
+    if step.state in ("failed", "skipped", "pending") and step.error is not None:
+        return str(step.error)
+    return ""
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    """Columns padded to their widest cell; the last column is not padded."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + ("  " + r[-1] if r[-1] else "") for r in rows]
+
+
+# -- weft show RUN ---------------------------------------------------------------------------
+
+
+def run_text(run: Run) -> str:
+    """`weft show`: the run's fields, its steps, what failed, its sub-runs, its history."""
+    lines = [
+        f"run      {run.id}",
+        f"flow     {run.flow}" + (f"  ({run.file})" if run.file else ""),
+        f"label    {run.label or '-'}",
+        f"state    {_state(run)}   progress {run.progress * 100:.0f}%",
+        f"user     {run.user}   tags {', '.join(run.tags) or '-'}",
+        f"created  {stamp(run.created)}   ended {stamp(run.ended)}"
+        + (f"   took {duration(run.started, run.ended)}" if run.ended else ""),
+    ]
+    if run.owner is not None:
+        lines.append(f"owner    pid {run.owner.pid} on {run.owner.host}")
+    if run.inputs:
+        lines.append("inputs   " + ", ".join(f"{k}={_short(v)}" for k, v in run.inputs.items()))
+    if run.result is not None:
+        lines.append("result   " + ", ".join(f"{k}={_short(v)}" for k, v in run.result.items()))
+    if run.error:
+        lines.append(f"error    {run.error}")
+    rows = [("STEP", "PHASE", "STATE", "TRIES", "STARTED", "TOOK", "ERROR / WAITING FOR")]
+    for s in run.steps:
+        took = duration(s.started, s.ended) if s.state != "running" else ""
+        rows.append((s.id, s.phase, s.state, str(s.attempts), clock(s.started), took, _error(s)))
+    lines += ["", *_table(rows)]
+    failed = [s for s in run.steps if s.state == "failed" or (s.undo is not None and s.undo.state == "failed")]
+    if failed:
+        lines += ["", "failed steps (weft show RUN STEP shows a step's inputs, outputs and traceback)"]
+        lines += [f"  {s.id}: {_error(s) or 'failed'}   weft show {run.id} {s.id}" for s in failed]
+    origins = [s for s in run.steps if s.origin is not None]
+    if origins:
+        lines += ["", "steps from extensions"]
+        lines += [f"  {s.id}  {_path(s.origin.extension)}:{s.origin.line}" for s in origins]
+    for s in run.steps:
+        subs = s.sub_runs
+        if subs is None:
+            continue
+        counts = ", ".join(f"{n} {state}" for state, n in subs.counts.items())
+        lines += [
+            "",
+            f"sub-runs of {s.id}: {counts or 'none yet'} ({subs.done} done, {subs.failed} failed, {subs.total} in all)",
+        ]
+        shown = subs.runs if len(subs.runs) <= 20 else [r for r in subs.runs if r.state != "succeeded"][:50]
+        lines += [f"  {r.index + 1:>4}  {r.id}  {r.state:<9}  {r.label or ''}".rstrip() for r in shown]
+        if len(shown) < len(subs.runs):
+            lines.append(f"  (weft list --parent {run.id} lists all {len(subs.runs)})")
+    lines += ["", "history"]
+    lines += [f"{e.seq:>5}  {clock(e.t)}  {event_text(e)}" for e in run.history]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _event_json(e: Event) -> dict[str, Any]:
+    return {k: v for k, v in asdict(e).items() if v is not None}
+
+
+def _step_json(run: Run, s: Step) -> dict[str, Any]:
+    data = asdict(s)
+    if s.sub_runs is not None:
+        subs = s.sub_runs
+        data["sub_runs"] = [
+            {"id": r.id, "state": r.state, "label": r.label, "parent": {"run": run.id, "step": s.id, "index": r.index}}
+            for r in subs.runs
+        ]
+        data["sub_run_progress"] = {"done": subs.done, "failed": subs.failed, "total": subs.total}
+        data["sub_run_counts"] = subs.counts
+    return data
+
+
+def run_json(run: Run) -> dict[str, Any]:
+    """Everything `weft show --json` prints."""
+    data = asdict(run)
+    data["owner"] = None if run.owner is None else asdict(run.owner)
+    data["steps"] = [_step_json(run, s) for s in run.steps]
+    data["history"] = [_event_json(e) for e in run.history]
+    data["actions"] = sorted(run.actions)
+    return data
+
+
+# -- weft show RUN STEP --------------------------------------------------------------------------
+
+
+def _values(title: str, values: dict | None) -> list[str]:
+    if not values:
+        return [f"{title:<9}-"]
+    return [title] + [f"  {k} = {json.dumps(v, sort_keys=True, default=str)}" for k, v in values.items()]
+
+
+def step_text(d: StepDetail) -> str:
+    """`weft show RUN STEP`: one step's inputs, outputs, error and traceback, and its history."""
+    s = d.step
+    lines = [
+        f"run      {d.run_id}",
+        f"step     {s.id}" + (f"  ({s.name})" if s.name and s.name != s.id else "") + f"   {s.kind}, {s.phase} phase",
+    ]
+    if s.action:
+        lines.append(f"action   {s.action}" + (f"   undo {d.undo_action}" if d.undo_action else ""))
+    if d.deps:
+        lines.append(f"after    {', '.join(d.deps)}")
+    lines.append(f"state    {s.state}   attempts {s.attempts}")
+    lines.append(
+        f"started  {stamp(s.started)}   ended {stamp(s.ended)}"
+        + (f"   took {duration(s.started, s.ended)}" if s.ended and s.started else "")
+    )
+    if s.origin is not None:
+        lines.append(f"from     {_path(s.origin.extension)}:{s.origin.line}")
+    if s.state == "suspended":
+        lines.append(f"waiting  for {_waiting(s)}")
+    lines += _values("inputs", s.inputs)
+    lines += _values("outputs", s.outputs)
+    for title, error in (("error", s.error), ("undo error", s.undo.error if s.undo else None)):
+        if error is not None:
+            lines.append(f"{title:<9}{error}")
+            if error.traceback:
+                lines += ["traceback"] + [f"  {line}" for line in error.traceback.rstrip().splitlines()]
+    if s.undo is not None:
+        lines.append(f"undo     {s.undo.state or 'to run again'}   attempt {s.undo.attempt}")
+    if s.sub_runs is not None:
+        subs = s.sub_runs
+        lines.append(
+            f"sub-runs {subs.done} done, {subs.failed} failed, {subs.total} in all (weft list --parent {d.run_id})"
+        )
+    lines += ["", "history"]
+    lines += [f"{e.seq:>5}  {clock(e.t)}  {event_text(e)}" for e in d.history]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def step_json(d: StepDetail) -> dict[str, Any]:
+    data = asdict(d)
+    data["history"] = [_event_json(e) for e in d.history]
+    return data

@@ -10,11 +10,15 @@ import os
 import re
 import signal
 import sys
+import threading
 from typing import Any
 
+from weft.cli.views import clock, duration, event_text
 from weft.errors import WeftError
-from weft.runtime.stores.lmdb.store import Store, ignore_file_size_signal, store_dir
-from weft.runtime.engine.worker import DEFAULT_RUNS, Worker
+from weft.runtime.core.states import RUN_ENDED
+from weft.runtime.engine.driver import Driver
+from weft.runtime.engine.worker import DEFAULT_RUNS, Notice, Worker
+from weft.runtime.stores import open_store, store_dir
 
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -31,9 +35,9 @@ def serve(args: Any) -> int:
     if args.workers is not None and args.workers < 1:
         raise WeftError(f"--workers must be at least 1, not {args.workers}")
     grace = seconds(args.grace)
-    ignore_file_size_signal()
-    with Store(store_dir(args.store), create=True) as store:
-        worker = Worker(store, runs=args.workers or DEFAULT_RUNS, grace=grace, once=args.once)
+    with open_store(store_dir(args.store), create=True) as store:
+        log = Log(store.path, grace)
+        worker = Worker(store, Driver, runs=args.workers or DEFAULT_RUNS, grace=grace, once=args.once, observer=log)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: worker.stop())
         if not worker.serve():
@@ -42,3 +46,62 @@ def serve(args: Any) -> int:
             sys.stderr.flush()
             os._exit(0)
     return 0
+
+
+class Log:
+    """One flushed line per notice that matters: runs starting and ending, failures, take-overs."""
+
+    def __init__(self, path: str, grace: float) -> None:
+        self.path = path
+        self.grace = grace
+        self._lock = threading.Lock()
+
+    def __call__(self, n: Notice) -> None:
+        for t, text in self._lines(n):
+            with self._lock:
+                sys.stdout.write(f"{clock(t)} {text}\n")
+                sys.stdout.flush()
+
+    def _lines(self, n: Notice) -> list[tuple[float, str]]:
+        me, run = f"worker {os.getpid()}", f"run {n.run_id}"
+        if n.kind == "events":
+            return [(e["t"], f"{run} {text}") for e in n.events if (text := _event_line(n.run, e)) is not None]
+        text = {
+            "serving": lambda: f"{me} serving {self.path} ({n.count} runs at once)",
+            "not claimed": lambda: f"{run} not claimed: {n.error}",
+            "handed back": lambda: f"{run} handed back to the queue (worker stopping)",
+            "waits": lambda: (
+                f"{run} "
+                + (f"waits for signal {', '.join(n.names)}" if n.names else "waits")
+                + (f", back at {clock(n.when)}" if n.when is not None else "")
+            ),
+            "lost": lambda: f"{run} let go: {n.error}",
+            "failed": lambda: f"{run} stopped: {n.error}",
+            "stopping": lambda: f"{me} stopping: {n.count} run(s) finish their running steps (grace {self.grace:g}s)",
+            "cut short": lambda: (
+                f"{run} let go with step(s) {', '.join(n.names)} still running: the next owner recovers them"
+            ),
+            "stopped": lambda: f"{me} stopped",
+        }[n.kind]()
+        return [(n.t, text)]
+
+
+def _event_line(run: dict, e: dict) -> str | None:
+    """What the log says about one history event, or None when it does not matter."""
+    if "log" in e:
+        return None
+    if "note" in e:
+        return f"step {e['step']}: {e['note']}" if e.get("step") else e["note"]
+    state, detail = e["state"], e.get("detail")
+    if "step" in e:
+        retry = state == "pending" and (detail or "").startswith("retry")
+        signalled = state == "succeeded" and (detail or "").startswith("signal")
+        if state in ("failed", "undo failed", "suspended") or retry or signalled:
+            return "step " + event_text(e)
+        return None
+    if state == "running":
+        return f"{run['flow']} " + (f"running ({detail})" if detail else "started")
+    if state in RUN_ENDED and not detail:
+        took = duration(run["started"], run["ended"])
+        return f"{run['flow']} {state}" + (f" in {took}" if took else "")
+    return f"{run['flow']} {state}" + (f": {detail}" if detail else "")

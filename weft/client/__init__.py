@@ -1,0 +1,65 @@
+"""The public Python client: start, list, read, wait for and steer runs, as the CLI and the server do.
+
+    from weft.client import Client
+
+    client = Client("/var/lib/myapp/weft")          # else $WEFT_STORE, else ./.weft
+    run_id = client.start("flows/host.flow", inputs={"name": "web1", "mac": "52:54:00:00:00:01", ...})
+    run = client.wait(run_id)                        # a Run: state, result, steps, history, allowed actions
+
+Errors are NotFound, Conflict and InvalidInput (all WeftError subclasses).
+"""
+
+from __future__ import annotations
+
+from weft.client.errors import CompileFailed, Conflict, FlowRequired, InvalidInput, NotFound
+from weft.client.model import (
+    ACTIONS,
+    Delivery,
+    Event,
+    Lock,
+    Origin,
+    Owner,
+    Page,
+    Parent,
+    Poll,
+    Progress,
+    Pruned,
+    Run,
+    RunSummary,
+    Step,
+    StepDetail,
+    StepError,
+    SubRun,
+    SubRuns,
+    Undo,
+)
+from weft.client.operations import Client, login
+
+__all__ = [
+    "ACTIONS",
+    "Client",
+    "CompileFailed",
+    "Conflict",
+    "Delivery",
+    "Event",
+    "FlowRequired",
+    "InvalidInput",
+    "Lock",
+    "NotFound",
+    "Origin",
+    "Owner",
+    "Page",
+    "Parent",
+    "Poll",
+    "Progress",
+    "Pruned",
+    "Run",
+    "RunSummary",
+    "Step",
+    "StepDetail",
+    "StepError",
+    "SubRun",
+    "SubRuns",
+    "Undo",
+    "login",
+]

@@ -1,0 +1,363 @@
+"""What the Client returns: frozen dataclasses made from the store's records, never the records themselves."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from weft.runtime.core.states import RUN_ENDED, describe_error, outcome
+from weft.runtime.engine import bulk
+from weft.runtime.engine.lease import holder_alive
+
+ACTIONS = ("resume", "skip", "cancel", "rollback", "signal")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of a run's history: a state change (`state`, `detail`), a `log` line or a `note`."""
+
+    seq: int | None  # position in the history, from 1 (None for an event reported live before it was read back)
+    t: float
+    step: str | None = None
+    state: str | None = None
+    detail: str | None = None
+    attempt: int | None = None
+    log: str | None = None
+    note: str | None = None
+
+    @classmethod
+    def of(cls, e: dict, seq: int | None = None) -> Event:
+        return cls(seq, e["t"], *(e.get(k) for k in ("step", "state", "detail", "attempt", "log", "note")))
+
+
+@dataclass(frozen=True)
+class StepError:
+    type: str | None
+    message: str
+    traceback: str | None = None
+
+    @classmethod
+    def of(cls, error: dict | None) -> StepError | None:
+        return None if not error else cls(error.get("type"), error.get("message") or "", error.get("traceback"))
+
+    def __str__(self) -> str:
+        return describe_error({"type": self.type, "message": self.message})
+
+
+@dataclass(frozen=True)
+class Undo:
+    """The undo of a succeeded step, once a rollback started it."""
+
+    state: str | None  # running, succeeded, failed; None: to be run again
+    attempt: int
+    started: float | None
+    ended: float | None
+    error: StepError | None
+
+
+@dataclass(frozen=True)
+class Poll:
+    """A polling step between polls: the external task's handle and how polling goes."""
+
+    handle: Any
+    polls: int
+    progress: float | None
+    interval: float | None
+
+
+@dataclass(frozen=True)
+class SubRun:
+    id: str
+    index: int
+    state: str
+    label: str | None
+
+
+@dataclass(frozen=True)
+class SubRuns:
+    """The sub-runs of an `each` step: counts and, in item order, the runs themselves."""
+
+    done: int
+    failed: int
+    total: int
+    counts: dict[str, int]  # state -> sub-runs
+    runs: tuple[SubRun, ...]
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a step added by an `extend` block was written."""
+
+    extension: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    name: str | None
+    phase: str
+    kind: str
+    action: str | None  # module.name of the action it calls
+    origin: Origin | None
+    state: str
+    attempts: int
+    started: float | None
+    ended: float | None
+    inputs: dict | None
+    outputs: dict | None
+    error: StepError | None
+    undo: Undo | None
+    due: float | None  # next retry or poll
+    deadline: float | None  # when its timeout runs out
+    poll: Poll | None
+    signal: str | None  # a `wait` step: the signal it waits for
+    sub_runs: SubRuns | None  # an `each` step
+
+
+@dataclass(frozen=True)
+class StepDetail:
+    """One step in full: what `weft show RUN STEP` prints."""
+
+    run_id: str
+    step: Step
+    deps: tuple[str, ...]
+    undo_action: str | None
+    history: tuple[Event, ...]  # the step's own events
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The process holding a run's lease."""
+
+    pid: int
+    host: str
+    heartbeat: float
+    alive: bool
+
+
+@dataclass(frozen=True)
+class Parent:
+    run: str
+    step: str
+    index: int
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A run as lists show it: its metadata, without steps or history."""
+
+    id: str
+    flow: str
+    file: str | None
+    label: str | None
+    tags: tuple[str, ...]
+    user: str | None
+    locks: tuple[str, ...]
+    parent: Parent | None
+    state: str
+    outcome: str | None  # succeeded, failed, cancelled or rolled back, once ended
+    rolled_back: bool
+    progress: float
+    created: float
+    started: float | None
+    ended: float | None
+    inputs: dict
+    result: dict | None
+    error: str | None
+    detached: bool
+
+
+@dataclass(frozen=True)
+class Run(RunSummary):
+    """One run in full: steps, history, owner, and which steering commands fit it now."""
+
+    owner: Owner | None
+    steps: tuple[Step, ...]
+    history: tuple[Event, ...]
+    actions: frozenset[str]  # of ACTIONS
+    waiting_for: tuple[str, ...]  # signals that suspended steps wait for
+
+    def step(self, name: str) -> Step | None:
+        return next((s for s in self.steps if s.id == name or s.name == name), None)
+
+    @property
+    def failed_steps(self) -> tuple[Step, ...]:
+        return tuple(s for s in self.steps if s.state == "failed")
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of `runs()`: the runs from `offset` on (at most `limit`), `total` matches in all."""
+
+    runs: tuple[RunSummary, ...]
+    offset: int
+    limit: int
+    more: bool  # more runs match after this page
+    total: int
+
+
+@dataclass(frozen=True)
+class Lock:
+    name: str
+    run: RunSummary
+
+
+@dataclass(frozen=True)
+class Pruned:
+    removed: int  # runs deleted, sub-runs included
+    sub_runs: int  # of which sub-runs
+    kept: int  # old enough, but a sub-run has not ended or a live process holds one
+    cutoff: float  # runs that ended before this were pruned
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a run driven by this process reports after each commit (see Client.drive)."""
+
+    run_id: str
+    events: tuple[Event, ...]  # durable already
+    running: tuple[str, ...]  # steps running or polling
+    fractions: dict[str, float]  # their reported progress
+    done: float  # the run's progress, 0 to 1
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What became of a signal: delivered here, or handed to the process or workers driving the run."""
+
+    run_id: str
+    name: str
+    how: str  # "delivered", "owner" (another live process drives the run), "workers" (detached run)
+    run: Run | None = None
+
+
+# -- from records ---------------------------------------------------------------------------------
+
+
+def summary(run: dict) -> RunSummary:
+    return RunSummary(**_summary_fields(run))
+
+
+def _summary_fields(run: dict) -> dict[str, Any]:
+    parent = run.get("parent")
+    return dict(
+        id=run["id"],
+        flow=run["flow"],
+        file=run.get("file"),
+        label=run.get("label"),
+        tags=tuple(run.get("tags") or ()),
+        user=run.get("user"),
+        locks=tuple(run.get("locks") or ()),
+        parent=Parent(parent["run"], parent["step"], parent["index"]) if parent else None,
+        state=run["state"],
+        outcome=outcome(run),
+        rolled_back=bool(run.get("rolled_back")),
+        progress=run.get("progress") or 0.0,
+        created=run["created"],
+        started=run.get("started"),
+        ended=run.get("ended"),
+        inputs=run.get("inputs") or {},
+        result=run.get("result"),
+        error=run.get("error"),
+        detached=bool(run.get("detached")),
+    )
+
+
+def _action_name(action: dict | None) -> str | None:
+    return None if not action else f"{action['module']}.{action['name']}"
+
+
+def sub_runs(rec: dict, runs: list[dict]) -> SubRuns:
+    done = bulk.progress(rec, runs)
+    return SubRuns(
+        done["done"],
+        done["failed"],
+        done["total"],
+        dict(sorted(Counter(r["state"] for r in runs).items())),
+        tuple(SubRun(r["id"], r["parent"]["index"], r["state"], r.get("label")) for r in runs),
+    )
+
+
+def step(spec: dict, rec: dict, children: list[dict] | None) -> Step:
+    undo, poll, origin = rec.get("undo"), rec.get("poll"), spec.get("origin")
+    return Step(
+        id=spec["id"],
+        name=spec.get("name"),
+        phase=spec["phase"],
+        kind=spec["kind"],
+        action=_action_name(spec.get("action")),
+        origin=Origin(origin["extension"], origin["line"]) if origin else None,
+        state=rec["state"],
+        attempts=rec["attempts"],
+        started=rec["started"],
+        ended=rec["ended"],
+        inputs=rec["inputs"],
+        outputs=rec["outputs"],
+        error=StepError.of(rec["error"]),
+        undo=None
+        if not undo
+        else Undo(
+            undo.get("state"),
+            undo.get("attempt", 0),
+            undo.get("started"),
+            undo.get("ended"),
+            StepError.of(undo.get("error")),
+        ),
+        due=rec.get("due"),
+        deadline=rec.get("deadline"),
+        poll=None
+        if not poll
+        else Poll(poll.get("handle"), poll.get("polls", 0), poll.get("progress"), poll.get("interval")),
+        signal=spec["wait"]["signal"] if spec["kind"] == "wait" else None,
+        sub_runs=None if children is None else sub_runs(rec, children),
+    )
+
+
+def actions(run: dict, steps: tuple[Step, ...], owner: Owner | None) -> frozenset[str]:
+    """Which steering commands fit the run now (a command may still be refused for a reason found later)."""
+    state = run["state"]
+    if state in RUN_ENDED:
+        return frozenset() if run.get("rolled_back") else frozenset({"rollback"})
+    driven = owner is not None and owner.alive
+    allowed = {"cancel"}
+    if not driven:
+        allowed |= {"resume", "rollback"}
+        if any(s.state == "failed" for s in steps):
+            allowed.add("skip")
+    if any(s.signal is not None and s.state == "suspended" for s in steps):
+        allowed.add("signal")
+    return frozenset(allowed)
+
+
+def full(
+    run: dict,
+    plan: dict,
+    recs: dict[str, dict],
+    history: list[tuple[int, dict]],
+    lease: dict | None,
+    children: dict[str, list[dict]],
+    now: float,
+) -> Run:
+    owner = None if lease is None else Owner(lease["pid"], lease["host"], lease["heartbeat"], holder_alive(lease, now))
+    steps = tuple(step(spec, recs[spec["id"]], children.get(spec["id"])) for spec in plan["steps"])
+    waits = tuple(sorted({s.signal for s in steps if s.signal is not None and s.state == "suspended"}))
+    return Run(
+        **_summary_fields(run),
+        owner=owner,
+        steps=steps,
+        history=tuple(Event.of(e, seq) for seq, e in history),
+        actions=actions(run, steps, owner),
+        waiting_for=waits,
+    )
+
+
+def detail(run_id: str, spec: dict, st: Step, history: list[tuple[int, dict]]) -> StepDetail:
+    return StepDetail(
+        run_id,
+        st,
+        tuple(spec.get("deps") or ()),
+        _action_name((spec.get("undo") or {}).get("action")),
+        tuple(Event.of(e, seq) for seq, e in history if e.get("step") == st.id),
+    )

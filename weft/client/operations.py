@@ -1,0 +1,489 @@
+"""The Client: every use case of Weft's runtime in one place, for the CLI, the HTTP server and Python programs.
+
+A Client serves one store folder, opened on first use and held until
+`close()`. Runs it starts, resumes, skips, rolls back or signals are driven by
+this process: in a background thread by default (so `wait` returns when they
+stop), or, with `hold=True`, by whoever calls `drive` next in its own thread
+(the CLI, which shows the run live). `detach=True` queues a new run for
+`weft worker` processes instead.
+
+Every refusal is a typed error (errors.py): NotFound, Conflict (carrying the
+run's state), InvalidInput (naming the field); each is a WeftError.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import Any
+
+from weft.client import inputs as checks
+from weft.client import model, search
+from weft.client.errors import CompileFailed, Conflict, FlowRequired, InvalidInput, NotFound
+from weft.client.model import Delivery, Event, Lock, Page, Progress, Pruned, Run, StepDetail
+from weft.errors import WeftError
+from weft.plan import expr
+from weft.plan import types as typesys
+from weft.runtime.core import steering
+from weft.runtime.core.machine import Machine
+from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED
+from weft.runtime.engine import session
+from weft.runtime.engine.driver import Driver
+from weft.runtime.engine.lease import Lease, LeaseHeld
+from weft.runtime.stores import open_store, query, store_dir
+from weft.runtime.stores.port import Store, StoreError, Txn
+from weft.runtime.stores.prune import prune as prune_runs
+
+Observer = Callable[[Progress], None]
+_WAIT_STEP = 0.05  # seconds between looks at a run's state while waiting for it
+
+
+def login() -> str:
+    """Who this process runs as: the login name, else $USER, else 'unknown'."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return os.environ.get("USER") or "unknown"
+
+
+def _steer(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A steering command whose refusal (it does not fit the run's state) is a Conflict."""
+
+    def apply(m: Machine, *args: Any) -> Any:
+        try:
+            return fn(m, *args)
+        except (NotFound, InvalidInput):
+            raise
+        except WeftError as e:
+            raise Conflict(str(e), state=m.run["state"]) from None
+
+    return apply
+
+
+def _step_id(m: Machine, name: str) -> str:
+    try:
+        return steering.find_step(m, name)
+    except WeftError as e:
+        raise NotFound(str(e)) from None
+
+
+class Client:
+    """Operations on the runs of one store: `store` folder, else $WEFT_STORE, else ./.weft."""
+
+    def __init__(self, store: str | os.PathLike | None = None, *, workers: int | None = None) -> None:
+        self.path = store_dir(None if store is None else os.fspath(store))
+        self.workers = workers  # action threads per run driven here (default: the driver's)
+        self._store: Store | None = None
+        self._guard = threading.Lock()
+        self._held: dict[str, tuple[Machine, Lease, bool]] = {}  # run -> what `drive` takes up
+        self._drivers: dict[str, tuple[Driver, threading.Thread]] = {}  # runs driven in the background
+        self._failures: dict[str, BaseException] = {}  # background drives that ended in an error
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self, grace: float = 30.0) -> None:
+        """Let background drives stop starting steps and finish running ones (up to `grace` seconds); close the store.
+
+        A run still going is left for a later `resume` or a `weft worker`: nothing is lost.
+        """
+        with self._guard:
+            drivers = list(self._drivers.values())
+        for driver, _ in drivers:
+            driver.draining.set()
+        end = time.monotonic() + grace
+        for _, thread in drivers:
+            thread.join(max(0.0, end - time.monotonic()))
+        left = [driver for driver, thread in drivers if thread.is_alive()]
+        if left:  # their threads stop at their next commit: the lease is gone
+            self._store.write(lambda t: [driver.lease.release(t) for driver in left])
+            return
+        with self._guard:
+            held = list(self._held.values())
+            self._held.clear()
+            store, self._store = self._store, None
+        if store is not None:
+            if held:
+                store.write(lambda t: [lease.release(t) for _, lease, _ in held])
+            store.close()
+
+    def _open(self, create: bool = False) -> Store:
+        with self._guard:
+            if self._store is None:
+                self._store = open_store(self.path, create=create)
+            return self._store
+
+    # -- starting runs ---------------------------------------------------------------------------
+
+    def compile(self, path: str, flow: str | None = None, extensions: Iterable[str] = ()) -> dict:
+        """The Plan of `flow` in the .flow file `path` (a file with several flows needs `flow`)."""
+        from weft.compiler import compile_paths  # only starting from source needs the compiler
+
+        if not os.path.exists(path):
+            raise NotFound(f"{path}: no such file")
+        result = compile_paths([path], list(extensions))
+        if result.has_errors:
+            errors = [d for d in result.diagnostics if d.severity == "error"]
+            raise CompileFailed(
+                f"{path} has {len(errors)} error{'s' * (len(errors) != 1)}; nothing was run", errors, result.sources
+            )
+        if flow is None and len(result.flows) > 1:
+            raise FlowRequired(
+                f"{path} defines {len(result.flows)} flows ({', '.join(result.flows)}); name the one to run",
+                tuple(result.flows),
+            )
+        try:
+            return result.plan(flow)
+        except WeftError as e:
+            raise NotFound(str(e)) from None
+
+    def start(
+        self,
+        path: str,
+        flow: str | None = None,
+        inputs: dict[str, Any] | None = None,
+        *,
+        user: str | None = None,
+        detach: bool = False,
+        hold: bool = False,
+        texts: Iterable[str] = (),
+        extensions: Iterable[str] = (),
+    ) -> str:
+        """Compile `flow` of `path` and start a run of it; returns the run's id. See `start_plan`."""
+        plan = self.compile(path, flow, extensions)
+        return self.start_plan(plan, inputs, user=user, detach=detach, hold=hold, texts=texts)
+
+    def start_plan(
+        self,
+        plan: dict,
+        inputs: dict[str, Any] | None = None,
+        *,
+        user: str | None = None,
+        detach: bool = False,
+        hold: bool = False,
+        texts: Iterable[str] = (),
+    ) -> str:
+        """Start a run of a compiled Plan; returns the run's id.
+
+        `inputs` are checked against the flow's parameters (defaults filled in);
+        `texts` are `K=V` strings as `weft run -i` takes them, parsed by each
+        parameter's type, and win over `inputs`. The run is driven in a
+        background thread, or queued for `weft worker` (`detach`), or held for
+        `drive` (`hold`). Nothing is stored when an input is wrong or a lock is held.
+        """
+        try:
+            session.check_plan(plan)
+        except WeftError as e:
+            raise InvalidInput(str(e)) from None
+        values = checks.run_inputs(plan, inputs, texts)
+        env = expr.Env(values)
+        label = _text(plan["label"], env, "label") if plan.get("label") is not None else None
+        locks = [_text(e, env, "lock") for e in plan.get("locks") or ()]
+        store = self._open(create=True)
+        try:
+            m, lease = session.create(
+                store, plan, values, user=user or login(), label=label, locks=locks, detach=detach
+            )
+        except StoreError:
+            raise
+        except WeftError as e:  # the plan was checked: what is left is a lock another run holds
+            raise Conflict(str(e)) from None
+        run_id = m.run["id"]
+        if not detach:
+            self._hand(m, lease, hold, until_waiting=False)
+        return run_id
+
+    def _hand(self, m: Machine, lease: Lease, hold: bool, until_waiting: bool) -> None:
+        """Keep a run this process owns for `drive`, or drive it in a background thread."""
+        run_id = m.run["id"]
+        if hold:
+            with self._guard:
+                self._held[run_id] = (m, lease, until_waiting)
+            return
+        driver = self._driver(m, lease, None, None, until_waiting)
+        thread = threading.Thread(target=self._background, args=(driver,), name=f"weft-client-{run_id}", daemon=True)
+        with self._guard:
+            self._failures.pop(run_id, None)
+            self._drivers[run_id] = (driver, thread)
+        thread.start()
+
+    def _background(self, driver: Driver) -> None:
+        try:
+            driver.drive()
+        except BaseException as e:  # kept for `wait` to raise in the caller's thread
+            with self._guard:
+                self._failures[driver.run_id] = e
+        finally:
+            with self._guard:
+                self._drivers.pop(driver.run_id, None)
+
+    def _driver(
+        self, m: Machine, lease: Lease, observer: Observer | None, workers: int | None, until_waiting: bool
+    ) -> Driver:
+        def report(events: list[dict], driver: Driver) -> None:
+            observer(_progress(driver, events))
+
+        return Driver(
+            self._open(),
+            m,
+            lease,
+            workers=workers or self.workers,
+            observer=None if observer is None else report,
+            until_waiting=until_waiting,
+        )
+
+    def drive(self, run_id: str, *, observer: Observer | None = None, workers: int | None = None) -> Run:
+        """Drive a run in the calling thread until it ends or pauses; `observer` sees every commit.
+
+        The run is the one a `hold=True` command left for this call, else it is
+        taken over (Conflict while another live process drives it).
+        """
+        with self._guard:
+            held = self._held.pop(run_id, None)
+        if held is None:
+            m, lease, _ = self._take(run_id, None)
+            until_waiting = False
+        else:
+            m, lease, until_waiting = held
+        self._driver(m, lease, observer, workers, until_waiting).drive()
+        return self.get(m.run["id"])
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def _find(self, t: Txn, text: str) -> str:
+        try:
+            return t.find_run(text)
+        except StoreError as e:
+            if type(e) is StoreError:  # not an id, no such run, an ambiguous prefix; not corruption
+                raise NotFound(str(e)) from None
+            raise
+
+    def resolve(self, run_id: str) -> str:
+        """The full id of run `run_id` (an id or a unique prefix of one)."""
+        with self._open().read() as t:
+            return self._find(t, run_id)
+
+    def runs(self, **filters: Any) -> Page:
+        """A page of runs, as `weft list` filters, sorts and pages them.
+
+        Filters: state, result, flow, tag, user, label (contains, any case),
+        parent (sub-runs of a run), lock (the run holding it), each a string
+        or a list of strings meaning any of them; since and before (seconds
+        since the epoch, a duration ago such as "2h", or an ISO date). Also
+        sort ("started", "ended", "flow", "state", "user", "label"; "-" prefix
+        reverses), reverse, limit (default 50), offset and sub_runs (include
+        the sub-runs of `each` steps).
+        """
+        store = self._open()
+        try:
+            base, combos, disjoint = search.queries(**filters)
+            for q in combos:
+                query.check(q)
+            return search.search(store, base, combos, disjoint)
+        except (NotFound, InvalidInput):
+            raise
+        except StoreError as e:
+            if type(e) is StoreError:
+                raise NotFound(str(e)) from None  # a parent that is no run
+            raise
+        except WeftError as e:  # a filter, sort or page no store can answer
+            raise InvalidInput(str(e)) from None
+
+    def get(self, run_id: str) -> Run:
+        """Run `run_id` in full, read in one transaction."""
+        with self._open().read() as t:
+            rid = self._find(t, run_id)
+            plan = t.plan(rid)
+            return model.full(
+                t.run(rid), plan, t.steps(rid), t.events(rid), t.lease(rid), _children(t, rid, plan), time.time()
+            )
+
+    def step(self, run_id: str, step: str) -> StepDetail:
+        """Step `step` (its id or name) of run `run_id`: inputs, outputs, error with traceback, its history."""
+        with self._open().read() as t:
+            rid = self._find(t, run_id)
+            plan, recs = t.plan(rid), t.steps(rid)
+            sid = _step_id(Machine(plan, t.run(rid), recs, time.time()), step)
+            spec = next(s for s in plan["steps"] if s["id"] == sid)
+            children = _children(t, rid, plan).get(sid)
+            return model.detail(rid, spec, model.step(spec, recs[sid], children), t.events(rid))
+
+    def events(self, run_id: str, after: int = 0, limit: int = 1000) -> tuple[Event, ...]:
+        """Up to `limit` history events of a run after position `after`, oldest first."""
+        with self._open().read() as t:
+            rid = self._find(t, run_id)
+            history = t.events(rid, after)
+        return tuple(Event.of(e, seq) for seq, e in history[: max(0, limit)])
+
+    def wait(self, run_id: str, timeout: float | None = None) -> Run:
+        """The run once it has ended or paused, or as it is after `timeout` seconds.
+
+        An error that stopped this client's background drive of the run is raised here.
+        """
+        rid = self.resolve(run_id)
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._guard:
+                failure = self._failures.pop(rid, None)
+                driving = self._drivers.get(rid)
+            if failure is not None:
+                raise failure
+            with self._open().read() as t:
+                state = t.run(rid)["state"]
+            if state in RUN_STOPPED or (end is not None and time.monotonic() >= end):
+                if driving is not None and state in RUN_STOPPED:
+                    driving[1].join(5.0)  # the thread lets go right after its last commit
+                return self.get(rid)
+            time.sleep(_WAIT_STEP)
+
+    def locks(self) -> tuple[Lock, ...]:
+        """The locks held by runs that have not ended, by lock name."""
+        with self._open().read() as t:
+            held = [(name, t.run(rid)) for name, rid in t.locks().items()]
+        return tuple(Lock(name, model.summary(run)) for name, run in held if run and run["state"] not in RUN_ENDED)
+
+    # -- steering --------------------------------------------------------------------------------------
+
+    def _take(
+        self, run_id: str, apply: Callable[[Machine, float], object] | None, request: tuple[str, dict] | None = None
+    ) -> tuple[Machine | None, Lease | None, str]:
+        store = self._open()
+        rid = self.resolve(run_id)
+        try:
+            return session.take(store, rid, apply, request=request)
+        except LeaseHeld as e:
+            with store.read() as t:
+                state = t.run(rid)["state"]
+            raise Conflict(str(e), state=state) from None
+
+    def _steered(self, m: Machine, lease: Lease, hold: bool, until_waiting: bool = False) -> Run:
+        """Drive a run a command just took, unless it stopped; the run as the command left it."""
+        if m.run["state"] not in RUN_STOPPED:
+            self._hand(m, lease, hold, until_waiting)
+        return self.get(m.run["id"])
+
+    def resume(self, run_id: str, *, hold: bool = False) -> Run:
+        """Retry the failed steps of a paused run (or take over a run whose owner died) and go on."""
+        m, lease, _ = self._take(run_id, _steer(steering.resume))
+        return self._steered(m, lease, hold)
+
+    def skip(
+        self,
+        run_id: str,
+        step: str,
+        outputs: dict[str, Any] | None = None,
+        *,
+        texts: Iterable[str] = (),
+        hold: bool = False,
+    ) -> Run:
+        """Mark failed step `step` skipped, with `outputs` (checked against its output type), and go on."""
+        texts = list(texts)
+
+        def apply(m: Machine, now: float) -> None:
+            sid = _step_id(m, step)
+            given = None
+            if outputs is not None or texts:
+                given = checks.record(
+                    typesys.from_data(m.specs[sid]["outputs"]), outputs, texts, f"step {sid}", "output"
+                )
+            _steer(steering.skip)(m, sid, given, now)
+
+        m, lease, _ = self._take(run_id, apply)
+        return self._steered(m, lease, hold)
+
+    def cancel(self, run_id: str, *, by: str | None = None) -> Run:
+        """Cancel a run. One that another live process drives is asked to (its state stays running until it has)."""
+        request = ("cancel", {"kind": "cancel", "by": by or login(), "t": time.time()})
+        _, _, rid = self._take(run_id, _steer(steering.cancel), request=request)
+        return self.get(rid)
+
+    def rollback(self, run_id: str, force: bool = False, *, hold: bool = False) -> Run:
+        """Undo every succeeded step in reverse dependency order; `force` goes on past steps without an undo."""
+        m, lease, _ = self._take(run_id, _steer(lambda m, now: steering.rollback(m, now, force)))
+        return self._steered(m, lease, hold)
+
+    def signal(self, run_id: str, name: str, /, **values: Any) -> Delivery:
+        """Deliver signal `name` with fields `values`, checked against what the waiting step declares."""
+        return self.deliver(run_id, name, values)
+
+    def deliver(
+        self,
+        run_id: str,
+        name: str,
+        values: dict[str, Any] | None = None,
+        *,
+        texts: Iterable[str] = (),
+        hold: bool = False,
+    ) -> Delivery:
+        """`signal`, with fields also as `K=V` texts; `hold` leaves the run for `drive` (until it waits again)."""
+        texts = list(texts)
+        with self._open().read() as t:
+            rid = self._find(t, run_id)
+            run = t.run(rid)
+            m = Machine(t.plan(rid), run, t.steps(rid), time.time())
+        targets = steering.waiting_for(m, name)
+        if not targets:
+            _steer(steering.signal)(m, name, {}, time.time())  # says why nothing waits for it
+        fields: dict[str, Any] = {}
+        for sid in targets:
+            wanted = typesys.from_data(m.specs[sid]["wait"]["fields"])
+            fields = checks.record(wanted, values, texts, f"signal '{name}'", "field")
+        request = ("signal\0" + name, {"kind": "signal", "name": name, "fields": fields})
+        if run.get("detached") and run["state"] == "running":
+            self._open().hand_over(rid, *request)
+            return Delivery(rid, name, "workers")
+        m, lease, rid = self._take(rid, _steer(lambda m, now: steering.signal(m, name, fields, now)), request=request)
+        if m is None:
+            return Delivery(rid, name, "owner")
+        return Delivery(rid, name, "delivered", self._steered(m, lease, hold, until_waiting=True))
+
+    def prune(self, older_than: str | timedelta, state: str | None = None, batch: int = 500) -> Pruned:
+        """Delete runs that ended more than `older_than` ago ("30d", an ISO date, a timedelta), with their sub-runs."""
+        if isinstance(older_than, timedelta):
+            cutoff = time.time() - older_than.total_seconds()
+        else:
+            try:
+                cutoff = query.parse_when(older_than, "--older-than")
+            except WeftError as e:
+                raise InvalidInput(str(e), field="older_than") from None
+        if state is not None and state not in RUN_ENDED:
+            raise InvalidInput(
+                f"prune removes ended runs only: --state takes {', '.join(sorted(RUN_ENDED))}, not {state!r}",
+                field="state",
+            )
+        done = prune_runs(self._open(), cutoff, state, batch=batch)
+        return Pruned(done.removed, done.sub_runs, done.kept, cutoff)
+
+
+def _text(e: list, env: expr.Env, what: str) -> str:
+    try:
+        return expr.show(expr.evaluate(e, env))
+    except expr.EvalError as err:
+        raise InvalidInput(f"cannot compute the flow's {what}: {err}", field=what) from None
+
+
+def _children(t: Txn, run_id: str, plan: dict) -> dict[str, list[dict]]:
+    """Each `each` step's sub-run records, by item."""
+    return {
+        s["id"]: [r for r in (t.run(rid) for _, rid in t.children(run_id, s["id"])) if r is not None]
+        for s in plan["steps"]
+        if s["kind"] == "each"
+    }
+
+
+def _progress(driver: Driver, events: list[dict]) -> Progress:
+    m = driver.machine
+    return Progress(
+        driver.run_id,
+        tuple(Event.of(e) for e in events),
+        tuple(sorted(driver.inflight.keys() | m.polling)),
+        dict(m.fractions),
+        m.progress(),
+    )
