@@ -16,6 +16,11 @@ def load_run_view(
 
     `store_dir` None means the default store.
     """
-    from weft.cli.views import load_run_view as load
+    from weft.runtime.engine import bulk
+    from weft.runtime.stores import open_store, store_dir as default_dir
 
-    return load(store_dir, run_id_or_prefix)
+    with open_store(default_dir(store_dir), create=False) as store:
+        with store.read() as t:
+            run_id = t.find_run(run_id_or_prefix)
+            plan, steps = t.plan(run_id), t.steps(run_id)
+            return plan, {sid: rec["state"] for sid, rec in steps.items()}, bulk.each_counts(t, run_id, plan, steps)
