@@ -3,12 +3,14 @@ CLI commands that print what it returns (`weft show RUN STEP`, repeated `list` f
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
 import subprocess
 import sys
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -273,3 +275,36 @@ def test_repeated_list_filters_combine_and_version_prints(tmp_path):
     assert [r["id"] for r in json.loads(weft(tmp_path, "list", "--state", "paused", "--json").stdout)] == [paused]
     version = weft(tmp_path, "--version")
     assert version.returncode == 0 and re.fullmatch(r"weft \d+\.\d+\.\d+\S*\n", version.stdout)
+
+
+def test_a_compiled_plan_starts_runs_locks_are_listed_and_old_runs_pruned(client, tmp_path, monkeypatch):
+    rid = client.start_plan(client.compile(CLI_FLOW, "basic"), {"n": 3})
+    assert client.wait(rid, timeout=30).result == {"total": 14}
+
+    monkeypatch.setenv("WEFT_PROXY_STATE", str(tmp_path / "proxy.json"))
+    monkeypatch.setenv("WEFT_PROXY_LATENCY", "0")
+    monkeypatch.setenv("WEFT_PROXY_FAIL", "dns_create:PTR")
+    inputs = {"name": "db9", "mac": "52:54:00:00:00:09", "subnet": "10.0.0.0/24"}
+    host = client.start(HOST, inputs=inputs)
+    assert client.wait(host, timeout=60).state == "paused"
+    assert [(lock.name, lock.run.id, lock.run.state) for lock in client.locks()] == [("host:db9", host, "paused")]
+    with pytest.raises(Conflict, match=f"lock 'host:db9' is held by run {host}"):
+        client.start(HOST, inputs=inputs)
+    assert client.cancel(host).state == "cancelled" and client.locks() == ()
+
+    pruned = client.prune(timedelta(0))
+    assert (pruned.removed, pruned.sub_runs, pruned.kept) == (2, 0, 0)
+    assert client.runs().total == 0
+    with pytest.raises(InvalidInput, match="prune removes ended runs only"):
+        client.prune("1d", state="paused")
+
+
+def test_the_runtime_imports_neither_the_cli_nor_the_client():
+    found = []
+    for path in (ROOT / "weft" / "runtime").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.append(node.module)
+            found += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.startswith(("weft.cli", "weft.client"))]
+    assert found == []
