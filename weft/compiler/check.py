@@ -47,6 +47,7 @@ MAX_RETRY = 1000
 MAX_CONCURRENCY = 10_000
 MAX_WEIGHT = 1_000_000
 MAX_CALL_DEPTH = 16  # flows calling flows, each inlined into its caller (E124)
+MAX_PLAN_STEPS = 10_000  # steps of a flow once the flows it calls are inlined (E124)
 
 
 def _options(decl: StepDecl, scope: Scope, sink: Sink) -> None:
@@ -176,8 +177,9 @@ def _names(ids: list[str]) -> str:
 
 
 def _recursion(scopes: dict[str, Scope], sink: Sink) -> None:
-    calls: dict[str, list[str]] = {name: [] for name in scopes}
+    calls: dict[str, list[str]] = {name: [] for name in scopes}  # a callee once per call
     sites: dict[tuple[str, str], ast.Span] = {}
+    own = dict.fromkeys(scopes, 0)  # steps that are not calls, `each` bodies included
 
     def visit(owner: str, scope: Scope) -> None:
         for decl in scope.steps.values():
@@ -185,6 +187,8 @@ def _recursion(scopes: dict[str, Scope], sink: Sink) -> None:
                 callee = decl.flow.flow.name
                 calls[owner].append(callee)
                 sites.setdefault((owner, callee), decl.node.head.target_span)
+            else:
+                own[owner] += 1
             if decl.body is not None:
                 visit(owner, decl.body)
 
@@ -200,13 +204,17 @@ def _recursion(scopes: dict[str, Scope], sink: Sink) -> None:
             "flows are inlined, so a flow cannot call itself",
         )
     if not cycles:
-        _call_depth(calls, sites, sink)
+        _inlining_limits(calls, sites, own, sink)
 
 
-def _call_depth(calls: dict[str, list[str]], sites: dict[tuple[str, str], ast.Span], sink: Sink) -> None:
-    """E124 where a chain of flow calls, each inlined into its caller, passes MAX_CALL_DEPTH
-    (the call graph has no cycle; visited callees first, iteratively)."""
+def _inlining_limits(
+    calls: dict[str, list[str]], sites: dict[tuple[str, str], ast.Span], own: dict[str, int], sink: Sink
+) -> None:
+    """E124 where flows inlined into their callers nest past MAX_CALL_DEPTH, or make a plan
+    of more than MAX_PLAN_STEPS steps (flows that call a flow twice double it at each level).
+    The call graph has no cycle; callees are visited first, iteratively."""
     depth: dict[str, int] = {}
+    steps: dict[str, int] = {}
     for root in calls:
         stack = [root]
         while stack:
@@ -219,14 +227,16 @@ def _call_depth(calls: dict[str, list[str]], sites: dict[tuple[str, str], ast.Sp
                 stack += pending
                 continue
             depth[name] = 1 + max((depth[c] for c in calls[name]), default=0)
+            steps[name] = own[name] + sum(steps[c] for c in calls[name])
+            hint = "flows are inlined into their callers; run the inner part under `each` or as a flow of its own"
             if depth[name] == MAX_CALL_DEPTH + 1:  # reported once, where the limit is crossed
                 deepest = max(calls[name], key=lambda c: depth[c])
-                sink.add(
-                    "E124",
-                    sites[(name, deepest)],
-                    f"flow '{name}' starts a chain of more than {MAX_CALL_DEPTH} flows calling each other",
-                    "flows are inlined into their callers; run the inner part under `each` or as a flow of its own",
-                )
+                message = f"flow '{name}' starts a chain of more than {MAX_CALL_DEPTH} flows calling each other"
+                sink.add("E124", sites[(name, deepest)], message, hint)
+            elif steps[name] > MAX_PLAN_STEPS and all(steps[c] <= MAX_PLAN_STEPS for c in calls[name]):
+                biggest = max(calls[name], key=lambda c: steps[c])
+                message = f"flow '{name}' grows past {MAX_PLAN_STEPS:,} steps once the flows it calls are put in place"
+                sink.add("E124", sites[(name, biggest)], message, hint)
 
 
 def _unused_uses(program: Program, sink: Sink) -> None:
