@@ -119,3 +119,8 @@ def describe_error(error: ErrorRecord | None) -> str:
     if not error:
         return ""
     return f"{error['type']}: {error['message']}" if error.get("type") else error["message"]
+
+
+def elapsed(rec: dict, now: float) -> str | None:
+    """How long a step (or undo) record has been going at `now`, as history shows it ("1.5s")."""
+    return None if rec.get("started") is None else f"{now - rec['started']:.1f}s"
