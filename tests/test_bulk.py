@@ -104,6 +104,26 @@ def test_cancel_cascades_to_paused_children_and_releases_every_lock(bulk):
     assert bulk("run", FLOW, "--flow", "host", "-i", "name=b", "-i", f"marker={marker}x").returncode == 0
 
 
+def test_cancel_of_a_bulk_run_being_driven_ends_every_child_and_frees_every_lock(bulk):
+    marker = f"{bulk.tmp}/m-"
+    proc = bulk.start(
+        "run", FLOW, "--flow", "hosts", "-i", 'names=["a","b","c","d"]', "-i", f"marker={marker}", "-i", "pause=3"
+    )
+    rid = proc.stdout.readline().split()[1]
+    end = time.time() + 30
+    while not bulk.read(lambda t: t.locks()):
+        assert time.time() < end
+        time.sleep(0.05)
+    done = bulk("cancel", rid)
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and f"run {rid} cancelled" in out, out
+    states = [c["state"] for c in bulk.children(rid, "each")]
+    assert states == ["cancelled", "cancelled"], states  # the two running ones; the others were never made
+    assert bulk.read(lambda t: t.locks()) == {}
+    assert bulk.read(lambda t: [r for r in t.run_ids() if t.lease(r)]) == []
+
+
 def test_rollback_of_a_paused_bulk_run_rolls_back_its_paused_children_and_frees_their_locks(bulk):
     marker = f"{bulk.tmp}/m-"
     Path(marker + "b").write_text("x")
@@ -179,7 +199,7 @@ def _kill(proc: subprocess.Popen) -> None:
 def test_sigkilled_child_steps_are_never_run_again_without_a_person(bulk):
     """The issue's loop: SIGKILL during item 1, resume, SIGKILL again, resume; repeated, counting side effects."""
     rng = random.Random(9)
-    for attempt in range(6):
+    for attempt in range(10):  # 20 kills
         bulk.effects = bulk.tmp / f"effects-{attempt}"
         proc = bulk.start(
             "run", FLOW, "--flow", "execs", "-i", f"path={bulk.effects}", "-i", 'items=["a","b"]', "-i", "pause=1.0"
@@ -214,6 +234,31 @@ def test_a_worker_leaves_an_interrupted_child_for_a_person(bulk):
     assert Counter(bulk.lines()) == {"a": 1, "b": 1}  # item 2 went on, item 1 did not run again
     run = bulk.read(lambda t: t.run(rid))
     assert run["state"] == "paused" and "interrupted" in run["error"] and "1 of 2 sub-runs" in run["error"]
+
+
+@pytest.mark.slow
+def test_a_kill_loop_of_workers_driving_children_never_runs_a_step_twice(bulk):
+    """20 SIGKILLs of workers at random moments of a bulk run whose children run a non-idempotent std.exec."""
+    names = [f"n{i}" for i in range(8)]
+    args = ("run", FLOW, "--flow", "exec_many", "--detach", "-i", f"path={bulk.effects}", "-i", "pause=0.4")
+    rid = bulk(*args, "-i", "items=" + json.dumps(names)).stdout.split()[1]
+    rng = random.Random(20)
+    for _ in range(20):
+        worker = bulk.start("worker")
+        time.sleep(rng.uniform(0.3, 1.0))
+        _kill(worker)
+    assert bulk("worker", "--once", timeout=120).returncode == 0
+    counts = Counter(bulk.lines())
+    assert set(counts.values()) <= {1}, counts  # zero double runs
+    children = bulk.children(rid, "each")
+    run = bulk.read(lambda t: t.run(rid))
+    stuck = [c for c in children if c["state"] != "succeeded"]
+    assert all(c["state"] == "paused" and "interrupted" in c["error"] for c in stuck), stuck
+    if stuck:
+        assert run["state"] == "paused" and all(c["id"] in run["error"] for c in stuck[:5]), run["error"]
+    else:
+        assert run["state"] == "succeeded" and sorted(counts) == sorted(names)
+    print(f"{len(children) - len(stuck)} children succeeded, {len(stuck)} wait for a person")
 
 
 # -- many children over three workers -------------------------------------------------------------
