@@ -5,7 +5,7 @@
 Writes the runs straight through the store API in transactions of 10,000
 (tests/runtime_support/catalog_data.py: every state, 20 flows, 10 users, tags, labels,
 5 `each` parents with 1,000 sub-runs each), then times each query three ways:
-`catalog.search` in this process (best of 5), a full scan of every run record
+`Store.search` in this process (best of 5), a full scan of every run record
 in this process giving the same answer (checked), and a whole `weft list`
 process (best of 3, interpreter start included). Prints figures; asserts only
 that both ways agree.
@@ -26,7 +26,7 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 from runtime_support import catalog_data  # noqa: E402
 from weft.cli.main import build_parser  # noqa: E402
 from weft.cli.listing import query  # noqa: E402
-from weft.runtime.stores.lmdb import catalog
+from weft.runtime.stores.query import Query  # noqa: E402
 from weft.runtime.stores.lmdb.store import Store  # noqa: E402
 
 
@@ -39,10 +39,10 @@ def best(fn, times: int) -> float:
     return min(took)
 
 
-def full_scan(store: Store, q: catalog.Query) -> list[str]:
+def full_scan(store: Store, q: Query) -> list[str]:
     """The baseline: decode every run record, filter and sort them in Python."""
     with store.read() as t:
-        runs = [run for _, run in t.scan("runs", b"")]
+        runs = [t.run(rid) for rid in t.run_ids()]
     return catalog_data.full_scan(runs, q)
 
 
@@ -78,9 +78,9 @@ def main() -> None:
         print(f"\n{'weft list ...':<58} {'rows':>5} {'indexed':>9} {'full scan':>10} {'ratio':>7} {'process':>9}")
         for args in cases:
             q = query(build_parser().parse_args(["list", *args]))
-            page = catalog.search(store, q)
+            page = store.search(q)
             assert [r["id"] for r in page.runs] == full_scan(store, q), args
-            indexed = best(lambda: catalog.search(store, q), 5)
+            indexed = best(lambda: store.search(q), 5)
             scan = best(lambda: full_scan(store, q), 1)
             command = [sys.executable, "-m", "weft.cli.main", "list", *args, "--store", folder, "--json"]
             whole = best(lambda: subprocess.run(command, check=True, capture_output=True), 3)

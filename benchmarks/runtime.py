@@ -53,7 +53,7 @@ def commit_latency(store: Store, n: int = 200) -> float:
     times = []
     for i in range(n):
         t0 = time.perf_counter()
-        store.write(lambda t: t.put("meta", b"bench", i))
+        store.write(lambda t: t.put_meta("bench", i))
         times.append(time.perf_counter() - t0)
     return sorted(times)[n // 2]
 

@@ -1,4 +1,4 @@
-"""The driver with a real store, real actions and real threads, in one process."""
+"""The driver with a real store (on every backend), real actions and real threads, in one process."""
 
 from __future__ import annotations
 
@@ -10,19 +10,18 @@ import time
 
 import pytest
 
-from runtime_support.checks import history, index_problems
+from runtime_support.checks import BACKENDS, history, index_problems, new_store
 from runtime_support.plans import fan, lit, plan, ref, step
 from weft.errors import WeftError
 from weft.runtime.engine import session
 from weft.runtime.core import steering
 from weft.runtime.engine.driver import Driver
 from weft.runtime.engine.lease import HOST, LeaseHeld, LeaseLost
-from weft.runtime.stores.lmdb.store import Store
 
 
-@pytest.fixture
-def store(tmp_path):
-    with Store(str(tmp_path / "store")) as s:
+@pytest.fixture(params=BACKENDS)
+def store(request, tmp_path):
+    with new_store(request.param, tmp_path / "store") as s:
         yield s
 
 

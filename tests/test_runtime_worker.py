@@ -21,7 +21,6 @@ import pytest
 
 from runtime_support.checks import index_problems
 from weft.runtime.engine import session
-from weft.runtime.stores.lmdb import workqueue
 from weft.runtime.stores.lmdb.store import Store
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runtime_support")
@@ -139,7 +138,7 @@ def test_a_detached_run_is_queued_and_a_worker_drives_it(service):
     t0 = time.time()
     rid = service.detach(FLOWS, "--flow", "chain", "-i", f"path={service.effects}", "-i", "pause=0.3")
     assert time.time() - t0 < 5
-    run, lease, queued = service.read(lambda t: (t.run(rid), t.lease(rid), workqueue.queued(t, rid)))
+    run, lease, queued = service.read(lambda t: (t.run(rid), t.lease(rid), t.queued(rid)))
     assert run["state"] == "pending" and run["detached"] and lease is None and queued is not None
 
     done = service.weft("worker", "--once")
@@ -150,7 +149,7 @@ def test_a_detached_run_is_queued_and_a_worker_drives_it(service):
     assert re.search(f" run {rid} chain succeeded in \\d+\\.\\ds$", lines[2])
     assert re.fullmatch(r"\d\d:\d\d:\d\d worker \d+ stopped", lines[3]) and len(lines) == 4
     assert service.effects_of(rid) == Counter({("one", "1"): 1, ("two", "1"): 1, ("three", "1"): 1})
-    assert service.read(lambda t: (t.run(rid)["state"], workqueue.due(t, time.time() + 1e6, 10))) == ("succeeded", [])
+    assert service.read(lambda t: (t.run(rid)["state"], t.due_runs(time.time() + 1e6, 10))) == ("succeeded", [])
 
 
 def test_three_workers_share_thirty_runs_and_drive_each_once(service):
@@ -185,7 +184,7 @@ def test_sigterm_lets_the_running_step_finish_then_resume_completes_the_run(serv
     code, took = w.stop()
     assert code == 0 and took < 5
     assert any(x.endswith(f"run {rid} handed back to the queue (worker stopping)") for x in w.lines), w.lines
-    steps, lease, queued = service.read(lambda t: (t.steps(rid), t.lease(rid), workqueue.queued(t, rid)))
+    steps, lease, queued = service.read(lambda t: (t.steps(rid), t.lease(rid), t.queued(rid)))
     assert (steps["long"]["state"], steps["next"]["state"], lease) == ("succeeded", "pending", None)
     assert queued is not None
     done = service.weft("resume", rid)

@@ -408,7 +408,14 @@ def test_delete_run_removes_everything_the_run_owns(store):
     store.write(lambda t: t.delete_run(a))
     store.write(lambda t: t.delete_run(a))  # a second time changes nothing
     with store.read() as t:
-        assert (t.run(a), t.plan(a), t.steps(a), t.events(a), t.lease(a), t.requests(a)) == (None, None, {}, [], None, [])
+        assert (t.run(a), t.plan(a), t.steps(a), t.events(a), t.lease(a), t.requests(a)) == (
+            None,
+            None,
+            {},
+            [],
+            None,
+            [],
+        )
         assert t.queued(a) is None and list(t.run_ids()) == [b] and list(t.index("started")) == [b]
         assert t.locks() == {f"host:{b}": b, "shared": b}
         assert [tm.run for tm in t.due(float("inf"))] == [b] and t.due_runs(float("inf"), 9) == [b]

@@ -56,7 +56,8 @@ class _Gate:
     """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._active = 0
         self._resizing = False
         self._mine = threading.local()
@@ -64,21 +65,21 @@ class _Gate:
     def _depth(self) -> int:
         return getattr(self._mine, "depth", 0)
 
-    @contextmanager
-    def inside(self) -> Iterator[None]:
+    def enter(self) -> None:
+        """A transaction of this thread begins (waits only while a resize is under way)."""
         depth = self._depth()
-        with self._cond:
-            while self._resizing and depth == 0:
-                self._cond.wait()
+        with self._lock:
+            if self._resizing and depth == 0:
+                self._cond.wait_for(lambda: not self._resizing)
             self._active += 1
         self._mine.depth = depth + 1
-        try:
-            yield
-        finally:
-            self._mine.depth = depth
-            with self._cond:
-                self._active -= 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._active -= 1
+            if self._resizing:
                 self._cond.notify_all()
+        self._mine.depth -= 1
 
     @contextmanager
     def alone(self) -> Iterator[None]:
@@ -218,30 +219,38 @@ class Store(port.Store):
         """A consistent read-only snapshot; it waits for no writer."""
         env = self._opened()
         while True:
-            with env.gate.inside():
-                try:
-                    txn = env.env.begin(write=False)
-                except lmdb.MapResizedError:
-                    txn = None
-                except lmdb.Error as e:
-                    raise StoreError(f"cannot read store {self.path}: {_reason(e)}") from None
-                if txn is not None:
-                    try:
-                        yield Txn(self, txn, env.dbs)
-                    except lmdb.Error as e:
-                        raise StoreError(f"cannot read store {self.path}: {_reason(e)}") from None
-                    finally:
-                        txn.abort()
-                    return
-            env.adopt_size()
+            env.gate.enter()
+            try:
+                txn = env.env.begin(write=False)
+            except lmdb.MapResizedError:
+                env.gate.leave()
+                env.adopt_size()
+                continue
+            except lmdb.Error as e:
+                env.gate.leave()
+                raise StoreError(f"cannot read store {self.path}: {_reason(e)}") from None
+            try:
+                yield Txn(self, txn, env.dbs)
+            except lmdb.Error as e:
+                raise StoreError(f"cannot read store {self.path}: {_reason(e)}") from None
+            finally:
+                txn.abort()
+                env.gate.leave()
+            return
 
     def write(self, fn: Callable[[Txn], T]) -> T:
-        """Run `fn` in a write transaction and commit it durably; grow the map when full."""
+        """Run `fn` in a write transaction and commit it durably; grow the map when full.
+
+        Not from inside a `read()` of this thread: growing the map waits for every reader to finish.
+        """
         env = self._opened()
         with env.writer:
             while True:
-                with env.gate.inside():
+                env.gate.enter()
+                try:
                     done, result = self._attempt(env, fn)
+                finally:
+                    env.gate.leave()
                 if done == "resized":
                     env.adopt_size()
                 elif done == "full":
