@@ -31,7 +31,7 @@ from weft.runtime.engine import each
 from weft.runtime.engine.lease import Lease
 from weft.runtime.engine.session import persist
 from weft.runtime.executors.perform import perform
-from weft.runtime.executors.port import Executor, Outcome, Report, Reports, Task, TaskChannel, event
+from weft.runtime.executors.port import Executor, Report, Reports, Task, TaskChannel, event
 from weft.runtime.executors.threads import ThreadExecutor, Threads
 from weft.runtime.stores.port import Store
 
@@ -82,7 +82,7 @@ class Driver:
     def drive(self) -> dict:
         """Drive the run until it ends or pauses (or, with `until_waiting`, waits for a signal)."""
         self.lease.keep_alive(self.store)
-        pump = each.drive_children(self.store, self.run_id, self.workers) if self.children else None
+        pump = each.drive_children(self.store, self.run_id, self.workers, Driver) if self.children else None
         try:
             return self._loop()
         finally:
@@ -104,10 +104,10 @@ class Driver:
             if reports:
                 self._apply(reports, now)
                 crash_point("after-action-before-commit")
-            if now >= next_poll:
+            draining = self.draining.is_set()
+            if now >= next_poll or draining:  # a stopping driver acts on every request before it lets go
                 self._poll(now)
                 next_poll = now + POLL
-            draining = self.draining.is_set()
             launches = m.launches(now, 0 if draining else self.workers - len(self.inflight))
             self._abandon_stale()
             stop = m.run["state"] in RUN_STOPPED or (
@@ -141,13 +141,13 @@ class Driver:
                 m.apply(ev.Progressed(task.step, task.attempt, report.value), now)
                 continue
             del self.inflight[task.step]
+            if report.kind == "event":  # an engine job answers with the machine's event
+                m.apply(report.value, now)
+                continue
             outcome = report.value
-            if isinstance(outcome, Outcome):
-                key = (task.action["module"], task.action["name"])
-                took = outcome.duration
-                self._took[key] = took if key not in self._took else (self._took[key] + took) / 2
-                outcome = event(task, outcome)
-            m.apply(outcome, now)
+            key = (task.action["module"], task.action["name"])
+            self._took[key] = outcome.duration if key not in self._took else (self._took[key] + outcome.duration) / 2
+            m.apply(event(task, outcome), now)
 
     def _poll(self, now: float) -> None:
         """Act on cancel and signal requests that other processes left for this owner."""
@@ -227,4 +227,4 @@ def _engine_job(job: Callable[[], ev.Event], channel: TaskChannel) -> None:
     except Exception as e:  # noqa: BLE001 - any fault of the job fails its step
         task = channel.task
         answer = ev.Failed(task.step, task.attempt, error_record(type(e).__name__, str(e)), undo=task.undo)
-    channel.finish(answer)
+    channel.answer(answer)

@@ -46,7 +46,7 @@ class Task:
     run: str
     step: str
     attempt: int
-    action: dict[str, str]  # {"module", "name"}: `weft.sdk.actions.lookup(module, name)`
+    action: dict[str, str] | None  # {"module", "name"}: `weft.sdk.actions.lookup(module, name)`; None: an engine job
     inputs: dict[str, Any]
     deadline: float | None = None  # epoch seconds; the action sees it as `ctx.deadline`
     undo: bool = False
@@ -60,12 +60,12 @@ class Task:
     @classmethod
     def of(cls, run: str, launch: Launch, search_path: list[str]) -> Task:
         """The task for a machine's Launch."""
-        action = launch.action or {}
+        action = launch.action
         return cls(
             run,
             launch.step,
             launch.attempt,
-            {"module": action.get("module", ""), "name": action.get("name", "")},
+            None if action is None else {"module": action["module"], "name": action["name"]},
             launch.inputs,
             launch.deadline,
             launch.undo,
@@ -141,7 +141,7 @@ class Executor(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """One message from a task: kind "progress" (value: fraction), "log" (line) or "done" (Outcome or Event)."""
+    """One message from a task: kind "progress" (value: fraction), "log" (line), "done" (Outcome) or "event"."""
 
     task: Task
     kind: str
@@ -191,9 +191,12 @@ class TaskChannel:
     def wait(self, seconds: float) -> bool:
         return self.cancel_event.wait(max(0.0, seconds))
 
-    def finish(self, outcome: Outcome | ev.Event) -> None:
-        """The task's Outcome; an engine job that speaks to the machine directly may give its Event."""
+    def finish(self, outcome: Outcome) -> None:
         self._sink.put(Report(self.task, "done", outcome, time.time()))
+
+    def answer(self, event: ev.Event) -> None:
+        """An engine job's end (an `each` step's look at its child runs): the machine's event itself."""
+        self._sink.put(Report(self.task, "event", event, time.time()))
 
     def cancel(self) -> None:
         self.cancel_event.set()
