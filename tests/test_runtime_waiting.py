@@ -87,6 +87,22 @@ def test_a_polling_step_suspends_and_is_polled_on_growing_intervals():
     assert [launch.step for launch in m.launches(16.0, 4)] == ["after"]
 
 
+def test_a_poll_out_when_the_owner_died_is_made_again_by_the_next_one():
+    p = plan("p", [poller("p")])
+    m = machine(p)
+    m.launches(0.0, 4)
+    m.apply(PollStarted("p", 1, "h", 1.0, 1.0, 1.0), 0.5)
+    (launch,) = m.launches(1.5, 4)
+    assert launch.poll["handle"] == "h" and m.steps["p"]["due"] == 1.5  # the record still names its poll
+    m.apply(PollPending("p", 2, 0.5), 1.6)  # an answer for another attempt changes nothing
+    assert m.launches(1.7, 4) == [] and m.progress() == 0.0
+    stored = {sid: dict(rec) for sid, rec in m.steps.items()}
+    later = Machine(p, dict(m.run), stored, 9.0)  # the owner died while the poll was out
+    later.apply(Recover(), 9.0)
+    (again,) = later.launches(9.0, 4)
+    assert (again.step, again.attempt, again.poll["handle"]) == ("p", 1, "h")
+
+
 def test_deadlines_fail_polling_and_waiting_steps_and_hold_across_a_take_over():
     fields = ["rec", [["ok", ["bool"], True]]]
     p = plan(
