@@ -135,7 +135,7 @@ class Driver:
                 m.apply(ev.Logged(task.step, report.value, report.at), now)
                 continue
             channel = self.inflight.get(task.step)
-            if channel is None or channel.task != task:
+            if channel is None or channel.task is not task:
                 continue  # abandoned after a timeout or cancel; its late answer does not count
             if report.kind == "progress":
                 m.apply(ev.Progressed(task.step, task.attempt, report.value), now)
