@@ -52,6 +52,7 @@ class Machine(Steering, Waiting, Undoing):
         self.run = run
         self.steps = steps
         self.specs = {s["id"]: s for s in plan["steps"]}
+        self.each_steps = [sid for sid, spec in self.specs.items() if spec["kind"] == "each"]
         self.pos = {sid: i for i, sid in enumerate(self.specs)}
         self.events: list[dict] = []
         self.dirty: set[str] = set()
@@ -204,10 +205,10 @@ class Machine(Steering, Waiting, Undoing):
         for sid, f in self.fractions.items():
             if sid in self.running or sid in self.polling:
                 done += self.specs[sid]["weight"] * f
-        for sid, spec in self.specs.items():  # a failed `each` step counts the items whose child run succeeded
+        for sid in self.each_steps:  # a failed `each` step counts the items whose child run succeeded
             rec = self.steps[sid]
-            if spec["kind"] == "each" and rec["state"] == StepState.FAILED:
-                done += spec["weight"] * ((rec["error"] or {}).get("progress") or 0.0)
+            if rec["state"] == StepState.FAILED:
+                done += self.specs[sid]["weight"] * ((rec["error"] or {}).get("progress") or 0.0)
         return round(min(1.0, done / self.total_weight), 4)
 
     def note(self, now: float, detail: str, step: str | None = None) -> None:
