@@ -20,7 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from weft.compiler import MAX_PLAN_DEPTH, _nesting, compile_paths
+from weft.compiler import compile_paths
+from weft.compiler.limits import MAX_PLAN_DEPTH, plan_nesting
 from weft.compiler.diagnostics import CODES
 from weft.plan import expr as px
 
@@ -87,7 +88,7 @@ def compile_text(tmp_path: Path, text: str, name: str = "hostile"):
     assert elapsed < SECONDS, f"{name} took {elapsed:.1f} s"
     assert all(d.code in CODES for d in result.diagnostics)
     for plan in result.plans.values():
-        assert _nesting(plan) <= MAX_PLAN_DEPTH
+        assert plan_nesting(plan) <= MAX_PLAN_DEPTH
         msgpack.unpackb(msgpack.packb(plan))  # the store can hold it
         evaluate_everything(plan)
     return result

@@ -110,9 +110,10 @@ def _compile(paths, extensions, sources, plans) -> Compilation:
 
 
 def _build_plans(program, scopes, typing, sink) -> dict[str, dict]:
+    from weft.compiler.emit import build_plan
+    from weft.compiler.limits import MAX_PLAN_DEPTH, plan_nesting
     from weft.compiler.lower import lower
     from weft.compiler.optimize import optimize
-    from weft.compiler.emit import build_plan
 
     search_path = program.search_path()
 
@@ -142,7 +143,7 @@ def _build_plans(program, scopes, typing, sink) -> dict[str, dict]:
             plan = finish(lower(scope, typing, finish))
         except RecursionError:  # the limits of each pass hold, but inlining flows adds them up
             plan = None
-        if plan is None or _nesting(plan) > MAX_PLAN_DEPTH:
+        if plan is None or plan_nesting(plan) > MAX_PLAN_DEPTH:
             sink.add(
                 "E124",
                 scope.flow.name_span,
@@ -152,23 +153,6 @@ def _build_plans(program, scopes, typing, sink) -> dict[str, dict]:
         else:
             plans[name] = plan
     return plans
-
-
-MAX_PLAN_DEPTH = 300  # nesting of a Plan's lists and dicts: within msgpack's 511, with room for the run around it
-
-
-def _nesting(data) -> int:
-    """How deeply a Plan's lists and dicts nest (iteratively: it may be deep)."""
-    deepest, stack = 0, [(data, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            item = item.values()
-        elif not isinstance(item, list):
-            continue
-        deepest = max(deepest, depth)
-        stack += [(x, depth + 1) for x in item]
-    return deepest
 
 
 def unknown_extended(result: Compilation) -> set[str]:

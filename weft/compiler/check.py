@@ -8,6 +8,14 @@ from weft.compiler import ast
 from weft.compiler.diagnostics import Sink
 from weft.compiler.exprs import constant, data_refs, is_constant, to_plan
 from weft.compiler.graphs import one_cycle, strongly_connected
+from weft.compiler.limits import (
+    MAX_CALL_DEPTH,
+    MAX_CONCURRENCY,
+    MAX_DURATION,
+    MAX_PLAN_STEPS,
+    MAX_RETRY,
+    MAX_WEIGHT,
+)
 from weft.compiler.loader import Program
 from weft.compiler.resolve import Scope, StepDecl
 
@@ -38,16 +46,6 @@ def _check_scope(scope: Scope, sink: Sink) -> None:
             sink.add("W201", sym.span, f"let '{sym.name}' is never used")
         elif sym.kind == "param":
             sink.add("W202", sym.span, f"parameter '{sym.name}' of flow '{scope.name}' is never used")
-
-
-# The largest value of each step option (E123): enough for any real flow, and small
-# enough that the runtime's clocks, timers and counters never overflow.
-MAX_DURATION = 10 * 365 * 86400  # seconds: ten years
-MAX_RETRY = 1000
-MAX_CONCURRENCY = 10_000
-MAX_WEIGHT = 1_000_000
-MAX_CALL_DEPTH = 16  # flows calling flows, each inlined into its caller (E124)
-MAX_PLAN_STEPS = 10_000  # steps of a flow once the flows it calls are inlined (E124)
 
 
 def _options(decl: StepDecl, scope: Scope, sink: Sink) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import re
 
+from weft.compiler.limits import MAX_INT
+
 UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _INT = re.compile(r"[0-9][0-9_]*")
 _FLOAT = re.compile(r"[0-9][0-9_]*(\.[0-9]+)?([eE][+-]?[0-9]+)?")
@@ -12,7 +14,6 @@ _DURATION = re.compile(r"([0-9][0-9_]*(?:\.[0-9]+)?)([A-Za-z_][A-Za-z_0-9]*)")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "$": "$", "0": "\0"}
 
 
-MAX_INT = 2**63 - 1  # a Plan is msgpack: integers are 64-bit
 _TOO_LARGE = (
     "E123",
     "numbers are 64-bit: integers up to 9223372036854775807, floats up to about 1.8e308",

@@ -8,7 +8,6 @@ several syntax errors and keeps the items that do parse for later passes.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import re
@@ -21,15 +20,11 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 
 from weft.compiler import ast
 from weft.compiler.diagnostics import Sink
+from weft.compiler.limits import Nesting
 from weft.compiler.literals import read_number, read_string
 
 MAX_RETRIES = 25  # repairs within one top-level item
 MAX_SYNTAX_ERRORS = 50  # per file; past that the rest of the file is not read
-# Nesting limits (E124). Later passes and the runtime walk expressions and `each`
-# bodies recursively, and a Plan must stay within msgpack's nesting limit (see
-# MAX_PLAN_DEPTH in weft/compiler/__init__.py).
-MAX_EXPR_DEPTH = 64
-MAX_BLOCK_DEPTH = 16
 _ITEM_START = re.compile(r"^(use|import|flow|extend)\b", re.M)
 
 
@@ -66,13 +61,13 @@ def parse_module(text: str, file: str, sink: Sink) -> ast.Module:
     sink.note_source(file, text)
     with _LOCK:
         _BUILDER.file, _BUILDER.sink, _BUILDER.line_off, _BUILDER.col_off = file, sink, 0, 0
-        _BUILDER.depths = {}
+        _BUILDER.nesting = Nesting(sink)
         try:
             items = parser().parse(text, start="start")
         except UnexpectedInput:
             items = _recover(text, file, sink)
         finally:
-            _BUILDER.depths = {}
+            _BUILDER.nesting = Nesting()
     return ast.Module(file, tuple(items))
 
 
@@ -339,32 +334,7 @@ class Builder(Transformer):
     sink: Sink
     line_off = 0
     col_off = 0
-    depths: dict[int, tuple[object, int]] = {}  # id(node) -> (node, nesting depth), for E124
-
-    def nested(self, node, parts, limit: int, what: str, hint: str, cut):
-        """`node`, one level deeper than the deepest of `parts`. Past `limit` it is
-        reported (once, where the limit is crossed) and replaced by `cut(node)`, so no
-        later pass or run recurses that deep; its enclosing nodes are cut silently."""
-        depth = 1 + max((self.depths.get(id(p), (None, 0))[1] for p in parts), default=0)
-        if depth > limit:
-            if depth == limit + 1:
-                self.sink.add(
-                    "E124",
-                    node.span,
-                    f"{what} nested more than {limit} levels deep",
-                    hint,
-                )
-            node = cut(node)
-        self.depths[id(node)] = (node, depth)
-        return node
-
-    def expr_node(self, node, *parts):
-        hint = "build a value this deep in an action, or pass it in as a flow parameter"
-        return self.nested(node, parts, MAX_EXPR_DEPTH, "expression", hint, lambda n: ast.Invalid("", n.span))
-
-    def block_node(self, node, body):
-        hint = "move the inner steps into a flow of their own and call it"
-        return self.nested(node, body, MAX_BLOCK_DEPTH, "blocks", hint, lambda n: dataclasses.replace(n, body=()))
+    nesting = Nesting()  # how deep the nodes built are (E124)
 
     def span(self, *parts) -> ast.Span:
         if len(parts) == 1:
@@ -467,8 +437,7 @@ class Builder(Transformer):
             self.span(c),
             self.span(name) if name is not None else None,
         )
-        if id(head) in self.depths:  # an `each`: the step is as deep as its body
-            self.depths[id(step)] = (step, self.depths[id(head)][1])
+        self.nesting.same(step, head)
         return step
 
     def call(self, c):
@@ -484,7 +453,7 @@ class Builder(Transformer):
     def each(self, c):
         kw, var, items, concurrency, body = c
         each = ast.Each(str(var), items, concurrency, body[0], self.span(kw, body[1]), self.span(var))
-        return self.block_node(each, body[0])
+        return self.nesting.block(each, body[0])
 
     def retry(self, c):
         return ast.Clause("retry", c[1], self.span(c), c[2])
@@ -511,7 +480,7 @@ class Builder(Transformer):
         def build(self, c):
             kw, body = c
             name = kind or ("success" if str(kw).endswith("success") else "failure")
-            return self.block_node(ast.Block(name, body[0], self.span(kw, body[1])), body[0])
+            return self.nesting.block(ast.Block(name, body[0], self.span(kw, body[1])), body[0])
 
         return build
 
@@ -526,25 +495,25 @@ class Builder(Transformer):
     # -- expressions ------------------------------------------------------------
 
     def or_(self, c):
-        return self.expr_node(ast.Binary("or", c[0], c[1], self.span(c)), c[0], c[1])
+        return self.nesting.expr(ast.Binary("or", c[0], c[1], self.span(c)), c[0], c[1])
 
     def and_(self, c):
-        return self.expr_node(ast.Binary("and", c[0], c[1], self.span(c)), c[0], c[1])
+        return self.nesting.expr(ast.Binary("and", c[0], c[1], self.span(c)), c[0], c[1])
 
     def not_(self, c):
-        return self.expr_node(ast.Unary("not", c[1], self.span(c)), c[1])
+        return self.nesting.expr(ast.Unary("not", c[1], self.span(c)), c[1])
 
     def neg(self, c):
-        return self.expr_node(ast.Unary("-", c[1], self.span(c)), c[1])
+        return self.nesting.expr(ast.Unary("-", c[1], self.span(c)), c[1])
 
     def binop(self, c):
-        return self.expr_node(ast.Binary(str(c[1]), c[0], c[2], self.span(c)), c[0], c[2])
+        return self.nesting.expr(ast.Binary(str(c[1]), c[0], c[2], self.span(c)), c[0], c[2])
 
     def attr(self, c):
-        return self.expr_node(ast.Attr(c[0], str(c[1]), self.span(c), self.span(c[1])), c[0])
+        return self.nesting.expr(ast.Attr(c[0], str(c[1]), self.span(c), self.span(c[1])), c[0])
 
     def index(self, c):
-        return self.expr_node(ast.Index(c[0], c[1], self.span(c)), c[0], c[1])
+        return self.nesting.expr(ast.Index(c[0], c[1], self.span(c)), c[0], c[1])
 
     def number(self, c):
         span = self.span(c)
@@ -571,7 +540,7 @@ class Builder(Transformer):
             else:
                 offset, source = piece
                 parts.append(self._inner(source, span.line, span.col + offset))
-        return self.expr_node(ast.Interp(tuple(parts), span), *(p for p in parts if not isinstance(p, str)))
+        return self.nesting.expr(ast.Interp(tuple(parts), span), *(p for p in parts if not isinstance(p, str)))
 
     def _inner(self, source: str, line: int, col: int) -> ast.Expr:
         """Parse the expression inside `${...}`, with spans in the file's coordinates."""
@@ -603,11 +572,11 @@ class Builder(Transformer):
 
     def list(self, c):
         items = _items(c)
-        return self.expr_node(ast.ListLit(items, self.span(c)), *items)
+        return self.nesting.expr(ast.ListLit(items, self.span(c)), *items)
 
     def record(self, c):
         fields = tuple(c[1] or ())
-        return self.expr_node(ast.RecordLit(fields, self.span(c)), *(f.value for f in fields))
+        return self.nesting.expr(ast.RecordLit(fields, self.span(c)), *(f.value for f in fields))
 
 
 _BUILDER = Builder()

@@ -14,10 +14,8 @@ from weft.sdk.actions import ActionDef, module_actions, resolve_path
 from weft.compiler import ast
 from weft.compiler.diagnostics import Sink
 from weft.compiler.graphs import strongly_connected
+from weft.compiler.limits import MAX_EXPR_DEPTH, MAX_LET_NODES
 from weft.compiler.loader import FlowDef, Program, Unit
-from weft.compiler.parse import MAX_EXPR_DEPTH
-
-MAX_LET_NODES = 100_000  # expression nodes of a let once the lets it reads are put in place
 
 
 @dataclass(eq=False)

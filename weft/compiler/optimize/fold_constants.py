@@ -11,7 +11,7 @@ import math
 
 import networkx as nx
 
-from weft.compiler.literals import MAX_INT
+from weft.compiler.limits import MAX_INT
 from weft.plan import expr as px
 
 
