@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ACTIVE = frozenset({"pending", "running"})
+from weft.runtime.core.states import RunState
+
+ACTIVE = frozenset({RunState.PENDING, RunState.RUNNING})
 SHOWN = 5  # sub-runs a failure message names
 
 
@@ -54,7 +56,7 @@ def look(total: int, concurrency: int | None, children: dict[int, Child], refuse
     active = sum(c.state in ACTIVE for c in children.values())
     missing = [i for i in range(total) if i not in children and i not in refused]
     release = missing[: max(0, limit(concurrency, total) - active)]
-    succeeded = sum(c.state == "succeeded" for c in children.values())
+    succeeded = sum(c.state == RunState.SUCCEEDED for c in children.values())
     progress = round(succeeded / total, 4) if total else 1.0
     if active or missing:
         return Look(release, progress, False)
@@ -70,7 +72,7 @@ def failure(total: int, children: dict[int, Child], refused: dict[int, str]) -> 
         c = children.get(i)
         if c is None:
             bad.append(f"item {i + 1} (not started: {refused[i]})")
-        elif c.state != "succeeded":
+        elif c.state != RunState.SUCCEEDED:
             why = f"{c.state}: {c.error}" if c.error else c.state
             bad.append(f"{c.label or f'item {i + 1}'} ({c.run}, {why})")
     shown = ", ".join(bad[:SHOWN]) + (", ..." if len(bad) > SHOWN else "")
