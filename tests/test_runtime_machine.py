@@ -22,7 +22,8 @@ from weft.runtime.core.events import (
     Succeeded,
 )
 from weft.runtime.core.machine import Machine
-from weft.runtime.core.states import DONE, error_record, new_run, new_step
+from weft.runtime.core.states import DONE, StepState, error_record, new_run, new_step
+from weft.runtime.records import pack, unpack
 
 RID = "0" * 26
 
@@ -335,8 +336,11 @@ def test_recover_reruns_idempotent_steps_and_fails_the_others_for_a_human():
     m = machine(p)
     m.launches(0.0, 16)
     m.changes()
-    # a new process loads the records as they were stored, both steps "running"
-    again = Machine(p, m.run, m.steps, 10.0)
+    # a new process loads the records as they were stored (plain strings, not enum members), both "running"
+    stored = unpack(pack({"run": m.run, "steps": m.steps}))
+    assert type(stored["steps"]["once"]["state"]) is str and stored["steps"]["once"]["state"] == StepState.RUNNING
+    again = Machine(p, stored["run"], stored["steps"], 10.0)
+    assert again.running == {"idem", "once"}
     assert again.apply(Recover(), 10.0) == ["once"]
     assert again.steps["once"]["error"]["type"] == "Interrupted"
     assert [(x.step, x.attempt) for x in again.launches(10.0, 16)] == [("idem", 2)]
