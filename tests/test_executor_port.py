@@ -105,6 +105,11 @@ def test_progress_and_log_lines_come_before_the_outcome(executor):
     assert here == isinstance(executor, ThreadExecutor)
 
 
+def test_what_an_action_prints_does_not_garble_the_outcome(executor):
+    _, outcome = run_one(executor, task("chatty", {"lines": 200}))
+    assert outcome.ok and outcome.outputs["step"] == "chatty"
+
+
 def test_only_a_failed_lookup_is_action_not_found(executor):
     _, outcome = run_one(executor, task("broken", {"key": "boom"}))
     assert not outcome.ok and outcome.error["type"] == "KeyError" and outcome.error["message"] == "'boom'"

@@ -31,6 +31,14 @@ def where(ctx: Context) -> Where:
     return {"pid": os.getpid(), "step": ctx.step_id}
 
 
+@action(idempotent=True)
+def chatty(lines: int) -> Where:
+    """Print to stdout (which a process executor must keep apart from its own messages)."""
+    for i in range(lines):
+        print(f"line {i}" + "x" * 1000, flush=True)
+    return {"pid": os.getpid(), "step": "chatty"}
+
+
 @action
 def broken(key: str) -> None:
     """Fail with a KeyError from inside the action (not a missing action)."""
