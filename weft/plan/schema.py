@@ -178,3 +178,4 @@ class RunRecord(TypedDict, total=False):
     rolled_back: bool
     parent: dict[str, Any] | None  # {"run", "step", "index"} of a sub-run's `each` step
     detached: bool  # served by `weft worker`
+    driver: dict[str, Any]  # {"pid", "host"} of the process that drove it last (engine/family.py)
