@@ -21,7 +21,12 @@ def weft(tmp_path):
 
     def call(*args: str, ok: tuple = (0, 1, 2, 3)) -> subprocess.CompletedProcess:
         done = subprocess.run(
-            [sys.executable, "-m", "weft.cli.main", *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
+            [sys.executable, "-m", "weft.cli.main", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=60,
         )
         assert "Traceback" not in done.stderr, done.stderr
         assert not re.search(r"^Traceback", done.stdout, re.M), done.stdout
@@ -203,8 +208,12 @@ def test_signals_reach_a_live_owner_or_drive_the_run_themselves(weft):
     )
     rid = run_id(owner.stdout.readline() + "\n")
     time.sleep(0.3)
+    assert re.search(rf"^owner    pid {owner.pid} on \S+$", weft("show", rid).stdout, re.M)
     owner.kill()
     owner.wait()
+    gone = f"owner    pid {owner.pid} on "
+    shown = [x for x in weft("show", rid).stdout.splitlines() if x.startswith(gone)]
+    assert shown and shown[0].endswith(f" (gone: weft resume {rid} goes on, weft cancel {rid} stops it)")
     done = one_line(rid, "approval", "ok=false", "who=you")
     assert done.returncode == 0 and done.stdout.splitlines()[-1] == 'result: {"ok": false}'
     assert "log succeeded" in done.stdout

@@ -103,7 +103,8 @@ def run_text(run: Run) -> str:
         + (f"   took {duration(run.started, run.ended)}" if run.ended else ""),
     ]
     if run.owner is not None:
-        lines.append(f"owner    pid {run.owner.pid} on {run.owner.host}")
+        gone = "" if run.owner.alive else f" (gone: weft resume {run.id} goes on, weft cancel {run.id} stops it)"
+        lines.append(f"owner    pid {run.owner.pid} on {run.owner.host}{gone}")
     if run.inputs:
         lines.append("inputs   " + ", ".join(f"{k}={_short(v)}" for k, v in run.inputs.items()))
     if run.result is not None:
