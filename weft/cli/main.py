@@ -77,18 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("list", "weft.cli.listing:list_runs", "list runs: filter, sort and page through the indexes")
     for name, what, text in (
-        ("state", "S", None),
+        ("state", "S", "pending, running, paused, succeeded, failed or cancelled"),
         ("result", "R", "succeeded, failed, cancelled or rolled-back"),
-        ("flow", "F", None),
-        ("tag", "T", None),
-        ("user", "U", None),
+        ("flow", "F", "runs of flow F"),
+        ("tag", "T", "runs tagged T"),
+        ("user", "U", "runs started by U"),
         ("label", "TEXT", "label contains TEXT (any case)"),
         ("parent", "RUN", "sub-runs of RUN"),
         ("lock", "NAME", "the run holding lock NAME"),
     ):
-        p.add_argument(
-            f"--{name}", metavar=what, action="append", help=(text + "; " if text else "") + "repeat for any of several"
-        )
+        p.add_argument(f"--{name}", metavar=what, action="append", help=f"{text} (repeated: any of them)")
     p.add_argument("--since", metavar="WHEN", help="started at or after WHEN: a duration ago (2h, 7d) or an ISO date")
     p.add_argument("--before", metavar="WHEN", help="started before WHEN")
     p.add_argument("--sort", default="started", help="started, ended, flow, state, user or label ('-' prefix reverses)")
