@@ -68,6 +68,9 @@ CONSTRUCTS = {
         "".join(f"flow f{i}(x: int) {{\n    f{i + 1}(x: x + 1)\n}}\n" for i in range(n))
         + f"flow f{n}(x: int) {{\n    {log('x')}\n}}\n"
     ),
+    "list-type": lambda n: flow(f"    {log('x')}", "x: " + "list[" * n + "int" + "]" * n),
+    "record-type": lambda n: flow(f"    {log('x')}", "x: " + "(a: " * n + "int" + ")" * n),
+    "wait-fields": lambda n: flow(f"    w = wait go(a: {'(a: ' * n}int{')' * n})\n    {log('w')}"),
     "defaults": lambda n: (
         "flow f("
         + ", ".join(["p0: int = 1"] + [f"p{i}: int = p{i - 1} + 1" for i in range(1, n + 1)])
@@ -78,6 +81,7 @@ CONSTRUCTS = {
 # there the limit is the nesting of the whole Plan.
 LIMITED_AT = {name: 64 for name in CONSTRUCTS} | {"sequence": 16, "each": 16, "calls": 16, "parens": None}
 LIMITED_AT["defaults"] = MAX_PLAN_DEPTH
+LIMITED_AT |= dict.fromkeys(["list-type", "record-type", "wait-fields"], 32)
 
 
 def compile_text(tmp_path: Path, text: str, name: str = "hostile"):
@@ -122,6 +126,16 @@ def test_deep_nesting_compiles_or_is_reported(tmp_path, construct, depth):
     elif depth >= limit + 4:
         assert too_deep, result.diagnostics
         assert len(too_deep) <= 2, "reported once where the limit is crossed, not at every level"
+
+
+@pytest.mark.parametrize("depth", [10, 1000])
+def test_a_long_chain_of_imports_loads(tmp_path, depth):
+    for i in range(depth):
+        head = f'import "./f{i + 1}.flow"\n' if i < depth - 1 else ""
+        (tmp_path / f"f{i}.flow").write_text(f"{head}flow g{i}(x: int) {{\n    {log('x')}\n}}\n")
+    result = compile_paths([str(tmp_path / "f0.flow")])
+    assert result.diagnostics == []
+    assert len(result.program.units) == depth
 
 
 @pytest.mark.parametrize("digits", [18, 19, 308, 309, 4300, 4301, 100_000])

@@ -26,6 +26,7 @@ MAX_WEIGHT = 1_000_000
 # Nesting (E124).
 MAX_EXPR_DEPTH = 64  # an expression as written, and a let once the lets it reads are put in place
 MAX_BLOCK_DEPTH = 16  # sequence, each, finalize and hook blocks inside each other
+MAX_TYPE_DEPTH = 32  # list[...], records and `?` inside each other in a type annotation
 MAX_LET_NODES = 100_000  # expression parts of a let once the lets it reads are put in place
 MAX_CALL_DEPTH = 16  # flows calling flows, each inlined into its caller
 MAX_PLAN_STEPS = 10_000  # steps of a flow once the flows it calls are inlined
@@ -47,6 +48,10 @@ class Nesting:
     def block(self, node, body):
         hint = "move the inner steps into a flow of their own and call it"
         return self._nested(node, body, MAX_BLOCK_DEPTH, "blocks", hint, lambda n: dataclasses.replace(n, body=()))
+
+    def type(self, node, *parts):
+        hint = "name the inner parts' shape with fewer levels, or take `any` and check it in an action"
+        return self._nested(node, parts, MAX_TYPE_DEPTH, "type", hint, lambda n: ast.TypeName("any", (), n.span))
 
     def same(self, node, inner) -> None:
         """`node` is as deep as `inner` (a step as deep as its `each`)."""

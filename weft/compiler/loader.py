@@ -91,29 +91,44 @@ class Loader:
         self._packaged: dict[str, ModuleType | None] | None = None
 
     def load(self, path: str, at: ast.Span | None = None, extension: bool = False) -> Unit | None:
+        unit, new = self._open(path, at, extension)
+        if new:
+            self._bind(unit)
+        return unit
+
+    def _open(self, path: str, at: ast.Span | None, extension: bool) -> tuple[Unit | None, bool]:
+        """The parsed file, and whether it was read just now (its items still to bind)."""
         path = os.path.abspath(path)
         if path in self._loaded:
-            return self._loaded[path]
+            return self._loaded[path], False
         text = self.sources.get(path)
         if text is None:
             text = read_source(path, self.sink, at)
         if text is None:
-            return None
+            return None, False
         unit = Unit(path, text, parse_module(text, path, self.sink), extension=extension)
         self._loaded[path] = unit
         self.program.units.append(unit)
-        self._bind(unit)
-        return unit
-
-    def _bind(self, unit: Unit) -> None:
         unit.aliases["std"] = importlib.import_module(STD_MODULE)
         unit.aliases.update(self.packaged_modules())
-        for item in unit.module.items:
-            if isinstance(item, ast.Use):
+        return unit, True
+
+    def _bind(self, first: Unit) -> None:
+        """Bind the items of a file and, where it imports another, of that file first, in
+        source order as a recursion would, but with a stack: imports may chain deep."""
+        stack = [(first, iter(first.module.items))]
+        while stack:
+            unit, items = stack[-1]
+            item = next(items, None)
+            if item is None:
+                stack.pop()
+            elif isinstance(item, ast.Use):
                 unit.aliases[item.alias] = self._import_module(item, unit)
             elif isinstance(item, ast.Import):
                 target = os.path.join(os.path.dirname(unit.path), item.path)
-                self.load(target, at=item.span, extension=unit.extension)
+                imported, new = self._open(target, item.span, unit.extension)
+                if new:
+                    stack.append((imported, iter(imported.module.items)))
             elif isinstance(item, ast.Flow):
                 self._add_flow(item, unit)
             elif isinstance(item, ast.Extend):

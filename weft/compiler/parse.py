@@ -392,13 +392,15 @@ class Builder(Transformer):
     # -- types ------------------------------------------------------------------
 
     def type_name(self, c):
-        return ast.TypeName(str(c[0]), _items(c[1:]), self.span(c))
+        args = _items(c[1:])
+        return self.nesting.type(ast.TypeName(str(c[0]), args, self.span(c)), *args)
 
     def type_record(self, c):
-        return ast.TypeRecord(tuple(c[1] or ()), self.span(c))
+        fields = tuple(c[1] or ())
+        return self.nesting.type(ast.TypeRecord(fields, self.span(c)), *(f.type for f in fields))
 
     def type_opt(self, c):
-        return ast.TypeOpt(c[0], self.span(c))
+        return self.nesting.type(ast.TypeOpt(c[0], self.span(c)), c[0])
 
     # -- statements -------------------------------------------------------------
 
