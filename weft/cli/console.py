@@ -58,16 +58,18 @@ class LiveReport:
         progress = self.progress
         if progress is None:
             return Group(Text(self.title))
+        running, fractions, done = (
+            progress.current() if progress.current else (progress.running, progress.fractions, progress.done)
+        )
         head = Table.grid(padding=(0, 1))
         head.add_row(
             Text(self.title, style="bold"),
-            ProgressBar(total=1.0, completed=progress.done, width=40),
-            Text(f"{progress.done * 100:3.0f}%"),
+            ProgressBar(total=1.0, completed=done, width=40),
+            Text(f"{done * 100:3.0f}%"),
         )
         rows = Table.grid(padding=(0, 1))
-        running = progress.running
         for sid in running[:12]:
-            f = progress.fractions.get(sid)
+            f = fractions.get(sid)
             rows.add_row(
                 Text(f"  {sid}", style="cyan"),
                 ProgressBar(total=1.0, completed=f or 0.0, width=20),

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from weft.runtime.core.states import RUN_ENDED, describe_error, outcome
@@ -221,6 +222,10 @@ class Progress:
     running: tuple[str, ...]  # steps running or polling
     fractions: dict[str, float]  # their reported progress
     done: float  # the run's progress, 0 to 1
+    # running, fractions and done as they are now, for displays that refresh between commits
+    current: Callable[[], tuple[tuple[str, ...], dict[str, float], float]] | None = field(
+        default=None, compare=False, repr=False
+    )
 
 
 @dataclass(frozen=True)

@@ -480,10 +480,9 @@ def _children(t: Txn, run_id: str, plan: dict) -> dict[str, list[dict]]:
 
 def _progress(driver: Driver, events: list[dict]) -> Progress:
     m = driver.machine
-    return Progress(
-        driver.run_id,
-        tuple(Event.of(e) for e in events),
-        tuple(sorted(driver.inflight.keys() | m.polling)),
-        dict(m.fractions),
-        m.progress(),
-    )
+
+    def current() -> tuple[tuple[str, ...], dict[str, float], float]:
+        fractions = dict(m.fractions)
+        return tuple(sorted(driver.inflight.keys() | m.polling)), fractions, m.progress()
+
+    return Progress(driver.run_id, tuple(Event.of(e) for e in events), *current(), current=current)
