@@ -1,8 +1,8 @@
 """The worker service: drives the runs of a store that need a process, as Dynflow's executor serves Foreman.
 
 A Worker finds work in three places, none of which means scanning every
-run: the work queue (workqueue.py: detached runs, signals left for them, runs
-a stopping worker handed back), the timer index (timers.py: due polls,
+run: the work queue (detached runs, signals left for them, runs
+a stopping worker handed back), the store's timers (due polls,
 retries and deadlines of runs no process holds) and the leases of runs whose
 owner died (a dead pid on this host, or a heartbeat older than the TTL). It
 claims a run in one transaction that takes the lease, dequeues it and
@@ -20,21 +20,21 @@ next owner recovers those steps as after a crash: nothing is lost.
 from __future__ import annotations
 
 import itertools
-import os
-import sys
 import threading
 import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
 from weft.errors import WeftError
 from weft.runtime.core import steering
-from weft.runtime.stores.lmdb import timers
-from weft.runtime.stores.lmdb import workqueue
-from weft.runtime.engine.driver import Driver
 from weft.runtime.engine.lease import Lease, LeaseHeld, LeaseLost, describe, holder_alive
 from weft.runtime.core.machine import Machine
 from weft.runtime.engine.session import check_plan, persist
-from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED
-from weft.runtime.stores.lmdb.store import Store, Txn
-from weft.cli.views import clock, duration, event_text
+from weft.runtime.core.states import RUN_STOPPED
+from weft.runtime.stores.port import Store, Timer, Txn
+
+if TYPE_CHECKING:
+    from weft.runtime.engine.driver import Driver
 
 POLL = 0.25  # seconds between looks at the queue and the timers
 TIMER_SCAN = 1000  # due timers read per look
@@ -64,65 +64,60 @@ class WorkerLease(Lease):
         run = txn.run(self.run_id)
         unfinished = held and run is not None and run["state"] in ("pending", "running")
         if unfinished and (self.stopping.is_set() or txn.requests(self.run_id)):
-            workqueue.enqueue(txn, self.run_id, time.time())
+            txn.enqueue(self.run_id, time.time())
 
 
-class Log:
-    """One flushed line per transition that matters: runs starting and ending, failures, take-overs."""
+@dataclass(frozen=True)
+class Notice:
+    """Something a worker did, for its observer (the CLI prints a log line per notice).
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
+    kinds: "serving", "events" (history events just made durable), "not claimed"
+    (`error`), "handed back" (stopping), "waits" (let go until a signal in `names`
+    or a timer at `when`), "lost" (`error`: the lease was taken over), "failed"
+    (`error`), "stopping" (`count` runs finish their running steps), "cut short"
+    (let go with steps `names` still running), "stopped".
+    """
 
-    def say(self, text: str, t: float | None = None) -> None:
-        with self._lock:
-            sys.stdout.write(f"{clock(time.time() if t is None else t)} {text}\n")
-            sys.stdout.flush()
-
-    def events(self, run: dict, events: list[dict]) -> None:
-        for e in events:
-            text = _event_line(run, e)
-            if text is not None:
-                self.say(f"run {run['id']} {text}", e["t"])
-
-
-def _event_line(run: dict, e: dict) -> str | None:
-    """What the log says about one history event, or None when it does not matter."""
-    if "log" in e:
-        return None
-    if "note" in e:
-        return f"step {e['step']}: {e['note']}" if e.get("step") else e["note"]
-    state, detail = e["state"], e.get("detail")
-    if "step" in e:
-        retry = state == "pending" and (detail or "").startswith("retry")
-        signalled = state == "succeeded" and (detail or "").startswith("signal")
-        if state in ("failed", "undo failed", "suspended") or retry or signalled:
-            return "step " + event_text(e)
-        return None
-    if state == "running":
-        return f"{run['flow']} " + (f"running ({detail})" if detail else "started")
-    if state in RUN_ENDED and not detail:
-        took = duration(run["started"], run["ended"])
-        return f"{run['flow']} {state}" + (f" in {took}" if took else "")
-    return f"{run['flow']} {state}" + (f": {detail}" if detail else "")
+    kind: str
+    t: float
+    run_id: str | None = None
+    run: dict | None = None  # the run's record as the worker holds it
+    events: tuple[dict, ...] = ()
+    error: str | None = None
+    names: tuple[str, ...] = ()
+    when: float | None = None
+    count: int = 0
 
 
 class Worker:
     """Serves one open store: claims runs that need a process and drives up to `runs` of them at once."""
 
-    def __init__(self, store: Store, *, runs: int = DEFAULT_RUNS, grace: float = 30.0, once: bool = False) -> None:
+    def __init__(
+        self,
+        store: Store,
+        driver: type[Driver],
+        *,
+        runs: int = DEFAULT_RUNS,
+        grace: float = 30.0,
+        once: bool = False,
+        observer: Callable[[Notice], None] | None = None,
+        scope: str | None = None,
+    ) -> None:
         self.store = store
+        self.driver = driver  # the Driver class (passed in: the driver serves child runs with a Worker)
         self.limit = max(1, runs)
         self.grace = grace
         self.once = once
-        self.log = Log()
+        self._observer = observer
+        self.scope = scope  # serve only this run's descendants (the children of a run driven in the foreground)
         self.stopping = threading.Event()
         self.forced = threading.Event()
         self._wake = threading.Event()
         self.active: dict[str, Driver] = {}  # run -> the driver driving it, in its own thread
         self._next_scan = 0.0
         self._failed: dict[str, float] = {}  # run -> when to try again to claim it (its claim raised)
-        self._due: dict[str, list[timers.Timer]] = {}  # run -> its due timers, from the last look
-        self._spent: set[timers.Timer] = set()  # due timers a claim was tried for: not a reason to claim again
+        self._due: dict[str, list[Timer]] = {}  # run -> its due timers, from the last look
+        self._spent: set[Timer] = set()  # due timers a claim was tried for: not a reason to claim again
 
     def stop(self) -> None:
         """Claim nothing more and let go of every run once its running steps finish; again: at once."""
@@ -133,7 +128,7 @@ class Worker:
 
     def serve(self) -> bool:
         """Serve until stopped (or, with `once`, until nothing needs a process); False if runs were cut short."""
-        self.log.say(f"worker {os.getpid()} serving {self.store.path} ({self.limit} runs at once)")
+        self._tell("serving", count=self.limit)
         while not self.stopping.is_set():
             claimed = self._fill()
             if self.once and not claimed and not self.active:
@@ -165,20 +160,18 @@ class Worker:
         with self.store.read() as t:
             if now >= self._next_scan:
                 self._next_scan = now + LEASE_SCAN
-                found += [
-                    key.decode()
-                    for key, _ in t.scan("leases", b"")
-                    if not key.startswith(b"lock\0") and _unowned(t, key.decode(), now)
-                ]
+                found += [run_id for run_id, _ in t.leases() if _unowned(t, run_id, now)]
             self._due = {}
             seen = set()
-            for timer in itertools.islice(timers.due(t, now), TIMER_SCAN):
+            for timer in itertools.islice(t.due(now), TIMER_SCAN):
                 seen.add(timer)
                 if timer not in self._spent and (timer.run in self._due or _unowned(t, timer.run, now)):
                     self._due.setdefault(timer.run, []).append(timer)
             self._spent &= seen  # forget timers that left the index
             found += self._due
-            found += workqueue.due(t, now, 4 * free + 16)
+            found += t.due_runs(now, 4 * free + 16)
+            if self.scope is not None:
+                found = [run_id for run_id in found if _below(t, run_id, self.scope)]
         return list(dict.fromkeys(found))
 
     def _claim(self, run_id: str) -> bool:
@@ -186,17 +179,17 @@ class Worker:
 
         def write(t: Txn) -> tuple[Machine, WorkerLease, list[dict]] | None:
             now = time.time()
-            workqueue.dequeue(t, run_id)
+            t.dequeue(run_id)
             run = t.run(run_id)
-            if run is None or run.get("parent") or run["state"] not in ("pending", "running"):
-                return None  # ended or paused; a sub-run is driven by its parent's `each` step
+            if run is None or run["state"] not in ("pending", "running"):
+                return None  # ended or paused
             lease = WorkerLease(run_id, self.stopping)
             try:
                 previous = lease.acquire(t, now)
             except LeaseHeld:
                 holder = t.lease(run_id)
                 if not holder.get("worker"):  # a worker queues it again when it lets go; others do not
-                    workqueue.enqueue(t, run_id, now + RECHECK)
+                    t.enqueue(run_id, now + RECHECK)
                 return None
             plan = t.plan(run_id)
             check_plan(plan)
@@ -210,14 +203,16 @@ class Worker:
         try:
             claim = self.store.write(write)
         except WeftError as e:
-            self.log.say(f"run {run_id} not claimed: {e}")
+            self._tell("not claimed", run_id=run_id, error=str(e))
             self._failed[run_id] = time.time() + RETRY_CLAIM
             return False
         if claim is None:
             return False
         m, lease, events = claim
-        self.log.events(m.run, events)
-        driver = Driver(self.store, m, lease, observer=self._observe, until_waiting=True, release_polls=True)
+        self._tell("events", run_id=run_id, run=m.run, events=tuple(events))
+        driver = self.driver(
+            self.store, m, lease, observer=self._observe, until_waiting=True, release_polls=True, children=False
+        )
         self.active[run_id] = driver
         if self.stopping.is_set():
             driver.draining.set()
@@ -225,27 +220,32 @@ class Worker:
         return True
 
     def _observe(self, events: list[dict], driver: Driver) -> None:
-        self.log.events(driver.machine.run, events)
+        self._tell("events", run_id=driver.run_id, run=driver.machine.run, events=tuple(events))
+
+    def _tell(self, kind: str, **fields: object) -> None:
+        if self._observer is not None:
+            self._observer(Notice(kind, time.time(), **fields))
 
     def _drive(self, driver: Driver) -> None:
         run = driver.machine.run
         try:
             driver.drive()
             if run["state"] not in RUN_STOPPED:
-                self.log.say(f"run {run['id']} {self._let_go(driver)}")
+                self._let_go(driver)
         except LeaseLost as e:
-            self.log.say(f"run {run['id']} let go: {e}")
+            self._tell("lost", run_id=run["id"], run=run, error=str(e))
         except WeftError as e:
-            self.log.say(f"run {run['id']} stopped: {e}")
+            self._tell("failed", run_id=run["id"], run=run, error=str(e))
         finally:
             self.active.pop(run["id"], None)
             self._wake.set()
 
-    def _let_go(self, driver: Driver) -> str:
-        """Why a run still running was let go, for the log."""
+    def _let_go(self, driver: Driver) -> None:
+        """Say why a run still running was let go."""
+        run = driver.machine.run
         if driver.draining.is_set():
-            return "handed back to the queue (worker stopping)"
-        when = driver.machine.next_timer()
+            self._tell("handed back", run_id=run["id"], run=run)
+            return
         waits = sorted(
             {
                 spec["wait"]["signal"]
@@ -253,18 +253,14 @@ class Worker:
                 if spec["kind"] == "wait" and driver.machine.steps[sid]["state"] == "suspended"
             }
         )
-        what = f"waits for signal {', '.join(waits)}" if waits else "waits"
-        return what + (f", back at {clock(when)}" if when is not None else "")
+        self._tell("waits", run_id=run["id"], run=run, names=tuple(waits), when=driver.machine.next_timer())
 
     # -- stopping ----------------------------------------------------------------------------
 
     def _drain(self) -> bool:
         """Let running steps finish within the grace period; then drop the leases of what still runs."""
         if self.active:
-            self.log.say(
-                f"worker {os.getpid()} stopping: {len(self.active)} run(s) finish their running steps "
-                f"(grace {self.grace:g}s)"
-            )
+            self._tell("stopping", count=len(self.active))
         for driver in list(self.active.values()):
             driver.draining.set()
         end = time.time() + self.grace
@@ -275,21 +271,27 @@ class Worker:
         if left:
             self.store.write(lambda t: [driver.lease.release(t) for driver in left])
             for driver in left:
-                self.log.say(
-                    f"run {driver.run_id} let go with step(s) {', '.join(sorted(driver.inflight))} "
-                    "still running: the next owner recovers them"
-                )
-        self.log.say(f"worker {os.getpid()} stopped")
+                self._tell("cut short", run_id=driver.run_id, names=tuple(sorted(driver.inflight)))
+        self._tell("stopped")
         return not left
 
 
 def _unowned(t: Txn, run_id: str, now: float) -> bool:
-    """Whether a run is pending or running and no live process holds it.
-
-    Sub-runs are left out: their parent's `each` step drives them, and finds them again after a crash.
-    """
+    """Whether a run (a child run of an `each` step too) is pending or running and no live process holds it."""
     run = t.run(run_id)
-    if run is None or run.get("parent") or run["state"] not in ("pending", "running"):
+    if run is None or run["state"] not in ("pending", "running"):
         return False
     lease = t.lease(run_id)
     return lease is None or not holder_alive(lease, now)
+
+
+def _below(t: Txn, run_id: str, top: str) -> bool:
+    """Whether run `run_id` is a child run of `top`, or a child of one of its children, and so on."""
+    seen = set()
+    link = (t.run(run_id) or {}).get("parent")
+    while link and link["run"] not in seen:
+        if link["run"] == top:
+            return True
+        seen.add(link["run"])
+        link = (t.run(link["run"]) or {}).get("parent")
+    return False
