@@ -14,7 +14,8 @@ from runtime_support.catalog_data import run_id
 from runtime_support.checks import BACKENDS, new_store
 from weft.errors import WeftError
 from weft.runtime.stores import open_store
-from weft.runtime.stores.port import StoreError, Timer
+from weft.runtime.core.timers import Timer
+from weft.runtime.stores.port import StoreError
 from weft.runtime.stores.prune import prune
 from weft.runtime.stores.query import Query
 
@@ -62,7 +63,7 @@ def test_a_write_that_raises_leaves_nothing_behind(store):
     def half(t):
         t.put_run(run_record(a))
         t.put_plan(a, {"steps": []})
-        t.put_step(a, "s", {"state": "pending", "due": T0})
+        t.put_step(a, "s", {"attempts": 1, "state": "pending", "due": T0})
         t.append_events(a, [{"n": 1}])
         t.put_lock("L", a)
         t.enqueue(a, T0)
@@ -163,13 +164,13 @@ def test_steps_plans_and_meta_round_trip_in_step_id_order(store):
         t.put_run(run_record(a))
         t.put_plan(a, {"format": "weft.plan", "steps": [{"id": "x"}]})
         for sid in ("z", "a/b", "a", "m"):
-            t.put_step(a, sid, {"state": "pending", "n": sid})
+            t.put_step(a, sid, {"attempts": 1, "state": "pending", "n": sid})
         t.put_meta("bench", [1, 2])
 
     store.write(write)
     with store.read() as t:
         assert list(t.steps(a)) == ["a", "a/b", "m", "z"]
-        assert t.steps(a)["m"] == {"state": "pending", "n": "m"}
+        assert t.steps(a)["m"] == {"attempts": 1, "state": "pending", "n": "m"}
         assert t.plan(a) == {"format": "weft.plan", "steps": [{"id": "x"}]}
         assert t.meta("bench") == [1, 2] and t.meta("other") is None
         assert t.steps("0" * 26) == {}
@@ -293,11 +294,13 @@ def test_timers_follow_the_step_records_earliest_first(store):
     a, b = make_ids(2)
     store.write(
         lambda t: [
-            t.put_step(a, "retry", {"state": "pending", "due": T0 + 30}),
-            t.put_step(a, "poll", {"state": "suspended", "poll": {"h": 1}, "due": T0 + 10, "deadline": T0 + 60}),
-            t.put_step(b, "run", {"state": "running", "deadline": T0 + 20}),
-            t.put_step(b, "idle", {"state": "pending", "due": None}),
-            t.put_step(b, "done", {"state": "succeeded", "due": T0, "deadline": T0}),
+            t.put_step(a, "retry", {"attempts": 1, "state": "pending", "due": T0 + 30}),
+            t.put_step(
+                a, "poll", {"attempts": 1, "state": "suspended", "poll": {"h": 1}, "due": T0 + 10, "deadline": T0 + 60}
+            ),
+            t.put_step(b, "run", {"attempts": 1, "state": "running", "deadline": T0 + 20}),
+            t.put_step(b, "idle", {"attempts": 1, "state": "pending", "due": None}),
+            t.put_step(b, "done", {"attempts": 1, "state": "succeeded", "due": T0, "deadline": T0}),
         ]
     )
     with store.read() as t:
@@ -308,9 +311,14 @@ def test_timers_follow_the_step_records_earliest_first(store):
             (a, "poll", "deadline"),
         ]
         assert [tm.step for tm in t.due(T0 + 20)] == ["poll", "run"]
-        assert t.next_due() == Timer(T0 + 10, a, "poll", "poll")
+        assert t.next_due() == Timer(T0 + 10, "poll", "poll", run=a)
         assert t.problems() == []
-    store.write(lambda t: [t.put_step(a, "poll", {"state": "succeeded"}), t.put_step(b, "run", {"state": "failed"})])
+    store.write(
+        lambda t: [
+            t.put_step(a, "poll", {"attempts": 1, "state": "succeeded"}),
+            t.put_step(b, "run", {"attempts": 1, "state": "failed"}),
+        ]
+    )
     with store.read() as t:
         assert [(tm.step, tm.kind) for tm in t.due(float("inf"))] == [("retry", "retry")]
         assert t.problems() == []
@@ -396,7 +404,7 @@ def test_delete_run_removes_everything_the_run_owns(store):
         for rid in (a, b):
             t.put_run(run_record(rid, locks=[f"host:{rid}", "shared"]))
             t.put_plan(rid, {"steps": []})
-            t.put_step(rid, "s", {"state": "pending", "due": T0})
+            t.put_step(rid, "s", {"attempts": 1, "state": "pending", "due": T0})
             t.append_events(rid, [{"n": 1}])
             t.put_lease(rid, {"pid": 1})
             t.put_request(rid, "cancel", {"kind": "cancel"})

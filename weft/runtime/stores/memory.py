@@ -21,7 +21,8 @@ from typing import Any, Callable, Iterator, TypeVar
 from weft.runtime import records
 from weft.runtime.core.states import RUN_ENDED, outcome
 from weft.runtime.stores import port, query
-from weft.runtime.stores.port import StoreError, Timer, step_timers
+from weft.runtime.core.timers import Timer, TimerKind, step_timers
+from weft.runtime.stores.port import StoreError
 from weft.runtime.stores.query import Page, Query, micros
 
 SCHEME = "memory://"
@@ -156,7 +157,7 @@ class Txn(port.Txn):
     def put_step(self, run_id: str, step_id: str, rec: dict) -> None:
         raw = records.pack(rec)
         self._mut_run("steps", run_id)[step_id] = raw
-        timers = frozenset((micros(due), kind) for due, kind in step_timers(rec))
+        timers = _timers(step_id, rec)
         if timers:
             self._mut_run("timers", run_id)[step_id] = timers
         elif step_id in (self._table("timers").get(run_id) or {}):
@@ -300,7 +301,7 @@ class Txn(port.Txn):
         for at, run_id, sid, kind in entries:
             if at / 1_000_000 > now:
                 return
-            yield Timer(at / 1_000_000, run_id, sid, kind)
+            yield Timer(at / 1_000_000, TimerKind(kind), sid, run=run_id)
 
     # -- meta and checks ---------------------------------------------------------------------
 
@@ -315,8 +316,13 @@ class Txn(port.Txn):
         timers = self._table("timers")
         for run_id, steps in self._table("steps").items():
             for sid, raw in steps.items():
-                want = frozenset((micros(due), kind) for due, kind in step_timers(records.unpack(raw)))
+                want = _timers(sid, records.unpack(raw))
                 have = (timers.get(run_id) or {}).get(sid, frozenset())
                 if want != have:
                     found.append(f"timers of step {run_id}/{sid}: {sorted(have)}, not {sorted(want)}")
         return found
+
+
+def _timers(step_id: str, rec: dict) -> frozenset[tuple[int, str]]:
+    """(due µs, kind) of the timers a step record calls for."""
+    return frozenset((micros(tm.due), str(tm.kind)) for tm in step_timers(step_id, rec))

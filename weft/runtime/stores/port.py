@@ -22,11 +22,11 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar
 
 from weft.errors import WeftError
 from weft.runtime import ids
+from weft.runtime.core.timers import Timer
 from weft.runtime.stores.query import Page, Query
 
 T = TypeVar("T")
@@ -43,30 +43,6 @@ class CorruptRecord(StoreError):
 
 class StoreFull(StoreError):
     """The store reached its maximum size (WEFT_STORE_MAX_MB) or the disk is full."""
-
-
-@dataclass(frozen=True, slots=True)
-class Timer:
-    """A step's next poll ("poll"), end of its retry backoff ("retry") or timeout ("deadline")."""
-
-    due: float
-    run: str
-    step: str
-    kind: str
-
-
-def step_timers(rec: dict | None) -> set[tuple[float, str]]:
-    """The (due, kind) timers a step record implies; a backend keeps them in step with `put_step`."""
-    if rec is None:
-        return set()
-    state, found = rec["state"], set()
-    if state == "pending" and rec.get("due") is not None:
-        found.add((rec["due"], "retry"))
-    if state == "suspended" and rec.get("poll") is not None:
-        found.add((rec.get("due") or rec["started"], "poll"))
-    if state in ("running", "suspended") and rec.get("deadline") is not None:
-        found.add((rec["deadline"], "deadline"))
-    return found
 
 
 class Txn(ABC):
@@ -95,7 +71,7 @@ class Txn(ABC):
 
     @abstractmethod
     def put_step(self, run_id: str, step_id: str, rec: dict) -> None:
-        """Write a step record; the backend brings the step's timers (`step_timers`) up to date."""
+        """Write a step record; the backend brings the step's timers (core.timers.step_timers) up to date."""
 
     @abstractmethod
     def run_ids(self, prefix: str = "") -> Iterator[str]:
@@ -213,7 +189,10 @@ class Txn(ABC):
 
     @abstractmethod
     def due(self, now: float) -> Iterator[Timer]:
-        """The timers of every run due at `now`, earliest first (then by run, step, kind)."""
+        """The timers of every run due at `now`, earliest first (then by run, step, kind); attempt 0.
+
+        Due times are kept to the microsecond.
+        """
 
     def next_due(self) -> Timer | None:
         """The earliest timer in the store, or None."""
@@ -244,7 +223,10 @@ class Store(ABC):
 
     @abstractmethod
     def write(self, fn: Callable[[Txn], T]) -> T:
-        """Run `fn` in a write transaction and commit it durably; returns what `fn` returned."""
+        """Run `fn` in a write transaction and commit it durably; returns what `fn` returned.
+
+        Not from inside a `read()` of the same store in this thread (a backend may wait for its readers).
+        """
 
     @abstractmethod
     def close(self) -> None: ...

@@ -26,7 +26,7 @@ from __future__ import annotations
 import struct
 
 from weft.runtime.core.states import outcome
-from weft.runtime.stores.port import Timer, step_timers
+from weft.runtime.core.timers import Timer, TimerKind, step_timers
 from weft.runtime.stores.query import LABEL_KEY_MAX, micros
 
 DATABASES = ("meta", "runs", "plans", "steps", "events", "indexes", "leases", "requests", "queue", "timers")
@@ -43,10 +43,6 @@ QUEUE_OF = b"of\0"
 
 def run_key(run_id: str) -> bytes:
     return run_id.encode()
-
-
-def u64(n: int) -> bytes:
-    return _U64.pack(n)
 
 
 def step_key(run_id: str, step_id: str) -> bytes:
@@ -125,14 +121,6 @@ def index_keys(run: dict) -> set[bytes]:
     return keys
 
 
-def sort_index_key(run: dict, field: str) -> bytes:
-    """The run's key in the sort field's index (its start key while it has no end)."""
-    if field == "ended" and run.get("ended") is None:
-        field = "started"
-    prefix = field.encode() + b"\0"
-    return next(k for k in index_keys(run) if k.startswith(prefix))
-
-
 def after(prefix: bytes) -> bytes:
     """The first key greater than every key starting with `prefix`."""
     stripped = prefix.rstrip(b"\xff")
@@ -160,10 +148,10 @@ def queue_time(key: bytes) -> int:
 def timer_keys(run_id: str, step_id: str, rec: dict | None) -> set[bytes]:
     """The timer index entries a step record should have."""
     tail = run_id.encode() + step_id.encode() + b"\0"
-    return {_U64.pack(micros(due)) + tail + kind.encode() for due, kind in step_timers(rec)}
+    return {_U64.pack(micros(tm.due)) + tail + tm.kind.encode() for tm in step_timers(step_id, rec)}
 
 
 def timer_of(key: bytes) -> Timer:
     head, _, kind = key.rpartition(b"\0")
     due = _U64.unpack_from(head)[0] / 1_000_000
-    return Timer(due, head[8 : 8 + ID_LEN].decode(), head[8 + ID_LEN :].decode(), kind.decode())
+    return Timer(due, TimerKind(kind.decode()), head[8 + ID_LEN :].decode(), run=head[8 : 8 + ID_LEN].decode())
