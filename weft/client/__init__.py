@@ -3,7 +3,8 @@
     from weft.client import Client
 
     client = Client("/var/lib/myapp/weft")          # else $WEFT_STORE, else ./.weft
-    run_id = client.start("flows/host.flow", inputs={"name": "web1", "mac": "52:54:00:00:00:01", ...})
+    inputs = {"name": "web1", "mac": "52:54:00:00:00:01", "subnet": "10.0.0.0/24"}
+    run_id = client.start("examples/foreman/host.flow", inputs=inputs)   # checked as `weft run` checks them
     run = client.wait(run_id)                        # a Run: state, result, steps, history, allowed actions
 
 Errors are NotFound, Conflict and InvalidInput (all WeftError subclasses).
