@@ -22,15 +22,20 @@ def test_two_threads_read_runs_while_a_driver_commits_a_1000_step_run(tmp_path):
     with open_store(str(tmp_path / "store")) as store:
         m, lease = session.create(store, fan(STEPS - 2), {}, user="test", label=None, locks=[])
         rid = m.run["id"]
-        writes: list[tuple[float, float]] = []  # (start, end) of every write transaction, commit included
+        writes: list[tuple[float, float]] = []  # from a write transaction's begin (its fn) to its commit's end
         write = store.write
 
         def timed_write(fn):
-            start = time.perf_counter()
+            began: list[float] = []
+
+            def timed(t):
+                began.append(time.perf_counter())
+                return fn(t)
+
             try:
-                return write(fn)
+                return write(timed)
             finally:
-                writes.append((start, time.perf_counter()))
+                writes.append((began[-1], time.perf_counter()))
 
         store.write = timed_write
         stop = threading.Event()
