@@ -190,8 +190,12 @@ def test_filters_with_several_values_mean_any_and_pages_count_every_match(client
     assert {r.id for r in client.runs(user=["u0", "nobody"]).runs} == {done[0], done[2], done[4]}
     assert client.runs(flow=["gate", "basic"], state=["paused"], sort="started", reverse=True).runs[0].id == paused[0]
     assert client.runs(tag=["test", "basic"]).total == 5  # one run with both tags counts once
-    with pytest.raises(InvalidInput, match="no run state 'lost'"):
+    with pytest.raises(InvalidInput, match="no run state 'lost'") as e:
         client.runs(state=["paused", "lost"])
+    assert e.value.field == "state"
+    with pytest.raises(InvalidInput, match="--limit must be at least 1") as e:
+        client.runs(limit=0)
+    assert e.value.field == "limit"
     with pytest.raises(InvalidInput, match="no filter 'colour'"):
         client.runs(colour="red")
     assert client.locks() == ()

@@ -285,7 +285,7 @@ class Client:
         try:
             base, combos, disjoint = search.queries(**filters)
             for q in combos:
-                query.check(q)
+                search.check(q)
             return search.search(store, base, combos, disjoint)
         except (NotFound, InvalidInput):
             raise

@@ -17,6 +17,7 @@ from typing import Any
 
 from weft.client.errors import InvalidInput
 from weft.client.model import Page, summary
+from weft.errors import WeftError
 from weft.runtime.stores import query as q_
 
 MULTI = ("state", "result", "flow", "tag", "user", "label", "parent", "lock")
@@ -72,6 +73,21 @@ def queries(
     combos = [replace(base, **dict(zip(names, combo))) for combo in itertools.product(*(v for _, v in asked))]
     disjoint = all(name in _ONE_PER_RUN for name, values in asked if len(values) > 1)
     return base, combos, disjoint
+
+
+def check(q: q_.Query) -> None:
+    """InvalidInput naming the option of `q` that no store can answer."""
+    probes = {
+        "sort": q_.Query(sort=q.sort),
+        "state": q_.Query(state=q.state),
+        "result": q_.Query(result=q.result),
+        "limit": q_.Query(limit=q.limit, offset=q.offset),
+    }
+    for name, probe in probes.items():
+        try:
+            q_.check(probe)
+        except WeftError as e:
+            raise InvalidInput(str(e), field=name) from None
 
 
 def search(store: Any, base: q_.Query, combos: list[q_.Query], disjoint: bool) -> Page:
