@@ -133,6 +133,22 @@ def test_a_read_does_not_wait_for_a_write_in_flight(store):
         assert t.run(a)["state"] == "paused"
 
 
+def test_writes_from_many_threads_are_serialized(store):
+    store.write(lambda t: t.put_meta("count", 0))
+
+    def bump():
+        for _ in range(50):
+            store.write(lambda t: t.put_meta("count", t.meta("count") + 1))
+
+    threads = [threading.Thread(target=bump) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with store.read() as t:
+        assert t.meta("count") == 200
+
+
 def test_a_read_transaction_refuses_writes(store):
     (a,) = make_ids(1)
     with pytest.raises(StoreError):
@@ -449,3 +465,16 @@ def test_prune_removes_ended_run_trees_and_keeps_live_ones(store):
         assert list(t.run_ids()) == sorted([live, recent, held, live_kid])
     with pytest.raises(WeftError, match="prune removes ended runs only"):
         prune(store, T0, "paused")
+
+
+def test_open_store_picks_the_backend_by_path(tmp_path, monkeypatch):
+    from weft.runtime.stores import store_dir
+    from weft.runtime.stores.lmdb.store import Store as LmdbStore
+    from weft.runtime.stores.memory import Store as MemoryStore
+
+    monkeypatch.setenv("WEFT_STORE", "memory://from-env")
+    assert store_dir(None) == "memory://from-env"
+    assert store_dir(str(tmp_path / "x")) == str(tmp_path / "x")
+    with open_store("memory://picked") as m, open_store(str(tmp_path / "disk")) as d:
+        assert isinstance(m, MemoryStore) and isinstance(d, LmdbStore)
+        assert (m.path, d.path) == ("memory://picked", str(tmp_path / "disk"))

@@ -175,23 +175,14 @@ class Txn(port.Txn):
         return [(index, rid) for _, index, rid in sorted(found)]
 
     def index(self, field: str, value: str | None = None, reverse: bool = False) -> Iterator[str]:
-        entries = []
-        for run in self._runs():
-            if field in query.NEWEST_FIRST:
-                if field == "started" or run.get("ended") is not None:
-                    entries.append(query.sort_key(run, field))
-                continue
-            if field == "result":
-                values = [outcome(run)] if outcome(run) is not None else []
-            elif field == "tag":
-                values = run.get("tags") or []
-            else:
-                values = [run.get(field) or ""]
-            for v in values:
-                if value is None or v == value:
-                    key = v.encode()[: query.LABEL_KEY_MAX] if field == "label" else v.encode()
-                    entries.append(((b"" if value is not None else key), run["id"]))
-        return iter([rid for _, rid in sorted(entries, reverse=reverse)])
+        if field in query.NEWEST_FIRST:
+            keys = [query.sort_key(r, field) for r in self._runs() if field == "started" or r.get("ended") is not None]
+        elif value is None:  # by value, then id
+            keys = [(v, r["id"]) for r in self._runs() for v in _values(r, field)]
+        else:
+            wanted = value.encode()
+            keys = [(b"", r["id"]) for r in self._runs() if wanted in _values(r, field)]
+        return iter([rid for _, rid in sorted(keys, reverse=reverse)])
 
     def search(self, q: Query) -> Page:
         query.check(q)
@@ -326,3 +317,14 @@ class Txn(port.Txn):
 def _timers(step_id: str, rec: dict) -> frozenset[tuple[int, str]]:
     """(due µs, kind) of the timers a step record calls for."""
     return frozenset((micros(tm.due), str(tm.kind)) for tm in step_timers(step_id, rec))
+
+
+def _values(run: dict, field: str) -> list[bytes]:
+    """What run `run` has in field `field` of `Txn.index`, as the bytes it sorts by."""
+    if field == "result":
+        found = outcome(run)
+        return [] if found is None else [found.encode()]
+    if field == "tag":
+        return [tag.encode() for tag in run.get("tags") or ()]
+    value = (run.get(field) or "").encode()
+    return [value[: query.LABEL_KEY_MAX] if field == "label" else value]
