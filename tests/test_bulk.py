@@ -261,6 +261,25 @@ def test_a_kill_loop_of_workers_driving_children_never_runs_a_step_twice(bulk):
     print(f"{len(children) - len(stuck)} children succeeded, {len(stuck)} wait for a person")
 
 
+def _most_at_once(runs: list[dict]) -> int:
+    edges = sorted([(r["created"], 1) for r in runs] + [(r["ended"], -1) for r in runs])
+    most = now = 0
+    for _, step in edges:
+        now += step
+        most = max(most, now)
+    return most
+
+
+def test_an_item_whose_lock_another_run_holds_is_not_started_and_named(bulk):
+    marker = f"{bulk.tmp}/m-"
+    Path(marker + "b").write_text("x")
+    holder, _ = bulk.run("host", "name=b", f"marker={marker}", code=3)  # paused, holding host:b
+    Path(marker + "b").unlink()
+    rid, done = bulk.run("hosts", 'names=["a","b","c"]', f"marker={marker}", code=3)
+    assert f"1 of 3 sub-runs did not succeed: item 2 (not started: lock 'host:b' is held by run {holder}" in done.stdout
+    assert [c["state"] for c in bulk.children(rid, "each")] == ["succeeded", "succeeded"]
+
+
 # -- many children over three workers -------------------------------------------------------------
 
 
@@ -297,4 +316,5 @@ def test_two_hundred_children_spread_over_three_workers_and_run_once_each(bulk):
     children = bulk.children(rid, "each")
     pids = Counter(c["driver"]["pid"] for c in children)
     assert set(pids) == {w.pid for w in workers}, pids  # all three drove some
+    assert _most_at_once(children) <= 20  # from a child's creation to its end, it holds a slot
     print(f"children per worker: {sorted(pids.values())}")
