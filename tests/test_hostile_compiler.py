@@ -282,3 +282,27 @@ def test_random_nesting_never_crashes(tmp_path, wrappers, blocks):
     for b in blocks:
         body = BLOCKS[b](body)
     compile_text(tmp_path, flow(body))
+
+
+def test_thousands_of_misspelt_names_check_in_bounded_time(tmp_path):
+    """Each "did you mean" compares the wrong name with every known one: 3,000 misspellings
+    among 3,000 parameters took four minutes. Past a budget the hint is left out."""
+    n = 3000
+    params = ", ".join(f"param{i}: int" for i in range(n))
+    body = "\n".join(f"    {log(f'parm{i}')}" for i in range(n))
+    began = time.monotonic()
+    result = compile_text(tmp_path, flow(body, params))
+    assert time.monotonic() - began < 15
+    undefined = [d for d in result.diagnostics if d.code == "E101"]
+    assert len(undefined) == n
+    assert undefined[0].hint == "did you mean 'param0'?"
+
+
+def test_thousands_of_unnamed_steps_of_one_action_get_ids_in_linear_time(tmp_path):
+    n = 10_000
+    began = time.monotonic()
+    result = compile_text(tmp_path, flow("\n".join(f"    {log('x')}" for _ in range(n))))
+    assert time.monotonic() - began < 20
+    (plan,) = result.plans.values()
+    assert [s["id"] for s in plan["steps"]][:3] == ["log", "log_2", "log_3"]
+    assert len({s["id"] for s in plan["steps"]}) == n

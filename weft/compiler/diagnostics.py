@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from weft.compiler.ast import Span
+from weft.compiler.limits import MAX_SUGGESTION_WORK
 from weft.suggest import suggest
 
 # code -> (short name, severity, what it means). docs/diagnostics.md documents each.
@@ -107,6 +108,7 @@ class Sink:
     items: list[Diagnostic] = field(default_factory=list)
     # file -> {line: codes suppressed there}
     ignores: dict[str, dict[int, set[str]]] = field(default_factory=dict)
+    suggestion_work: int = MAX_SUGGESTION_WORK  # name comparisons "did you mean" may still make
 
     def add(self, code: str, span: Span, message: str, hint: str | None = None, fix: str | None = None) -> None:
         severity = CODES[code][1]
@@ -126,8 +128,13 @@ class Sink:
         prefix: str = "",
     ) -> None:
         """A diagnostic about a name that is not known: the closest known name (after
-        `prefix`) becomes the hint ("did you mean ...?") and the quick fix."""
-        close = suggest(known, wrong)
+        `prefix`) becomes the hint ("did you mean ...?") and the quick fix, while the
+        compilation's suggestion work lasts."""
+        known = list(known)
+        close = None
+        if len(known) <= self.suggestion_work:
+            self.suggestion_work -= len(known)
+            close = suggest(known, wrong)
         fix = f"{prefix}{close}" if close else None
         self.add(code, span, message, f"did you mean '{fix}'?" if fix else otherwise, fix=fix)
 

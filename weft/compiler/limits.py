@@ -10,9 +10,12 @@ where it is crossed (the parser's `Nesting` cuts the part past it).
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from weft.compiler import ast
-from weft.compiler.diagnostics import Sink
+
+if TYPE_CHECKING:
+    from weft.compiler.diagnostics import Sink
 
 MAX_INT = 2**63 - 1  # integers of a Plan are 64-bit (E123)
 
@@ -32,12 +35,17 @@ MAX_CALL_DEPTH = 16  # flows calling flows, each inlined into its caller
 MAX_PLAN_STEPS = 10_000  # steps of a flow once the flows it calls are inlined
 MAX_PLAN_DEPTH = 300  # lists and dicts of a Plan inside each other: within msgpack's 511, with room for a run
 
+# Time: "did you mean" compares a wrong name with every known one; a file of thousands
+# of misspellings among thousands of names would take minutes. Past this many
+# comparisons in one compilation, diagnostics come without the suggestion.
+MAX_SUGGESTION_WORK = 10_000
+
 
 class Nesting:
     """How deep each node the parser builds is (bottom-up, as Lark reduces), cutting
     what nests past a limit."""
 
-    def __init__(self, sink: Sink | None = None) -> None:
+    def __init__(self, sink: "Sink | None" = None) -> None:
         self.sink = sink
         self.depths: dict[int, tuple[object, int]] = {}  # id(node) -> (node, depth)
 

@@ -64,6 +64,7 @@ class Scope:
     extensions: list[ast.Extend] = field(default_factory=list)
     reserved: set[str] = field(default_factory=set)  # step names written in the flow
     plan_exprs: dict[int, list] = field(default_factory=dict)  # memo of exprs.to_plan
+    suffixes: dict[tuple[str, str], int] = field(default_factory=dict)  # where _free_id goes on
 
     def lookup(self, name: str) -> Symbol | None:
         sym = self.symbols.get(name)
@@ -181,14 +182,9 @@ class _Resolver:
             base = {ast.Call: lambda: head.target[-1], ast.Wait: lambda: head.signal, ast.Each: lambda: "each"}[
                 type(head)
             ]()
-            decl.id, n = base, 1
-            while decl.id in scope.steps or decl.id in scope.reserved:
-                n += 1
-                decl.id = f"{base}_{n}"
-        base, n = decl.id, 1
-        while decl.id in scope.steps:  # a duplicate name, reported by declare(); still checked
-            n += 1
-            decl.id = f"{base}_{n}"
+            decl.id = _free_id(scope, base, lambda i: i in scope.steps or i in scope.reserved)
+        # A duplicate name, reported by declare(), is still checked, under an id of its own.
+        decl.id = _free_id(scope, decl.id, lambda i: i in scope.steps, "duplicate")
         scope.steps[decl.id] = decl
 
     # -- binding ------------------------------------------------------------------
@@ -315,6 +311,19 @@ class _Resolver:
             return
         for child in children(e):
             self.expr(scope, child)
+
+
+def _free_id(scope: Scope, base: str, taken, kind: str = "unnamed") -> str:
+    """`base`, or the first of `base_2`, `base_3`... that is not `taken`. Ids are only ever
+    added, so the search resumes where the last one for `base` ended: thousands of
+    steps of one action stay linear."""
+    n = scope.suffixes.get((kind, base), 1)
+    found = base if n == 1 else f"{base}_{n}"
+    while taken(found):
+        n += 1
+        found = f"{base}_{n}"
+    scope.suffixes[(kind, base)] = n
+    return found
 
 
 def _limit_lets(scope: Scope, sink: Sink) -> None:
