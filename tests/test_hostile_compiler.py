@@ -59,6 +59,9 @@ CONSTRUCTS = {
             ["    let a0 = x"] + [f"    let a{i} = a{i - 1} + 1" for i in range(1, n + 1)] + [f"    {log(f'a{n}')}"]
         )
     ),
+    "aliases": lambda n: flow(
+        "\n".join(["    let a0 = x"] + [f"    let a{i} = a{i - 1}" for i in range(1, n + 1)] + [f"    {log(f'a{n}')}"])
+    ),
     "lets-reversed": lambda n: flow(
         "\n".join([f"    let a{i} = a{i - 1} + 1" for i in range(n, 0, -1)] + ["    let a0 = x", f"    {log(f'a{n}')}"])
     ),
@@ -81,6 +84,7 @@ CONSTRUCTS = {
 # there the limit is the nesting of the whole Plan.
 LIMITED_AT = {name: 64 for name in CONSTRUCTS} | {"sequence": 16, "each": 16, "calls": 16, "parens": None}
 LIMITED_AT["defaults"] = MAX_PLAN_DEPTH
+LIMITED_AT |= {"lets": 32, "lets-reversed": 32}  # each let read is a level, and so is its `+`
 LIMITED_AT |= dict.fromkeys(["list-type", "record-type", "wait-fields"], 32)
 
 

@@ -387,10 +387,12 @@ def _lets_read(e: ast.Expr, scope: Scope) -> list[str]:
 
 def _measure(e: ast.Expr, scope: Scope, lets: dict[str, tuple[int, int]]) -> tuple[int, int]:
     """(depth, nodes) of an expression with the lets it reads put in place (its own
-    depth is bounded by the parser, so recursing over it is safe)."""
+    depth is bounded by the parser, so recursing over it is safe). Reading a let is a
+    level too: the passes that put it in place recurse once per let, however plain."""
     sym = scope.refs.get(id(e)) if isinstance(e, ast.Name) else None
     if sym is not None and sym.kind == "let" and sym.scope is scope:
-        return lets[sym.name]
+        depth, nodes = lets[sym.name]
+        return depth + 1, nodes
     depth, nodes = 0, 1
     for child in children(e):
         d, n = _measure(child, scope, lets)
