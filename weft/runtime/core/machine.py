@@ -30,7 +30,9 @@ from weft.runtime.core.states import (
     DONE,
     RUN_ENDED,
     UNFINISHED,
+    Halt,
     RunState,
+    Stage,
     StepState,
     describe_error,
     elapsed,
@@ -41,7 +43,7 @@ from weft.runtime.core.timers import Timer, TimerKind
 from weft.runtime.core.waiting import Waiting, is_polling
 from weft.runtime.records import check_serializable
 
-_HALT_RANK = {None: 0, "pause": 1, "fail": 2, "rollback": 3, "cancel": 4}
+_HALT_RANK = {None: 0, Halt.PAUSE: 1, Halt.FAIL: 2, Halt.ROLLBACK: 3, Halt.CANCEL: 4}
 
 
 class Machine(Steering, Waiting, Undoing):
@@ -152,14 +154,14 @@ class Machine(Steering, Waiting, Undoing):
             self._set_run(RunState.RUNNING, now)
         self._tick(now)
         out: list[Launch] = []
-        if self.halt != "cancel":
+        if self.halt != Halt.CANCEL:
             while self.rerun and slots > len(out):
                 launch = self._start(self.rerun.pop(0), now)
                 if launch is not None:
                     out.append(launch)
         while True:
             if self.run["state"] == RunState.RUNNING and not self.halt:
-                if self.run["stage"] == "rollback":
+                if self.run["stage"] == Stage.ROLLBACK:
                     out += self._launch_undos(now, slots - len(out))
                 else:
                     while slots > len(out) and self.ready and not self.halt:
@@ -170,7 +172,7 @@ class Machine(Steering, Waiting, Undoing):
             self._advance(now)
             if stage == (self.run["stage"], self.run["state"]) or not self.ready:
                 break
-        if self.halt != "cancel":  # due polls take the slots left, even while halting (like running steps)
+        if self.halt != Halt.CANCEL:  # due polls take the slots left, even while halting (like running steps)
             out += self._launch_polls(slots - len(out))
         return out
 
@@ -275,7 +277,7 @@ class Machine(Steering, Waiting, Undoing):
         self.run["error"] = message
         self.run_dirty = True
 
-    def _stop(self, why: str, now: float) -> None:
+    def _stop(self, why: Halt, now: float) -> None:
         """Start no new step: running ones finish, then the run pauses/fails/rolls back/cancels."""
         if _HALT_RANK[why] > _HALT_RANK[self.halt]:
             self.halt = self.run["halt"] = why
@@ -290,16 +292,16 @@ class Machine(Steering, Waiting, Undoing):
     def _hook_phase(self) -> str:
         return "success" if self.run["ending"] == RunState.SUCCEEDED else "failure"
 
-    def _stage_phase(self, stage: str) -> str | None:
-        return {"run": "run", "finalize": "finalize", "hooks": self._hook_phase()}.get(stage)
+    def _stage_phase(self, stage: Stage) -> str | None:
+        return {Stage.RUN: "run", Stage.FINALIZE: "finalize", Stage.HOOKS: self._hook_phase()}.get(stage)
 
-    def _enter(self, stage: str, now: float) -> None:
+    def _enter(self, stage: Stage, now: float) -> None:
         """Make `stage` current: count blockers, queue ready steps, arm timers."""
         if self.run["stage"] != stage:
             self.run["stage"] = stage
             self.run_dirty = True
         self.ready.clear()
-        if stage == "rollback":
+        if stage == Stage.ROLLBACK:
             self._enter_rollback(now)
             return
         phase = self._stage_phase(stage)
@@ -312,7 +314,7 @@ class Machine(Steering, Waiting, Undoing):
                 self._queue(sid, now)
             else:
                 self._arm(sid, TimerKind.DEADLINE, TimerKind.POLL)
-        if stage == "hooks":
+        if stage == Stage.HOOKS:
             for sid in self.specs:
                 if self.specs[sid]["phase"] == phase and self.steps[sid]["state"] == StepState.FAILED:
                     self._skip_dependents(sid, now)
@@ -365,10 +367,10 @@ class Machine(Steering, Waiting, Undoing):
             self._queue(sid, now)
             return
         self._set_step(sid, StepState.FAILED, now, describe_error(error), error=error, ended=now, due=None)
-        if self.run["stage"] == "hooks":
+        if self.run["stage"] == Stage.HOOKS:
             self._skip_dependents(sid, now)
             return
-        policy = spec["on_error"] or self.plan.get("on_error") or "pause"
+        policy = spec["on_error"] or self.plan.get("on_error") or Halt.PAUSE
         if policy == "skip":
             self._set_step(sid, StepState.SKIPPED, now, "on error skip")
             self._release(sid, now)
@@ -440,27 +442,27 @@ class Machine(Steering, Waiting, Undoing):
             if self.halt:
                 if self.running or self.polling or self.undoing:
                     return
-                if self.halt == "cancel":
+                if self.halt == Halt.CANCEL:
                     self._set_run(RunState.CANCELLED, now)
-                elif stage in ("hooks", "rollback"):
+                elif stage in (Stage.HOOKS, Stage.ROLLBACK):
                     return
-                elif self.halt == "pause":
+                elif self.halt == Halt.PAUSE:
                     self._set_run(RunState.PAUSED, now, run["error"])
-                elif self.halt == "fail":
+                elif self.halt == Halt.FAIL:
                     self._end(RunState.FAILED, now)
                 else:
                     self._clear_halt()
-                    self._enter("rollback", now)
+                    self._enter(Stage.ROLLBACK, now)
                 continue
-            if stage == "run" and not self.open["run"]:
-                self._enter("finalize", now)
-            elif stage == "finalize" and not self.open["finalize"]:
+            if stage == Stage.RUN and not self.open["run"]:
+                self._enter(Stage.FINALIZE, now)
+            elif stage == Stage.FINALIZE and not self.open["finalize"]:
                 self._succeed(now)
-            elif stage == "hooks" and not self.unfinished[self._hook_phase()]:
+            elif stage == Stage.HOOKS and not self.unfinished[self._hook_phase()]:
                 ending = run["ending"]
                 detail = "rolled back" if run["rolled_back"] else run["error"] if ending == RunState.FAILED else None
                 self._set_run(RunState(ending), now, detail)
-            elif stage == "rollback" and not self.undoing and not self.ready:
+            elif stage == Stage.ROLLBACK and not self.undoing and not self.ready:
                 self._rollback_done(now)
             else:
                 return
@@ -487,7 +489,7 @@ class Machine(Steering, Waiting, Undoing):
             for sid, spec in self.specs.items():
                 if spec["phase"] == "success" and self.steps[sid]["state"] == StepState.PENDING:
                     self._set_step(sid, StepState.SKIPPED, now, "the run failed")
-        self._enter("hooks", now)
+        self._enter(Stage.HOOKS, now)
 
 
 def _outputs(steps: dict[str, StepRecord], sid: str) -> dict:

@@ -42,6 +42,24 @@ class StepState(StrEnum):
     UNDONE = "undone"
 
 
+class Stage(StrEnum):
+    """Where the orchestrator of a run is."""
+
+    RUN = "run"
+    FINALIZE = "finalize"
+    HOOKS = "hooks"  # the on success / on failure steps, once the outcome is decided
+    ROLLBACK = "rollback"
+
+
+class Halt(StrEnum):
+    """Why no new step may start while running ones finish (the first three are also `on error` policies)."""
+
+    PAUSE = "pause"
+    FAIL = "fail"
+    ROLLBACK = "rollback"
+    CANCEL = "cancel"
+
+
 RUN_STATES = tuple(RunState)
 RUN_ENDED = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
 RUN_STOPPED = RUN_ENDED | {RunState.PAUSED}
@@ -96,7 +114,7 @@ def new_run(
         "result": None,
         "error": None,
         "progress": 0.0,
-        "stage": "run",
+        "stage": Stage.RUN,
         "halt": None,
         "ending": None,
         "rolled_back": False,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from weft.errors import WeftError
 from weft.runtime.core import events as ev
-from weft.runtime.core.states import UNFINISHED, RunState, StepState, error_record
+from weft.runtime.core.states import UNFINISHED, Halt, RunState, Stage, StepState, error_record
 from weft.runtime.core.waiting import overdue, timeout_error
 from weft.suggest import suggest
 
@@ -56,8 +56,8 @@ class Steering:
                 rec["undo"] = {**rec["undo"], "state": StepState.FAILED, "ended": now, "error": _interrupted()}
                 interrupted.append(sid)
             self.dirty.add(sid)
-        if interrupted and self.run["stage"] in ("run", "finalize"):
-            self._stop("pause", now)
+        if interrupted and self.run["stage"] in (Stage.RUN, Stage.FINALIZE):
+            self._stop(Halt.PAUSE, now)
             self._set_error(f"step {interrupted[0]} was interrupted")
         self._enter(self.run["stage"], now)
         return interrupted
@@ -67,7 +67,7 @@ class Steering:
         self._refuse_if_ended("resumed")
         retried = []
         if self.run["state"] == RunState.PAUSED:
-            phases = ("run", "finalize") if self.run["stage"] in ("run", "finalize") else ()
+            phases = ("run", "finalize") if self.run["stage"] in (Stage.RUN, Stage.FINALIZE) else ()
             for sid, spec in self.specs.items():
                 if spec["phase"] in phases and self.steps[sid]["state"] == StepState.FAILED:
                     self._set_step(sid, StepState.PENDING, now, "retried by resume", retries_used=0, due=None)
@@ -92,8 +92,8 @@ class Steering:
         ]
         self._clear_halt()
         for s in remaining:
-            policy = self.specs[s]["on_error"] or self.plan.get("on_error") or "pause"
-            self._stop("pause" if self.steps[s]["error"]["type"] == INTERRUPTED else policy, now)
+            policy = self.specs[s]["on_error"] or self.plan.get("on_error") or Halt.PAUSE
+            self._stop(Halt.PAUSE if self.steps[s]["error"]["type"] == INTERRUPTED else policy, now)
         if self.run["state"] == RunState.PAUSED and not remaining:
             self._set_run(RunState.RUNNING, now, f"continues after skipping {sid}", error=None)
         self._enter(self.run["stage"], now)
@@ -110,7 +110,7 @@ class Steering:
             if (state in UNFINISHED or state == StepState.FAILED) and sid not in self.running:
                 self._set_step(sid, StepState.CANCELLED, now, "run cancelled", due=None)
                 cancelled.append(sid)
-        self._stop("cancel", now)
+        self._stop(Halt.CANCEL, now)
         if self.run["state"] != RunState.RUNNING:
             self._set_run(RunState.RUNNING if self.running else RunState.CANCELLED, now, "cancel requested")
         return cancelled
@@ -135,9 +135,9 @@ class Steering:
                 f"(--force rolls back the others and leaves {'them' if len(missing) > 1 else 'it'} as done)"
             )
         self._clear_halt()
-        run.update(ending=None, rolled_back=False)
+        run.update(ending=None, rolled_back=False, forced=force)  # `forced`: the child runs of `each` steps too
         self._set_run(RunState.RUNNING, now, "rollback" + (f" (without undo: {', '.join(missing)})" if missing else ""))
-        self._enter("rollback", now)
+        self._enter(Stage.ROLLBACK, now)
         return sorted(self.to_undo, key=self.pos.__getitem__)
 
     def _signal(self, name: str, fields: dict[str, Any], now: float) -> list[str]:
