@@ -249,6 +249,8 @@ NESTED = {
     ),
     "list": lambda n: "flow f(x: int) {\n    let v = " + "[" * n + "x" + "]" * n + "\n    std.\n}\n",
     "record": lambda n: "flow f(x: int) {\n    let v = " + "(a: " * n + "x" + ")" * n + "\n    std.\n}\n",
+    "unclosed": lambda n: "flow f(x: int) {\n    let v = " + "[(a: " * n + "\n    std.\n",
+    "unclosed-blocks": lambda n: "flow f(x: int) {\n" + "each i in [x] {\n" * n + "    std.\n",
 }
 
 
