@@ -106,7 +106,10 @@ class Skip:
 
 @dataclass(frozen=True, slots=True)
 class Cancel:
-    """Cancel what is not running; the run ends cancelled once running steps finish. `by`: who asked."""
+    """Cancel what is not running; the run ends cancelled once running steps finish.
+
+    `by` (who asked) goes into the history as a note, even when the cancel is refused.
+    """
 
     by: str | None = None
 
