@@ -128,7 +128,7 @@ def test_rollback_of_a_paused_bulk_run_rolls_back_its_paused_children_and_frees_
     marker = f"{bulk.tmp}/m-"
     Path(marker + "b").write_text("x")
     rid, _ = bulk.run("hosts", 'names=["a","b","c"]', f"marker={marker}", code=3)
-    done = bulk("rollback", rid)
+    done = bulk("rollback", rid, "--force")  # their gate steps have no undo
     assert done.returncode == 0, done.stdout + done.stderr
     assert [c["state"] for c in bulk.children(rid, "each")] == ["failed"] * 3
     assert all(c["rolled_back"] for c in bulk.children(rid, "each"))
@@ -146,6 +146,21 @@ def test_a_succeeded_bulk_run_rolls_back_its_children_newest_first(bulk):
     lines = [line.split(" ", 1)[1] if not line.startswith("undo") else line for line in bulk.lines()]
     assert lines == ["item1 1", "item2 1", "item3 1", "item4 1", "undo item4", "undo item3", "undo item2", "undo item1"]
     assert all(c["rolled_back"] for c in bulk.children(rid))
+
+
+def test_rollback_without_force_is_refused_while_a_child_has_a_step_without_undo(bulk):
+    rid, _ = bulk.run("items", f"path={bulk.effects}", f"marker={bulk.tmp}/none", items(3), code=0)
+    done = bulk("rollback", rid)
+    assert done.returncode == 2 and "its sub-run " in done.stderr and "step two with no undo" in done.stderr
+    assert done.stderr.count("\n") == 1 and bulk.read(lambda t: t.run(rid))["state"] == "succeeded"
+    assert not any(line.startswith("undo") for line in bulk.lines())  # nothing was changed
+    done = bulk("rollback", rid, "--force")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(line for line in bulk.lines() if line.startswith("undo")) == [
+        "undo item1",
+        "undo item2",
+        "undo item3",
+    ]
 
 
 def test_a_paused_bulk_run_shows_the_progress_of_its_children(bulk):

@@ -179,3 +179,4 @@ class RunRecord(TypedDict, total=False):
     parent: dict[str, Any] | None  # {"run", "step", "index"} of a sub-run's `each` step
     detached: bool  # served by `weft worker`
     driver: dict[str, Any]  # {"pid", "host"} of the process that drove it last (engine/family.py)
+    forced: bool  # rolled back with --force: steps without an undo, in child runs too, are left done

@@ -13,6 +13,9 @@ so a cascade is as durable and atomic as the command that caused it:
   resumes the sub-runs that paused, and queues them (`cascade`). Nothing
   else ever resumes a sub-run: an interrupted step in one waits for a person
   exactly like a top-level one.
+- a rollback without `--force` of a run whose sub-runs have succeeded steps
+  without an undo is refused, naming them, before anything changed
+  (`check_rollback`), as for the run's own steps.
 
 The runs it takes over are returned for the caller to persist in the same
 transaction (which may cascade further down).
@@ -21,9 +24,12 @@ transaction (which may cascade further down).
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any
 
+from weft.errors import WeftError
 from weft.runtime.core import events as ev
+from weft.runtime.core import steering
 from weft.runtime.core.machine import Machine
 from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED
 from weft.runtime.engine.lease import Lease, LeaseHeld
@@ -124,6 +130,30 @@ def _resume_children(t: Txn, run_id: str, sid: str, now: float) -> list:
         t.enqueue(child["id"], now)  # any worker, or the parent's own process, drives it
         out.append((m, lease))
     return out
+
+
+def check_rollback(t: Txn, m: Machine) -> None:
+    """Refuse (WeftError, so nothing of the command is written) a rollback without `--force` of a run whose
+    child runs have succeeded steps that no undo can take back, as for the run's own steps."""
+    run = m.run
+    if run["stage"] != "rollback" or run.get("forced") is not False:
+        return
+    if (t.run(run["id"]) or {}).get("stage") == "rollback":
+        return  # checked when the rollback began
+    for sid in sorted(m.to_undo):
+        if m.specs[sid]["kind"] != "each":
+            continue
+        for _, rid in t.children(run["id"], sid):
+            child = t.run(rid)
+            if child is None or child.get("rolled_back"):
+                continue
+            missing = steering.without_undo(Machine(t.plan(rid), child, t.steps(rid), time.time()))
+            if missing:
+                raise WeftError(
+                    f"cannot roll back run {run['id']}: its sub-run {rid} ({child['label'] or child['flow']}) "
+                    f"has succeeded step{'s' if len(missing) > 1 else ''} {', '.join(missing)} with no undo "
+                    "(--force rolls back the rest and leaves such steps as done)"
+                )
 
 
 def stored_steps(t: Txn, run_id: str, changed: list[tuple[str, Any]], specs: dict) -> dict[str, dict]:
