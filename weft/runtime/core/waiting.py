@@ -27,7 +27,7 @@ import heapq
 from weft.plan.schema import ErrorRecord, StepRecord, StepSpec
 from weft.runtime.core import events as ev
 from weft.runtime.core.events import Launch
-from weft.runtime.core.states import ACTIVE, RunState, StepState, error_record
+from weft.runtime.core.states import ACTIVE, Halt, RunState, StepState, error_record
 from weft.runtime.core.timers import TimerKind, step_timers
 from weft.sdk.polling import PollSpec
 
@@ -108,6 +108,10 @@ class Waiting:
         if isinstance(event, ev.PollStarted):
             if rec["state"] != StepState.RUNNING:
                 return []
+            if self.halt == Halt.CANCEL:  # cancelled while it started: nothing will poll it (an `each`: its
+                # child runs are cancelled with it)
+                self._set_step(sid, StepState.CANCELLED, now, "run cancelled", poll=None, due=None)
+                return [sid]
             interval = PollSpec(event.every, event.max_every, event.factor).next_interval(None)
             poll = {
                 "handle": event.handle,
