@@ -9,10 +9,12 @@ Records are plain data (weft.runtime.records): what a read returns is a fresh
 copy the caller may change. Promises every backend keeps:
 
 - `write(fn)` runs `fn` in one transaction: its changes are visible to nobody
-  until `fn` returns and they are committed durably; if `fn` raises, nothing
-  of it is applied. `fn` may be called more than once (a backend may retry).
+  until `fn` returns and they are committed (durably, on a backend that keeps
+  records beyond the process); if `fn` raises, nothing of it is applied. `fn`
+  may be called more than once (a backend may retry). Writes are serialized.
 - `read()` gives a consistent snapshot: commits made while it is open are not
-  seen. Readers never wait for a writer's commit.
+  seen. Readers never wait for a writer's commit (LMDB's only pause is while
+  it grows its map, a rare doubling).
 - Run ids sort in creation order (weft.runtime.ids); lists of runs are in id
   order unless said otherwise, steps in step id order, events in seq order.
 """
