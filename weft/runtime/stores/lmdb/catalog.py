@@ -9,8 +9,8 @@
   by side until the smallest runs out, and that one becomes the set;
 - a small candidate set is decoded and sorted in memory; otherwise the sort
   field's index is walked in order, each run checked against the set and the
-  lookups. Only the runs on the page are decoded; the rest of the walk only
-  counts the total.
+  lookups. Only the runs on the page are decoded; the total is counted on the
+  narrowest index (the exact-value one, or the keys of top-level runs).
 """
 
 from __future__ import annotations
@@ -35,11 +35,9 @@ _IN_MEMORY = 2_000  # candidate sets up to this size are decoded and sorted rath
 def search(t: Txn, q: Query) -> Page:
     """One page of the runs matching every filter of `q`, in its sort order."""
     query.check(q)
-    found = _Search(t, q).ids()
-    skipped = sum(1 for _ in islice(found, q.offset))
-    page = list(islice(found, q.limit))
-    total = skipped + len(page) + sum(1 for _ in found)
-    return Page([t.run(rid.decode()) for rid in page], total, q.offset)
+    search = _Search(t, q)
+    page = list(islice(search.ids(), q.offset, q.offset + q.limit))
+    return Page([t.run(rid.decode()) for rid in page], search.total(), q.offset)
 
 
 class _Search:
@@ -52,6 +50,8 @@ class _Search:
         # Sub-runs are left out unless asked for: a cheap key check per run, never a race entry.
         self.top_only = not q.sub_runs and q.parent is None
         self.needle = q.label.casefold() if q.label is not None else None
+        self.candidates: set[bytes] | None = None  # the run ids the set-like filters allow, if any
+        self.ordered: list[bytes] | None = None  # every match in order, when sorted in memory
 
     def ids(self) -> Iterator[bytes]:
         q = self.q
@@ -67,10 +67,41 @@ class _Search:
             sets.append({k[-K.ID_LEN :] for k in self._walk(b"label\0") if self._label_hit(k)})
         if not sets and self.exact:
             sets += self._race()
-        candidates = set.intersection(*sorted(sets, key=len)) if sets else None
+        self.candidates = candidates = set.intersection(*sorted(sets, key=len)) if sets else None
         if candidates is not None and len(candidates) <= _IN_MEMORY:
-            return self._sorted(candidates)
+            self.ordered = list(self._sorted(candidates))
+            return iter(self.ordered)
         return self._walk_sorted(candidates)
+
+    def total(self) -> int:
+        """How many runs match (after `ids`): the narrowest index is walked, in no particular order."""
+        if self.ordered is not None:
+            return len(self.ordered)
+        q, exact, candidates = self.q, self.exact, self.candidates
+        if q.sort == "started" and (q.since is not None or q.before is not None):
+            keys: Iterable[bytes] = self._started_range(False)
+        elif q.sort == "label" and self.needle is not None:
+            keys = filter(self._label_hit, self._walk(b"label\0"))
+        elif candidates is not None:
+            return sum(all(check(rid) for check in self._checks(None, exact)) for rid in candidates)
+        elif exact:
+            keys, exact = self._walk(exact[0]), exact[1:]
+        elif self.top_only:
+            return sum(1 for _ in self._walk(K.TOP))
+        else:
+            keys = self._walk(b"started\0")
+        checks = self._checks(candidates, exact)
+        return sum(all(check(k[-K.ID_LEN :]) for check in checks) for k in keys)
+
+    def _checks(self, candidates: set[bytes] | None, exact: list[bytes]) -> list[Callable[[bytes], bool]]:
+        """Checks of one run id: in `candidates`, in every `exact` index, not a sub-run unless asked for."""
+        checks: list[Callable[[bytes], bool]] = []
+        if candidates is not None:
+            checks.append(candidates.__contains__)
+        checks += [lambda rid, p=prefix: self._has(p + rid) for prefix in exact]
+        if self.top_only:
+            checks.append(lambda rid: self._has(K.TOP + rid))
+        return checks
 
     # -- index keys ----------------------------------------------------------------------
 
@@ -124,12 +155,7 @@ class _Search:
     def _walk_sorted(self, candidates: set[bytes] | None) -> Iterator[bytes]:
         """Walk the sort field's index in order, keeping the runs that pass every check."""
         field, desc = self.q.sort, self.desc
-        checks: list[Callable[[bytes], bool]] = []
-        if candidates is not None:
-            checks.append(candidates.__contains__)
-        checks += [lambda rid, p=prefix: self._has(p + rid) for prefix in self.exact]
-        if self.top_only:
-            checks.append(lambda rid: self._has(K.TOP + rid))
+        checks = self._checks(candidates, self.exact)
         if field == "started":
             keys: Iterable[bytes] = self._started_range(desc)
         elif field == "ended":
