@@ -12,22 +12,15 @@ import time
 from typing import Callable
 
 from weft.errors import WeftError
-from weft.plan.schema import PLAN_VERSION
+from weft.plan.schema import check_plan
 from weft.runtime.core import steering
-from weft.runtime.stores.lmdb import workqueue
 from weft.runtime.ids import new_run_id
+from weft.runtime.engine import family
 from weft.runtime.engine.lease import Lease, LeaseHeld, describe
 from weft.runtime.core.machine import Machine
 from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED, new_run, new_step
-from weft.runtime.stores.lmdb.store import Store, Txn
+from weft.runtime.stores.port import Store, Txn
 
-
-
-def check_plan(plan: dict) -> None:
-    if not isinstance(plan, dict) or plan.get("format") != "weft.plan":
-        raise WeftError("not a compiled weft plan")
-    if plan.get("version", 0) > PLAN_VERSION:
-        raise WeftError(f"plan format version {plan['version']} is newer than this weft reads ({PLAN_VERSION})")
 
 
 def persist(
@@ -35,30 +28,37 @@ def persist(
     m: Machine,
     lease: Lease,
     *,
-    fractions: dict | None = None,
     release: bool = False,
-    consumed: list[bytes] = (),
+    consumed: list[str] = (),
 ) -> list[dict]:
     """Write the machine's changes (fenced by the lease); returns the events written."""
     lease.check(txn)
-    run, steps, events = m.changes(fractions)
+    family.check_rollback(txn, m)
+    family.stamp(m, lease)
+    run, steps, events = m.changes()
     run_id = m.run["id"]
+    before = family.stored_steps(txn, run_id, steps, m.specs)
     for sid, rec in steps:
         txn.put_step(run_id, sid, rec)
     if run is not None:
         txn.put_run(run)
     if events:
         txn.append_events(run_id, events)
-    for key in consumed:
-        txn.delete("requests", key)
+    for name in consumed:
+        txn.drop_request(run_id, name)
     if release:
         lease.release(txn)
         if m.run["state"] in RUN_ENDED:
             for name in m.run["locks"]:
                 if txn.lock_holder(name) == run_id:
                     txn.put_lock(name, None)
-            for key, _ in txn.requests(run_id):
-                txn.delete("requests", key)
+            for name, _ in txn.requests(run_id):
+                txn.drop_request(run_id, name)
+        elif m.run["state"] in RUN_STOPPED:
+            family.forget_wakes(txn, run_id)
+        family.notify(txn, m.run, time.time())
+    for child, child_lease in family.cascade(txn, m, steps, before, time.time()):
+        persist(txn, child, child_lease, release=True)
     return events
 
 
@@ -80,36 +80,61 @@ def create(
     check_plan(plan)
     now = time.time()
     run_id = new_run_id(now)
-    run = new_run(run_id, plan, inputs, label=label, locks=locks, user=user, now=now, parent=parent)
-    run["detached"] = detach  # served by `weft worker`: a signal is handed to the workers
-    steps = {s["id"]: new_step() for s in plan["steps"]}
     lease = Lease(run_id)
 
-    def write(t: Txn) -> None:
-        above = _ancestors(t, parent)
-        for name in locks:
-            holder = t.lock_holder(name)
-            other = t.run(holder) if holder else None
-            if other is not None and other["state"] not in RUN_ENDED:
-                if holder in above:  # a sub-run works under the lock its parent or grandparent holds
-                    continue
-                raise WeftError(
-                    f"lock '{name}' is held by run {holder} "
-                    f"({other['label'] or other['flow']}, {other['state']}); nothing was started"
-                )
-            t.put_lock(name, run_id)
-        t.put_plan(run_id, plan)
-        for sid, rec in steps.items():
-            t.put_step(run_id, sid, rec)
-        t.put_run(run)
-        t.append_events(run_id, [{"t": now, "state": "pending", "detail": f"created by {user}"}])
-        if detach:
-            workqueue.enqueue(t, run_id, now)
-        else:
+    def write(t: Txn) -> tuple[dict, dict]:
+        run = create_in(
+            t, plan, inputs, user=user, label=label, locks=locks, parent=parent, now=now, detach=detach, run_id=run_id
+        )
+        if not detach:
             lease.acquire(t, now)
+        return run, t.steps(run_id)
 
-    store.write(write)
+    run, steps = store.write(write)
     return Machine(plan, run, steps, now), lease
+
+
+def create_in(
+    t: Txn,
+    plan: dict,
+    inputs: dict,
+    *,
+    user: str,
+    label: str | None,
+    locks: list[str],
+    parent: dict | None,
+    now: float,
+    detach: bool,
+    run_id: str | None = None,
+) -> dict:
+    """Write a new pending run inside `t` (queued for a worker with `detach`); returns its record.
+
+    Every lock is checked before anything is written, so a refused run leaves no trace in `t`.
+    """
+    run_id = run_id or new_run_id(now)
+    run = new_run(run_id, plan, inputs, label=label, locks=locks, user=user, now=now, parent=parent)
+    run["detached"] = detach  # served by `weft worker`: a signal is handed to the workers
+    above = _ancestors(t, parent)
+    for name in locks:
+        holder = t.lock_holder(name)
+        other = t.run(holder) if holder else None
+        if other is not None and other["state"] not in RUN_ENDED and holder not in above:
+            # (a sub-run works under the lock its parent or grandparent holds)
+            raise WeftError(
+                f"lock '{name}' is held by run {holder} "
+                f"({other['label'] or other['flow']}, {other['state']}); nothing was started"
+            )
+    for name in locks:
+        if t.lock_holder(name) not in above:
+            t.put_lock(name, run_id)
+    t.put_plan(run_id, plan)
+    for s in plan["steps"]:
+        t.put_step(run_id, s["id"], new_step())
+    t.put_run(run)
+    t.append_events(run_id, [{"t": now, "state": "pending", "detail": f"created by {user}"}])
+    if detach:
+        t.enqueue(run_id, now)
+    return run
 
 
 def _ancestors(t: Txn, parent: dict | None) -> set[str]:
