@@ -13,7 +13,6 @@ import sys
 from typing import Any
 
 from weft.cli import views
-from weft.cli.console import LiveReport, PlainReport
 from weft.client import Client, CompileFailed, FlowRequired, Run
 from weft.errors import WeftError
 
@@ -76,6 +75,8 @@ def _go_on(client: Client, run: Run) -> int:
 
 def _drive(client: Client, run_id: str) -> int:
     """Drive a run this process holds, showing it live; print how it came out."""
+    from weft.cli.console import LiveReport, PlainReport  # rich is loaded only by commands that drive a run
+
     run = client.get(run_id)
     report = LiveReport(run.label or run.flow) if sys.stdout.isatty() else PlainReport()
     try:
