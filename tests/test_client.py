@@ -312,3 +312,17 @@ def test_the_runtime_imports_neither_the_cli_nor_the_client():
                 names.append(node.module)
             found += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.startswith(("weft.cli", "weft.client"))]
     assert found == []
+
+
+def test_drive_takes_up_a_held_run_in_the_calling_thread_and_reports_every_commit(client, tmp_path):
+    rid = client.start(CLI_FLOW, "basic", {"n": 4}, hold=True)
+    assert client.get(rid).state == "pending"
+    seen = []
+    run = client.drive(rid, observer=seen.append)
+    assert run.state == "succeeded" and run.result == {"total": 15}
+    events = [e for p in seen for e in p.events]
+    assert [e.state for e in events if e.step is None][-1] == "succeeded"
+    assert seen[-1].done == 1.0 and seen[-1].current()[2] == 1.0
+    paused, _ = _gate(client, tmp_path)
+    assert client.drive(paused).state == "paused"  # nothing to drive: it is let go as it was
+    assert client.get(paused).owner is None

@@ -252,7 +252,8 @@ class Client:
             until_waiting = False
         else:
             m, lease, until_waiting = held
-        self._driver(m, lease, observer, workers, until_waiting).drive()
+        if m.run["state"] not in RUN_STOPPED:  # a paused or ended run was let go as it was taken
+            self._driver(m, lease, observer, workers, until_waiting).drive()
         return self.get(m.run["id"])
 
     # -- reading -------------------------------------------------------------------------------------
