@@ -233,9 +233,9 @@ def woken(m: Machine, request: dict, now: float) -> bool:
     False while a look is out: the request waits for the next round, as that look may have missed it.
     """
     sid = request["step"]
-    if sid in m.polls_out:
-        return False
     rec = m.steps.get(sid)
+    if sid in m.polls_out or (rec is not None and rec["state"] == "running"):  # its first look is out
+        return False
     if rec is not None and rec["state"] == "suspended":
         total = len((rec["inputs"] or {}).get("items") or ())
         line = C.item_line(request["index"], total, request["run"], request["state"], request.get("error"))
