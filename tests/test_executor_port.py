@@ -105,6 +105,12 @@ def test_progress_and_log_lines_come_before_the_outcome(executor):
     assert here == isinstance(executor, ThreadExecutor)
 
 
+def test_the_action_sees_its_task_in_its_context(executor):
+    t = Task("1" * 26, "deploy/db", 3, {"module": "rt_port", "name": "context"}, {}, 1.8e9, search_path=[HERE])
+    _, outcome = run_one(executor, t)
+    assert outcome.outputs == {"run": "1" * 26, "step": "deploy/db", "attempt": 3, "deadline": 1.8e9}
+
+
 def test_what_an_action_prints_does_not_garble_the_outcome(executor):
     _, outcome = run_one(executor, task("chatty", {"lines": 200}))
     assert outcome.ok and outcome.outputs["step"] == "chatty"

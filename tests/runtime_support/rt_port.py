@@ -31,6 +31,19 @@ def where(ctx: Context) -> Where:
     return {"pid": os.getpid(), "step": ctx.step_id}
 
 
+class Seen(TypedDict):
+    run: str
+    step: str
+    attempt: int
+    deadline: float | None
+
+
+@action(idempotent=True)
+def context(ctx: Context) -> Seen:
+    """What the action's Context says about its task."""
+    return {"run": ctx.run_id, "step": ctx.step_id, "attempt": ctx.attempt, "deadline": ctx.deadline}
+
+
 @action(idempotent=True)
 def chatty(lines: int) -> Where:
     """Print to stdout (which a process executor must keep apart from its own messages)."""
