@@ -83,6 +83,14 @@ class Logged:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class Driven:
+    """Process `pid` on `host` drives the run now: the run record says so (a child run records its driver)."""
+
+    pid: int
+    host: str
+
+
 # -- commands ---------------------------------------------------------------------------------
 
 
@@ -137,6 +145,7 @@ Event = (
     | Woken
     | Progressed
     | Logged
+    | Driven
     | Recover
     | Resume
     | Skip

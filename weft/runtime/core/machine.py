@@ -134,6 +134,11 @@ class Machine(Steering, Waiting, Undoing):
             case ev.Logged(step, line, at):
                 self.events.append({"t": at, "step": step, "log": line})
                 return []
+            case ev.Driven(pid, host):
+                if self.run.get("driver") != {"pid": pid, "host": host}:
+                    self.run["driver"] = {"pid": pid, "host": host}
+                    self.run_dirty = True
+                return []
             case ev.Recover():
                 return self._recover(now)
             case ev.Resume():

@@ -41,10 +41,7 @@ CHILD = "child\0"  # request names a sub-run leaves for its parent: child\0<step
 
 def stamp(m: Machine, lease: Lease) -> None:
     """Record in the run which process drives it (pid and host), when that changed."""
-    driver = {"pid": lease.pid, "host": HOST}
-    if m.run.get("driver") != driver:
-        m.run["driver"] = driver
-        m.run_dirty = True
+    m.apply(ev.Driven(lease.pid, HOST), time.time())
 
 
 def own(t: Txn, run_id: str, now: float) -> tuple[Machine, Lease]:
