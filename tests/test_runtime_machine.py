@@ -438,3 +438,16 @@ def test_random_dags_respect_dependencies_and_always_end(data):
                 m.apply(Succeeded(sid, attempt, {}), now)
     assert m.run["state"] == "succeeded"
     assert all(m.steps[s]["state"] in DONE for s in m.specs)
+
+
+def test_late_answers_change_nothing_and_only_events_are_applied():
+    m = machine(plan("l", [step("a", retry=1)]))
+    m.launches(0.0, 16)
+    m.apply(Failed("a", 1, boom()), 1.0)
+    m.changes()
+    assert m.awaits("a", 1) is False and m.steps["a"]["state"] == "pending"
+    assert m.apply(Succeeded("a", 1, {"late": True}), 1.5) == []  # the first attempt answers after its retry began
+    assert m.apply(Progressed("a", 1, 0.5), 1.5) == [] and m.progress() == 0.0
+    assert m.changes() == (None, [], [])
+    with pytest.raises(TypeError, match="not a machine event"):
+        m.apply({"step": "a", "state": "succeeded"}, 2.0)
