@@ -14,6 +14,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -323,3 +324,22 @@ def test_framer_takes_the_json_when_the_declared_length_is_wrong():
     too_long = Framer()
     assert too_long.feed(frame(good, length=10_000)) == []  # too long: waits, it may be a big message
     assert too_long.feed(frame(good)) == [good, good]  # ... until the next header shows it was too long
+
+
+def test_ten_thousand_diagnostics_on_one_long_line_are_published(server, tmp_path):
+    """A 120 KB line of 10,000 unused parameters, with an emoji at its end (a line that is not
+    ASCII): every warning is published at its UTF-16 position, without a pass over the line each."""
+    params = ", ".join(f"p{i}: int" for i in range(10_000))
+    text = f'flow f({params}) {{  # 🎉\n    std.log(message: "hi")\n}}\n'
+    began = time.monotonic()
+    uri = server.open(tmp_path / "wide.flow", text)
+    while True:
+        reply = server.replies.get(timeout=TIMEOUT)
+        if reply.get("method") == "textDocument/publishDiagnostics" and reply["params"]["uri"] == uri:
+            break
+    assert time.monotonic() - began < 20
+    diags = reply["params"]["diagnostics"]
+    assert len(diags) == 10_000 and all(d["code"] == "W202" for d in diags)
+    last = diags[-1]["range"]["start"]
+    assert last == {"line": 0, "character": text.index("p9999")}
+    server.finish()
