@@ -60,7 +60,8 @@ def broken(key: str) -> None:
 
 @action(idempotent=True)
 def patient(seconds: float, ctx: Context) -> Waited:
-    """Wait up to `seconds`, stopping early when cancelled."""
+    """Say it waits, then wait up to `seconds`, stopping early when cancelled."""
+    ctx.log("waiting")
     return {"cancelled": ctx.wait(seconds)}
 
 
