@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import plans
+from runtime_support import diagrams as plans
 
 from weft.runtime.core import events as ev
 from weft.runtime.core.machine import Machine

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import msgpack
 import pytest
+from runtime_support import diagrams as plans
 
-import plans
 from weft.errors import WeftError
-from weft.render.graph import body_summary, draw, to_dot
 from weft.render.collapse import overall_state
+from weft.render.graph import body_summary, draw, to_dot
 from weft.render.style import STATES, expr_text
 
 pytestmark = pytest.mark.filterwarnings("error")  # a Graphviz warning means bad DOT
@@ -260,7 +260,7 @@ def test_helpers():
 def test_importing_render_does_not_load_graphviz():
     code = (
         "import sys, weft.render.graph\n"
-        f"sys.path.insert(0, {str(HERE)!r}); import plans\n"
+        f"sys.path.insert(0, {str(HERE)!r}); from runtime_support import diagrams as plans\n"
         "weft.render.to_dot(plans.bulk_plan())\n"
         "assert 'pygraphviz' not in sys.modules"
     )

@@ -27,6 +27,7 @@ def step(
     sid: str,
     action: str = "noop",
     *,
+    module: str = MODULE,
     inputs: dict | None = None,
     after: tuple = (),
     phase: str = "run",
@@ -40,8 +41,10 @@ def step(
     undo: tuple | None = None,
     wait: dict | None = None,
     outputs: list | None = None,
+    **fields: Any,
 ) -> dict:
-    """A step; `inputs` values are expressions (plain values become literals); `undo` is (action, inputs)."""
+    """A step calling `module.action`; `inputs` values are expressions (plain values become literals);
+    `undo` is (action, inputs); `fields` set any other Plan field as given (docs/plan-format.md)."""
     inputs = {k: v if _is_expr(v) else lit(v) for k, v in (inputs or {}).items()}
     if idempotent is None:
         idempotent = action in ("noop", "echo", "add", "effect_again", "sleep", "hang", "say")
@@ -50,7 +53,7 @@ def step(
         "name": sid,
         "phase": phase,
         "kind": "wait" if wait else "action",
-        "action": None if wait else {"module": MODULE, "name": action, "idempotent": idempotent},
+        "action": None if wait else {"module": module, "name": action, "idempotent": idempotent},
         "inputs": inputs,
         "outputs": outputs or ["rec", []],
         "after": list(after),
@@ -70,6 +73,7 @@ def step(
         "wait": wait,
         "origin": None,
         "span": {"file": "test.flow", "line": 1, "col": 1},
+        **fields,
     }
 
 
@@ -91,8 +95,9 @@ def plan(
     label: list | None = None,
     tags: list | None = None,
     locks: list | None = None,
+    **fields: Any,
 ) -> dict:
-    """A Plan: fills deps, data edges, level, remaining and the critical path."""
+    """A Plan: fills deps, data edges, level, remaining and the critical path; `fields` override the rest."""
     by_id = {s["id"]: s for s in steps}
     for s in steps:
         refs = set()
@@ -100,7 +105,11 @@ def plan(
             refs |= expr.step_refs(e)
         refs = {r for r in refs if r in by_id and by_id[r]["phase"] == s["phase"]}
         s["deps"] = sorted(refs | set(s["after"]))
-        s["data"] = [{"from": r, "field": None, "to": k} for k, e in s["inputs"].items() for r in expr.step_refs(e)]
+        s["data"] = [
+            {"from": r, "field": e[2] if e[0] == "step" else None, "to": k}
+            for k, e in s["inputs"].items()
+            for r in sorted(expr.step_refs(e))
+        ]
     for s in steps:
         s["level"] = max((by_id[d]["level"] + 1 for d in s["deps"]), default=0)
     dependents: dict[str, list[str]] = {s["id"]: [] for s in steps}
@@ -109,7 +118,8 @@ def plan(
             dependents[d].append(s["id"])
     for s in reversed(steps):
         s["remaining"] = s["weight"] + max((by_id[d]["remaining"] for d in dependents[s["id"]]), default=0.0)
-    path, current = [], max(steps, key=lambda s: s["remaining"], default=None)
+    roots = [s for s in steps if s["phase"] == "run" and not s["deps"]]
+    path, current = [], max(roots, key=lambda s: s["remaining"], default=None)
     while current is not None:
         path.append(current["id"])
         nxt = [by_id[d] for d in dependents[current["id"]]]
@@ -132,6 +142,7 @@ def plan(
         "steps": steps,
         "critical_path": path,
         "extensions": [],
+        **fields,
     }
 
 

@@ -1,108 +1,46 @@
-"""Hand-built Plans (docs/plan-format.md) for tests that need no compiler."""
+"""Plans for diagram tests: the design's flows, bulk, waits and big generated plans, built with
+`runtime_support.plans` the way the compiler would emit them for examples.foreman.proxy."""
 
 from __future__ import annotations
 
+from runtime_support import plans
+from runtime_support.plans import lit, param, ref
+
 STR = ["str"]
 EMPTY = ["rec", []]
-
-
-def lit(v):
-    return ["lit", v]
-
-
-def param(name):
-    return ["param", name]
-
-
-def ref(step_id, field=None):
-    return ["step", step_id, field]
+FILE = "/srv/flows/hosts.flow"
 
 
 def fmt(*parts):
     return ["fmt", list(parts)]
 
 
-def step(
-    sid,
-    module="examples.foreman.proxy",
-    name=None,
-    *,
-    phase="run",
-    inputs=None,
-    data=(),
-    after=(),
-    outputs=EMPTY,
-    **fields,
-):
+def step(sid, module="examples.foreman.proxy", name=None, *, data=(), inputs=None, outputs=EMPTY, **fields):
     """A step calling `module.name` (default: the id); `data` is (from, field, param) triples."""
     inputs = dict(inputs or {})
     for src, field, to in data:
         inputs.setdefault(to, ref(src, field))
-    return {
-        "id": sid,
-        "name": sid,
-        "phase": phase,
-        "kind": "action",
-        "action": {"module": module, "name": name or sid.rsplit("/", 1)[-1], "idempotent": False},
-        "inputs": inputs,
-        "outputs": outputs,
-        "deps": sorted({src for src, _, _ in data if phase == "run"} | set(after)),
-        "data": [{"from": src, "field": field, "to": to} for src, field, to in data],
-        "after": list(after),
-        "retry": 0,
-        "backoff": 0,
-        "timeout": None,
-        "on_error": "pause",
-        "when": None,
-        "weight": 1.0,
-        "undo": None,
-        "each": None,
-        "wait": None,
-        "origin": None,
-        "span": {"file": "/srv/flows/hosts.flow", "line": 1, "col": 5},
-        "level": 0,
-        "remaining": 1.0,
-        "critical": False,
-        **fields,
-    }
+    fields.setdefault("on_error", "pause")
+    fields.setdefault("span", {"file": FILE, "line": 1, "col": 5})
+    given = {k: fields.pop(k) for k in ("action", "undo") if k in fields}  # Plan form, not the builder's
+    s = plans.step(
+        sid, name or sid.rsplit("/", 1)[-1], module=module, inputs=inputs, outputs=outputs, idempotent=False, **fields
+    )
+    s.update(given)
+    return s
 
 
 def plan(flow, steps, *, params=(), results=(), **fields):
-    """A Plan with `level`, `remaining`, `critical` and `critical_path` worked out from `deps`."""
-    by_id = {s["id"]: s for s in steps}
-    successors = {s["id"]: [] for s in steps}
-    for s in steps:
-        s["level"] = max((by_id[d]["level"] + 1 for d in s["deps"]), default=0)
-        for d in s["deps"]:
-            successors[d].append(s)
-    for s in reversed(steps):
-        s["remaining"] = s["weight"] + max((t["remaining"] for t in successors[s["id"]]), default=0.0)
-    path = []
-    candidates = [s for s in steps if s["phase"] == "run" and not s["deps"]]
-    while candidates:
-        current = max(candidates, key=lambda s: s["remaining"])
-        path.append(current["id"])
-        candidates = successors[current["id"]]
-    for s in steps:
-        s["critical"] = s["id"] in path
-    return {
-        "format": "weft.plan",
-        "version": 1,
-        "flow": flow,
-        "file": "/srv/flows/hosts.flow",
-        "search_path": ["/srv/flows"],
-        "params": [{"name": n, "type": t, "default": d} for n, t, d in params],
-        "results": [{"name": n, "type": t} for n, t in results],
-        "returns": {},
-        "label": None,
-        "tags": [],
-        "locks": [],
-        "on_error": "pause",
-        "steps": steps,
-        "critical_path": path,
-        "extensions": [],
+    """A Plan of `steps` with `(name, type, default)` params and `(name, type)` results."""
+    return plans.plan(
+        flow,
+        steps,
+        params=[{"name": n, "type": t, "default": d} for n, t, d in params],
+        results=[{"name": n, "type": t} for n, t in results],
+        file=FILE,
+        search_path=["/srv/flows"],
         **fields,
-    }
+    )
 
 
 UNDO_DNS = {
