@@ -20,50 +20,24 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import Weft
 
 from weft.runtime.stores.lmdb.store import Store
 
 FLOW = str(Path(__file__).resolve().parent / "runtime_support" / "bulk.flow")
 
 
-class Bulk:
-    """`weft` commands on one store in a temp folder."""
+class Bulk(Weft):
+    """`weft` commands on one store in a temp folder, and the side effects of its bulk flow."""
+
+    timeout = 120.0
 
     def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.store = str(tmp / "store")
-        self.env = dict(os.environ, WEFT_STORE=self.store)
+        super().__init__(tmp)
         self.effects = tmp / "effects"
 
-    def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        done = subprocess.run(
-            [sys.executable, "-m", "weft.cli.main", *args],
-            check=False,
-            capture_output=True,
-            text=True,
-            env=self.env,
-            cwd=self.tmp,
-            timeout=timeout,
-        )
-        assert "Traceback" not in done.stderr + done.stdout, done.stderr + done.stdout
-        assert done.returncode in (0, 1, 2, 3), (done.returncode, done.stdout, done.stderr)
-        return done
-
-    def start(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, "-m", "weft.cli.main", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=self.env,
-            cwd=self.tmp,
-        )
-
     def run(self, flow: str, *inputs: str, code: int | None = None) -> tuple[str, subprocess.CompletedProcess]:
-        done = self("run", FLOW, "--flow", flow, *(a for i in inputs for a in ("-i", i)))
-        if code is not None:
-            assert done.returncode == code, done.stdout + done.stderr
-        return done.stdout.split()[1], done
+        return super().run(FLOW, "--flow", flow, *(a for i in inputs for a in ("-i", i)), code=code)
 
     def read(self, fn):
         with Store(self.store, create=False) as store, store.read() as t:

@@ -18,8 +18,9 @@ import time
 from collections import Counter
 
 import pytest
-
+from conftest import Weft
 from runtime_support.checks import index_problems
+
 from weft.runtime.engine import session
 from weft.runtime.stores.lmdb.store import Store
 
@@ -63,43 +64,20 @@ class Worker:
         return code, time.time() - t0
 
 
-class Service:
+class Service(Weft):
     """A store folder, its side-effect file, and the `weft` processes run against it."""
 
     def __init__(self, tmp_path) -> None:
-        self.tmp = tmp_path
-        self.store = str(tmp_path / "store")
+        super().__init__(tmp_path)
         self.effects = str(tmp_path / "effects")
-        self.env = dict(os.environ, WEFT_STORE=self.store)
         self.workers: list[Worker] = []
 
-    def weft(self, *args: str) -> subprocess.CompletedProcess:
-        done = subprocess.run(
-            [sys.executable, "-m", "weft.cli.main", *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            env=self.env,
-            cwd=self.tmp,
-            timeout=60,
-        )
-        assert "Traceback" not in done.stderr, done.stderr
-        return done
-
     def worker(self, *args: str) -> Worker:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "weft.cli.main", "worker", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=self.env,
-            cwd=self.tmp,
-        )
-        self.workers.append(Worker(proc))
+        self.workers.append(Worker(self.start("worker", *args)))
         return self.workers[-1]
 
     def detach(self, *args: str) -> str:
-        done = self.weft("run", "--detach", *args)
+        done = self("run", "--detach", *args)
         assert done.returncode == 0 and re.fullmatch(r"run [0-9A-Z]{26}\n", done.stdout), done
         return done.stdout.split()[1]
 
@@ -132,7 +110,7 @@ def service(tmp_path):
 
 
 def test_a_detached_run_is_queued_and_a_worker_drives_it(service):
-    done = service.weft("run", "--detach", FLOWS, "--flow", "chain")
+    done = service("run", "--detach", FLOWS, "--flow", "chain")
     assert done.returncode == 2 and "missing input 'path'" in done.stderr and done.stdout == ""
     assert not os.path.exists(service.store)
     t0 = time.time()
@@ -141,7 +119,7 @@ def test_a_detached_run_is_queued_and_a_worker_drives_it(service):
     run, lease, queued = service.read(lambda t: (t.run(rid), t.lease(rid), t.queued(rid)))
     assert run["state"] == "pending" and run["detached"] and lease is None and queued is not None
 
-    done = service.weft("worker", "--once")
+    done = service("worker", "--once")
     assert done.returncode == 0, done
     lines = done.stdout.splitlines()
     assert re.fullmatch(r"\d\d:\d\d:\d\d worker \d+ serving .+ \(8 runs at once\)", lines[0])
@@ -153,7 +131,7 @@ def test_a_detached_run_is_queued_and_a_worker_drives_it(service):
 
 
 def test_three_workers_share_thirty_runs_and_drive_each_once(service):
-    plan = json.loads(service.weft("plan", FLOWS, "--flow", "chain", "--json").stdout)
+    plan = json.loads(service("plan", FLOWS, "--flow", "chain", "--json").stdout)
     workers = [service.worker("--workers", "3") for _ in range(3)]
     for w in workers:
         w.wait_for("serving")
@@ -187,7 +165,7 @@ def test_sigterm_lets_the_running_step_finish_then_resume_completes_the_run(serv
     steps, lease, queued = service.read(lambda t: (t.steps(rid), t.lease(rid), t.queued(rid)))
     assert (steps["long"]["state"], steps["next"]["state"], lease) == ("succeeded", "pending", None)
     assert queued is not None
-    done = service.weft("resume", rid)
+    done = service("resume", rid)
     assert done.returncode == 0 and f"run {rid} succeeded" in done.stdout, done
     assert service.effects_of(rid) == Counter({("long", "1"): 1, ("next", "1"): 1})
 
@@ -202,7 +180,7 @@ def test_a_step_that_outlasts_the_grace_is_let_go_and_another_worker_recovers_it
         x.endswith(f"run {rid} let go with step(s) long still running: the next owner recovers them") for x in w.lines
     ), w.lines
     assert service.read(lambda t: t.lease(rid)) is None
-    done = service.weft("worker", "--once")
+    done = service("worker", "--once")
     assert done.returncode == 0 and f"run {rid} slow_again succeeded" in done.stdout, done
     steps = service.read(lambda t: t.steps(rid))
     assert steps["long"]["attempts"] == 2  # idempotent: it runs again
@@ -214,7 +192,7 @@ def test_a_signal_for_a_detached_run_is_handed_to_the_worker(service):
     rid = service.detach(CLI, "--flow", "approval")
     w.wait_for(f"run {rid} waits for signal approval, back at ")
     assert service.read(lambda t: t.lease(rid)) is None  # a waiting run holds no worker
-    done = service.weft("signal", rid, "approval", "ok=true", "who=ann")
+    done = service("signal", rid, "approval", "ok=true", "who=ann")
     assert done.returncode == 0 and done.stdout == f"signal 'approval' handed to the workers serving run {rid}\n"
     w.wait_for(f"run {rid} approval succeeded in ")
     assert w.stop()[0] == 0
@@ -227,7 +205,7 @@ def test_a_signal_reaches_a_run_while_a_worker_drives_it(service):
     rid = service.detach(FLOWS, "--flow", "busy", "-i", f"path={service.effects}")
     service.wait_until(lambda t: t.steps(rid)["long"]["state"] == "running")
     assert service.read(lambda t: t.lease(rid)["pid"]) == w.proc.pid
-    assert service.weft("signal", rid, "approval", "ok=false").returncode == 0
+    assert service("signal", rid, "approval", "ok=false").returncode == 0
     w.wait_for(f"run {rid} step ask succeeded \\(signal 'approval'\\)")
     assert service.read(lambda t: t.steps(rid)["long"]["state"]) == "running"  # delivered while it ran
     w.wait_for(f"run {rid} busy succeeded in ")
@@ -268,7 +246,7 @@ def test_a_worker_takes_over_a_run_whose_process_died(service):
     rid = proc.stdout.readline().split()[1]
     service.wait_until(lambda t: t.steps(rid)["long"]["state"] == "running")
     proc.kill()  # and not reaped yet: a zombie counts as dead too
-    done = service.weft("worker", "--once")
+    done = service("worker", "--once")
     proc.wait()
     proc.stdout.close()
     assert done.returncode == 0, done

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import Weft
 
 from weft.runtime.stores.lmdb.store import Store
 
@@ -30,43 +31,22 @@ HOOKS = str(Path(__file__).resolve().parent / "runtime_support" / "hooks.flow")
 SUBNET = "10.0.0.0/24"
 
 
-class Scenario:
+class Scenario(Weft):
     """`weft` commands run as processes in a temporary folder, and the state they leave there."""
 
+    timeout = 120.0
+
     def __init__(self, folder: Path) -> None:
-        self.folder = folder
+        super().__init__(folder)
         self.env = {k: v for k, v in os.environ.items() if not k.endswith("_FAIL")}
         self.env.update(
-            WEFT_STORE=str(folder / "store"),
+            WEFT_STORE=self.store,
             WEFT_PROXY_STATE=str(folder / "proxy" / "state.json"),
             WEFT_KATELLO_STATE=str(folder / "katello" / "state.json"),
             WEFT_PROXY_LATENCY="0.1",  # 5-15 ms a call: enough for concurrent calls to overlap
             WEFT_KATELLO_LATENCY="0.2",
             WEFT_KATELLO_SYNC_SECONDS="2",  # scaled by the latency: 0.4 s a sync
         )
-
-    def __call__(self, *args: str, ok: tuple = (0, 1, 2, 3)) -> subprocess.CompletedProcess:
-        done = subprocess.run(
-            [sys.executable, "-m", "weft.cli.main", *args],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            cwd=self.folder,
-            timeout=120,
-        )
-        assert "Traceback" not in done.stderr, done.stderr
-        assert not re.search(r"^Traceback", done.stdout, re.M), done.stdout
-        assert done.returncode in ok, (done.returncode, done.stdout, done.stderr)
-        return done
-
-    def run(self, *args: str) -> tuple[str, subprocess.CompletedProcess]:
-        done = self("run", *args)
-        first = done.stdout.splitlines()[0]
-        assert re.fullmatch(r"run [0-9A-Z]{26}", first), first
-        return first.split()[1], done
-
-    def show(self, run_id: str) -> dict:
-        return json.loads(self("show", run_id, "--json", ok=(0,)).stdout)
 
     def fail_once(self, service: str, entry: str) -> None:
         """Make the next call matching `entry` fail (the services' fail file)."""

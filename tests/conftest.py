@@ -1,0 +1,87 @@
+"""Shared fixtures: the `weft` command run as a person runs it, against a store in a temp folder.
+
+`weft` is a `Weft`: call it with the arguments of one command (a finished
+process, checked for tracebacks and exit codes), `start` one in the
+background, or `run` one whose first line names its run. Test modules that
+need more (simulated services, side-effect files) subclass `Weft` and
+override the fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from weft.runtime.stores import open_store
+
+RUN_LINE = re.compile(r"run ([0-9A-Z]{26})")
+
+
+def run_id(out: str) -> str:
+    """The id of the run a command's first line (`run <id>`) names."""
+    first = out.splitlines()[0] if out else ""
+    found = RUN_LINE.fullmatch(first)
+    assert found, first
+    return found.group(1)
+
+
+class Weft:
+    """`weft` processes in one temporary folder, sharing the store `<folder>/store`."""
+
+    timeout = 60.0
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = self.tmp = Path(folder)
+        self.store = str(self.folder / "store")
+        self.env = dict(os.environ, WEFT_STORE=self.store)
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "weft.cli", *args]
+
+    def __call__(
+        self, *args: str, ok: tuple = (0, 1, 2, 3), code: int | None = None, timeout: float | None = None
+    ) -> subprocess.CompletedProcess:
+        """Run one command to its end; no traceback, and its exit code is `code` (else one of `ok`)."""
+        done = subprocess.run(
+            self.command(*args),
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=self.folder,
+            timeout=timeout or self.timeout,
+            check=False,
+        )
+        assert "Traceback" not in done.stderr, done.stderr
+        assert not re.search(r"^Traceback", done.stdout, re.M), done.stdout
+        expected = ok if code is None else (code,)
+        assert done.returncode in expected, (done.returncode, done.stdout, done.stderr)
+        return done
+
+    def start(self, *args: str, **options) -> subprocess.Popen:
+        """Start one command in the background, its output on pipes."""
+        options = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **options}
+        return subprocess.Popen(self.command(*args), env=self.env, cwd=self.folder, **options)
+
+    def run(self, *args: str, **checks) -> tuple[str, subprocess.CompletedProcess]:
+        """`weft run ARGS`: the run's id and the finished process."""
+        done = self("run", *args, **checks)
+        return run_id(done.stdout), done
+
+    def show(self, run: str) -> dict:
+        return json.loads(self("show", run, "--json", code=0).stdout)
+
+    def steps(self, run: str) -> dict[str, dict]:
+        """The step records of a run, read from the store as it is now."""
+        with open_store(self.store, create=False) as store, store.read() as t:
+            return t.steps(run)
+
+
+@pytest.fixture
+def weft(tmp_path) -> Weft:
+    return Weft(tmp_path)
