@@ -148,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="drive what needs a process now, then exit")
     _store(p)
 
+    p = command("doctor", "weft.cli.doctor:doctor", "check a store's records and indexes against each other")
+    p.add_argument("--repair", action="store_true", help="rebuild indexes, timers and queue; drop entries naming nothing")
+    p.add_argument("--json", action="store_true")
+    _store(p)
+
     command("lsp", "weft.lsp.server:main", "serve editors over the Language Server Protocol (stdio)")
     return parser
 

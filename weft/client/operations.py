@@ -35,7 +35,7 @@ from weft.runtime.engine import session
 from weft.runtime.engine.driver import Driver
 from weft.runtime.engine.lease import Lease, LeaseHeld
 from weft.runtime.stores import open_store, query, store_dir
-from weft.runtime.stores.port import Store, StoreError, Txn
+from weft.runtime.stores.port import Checkup, Store, StoreError, Txn
 from weft.runtime.stores.prune import prune as prune_runs
 
 Observer = Callable[[Progress], None]
@@ -461,6 +461,13 @@ class Client:
             )
         done = prune_runs(self._open(), cutoff, state, batch=batch)
         return Pruned(done.removed, done.sub_runs, done.kept, cutoff)
+
+    def doctor(self, repair: bool = False) -> Checkup:
+        """Check every record and index of the store against each other; `repair` rebuilds what it can.
+
+        A repair never deletes a run, step or event record; `remaining` lists what it could not mend.
+        """
+        return self._open().checkup(repair=repair)
 
 
 def _text(e: list, env: expr.Env, what: str) -> str:

@@ -303,7 +303,21 @@ class Txn(port.Txn):
         self._put("meta", name, value)
 
     def problems(self) -> list[str]:
-        found = []
+        return [line for line in self._checkup(fix=False) if line.startswith("timers of")]
+
+    def damage(self) -> list[str]:
+        return [line for line in self._checkup(fix=False) if not line.startswith("timers of")]
+
+    def repair(self) -> list[str]:
+        return self._checkup(fix=True)
+
+    def _checkup(self, fix: bool) -> list[str]:
+        """Keys here are the records' own: what can disagree is timers, and entries naming runs that are gone.
+
+        Without `fix`, the problems; with it, what was repaired.
+        """
+        found, done = [], []
+        runs = self._table("runs")
         timers = self._table("timers")
         for run_id, steps in self._table("steps").items():
             for sid, raw in steps.items():
@@ -311,7 +325,27 @@ class Txn(port.Txn):
                 have = (timers.get(run_id) or {}).get(sid, frozenset())
                 if want != have:
                     found.append(f"timers of step {run_id}/{sid}: {sorted(have)}, not {sorted(want)}")
-        return found
+                    if fix and run_id in runs:
+                        self.put_step(run_id, sid, records.unpack(raw))
+                        done.append(f"rebuilt the timers of step {run_id}/{sid}")
+        for name in ("plans", "steps", "events"):
+            found += [
+                f"{name} of run {rid}, which does not exist (kept)" for rid in self._table(name) if rid not in runs
+            ]
+        found += [f"run {rid} has no plan" for rid in runs if rid not in self._table("plans")]
+        for name in ("leases", "requests", "queue"):
+            for rid in [rid for rid in self._table(name) if rid not in runs]:
+                found.append(f"{name} entry of run {rid}, which does not exist")
+                if fix:
+                    self._drop_run(name, rid)
+                    done.append(f"dropped {found[-1]}")
+        for lock, rid in list(self._table("locks").items()):
+            if rid not in runs or lock not in (self.run(rid).get("locks") or ()):
+                found.append(f"lock entry {lock!r}: run {rid} does not hold it")
+                if fix:
+                    self.put_lock(lock, None)
+                    done.append(f"dropped {found[-1]}")
+        return done if fix else found
 
 
 def _timers(step_id: str, rec: dict) -> frozenset[tuple[int, str]]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar
 
 from weft.errors import WeftError
@@ -213,6 +214,36 @@ class Txn(ABC):
     def problems(self) -> list[str]:
         """What the backend derived (indexes, timers, queue) and disagrees with the records; [] if sound."""
 
+    @abstractmethod
+    def damage(self) -> list[str]:
+        """Records and entries that name nothing or cannot be read, one line each; [] if none.
+
+        Keys that do not parse, plans, steps, events, leases, requests and locks of no run (or, for a
+        step, of no step of its plan), a run without its plan, a history with a gap, values that do not decode.
+        """
+
+    @abstractmethod
+    def repair(self) -> list[str]:
+        """Rebuild what the backend derives (indexes, timers, queue) from the records, put back records a
+        damaged key misplaced where that is certain, drop entries pointing at nothing; what was done.
+
+        Never deletes a run, plan, step or event record.
+        """
+
+
+@dataclass(frozen=True)
+class Checkup:
+    """What `Store.checkup` found (`problems`), did (`repairs`), and what is still wrong (`remaining`)."""
+
+    path: str
+    problems: tuple[str, ...]
+    repairs: tuple[str, ...] = ()
+    remaining: tuple[str, ...] = ()
+
+    @property
+    def healthy(self) -> bool:
+        return not self.remaining
+
 
 class Store(ABC):
     """An open store. Use as a context manager, or call close()."""
@@ -237,6 +268,16 @@ class Store(ABC):
         """One page of runs for `q` (Txn.search in a snapshot of its own)."""
         with self.read() as t:
             return t.search(q)
+
+    def checkup(self, repair: bool = False) -> Checkup:
+        """Check every record and entry against each other (Txn.damage, Txn.problems); with `repair`, repair and check again."""
+        with self.read() as t:
+            found = tuple(t.damage() + t.problems())
+        if not repair or not found:
+            return Checkup(self.path, found, (), found)
+        done = tuple(self.write(lambda t: t.repair()))
+        with self.read() as t:
+            return Checkup(self.path, found, done, tuple(t.damage() + t.problems()))
 
     def hand_over(self, run_id: str, name: str, request: dict) -> None:
         """Leave a request (a signal) for a run that workers serve, and queue the run for them now."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import struct
 
+from weft.runtime import ids
 from weft.runtime.core.states import outcome
 from weft.runtime.core.timers import Timer, TimerKind, step_timers
 from weft.runtime.stores.query import LABEL_KEY_MAX, micros
@@ -39,6 +40,19 @@ LOCK = b"lock\0"
 TOP = b"top\0\0"
 QUEUE_AT = b"at\0"
 QUEUE_OF = b"of\0"
+
+
+def shown(db: str, key: bytes) -> str:
+    """A key as reports name it: `db:` then printable text, NULs as `:`, other bytes escaped."""
+    text = "".join(chr(b) if 32 <= b < 127 else ":" if b == 0 else f"\\x{b:02x}" for b in key)
+    return f"{db}:{text}"
+
+
+def run_id_of(key: bytes) -> str | None:
+    """The run id `key` starts with, or None if its first ID_LEN bytes are not one."""
+    head = key[:ID_LEN]
+    text = head.decode("ascii", "replace")
+    return text if len(text) == ID_LEN and ids.is_id_text(text) else None
 
 
 def run_key(run_id: str) -> bytes:

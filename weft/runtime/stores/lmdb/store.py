@@ -12,6 +12,12 @@ changes are durable (fsync) when `write` returns. Growing the map, or adopting
 the size another process grew it to (MapResizedError), must not overlap any
 transaction of this process: only then do new transactions wait, briefly, for
 the ones in flight to finish (`_Gate`).
+
+The folder is made 0700 and its files 0600 whatever the umask (run inputs are
+in them); an existing store is opened as it is. Before each commit the folder
+and data.mdb are checked to be the ones opened (device and inode): a store
+deleted or replaced while in use stops its writers with StoreGone instead of
+letting them write on into unlinked files.
 """
 
 from __future__ import annotations
@@ -107,9 +113,10 @@ class _Env:
         self.writer = threading.Lock()
         self.gate = _Gate()
         self.handles = 0
-        os.makedirs(path, exist_ok=True)
+        _make_folder(path)
         data = os.path.join(path, "data.mdb")
-        size = os.path.getsize(data) if os.path.exists(data) else 0
+        existed = os.path.exists(data)
+        size = os.path.getsize(data) if existed else 0
         self.env = lmdb.open(
             path,
             map_size=min(max(_INITIAL_MAP, 2 * size), self.max),
@@ -119,14 +126,30 @@ class _Env:
             writemap=False,
             lock=True,
             readahead=False,
+            mode=0o600,
         )
         try:
+            if not existed:
+                for name in ("data.mdb", "lock.mdb"):
+                    os.chmod(os.path.join(path, name), 0o600)
+            self.identity = identity(path)
             self.env.reader_check()
             with self.env.begin(write=True) as txn:
                 self.dbs = {name: self.env.open_db(name.encode(), txn=txn) for name in DATABASES}
         except BaseException:
             self.env.close()
             raise
+
+    def check_identity(self) -> None:
+        """StoreGone if the folder or its data.mdb is no longer the one this environment opened."""
+        try:
+            now = identity(self.path)
+        except OSError:
+            now = None
+        if now != self.identity:
+            raise StoreGone(
+                f"store {self.path} was deleted or replaced while in use: stopped, nothing more is written there"
+            )
 
     def adopt_size(self) -> None:
         """Take on the map size another process grew the map to."""
@@ -184,6 +207,9 @@ class Store(port.Store):
     def _check_format(self, create: bool) -> None:
         with self.read() as t:
             meta = t.meta("format")
+            damaged = meta is None and next(t.keys("runs"), None) is not None
+        if damaged:
+            return  # it holds runs but lost its format record (a damaged key): open it for `weft doctor`
         if meta is None:
             if not create:
                 raise StoreError(f"{self.path} is not a weft store")
@@ -281,12 +307,39 @@ class Store(port.Store):
             txn.abort()
             raise
         try:
+            env.check_identity()
+        except StoreGone:
+            txn.abort()
+            raise
+        try:
             txn.commit()
         except lmdb.MapFullError:
             return "full", None
         except lmdb.Error as e:
             raise _write_error(self.path, e) from None
         return "ok", result
+
+
+class StoreGone(StoreError):
+    """The store folder was deleted or replaced under an open store."""
+
+
+def identity(path: str) -> tuple[int, int, int, int]:
+    """(device, inode) of the store folder and of its data.mdb."""
+    folder, data = os.stat(path), os.stat(os.path.join(path, "data.mdb"))
+    return folder.st_dev, folder.st_ino, data.st_dev, data.st_ino
+
+
+def _make_folder(path: str) -> None:
+    """Create the store folder (0700), or check that `path` is one; StoreError saying why it cannot be."""
+    try:
+        os.makedirs(path, mode=0o700)
+        os.chmod(path, 0o700)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise StoreError(f"cannot use {path} as a store: it is a file, not a folder") from None
+    except OSError as e:
+        raise StoreError(f"cannot create store folder {path}: {e.strerror or e}") from None
 
 
 def _reason(e: lmdb.Error) -> str:

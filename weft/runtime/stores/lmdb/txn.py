@@ -1,18 +1,25 @@
 """One LMDB transaction: the port's record operations over the key schema of keys.py.
 
-`get`, `put`, `delete`, `keys`, `scan`, `walk` and `has` reach the named
-databases by key; they are this backend's own (catalog.py and LMDB-specific
-tests use them) and not part of the port.
+`get`, `put`, `delete`, `keys`, `scan`, `walk`, `has` and the `_raw` ones
+reach the named databases by key; they are this backend's own (catalog.py,
+health.py and LMDB-specific tests use them) and not part of the port.
+
+A key is not covered by a value's checksum, so reads check what they take
+from keys: an index, timer, queue or lease entry that names no run, or a key
+that does not parse, is skipped and reported once (`corrupt.skipped`) where a
+listing can go on; a history with a gap raises CorruptRecord. `weft doctor`
+(health.py) finds and repairs every such entry.
 """
 
 from __future__ import annotations
 
+import struct
 from typing import TYPE_CHECKING, Any, Iterator
 
 import lmdb
 
 from weft.runtime.stores import port
-from weft.runtime.stores.lmdb import catalog, codec
+from weft.runtime.stores.lmdb import catalog, codec, corrupt, health
 from weft.runtime.stores.lmdb import keys as K
 from weft.runtime.stores.port import CorruptRecord, Timer
 from weft.runtime.stores.query import Page, Query
@@ -46,6 +53,17 @@ class Txn(port.Txn):
 
     def has(self, db: str, key: bytes) -> bool:
         return self._raw.get(key, db=self._dbs[db]) is not None
+
+    def get_raw(self, db: str, key: bytes) -> bytes | None:
+        return self._raw.get(key, db=self._dbs[db])
+
+    def put_raw(self, db: str, key: bytes, raw: bytes) -> None:
+        self._raw.put(key, raw, db=self._dbs[db])
+
+    def raw_items(self, db: str) -> list[tuple[bytes, bytes]]:
+        """Every (key, stored bytes) of `db`, in key order."""
+        with self._raw.cursor(db=self._dbs[db]) as cur:
+            return list(cur.iternext())
 
     def put(self, db: str, key: bytes, value: Any) -> None:
         self._raw.put(key, codec.encode(value), db=self._dbs[db])
@@ -102,13 +120,22 @@ class Txn(port.Txn):
         self.put("runs", key, run)
 
     def plan(self, run_id: str) -> dict | None:
-        return self.get("plans", K.run_key(run_id))
+        plan = self.get("plans", K.run_key(run_id))
+        if plan is None and self.has("runs", K.run_key(run_id)):
+            raise self._corrupt("plans", K.run_key(run_id), f"run {run_id} has no plan")
+        return plan
 
     def put_plan(self, run_id: str, plan: dict) -> None:
         self.put("plans", K.run_key(run_id), plan)
 
     def steps(self, run_id: str) -> dict[str, dict]:
-        return {K.step_of(key): rec for key, rec in self.scan("steps", K.run_key(run_id))}
+        found = {}
+        for key, rec in self.scan("steps", K.run_key(run_id)):
+            try:
+                found[K.step_of(key)] = rec
+            except UnicodeDecodeError:
+                raise self._corrupt("steps", key, "the step id does not parse") from None
+        return found
 
     def put_step(self, run_id: str, step_id: str, rec: dict) -> None:
         key = K.step_key(run_id, step_id)
@@ -124,14 +151,37 @@ class Txn(port.Txn):
 
     def run_ids(self, prefix: str = "") -> Iterator[str]:
         for key in self.keys("runs", prefix.encode()):
-            yield key.decode()
+            if K.run_id_of(key) is None or len(key) != K.ID_LEN:
+                self._skip("runs", key, "the key is not a run id")
+            else:
+                yield key.decode()
+
+    def names_run(self, db: str, key: bytes, rid: str | None) -> bool:
+        """Whether `rid` (read from `key` of `db`) is an existing run's id; if not, the entry is reported."""
+        if rid is None:
+            self._skip(db, key, "the key does not parse")
+            return False
+        if not self.has("runs", K.run_key(rid)):
+            self._skip(db, key, f"it names run {rid}, which does not exist")
+            return False
+        return True
 
     def children(self, parent: str, step: str | None = None) -> list[tuple[int, str]]:
-        return [K.child_of(k) for k in self.keys("indexes", K.child_prefix(parent, step))]
+        found = []
+        for key in self.keys("indexes", K.child_prefix(parent, step)):
+            if len(key) >= len(K.child_prefix(parent)) + 4 + K.ID_LEN:
+                index, rid = K.child_of(key)
+                if self.names_run("indexes", key, K.run_id_of(rid.encode())):
+                    found.append((index, rid))
+            else:
+                self._skip("indexes", key, "the key does not parse")
+        return found
 
     def index(self, field: str, value: str | None = None, reverse: bool = False) -> Iterator[str]:
         for key in self.keys("indexes", K.index_prefix(field, value), reverse):
-            yield key[-K.ID_LEN :].decode()
+            rid = K.run_id_of(key[-K.ID_LEN :])
+            if self.names_run("indexes", key, rid):
+                yield rid
 
     def search(self, q: Query) -> Page:
         return catalog.search(self, q)
@@ -170,10 +220,15 @@ class Txn(port.Txn):
         return seq
 
     def events(self, run_id: str, after: int = 0) -> list[tuple[int, dict]]:
-        if not after:
-            return [(K.seq_of(k), e) for k, e in self.scan("events", K.run_key(run_id))]
+        """The history after `after`; CorruptRecord if its numbers are not after+1, after+2, ... (a damaged key)."""
         low, high = K.seq_key(run_id, after + 1), K.after(K.run_key(run_id))
-        return [(K.seq_of(k), self.get("events", k)) for k in self.walk("events", low, high)]
+        found = []
+        for key in self.walk("events", low, high):
+            if len(key) != K.ID_LEN + 8 or K.seq_of(key) != after + len(found) + 1:
+                missing = after + len(found) + 1
+                raise self._corrupt("events", key, f"the history of run {run_id} has no event {missing}")
+            found.append((after + len(found) + 1, self.get("events", key)))
+        return found
 
     # -- leases, locks, requests -------------------------------------------------------------
 
@@ -188,8 +243,12 @@ class Txn(port.Txn):
 
     def leases(self) -> Iterator[tuple[str, dict]]:
         for key, lease in self.scan("leases"):
-            if not key.startswith(K.LOCK):
+            if key.startswith(K.LOCK):
+                continue
+            if K.run_id_of(key) is not None and len(key) == K.ID_LEN:
                 yield key.decode(), lease
+            else:
+                self._skip("leases", key, "the key is not a run id")
 
     def lock_holder(self, name: str) -> str | None:
         return self.get("leases", K.lock_key(name))
@@ -201,7 +260,7 @@ class Txn(port.Txn):
             self.put("leases", K.lock_key(name), run_id)
 
     def locks(self) -> dict[str, str]:
-        return {key[len(K.LOCK) :].decode(): holder for key, holder in self.scan("leases", K.LOCK)}
+        return {key[len(K.LOCK) :].decode("utf-8", "replace"): holder for key, holder in self.scan("leases", K.LOCK)}
 
     def requests(self, run_id: str) -> list[tuple[str, dict]]:
         return [(K.request_of(key), req) for key, req in self.scan("requests", K.run_key(run_id))]
@@ -237,19 +296,33 @@ class Txn(port.Txn):
     def due_runs(self, now: float, limit: int) -> list[str]:
         found: list[str] = []
         for key in self.keys("queue", K.QUEUE_AT):
+            if len(key) != len(K.QUEUE_AT) + 8 + K.ID_LEN:
+                self._skip("queue", key, "the key does not parse")
+                continue
             if K.queue_time(key) > now * 1_000_000 or len(found) >= limit:
                 break
-            found.append(key[-K.ID_LEN :].decode())
+            rid = K.run_id_of(key[-K.ID_LEN :])
+            if rid is None or self.get("queue", K.queue_of(rid)) != K.queue_time(key):
+                self._skip("queue", key, f"run {rid} is not queued for that time, so it cannot be claimed")
+                continue
+            found.append(rid)
         return found
 
     # -- timers ------------------------------------------------------------------------------
 
     def due(self, now: float) -> Iterator[Timer]:
         for key in self.keys("timers"):
-            timer = K.timer_of(key)
+            try:
+                timer = K.timer_of(key)
+            except (ValueError, struct.error):  # UnicodeDecodeError is a ValueError
+                self._skip("timers", key, "the key does not parse")
+                continue
             if timer.due > now:
                 return
-            yield timer
+            if K.run_id_of(timer.run.encode()) is None:
+                self._skip("timers", key, "the key does not parse")
+            else:
+                yield timer
 
     # -- meta and checks ---------------------------------------------------------------------
 
@@ -260,21 +333,16 @@ class Txn(port.Txn):
         self.put("meta", K.meta_key(name), value)
 
     def problems(self) -> list[str]:
-        want_index: set[bytes] = set()
-        want_timers: set[bytes] = set()
-        for key, run in self.scan("runs"):
-            want_index |= K.index_keys(run)
-        for key, rec in self.scan("steps"):
-            want_timers |= K.timer_keys(key[: K.ID_LEN].decode(), K.step_of(key), rec)
-        found = _differences("index", want_index, set(self.keys("indexes")))
-        found += _differences("timer", want_timers, set(self.keys("timers")))
-        at = {key for key in self.keys("queue", K.QUEUE_AT)}
-        of = {K.queue_at(key[len(K.QUEUE_OF) :].decode(), t) for key, t in self.scan("queue", K.QUEUE_OF)}
-        found += _differences("queue entry", of, at)
-        return found
+        return health.problems(self)
 
+    def damage(self) -> list[str]:
+        return health.damage(self)
 
-def _differences(what: str, expected: set[bytes], actual: set[bytes]) -> list[str]:
-    return [f"missing {what} {k!r}" for k in sorted(expected - actual)] + [
-        f"stale {what} {k!r}" for k in sorted(actual - expected)
-    ]
+    def repair(self) -> list[str]:
+        return health.repair(self)
+
+    def _corrupt(self, db: str, key: bytes, why: str) -> CorruptRecord:
+        return CorruptRecord(corrupt.entry(self.store.path, db, key, why))
+
+    def _skip(self, db: str, key: bytes, why: str) -> None:
+        corrupt.skipped(self.store.path, db, key, why)
