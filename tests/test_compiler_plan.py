@@ -63,6 +63,7 @@ STEP_KEYS = {
     "level",
     "remaining",
     "critical",
+    "secret",
 }
 
 

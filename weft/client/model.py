@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from weft.client.redact import Redactor
 from weft.runtime.core.states import RUN_ENDED, describe_error, outcome
 from weft.runtime.engine import bulk
 from weft.runtime.engine.lease import holder_alive
@@ -246,6 +247,7 @@ def summary(run: dict) -> RunSummary:
 
 
 def _summary_fields(run: dict) -> dict[str, Any]:
+    run = Redactor(run).run(run)
     parent = run.get("parent")
     return dict(
         id=run["id"],
@@ -346,6 +348,8 @@ def full(
     now: float,
 ) -> Run:
     owner = None if lease is None else Owner(lease["pid"], lease["host"], lease["heartbeat"], holder_alive(lease, now))
+    hide = Redactor(run)
+    recs, history = hide.steps(plan, recs), hide.history(history)
     steps = tuple(step(spec, recs[spec["id"]], children.get(spec["id"])) for spec in plan["steps"])
     waits = tuple(sorted({s.signal for s in steps if s.signal is not None and s.state == "suspended"}))
     return Run(

@@ -25,6 +25,7 @@ from weft.client import inputs as checks
 from weft.client import model, search
 from weft.client.errors import CompileFailed, Conflict, FlowRequired, InvalidInput, NotFound
 from weft.client.model import Delivery, Event, Lock, Page, Progress, Pruned, Run, StepDetail
+from weft.client.redact import Redactor
 from weft.errors import WeftError
 from weft.plan import expr
 from weft.plan import types as typesys
@@ -314,14 +315,16 @@ class Client:
             sid = _step_id(Machine(plan, t.run(rid), recs, time.time()), step)
             spec = next(s for s in plan["steps"] if s["id"] == sid)
             children = _children(t, rid, plan).get(sid)
-            return model.detail(rid, spec, model.step(spec, recs[sid], children), t.events(rid))
+            hide = Redactor(t.run(rid))
+            shown = model.step(spec, hide.step(spec, recs[sid]), children)
+            return model.detail(rid, spec, shown, hide.history(t.events(rid)))
 
     def events(self, run_id: str, after: int = 0, limit: int = 1000) -> tuple[Event, ...]:
         """Up to `limit` history events of a run after position `after`, oldest first."""
         with self._open().read() as t:
             rid = self._find(t, run_id)
-            history = t.events(rid, after)
-        return tuple(Event.of(e, seq) for seq, e in history[: max(0, limit)])
+            history = Redactor(t.run(rid)).history(t.events(rid, after)[: max(0, limit)])
+        return tuple(Event.of(e, seq) for seq, e in history)
 
     def wait(self, run_id: str, timeout: float | None = None) -> Run:
         """The run once it has ended or paused, or as it is after `timeout` seconds.
@@ -493,4 +496,5 @@ def _progress(driver: Driver, events: list[dict]) -> Progress:
         fractions = dict(m.fractions)
         return tuple(sorted(driver.inflight.keys() | m.polling)), fractions, m.progress()
 
-    return Progress(driver.run_id, tuple(Event.of(e) for e in events), *current(), current=current)
+    hide = Redactor(m.run)
+    return Progress(driver.run_id, tuple(Event.of(hide.event(e)) for e in events), *current(), current=current)

@@ -251,6 +251,7 @@ class Param:
     type: TypeExpr
     default: Expr | None
     span: Span
+    secret: bool = False  # `secret str`: its value is shown as *** wherever a run is shown
 
 
 @dataclass(frozen=True, slots=True)

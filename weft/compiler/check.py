@@ -18,6 +18,7 @@ from weft.compiler.limits import (
 )
 from weft.compiler.loader import Program
 from weft.compiler.resolve import Scope, StepDecl
+from weft.plan.expr import param_refs
 
 POLICIES = ("pause", "skip", "fail", "rollback")
 
@@ -25,6 +26,7 @@ POLICIES = ("pause", "skip", "fail", "rollback")
 def check(program: Program, scopes: dict[str, Scope], sink: Sink) -> None:
     for scope in scopes.values():
         _check_scope(scope, sink)
+        _secrets(scope, sink)
         for m in scope.metas:
             if m.on_error:
                 _policy(m.on_error, sink)
@@ -46,6 +48,38 @@ def _check_scope(scope: Scope, sink: Sink) -> None:
             sink.add("W201", sym.span, f"let '{sym.name}' is never used")
         elif sym.kind == "param":
             sink.add("W202", sym.span, f"parameter '{sym.name}' of flow '{scope.name}' is never used")
+
+
+def _secrets(scope: Scope, sink: Sink) -> None:
+    """A secret parameter is a str with no default, and names no lock or label: a lock name or a
+    label is stored and listed as it is, and a default would be in the flow text (E125)."""
+    if scope.flow is None:
+        return
+    secret = set()
+    for p in scope.flow.params:
+        if not p.secret:
+            continue
+        secret.add(p.name)
+        t = p.type
+        if not (isinstance(t, ast.TypeName) and t.name == "str" and not t.args):
+            sink.add("E125", t.span, f"secret parameter '{p.name}' must be a str", "write it `secret str`")
+        if p.default is not None:
+            sink.add(
+                "E125",
+                p.default.span,
+                f"secret parameter '{p.name}' cannot have a default: its value would be in the flow text",
+                "pass it when the run starts: weft run FILE -i NAME=VALUE",
+            )
+    if not secret:
+        return
+    for what, e in [("label", m.label) for m in scope.metas] + [("lock", lock.value) for lock in scope.locks]:
+        read = sorted(param_refs(to_plan(e, scope)) & secret) if e is not None else []
+        if read:
+            sink.add(
+                "E125",
+                e.span,
+                f"a {what} cannot read secret parameter '{read[0]}': {what}s are stored and listed in clear",
+            )
 
 
 def _options(decl: StepDecl, scope: Scope, sink: Sink) -> None:

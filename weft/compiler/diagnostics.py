@@ -52,6 +52,11 @@ CODES: dict[str, tuple[str, str, str]] = {
         "a number is larger than Weft supports, or a step option is past its limit",
     ),
     "E124": ("too-deep", "error", "expressions, blocks, lets or flow calls are nested past Weft's limit"),
+    "E125": (
+        "invalid-secret",
+        "error",
+        "a secret parameter is not a str, has a default, or names a lock or label",
+    ),
     "W201": ("unused-let", "warning", "a `let` value is never used"),
     "W202": ("unused-param", "warning", "a flow parameter is never used"),
     "W203": ("rollback-without-undo", "warning", "`on error rollback` applies to steps that have no `undo`"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import networkx as nx
 
+from weft.compiler.lower import secret_inputs
 from weft.plan.schema import PLAN_FORMAT, PLAN_VERSION, Plan
 
 _STEP_KEYS = (
@@ -47,6 +48,10 @@ def build_plan(graph: nx.DiGraph, search_path: list[str]) -> Plan:
             {"from": p, "field": field, "to": into} for p in sorted(preds) for field, into in graph.edges[p, n]["data"]
         ]
         step["after"] = sorted(p for p in preds if graph.edges[p, n]["control"])
+        # marked where it was lowered (an inlined flow's secret parameters), or reading this flow's own
+        step["secret"] = sorted(
+            set(fields.get("secret", ())) | set(secret_inputs(step["inputs"], g.get("secrets", set())))
+        )
         steps.append(step)
     return {
         "format": PLAN_FORMAT,

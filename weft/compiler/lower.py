@@ -12,6 +12,7 @@ from typing import Callable
 
 import networkx as nx
 
+from weft.plan import expr as px
 from weft.plan import types as T
 from weft.compiler import ast
 from weft.compiler.exprs import constant, field_refs, is_constant, symbol_expr, to_plan
@@ -19,12 +20,18 @@ from weft.compiler.resolve import Scope, StepDecl, Symbol
 from weft.compiler.types import Typing
 
 
-def lower(scope: Scope, typing: Typing, build_plan: Callable[[nx.DiGraph], dict]) -> nx.DiGraph:
-    """The graph of a flow (or an `each` body); `build_plan` turns a body graph into its Plan."""
+def lower(
+    scope: Scope, typing: Typing, build_plan: Callable[[nx.DiGraph], dict], secrets: frozenset[str] = frozenset()
+) -> nx.DiGraph:
+    """The graph of a flow (or an `each` body, whose enclosing scope says which of its
+    parameters are `secrets`); `build_plan` turns a body graph into its Plan."""
+    if scope.flow is not None:
+        secrets = frozenset(p.name for p in scope.flow.params if p.secret)
     g = nx.DiGraph()
     g.graph.update(
         flow=scope.name,
         file=scope.unit.path,
+        secrets=secrets,
         params=_params(scope, typing),
         results=_results(scope, typing),
         returns={a.name: to_plan(a.value, scope) for r in scope.returns[:1] for a in r.fields},
@@ -36,7 +43,7 @@ def lower(scope: Scope, typing: Typing, build_plan: Callable[[nx.DiGraph], dict]
         order=list(scope.steps),
     )
     for n, decl in enumerate(scope.steps.values()):
-        g.add_node(decl.id, **step_fields(decl, scope, typing, build_plan), order=n)
+        g.add_node(decl.id, **step_fields(decl, scope, typing, build_plan, secrets), order=n)
     for decl in scope.steps.values():
         connect(g, decl.id)
         for pred in decl.control:
@@ -45,7 +52,9 @@ def lower(scope: Scope, typing: Typing, build_plan: Callable[[nx.DiGraph], dict]
     return g
 
 
-def step_fields(decl: StepDecl, scope: Scope, typing: Typing, build_plan: Callable) -> dict:
+def step_fields(
+    decl: StepDecl, scope: Scope, typing: Typing, build_plan: Callable, secrets: frozenset[str] = frozenset()
+) -> dict:
     node = decl.node
     head = node.head
     fields: dict = {
@@ -82,21 +91,26 @@ def step_fields(decl: StepDecl, scope: Scope, typing: Typing, build_plan: Callab
         fields["kind"] = "each"
         body = decl.body
         fields["inputs"] = {name: symbol_expr(sym, scope) for name, sym in sorted(body.captures.items())}
-        body_plan = build_plan(lower(body, typing, build_plan))
+        items = to_plan(head.items, scope)
+        hidden = frozenset(secret_inputs(fields["inputs"], secrets)) | (
+            {head.var} if px.param_refs(items) & secrets else set()
+        )
+        body_plan = build_plan(lower(body, typing, build_plan, hidden))
         item_type = typing.of(head.items)
         body_plan["params"] = [
             {
                 "name": head.var,
                 "type": T.to_data(item_type.item if isinstance(item_type, T.ListType) else T.ANY),
                 "default": None,
+                "secret": head.var in hidden,
             }
         ] + [
-            {"name": name, "type": T.to_data(_symbol_type(sym, typing)), "default": None}
+            {"name": name, "type": T.to_data(_symbol_type(sym, typing)), "default": None, "secret": name in hidden}
             for name, sym in sorted(body.captures.items())
         ]
         fields["each"] = {
             "var": head.var,
-            "items": to_plan(head.items, scope),
+            "items": items,
             "concurrency": _const(head.concurrency, scope, 1),
             "plan": body_plan,
         }
@@ -117,7 +131,13 @@ def step_fields(decl: StepDecl, scope: Scope, typing: Typing, build_plan: Callab
             }
     if fields["undo"] is None and decl.action is not None and decl.action[1].undo:
         fields["undo"] = _default_undo(decl, fields["inputs"])
+    fields["secret"] = secret_inputs(fields["inputs"], secrets)
     return fields
+
+
+def secret_inputs(inputs: dict[str, list], secrets: frozenset[str] | set[str]) -> list[str]:
+    """The inputs whose value is computed from a secret parameter: they are shown as ***."""
+    return sorted(k for k, e in inputs.items() if px.param_refs(e) & secrets) if secrets else []
 
 
 def connect(g: nx.DiGraph, node: str) -> None:
@@ -185,6 +205,7 @@ def _params(scope: Scope, typing: Typing) -> list[dict]:
             "name": p.name,
             "type": T.to_data(typing.params.get(id(p), T.ANY)),
             "default": None if p.default is None else to_plan(p.default, scope),
+            "secret": p.secret,
         }
         for p in scope.flow.params
     ]

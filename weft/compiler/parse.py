@@ -380,7 +380,7 @@ class Builder(Transformer):
     args = params
 
     def param(self, c):
-        return ast.Param(str(c[0]), c[1], c[2], self.span(c))
+        return ast.Param(str(c[0]), c[2], c[3], self.span(c), secret=c[1] is not None)
 
     def field(self, c):
         return ast.FieldDecl(str(c[0]), c[2], c[1] is not None, self.span(c))

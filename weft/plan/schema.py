@@ -76,6 +76,7 @@ class StepSpec(TypedDict):
     level: int
     remaining: float
     critical: bool
+    secret: list[str]  # the inputs computed from a secret parameter: shown as ***
 
 
 class Plan(TypedDict):
@@ -179,4 +180,5 @@ class RunRecord(TypedDict, total=False):
     parent: dict[str, Any] | None  # {"run", "step", "index"} of a sub-run's `each` step
     detached: bool  # served by `weft worker`
     driver: dict[str, Any]  # {"pid", "host"} of the process that drove it last (engine/family.py)
+    secrets: list[str]  # its inputs that are secret (weft.plan.secrets): shown as ***
     forced: bool  # rolled back with --force: steps without an undo, in child runs too, are left done

@@ -22,6 +22,7 @@ from typing import Any
 
 from weft.plan import expr
 from weft.plan.schema import ErrorRecord, Plan, RunRecord, StepRecord
+from weft.plan.secrets import mask, secret_values
 from weft.runtime.core import events as ev
 from weft.runtime.core.events import Launch
 from weft.runtime.core.rollback import Undoing
@@ -131,7 +132,8 @@ class Machine(Steering, Waiting, Undoing):
                 if self.awaits(step, attempt):
                     self.fractions[step] = fraction
                 return []
-            case ev.Logged(step, line, at):
+            case ev.Logged(step, line, at):  # a secret an action logs is never recorded
+                line = mask(line, secret_values(self.run))
                 self.events.append({"t": at, "step": step, "log": line})
                 return []
             case ev.Driven(pid, host):

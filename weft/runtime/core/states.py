@@ -20,6 +20,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from weft.plan.schema import ErrorRecord, Plan, RunRecord, StepRecord
+from weft.plan.secrets import secret_params
 
 
 class RunState(StrEnum):
@@ -119,6 +120,7 @@ def new_run(
         "ending": None,
         "rolled_back": False,
         "parent": parent,
+        "secrets": secret_params(plan),  # its inputs shown as *** (they stay here in clear for the runtime)
     }
 
 

@@ -1,0 +1,45 @@
+"""What the Client shows of a run's secrets: nothing. Secret inputs read `***`, and every
+occurrence of a secret value in what it returns (labels, results, outputs, errors, history)
+is masked. The store keeps the real values, which the runtime needs to run and resume."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from weft.plan.secrets import hide, mask, secret_values
+
+
+class Redactor:
+    """Masks one run's secrets in copies of its records (they are never changed in place)."""
+
+    def __init__(self, run: dict) -> None:
+        self.names = tuple(run.get("secrets") or ())
+        self.secrets = secret_values(run)
+
+    def run(self, run: dict) -> dict:
+        if not self.names:
+            return run
+        shown = {k: mask(run.get(k), self.secrets) for k in ("label", "result", "error")}
+        return {**run, **shown, "inputs": hide(run.get("inputs") or {}, self.names, self.secrets)}
+
+    def steps(self, plan: dict, recs: dict[str, dict]) -> dict[str, dict]:
+        if not self.names:
+            return recs
+        specs = {s["id"]: s for s in plan["steps"]}
+        return {sid: self.step(specs.get(sid) or {}, rec) for sid, rec in recs.items()}
+
+    def step(self, spec: dict, rec: dict) -> dict:
+        if not self.names:
+            return rec
+        shown: dict[str, Any] = {k: mask(rec.get(k), self.secrets) for k in ("outputs", "error", "poll")}
+        if rec.get("undo"):
+            shown["undo"] = {**rec["undo"], "error": mask(rec["undo"].get("error"), self.secrets)}
+        return {**rec, **shown, "inputs": hide(rec.get("inputs"), spec.get("secret") or (), self.secrets)}
+
+    def event(self, e: dict) -> dict:
+        if not self.secrets:
+            return e
+        return {**e, **{k: mask(e[k], self.secrets) for k in ("detail", "log", "note") if e.get(k) is not None}}
+
+    def history(self, history: list[tuple[int, dict]]) -> list[tuple[int, dict]]:
+        return [(seq, self.event(e)) for seq, e in history]
