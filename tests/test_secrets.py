@@ -144,3 +144,12 @@ def test_a_secret_reaches_its_action_and_nothing_that_shows_the_run(weft, tmp_pa
         detail = client.step(rid, "again")
         typed = repr(run) + repr(detail) + repr(client.events(rid)) + repr(client.runs(sub_runs=True))
         assert PASSWORD not in typed and "***" in typed
+
+
+def test_a_secret_of_the_wrong_type_is_refused_without_echoing_it(weft, tmp_path):
+    flow, given = tmp_path / "user.flow", tmp_path / "inputs.json"
+    flow.write_text(FLOW)
+    given.write_text(json.dumps({"name": "bob", "password": 123456, "out": "o", "marker": "m"}))
+    done = weft("run", str(flow), "--inputs", str(given))
+    assert done.returncode == 2 and "input password: expected str (a secret)" in done.stderr
+    assert "123456" not in done.stdout + done.stderr

@@ -58,7 +58,8 @@ def run_inputs(plan: dict, values: dict[str, Any] | None, texts: Iterable[str] =
     for name, value in (values or {}).items():
         if known(name):
             for e in typesys.check_value(value, types[name], name)[:3]:
-                problems.add(_path(e), f"input {e}")
+                shown = f"input {e}" if not params[name].get("secret") else f"input {name}: expected str (a secret)"
+                problems.add(_path(e), shown)
             given[name] = value
     for pair in texts:
         name, sep, text = pair.partition("=")
