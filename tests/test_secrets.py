@@ -153,3 +153,16 @@ def test_a_secret_of_the_wrong_type_is_refused_without_echoing_it(weft, tmp_path
     done = weft("run", str(flow), "--inputs", str(given))
     assert done.returncode == 2 and "input password: expected str (a secret)" in done.stderr
     assert "123456" not in done.stdout + done.stderr
+
+
+def test_a_worker_drives_a_detached_run_without_printing_its_secret(weft, tmp_path):
+    flow, out = tmp_path / "user.flow", tmp_path / "out.txt"
+    flow.write_text(FLOW)
+    args = ["-i", "name=carol", "-i", f"password={PASSWORD}", "-i", f"out={out}", "-i", f"marker={tmp_path / 'no'}"]
+    started = weft("run", str(flow), "--detach", *args)
+    assert started.returncode == 0, started.stdout + started.stderr
+    served = weft("worker", "--once")
+    assert served.returncode == 0, served.stdout + served.stderr
+    assert out.read_text() == f"carol:{PASSWORD}\n"
+    assert "no marker for ***" in served.stdout
+    assert PASSWORD not in started.stdout + started.stderr + served.stdout + served.stderr

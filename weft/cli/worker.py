@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 from weft.cli.views import clock, duration, event_text
+from weft.client.redact import Redactor
 from weft.errors import WeftError
 from weft.runtime.core.states import RUN_ENDED
 from weft.runtime.engine.driver import Driver
@@ -65,7 +66,9 @@ class Log:
     def _lines(self, n: Notice) -> list[tuple[float, str]]:
         me, run = f"worker {os.getpid()}", f"run {n.run_id}"
         if n.kind == "events":
-            return [(e["t"], f"{run} {text}") for e in n.events if (text := _event_line(n.run, e)) is not None]
+            hide = Redactor(n.run)  # a secret in an error never reaches the worker's output
+            lines = ((e["t"], _event_line(n.run, hide.event(e))) for e in n.events)
+            return [(t, f"{run} {text}") for t, text in lines if text is not None]
         text = {
             "serving": lambda: f"{me} serving {self.path} ({n.count} runs at once)",
             "not claimed": lambda: f"{run} not claimed: {n.error}",
