@@ -19,6 +19,7 @@ import pytest
 
 from weft.client import Client
 from weft.compiler import compile_paths
+from weft.render.graph import to_dot
 
 PASSWORD = "hunter2"
 
@@ -80,6 +81,14 @@ flow inner(pw: secret str, who: str) {
     assert steps["c/log"]["secret"] == ["message"] and steps["c/log_2"]["secret"] == []
     text = json.dumps(plan)
     assert "hello" in text and '"password"' in text  # folded where it can be, the secret never is
+
+
+def test_diagrams_say_a_param_is_secret_and_never_draw_its_default():
+    plan = plan_of(FLOW, "create_user")
+    assert "password: secret str" in to_dot(plan)
+    forged = {**plan, "params": [{**p, "default": ["lit", PASSWORD]} if p["secret"] else p for p in plan["params"]]}
+    dot = to_dot(forged)  # a Plan from elsewhere: the compiler never writes a secret's default
+    assert "password: secret str" in dot and PASSWORD not in dot
 
 
 @pytest.fixture

@@ -171,9 +171,10 @@ def _operand(e: list) -> str:
 
 
 def param_text(p: dict, limit: int | None = None) -> str:
-    """A Plan parameter as a flow declares it: `domain: str = "example.com"`."""
-    text = f"{p['name']}: {type_text(p['type'])}"
-    if p["default"] is not None:
+    """A Plan parameter as a flow declares it: `domain: str = "example.com"`, `password: secret str`
+    (a secret's default is never shown: a Plan from elsewhere may have one, the compiler refuses it)."""
+    text = f"{p['name']}: {'secret ' if p.get('secret') else ''}{type_text(p['type'])}"
+    if p["default"] is not None and not p.get("secret"):
         default = expr_text(p["default"])
         text += f" = {shorten(default, limit) if limit else default}"
     return text
