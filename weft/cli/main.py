@@ -111,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("resume", "weft.cli.runs:resume", "retry failed steps and continue a run")
     p.add_argument("run", metavar="RUN")
+    p.add_argument(
+        "--restart",
+        metavar="STEP",
+        action="append",
+        default=[],
+        help="start this failed polling step over (a new external task) instead of polling the one it started",
+    )
     p.add_argument("--workers", type=int, metavar="N")
     _store(p)
 
@@ -128,6 +135,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("rollback", "weft.cli.runs:rollback", "undo every succeeded step in reverse dependency order")
     p.add_argument("run", metavar="RUN")
     p.add_argument("--force", action="store_true", help="roll back even if some succeeded steps have no undo")
+    p.add_argument(
+        "--retry-undo",
+        metavar="STEP",
+        action="append",
+        default=[],
+        help="run this step's interrupted undo again",
+    )
+    p.add_argument(
+        "--skip-undo",
+        metavar="STEP",
+        action="append",
+        default=[],
+        help="count this step's interrupted undo as done",
+    )
     p.add_argument("--workers", type=int, metavar="N")
     _store(p)
 

@@ -133,7 +133,7 @@ def show(args: Any) -> int:
 
 def resume(args: Any) -> int:
     with _client(args) as client:
-        run = client.resume(args.run, hold=True)
+        run = client.resume(args.run, restart=args.restart, hold=True)
         print(f"resuming run {run.id}", flush=True)
         return _go_on(client, run)
 
@@ -162,7 +162,7 @@ def cancel(args: Any) -> int:
 
 def rollback(args: Any) -> int:
     with _client(args) as client:
-        run = client.rollback(args.run, args.force, hold=True)
+        run = client.rollback(args.run, args.force, retry_undo=args.retry_undo, skip_undo=args.skip_undo, hold=True)
         print(f"rolling back run {run.id}", flush=True)
         _go_on(client, run)
         run = client.get(run.id)

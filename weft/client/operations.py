@@ -373,9 +373,16 @@ class Client:
             self._hand(m, lease, hold, until_waiting)
         return self.get(m.run["id"])
 
-    def resume(self, run_id: str, *, hold: bool = False) -> Run:
-        """Retry the failed steps of a paused run (or take over a run whose owner died) and go on."""
-        m, lease, _ = self._take(run_id, _steer(steering.resume))
+    def resume(self, run_id: str, *, restart: Iterable[str] = (), hold: bool = False) -> Run:
+        """Retry the failed steps of a paused run (or take over a run whose owner died) and go on.
+
+        A failed polling step polls the external task it started again; the steps in `restart` start over.
+        """
+
+        def apply(m: Machine, now: float) -> None:
+            _steer(steering.resume)(m, now, tuple(_step_id(m, s) for s in restart))
+
+        m, lease, _ = self._take(run_id, apply)
         return self._steered(m, lease, hold)
 
     def skip(
@@ -408,9 +415,27 @@ class Client:
         _, _, rid = self._take(run_id, _steer(steering.cancel), request=request)
         return self.get(rid)
 
-    def rollback(self, run_id: str, force: bool = False, *, hold: bool = False) -> Run:
-        """Undo every succeeded step in reverse dependency order; `force` goes on past steps without an undo."""
-        m, lease, _ = self._take(run_id, _steer(lambda m, now: steering.rollback(m, now, force)))
+    def rollback(
+        self,
+        run_id: str,
+        force: bool = False,
+        *,
+        retry_undo: Iterable[str] = (),
+        skip_undo: Iterable[str] = (),
+        hold: bool = False,
+    ) -> Run:
+        """Undo every succeeded step in reverse dependency order; `force` goes on past steps without an undo.
+
+        An undo interrupted while it ran waits for a person: the steps in
+        `retry_undo` run theirs again, those in `skip_undo` count as undone.
+        """
+
+        def apply(m: Machine, now: float) -> None:
+            retry = tuple(_step_id(m, s) for s in retry_undo)
+            skip = tuple(_step_id(m, s) for s in skip_undo)
+            _steer(steering.rollback)(m, now, force, retry, skip)
+
+        m, lease, _ = self._take(run_id, apply)
         return self._steered(m, lease, hold)
 
     def signal(self, run_id: str, name: str, /, **values: Any) -> Delivery:

@@ -101,7 +101,13 @@ class Recover:
 
 @dataclass(frozen=True, slots=True)
 class Resume:
-    """Retry the failed steps of a paused run and go on."""
+    """Retry the failed steps of a paused run and go on.
+
+    A failed polling step goes on polling the external task it started, unless
+    it is in `restart`: then its `start` is called again (a second external task).
+    """
+
+    restart: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +130,15 @@ class Cancel:
 
 @dataclass(frozen=True, slots=True)
 class Rollback:
-    """Undo every succeeded step in reverse dependency order (`force`: even with steps that have no undo)."""
+    """Undo every succeeded step in reverse dependency order (`force`: even with steps that have no undo).
+
+    An undo interrupted while it ran is left for a person: named in `retry`, it
+    runs again; in `skip`, it counts as done. Without either, the rollback is refused.
+    """
 
     force: bool = False
+    retry: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,7 @@ from weft.runtime.core.states import (
     error_record,
 )
 from weft.runtime.core.steering import Steering
-from weft.runtime.core.timers import Timer, TimerKind
+from weft.runtime.core.timers import Timer, TimerKind, retry_delay
 from weft.runtime.core.waiting import Waiting, is_polling
 from weft.runtime.records import check_serializable
 
@@ -120,10 +120,13 @@ class Machine(Steering, Waiting, Undoing):
                 return self._succeeded(step, attempt, outputs, now)
             case ev.Failed(step, attempt, error):
                 rec = self.steps[step]
-                if rec["state"] in ACTIVE and rec["attempts"] == attempt:
+                if rec["state"] not in ACTIVE or rec["attempts"] != attempt:
+                    return []
+                if is_polling(rec) and self.specs[step]["kind"] != "each":  # an `each` step's look fails for good
+                    self._poll_failed(step, error, now)
+                else:
                     self._fail(step, error, now)
-                    return [step]
-                return []
+                return [step]
             case ev.PollStarted() | ev.PollPending():
                 return self._poll_answered(event, now)
             case ev.Woken(step):
@@ -143,14 +146,14 @@ class Machine(Steering, Waiting, Undoing):
                 return []
             case ev.Recover():
                 return self._recover(now)
-            case ev.Resume():
-                return self._resume(now)
+            case ev.Resume(restart):
+                return self._resume(restart, now)
             case ev.Skip(step, outputs):
                 return self._skip(step, outputs, now)
             case ev.Cancel(by):
                 return self._cancel(by, now)
-            case ev.Rollback(force):
-                return self._rollback(force, now)
+            case ev.Rollback(force, retry, skip):
+                return self._rollback(force, retry, skip, now)
             case ev.Signal(name, fields):
                 return self._signal(name, fields, now)
         raise TypeError(f"not a machine event: {event!r}")
@@ -368,7 +371,7 @@ class Machine(Steering, Waiting, Undoing):
         rec, spec = self.steps[sid], self.specs[sid]
         if retry and rec["retries_used"] < spec["retry"]:
             used = rec["retries_used"] + 1
-            due = now + spec["backoff"] * 2 ** (used - 1)
+            due = now + retry_delay(spec["backoff"], used)
             detail = f"retry {used} of {spec['retry']} in {due - now:g}s: {describe_error(error)}"
             self._set_step(sid, StepState.PENDING, now, detail, retries_used=used, error=error, due=due, ended=now)
             self._queue(sid, now)

@@ -19,6 +19,7 @@ from weft.plan import expr
 from weft.plan.schema import ErrorRecord
 from weft.runtime.core.events import Launch
 from weft.runtime.core.states import RunState, StepState, describe_error, elapsed, error_record
+from weft.runtime.core.steering import interrupted_message, interrupted_undos
 
 
 class Undoing:
@@ -42,7 +43,8 @@ class Undoing:
             if self.specs[sid]["phase"] == "run":
                 after += finalize
             self.blocking[sid] = len(set(after))
-            if not self.blocking[sid] and sid not in self.undoing:
+            if not self.blocking[sid] and sid not in self.undoing and self._undo_state(sid) != StepState.FAILED:
+                # (a failed undo runs again only when a person rolls back again: steering._rollback)
                 heapq.heappush(self.ready, (-self.specs[sid]["level"], self.pos[sid], sid))
 
     def _undo_state(self, sid: str) -> str | None:
@@ -103,7 +105,10 @@ class Undoing:
 
     def _rollback_done(self, now: float) -> None:
         failed = sorted(sid for sid in self.to_undo if self._undo_state(sid) == StepState.FAILED)
-        if failed:
+        interrupted = [sid for sid in interrupted_undos(self) if sid in self.to_undo]
+        if interrupted:
+            self.run["error"] = f"rollback incomplete: {interrupted_message(self.run['id'], interrupted)}"
+        elif failed:
             first = self.steps[failed[0]]["undo"]["error"]
             self.run["error"] = f"rollback incomplete: undo of {failed[0]} failed: {describe_error(first)}"
         else:

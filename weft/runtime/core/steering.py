@@ -48,30 +48,45 @@ class Steering:
                 self._set_step(sid, StepState.FAILED, now, "interrupted", ended=now, error=_interrupted())
                 interrupted.append(sid)
         for sid in sorted(self.undoing, key=self.pos.__getitem__):
-            self.undoing.discard(sid)
             rec = self.steps[sid]
             if self.specs[sid]["kind"] == "each" or self.specs[sid]["undo"]["action"]["idempotent"]:
+                self.undoing.discard(sid)
                 rec["undo"] = {**rec["undo"], "state": None}
-            else:
-                rec["undo"] = {**rec["undo"], "state": StepState.FAILED, "ended": now, "error": _interrupted()}
+                self.dirty.add(sid)
+                self.events.append({"t": now, "step": sid, "state": "undoing", "detail": "interrupted; runs again"})
+            else:  # it may have done part of its work: a person says whether it runs again (Rollback retry/skip)
+                self._record_undo_failure(sid, _interrupted(), now)
                 interrupted.append(sid)
-            self.dirty.add(sid)
         if interrupted and self.run["stage"] in (Stage.RUN, Stage.FINALIZE):
             self._stop(Halt.PAUSE, now)
             self._set_error(f"step {interrupted[0]} was interrupted")
         self._enter(self.run["stage"], now)
         return interrupted
 
-    def _resume(self, now: float) -> list[str]:
-        """Retry the failed steps of a paused run and go on; returns their ids."""
+    def _resume(self, restart: tuple[str, ...], now: float) -> list[str]:
+        """Retry the failed steps of a paused run and go on; returns their ids.
+
+        A failed polling step polls the external task it started again, unless
+        it is in `restart`: then it starts over (its action's `start` again).
+        """
         self._refuse_if_ended("resumed")
+        for sid in restart:
+            if self.steps[sid]["state"] != StepState.FAILED:
+                raise WeftError(f"step {sid} is {self.steps[sid]['state']}, not failed; only a failed step restarts")
         retried = []
         if self.run["state"] == RunState.PAUSED:
             phases = ("run", "finalize") if self.run["stage"] in (Stage.RUN, Stage.FINALIZE) else ()
             for sid, spec in self.specs.items():
-                if spec["phase"] in phases and self.steps[sid]["state"] == StepState.FAILED:
+                rec = self.steps[sid]
+                if spec["phase"] not in phases or rec["state"] != StepState.FAILED:
+                    continue
+                if rec.get("poll") is not None and spec["kind"] != "each" and sid not in restart:
+                    deadline = None if spec["timeout"] is None else now + spec["timeout"]
+                    detail = "retried by resume: polls the task it started again"
+                    self._set_step(sid, StepState.SUSPENDED, now, detail, retries_used=0, due=now, deadline=deadline)
+                else:
                     self._set_step(sid, StepState.PENDING, now, "retried by resume", retries_used=0, due=None)
-                    retried.append(sid)
+                retried.append(sid)
             self._clear_halt()
             self._set_run(RunState.RUNNING, now, "resumed", error=None)
         self._enter(self.run["stage"], now)
@@ -115,9 +130,19 @@ class Steering:
             self._set_run(RunState.RUNNING if self.running else RunState.CANCELLED, now, "cancel requested")
         return cancelled
 
-    def _rollback(self, force: bool, now: float) -> list[str]:
-        """Undo every succeeded step in reverse dependency order; the run then ends failed."""
+    def _rollback(self, force: bool, retry: tuple[str, ...], skip: tuple[str, ...], now: float) -> list[str]:
+        """Undo every succeeded step in reverse dependency order; the run then ends failed.
+
+        An undo that failed runs again; one that was interrupted while it ran
+        only if named in `retry` (in `skip`: it counts as done). A rollback
+        still going whose owner died goes on without them; any other is refused.
+        """
         run = self.run
+        self._check_undo_choices(retry, skip)
+        going = run["state"] == RunState.RUNNING and run["stage"] == Stage.ROLLBACK
+        left = [sid for sid in interrupted_undos(self) if sid not in retry and sid not in skip]
+        if left and not going:
+            raise WeftError(interrupted_message(run["id"], left))
         if run["state"] == RunState.FAILED and run["rolled_back"]:
             raise WeftError(f"run {run['id']} was already rolled back")
         if run["state"] == RunState.RUNNING and self.running:
@@ -134,6 +159,14 @@ class Steering:
                 f"{', '.join(missing)} ha{'ve' if len(missing) > 1 else 's'} no undo "
                 f"(--force rolls back the others and leaves {'them' if len(missing) > 1 else 'it'} as done)"
             )
+        for sid in self.specs:
+            undo = self.steps[sid]["undo"] or {}
+            if sid in skip:
+                self.steps[sid]["undo"] = {**undo, "state": StepState.SKIPPED}
+                self._set_step(sid, StepState.UNDONE, now, "undo skipped by hand")
+            elif undo.get("state") == StepState.FAILED and (sid in retry or not _was_interrupted(undo)):
+                self.steps[sid]["undo"] = {**undo, "state": None}
+                self.dirty.add(sid)
         self._clear_halt()
         run.update(ending=None, rolled_back=False, forced=force)  # `forced`: the child runs of `each` steps too
         self._set_run(RunState.RUNNING, now, "rollback" + (f" (without undo: {', '.join(missing)})" if missing else ""))
@@ -153,6 +186,16 @@ class Steering:
             self._release(sid, now)
         return targets
 
+    def _check_undo_choices(self, retry: tuple[str, ...], skip: tuple[str, ...]) -> None:
+        """A WeftError unless every step named to retry or skip its undo has an undo that failed."""
+        for sid in (*retry, *skip):
+            state = (self.steps[sid]["undo"] or {}).get("state")
+            if state != StepState.FAILED:
+                what = "has not been undone yet" if state is None else f"has an undo that {state}"
+                raise WeftError(f"step {sid} {what}; only a failed or interrupted undo can be retried or skipped")
+            if sid in retry and sid in skip:
+                raise WeftError(f"step {sid} is named to both retry and skip its undo; choose one")
+
     def _refuse_if_ended(self, done: str) -> None:
         """A WeftError saying why a run that has ended cannot be `done` (resumed, changed, cancelled)."""
         run = self.run
@@ -171,6 +214,30 @@ def _interrupted() -> dict:
     return error_record(INTERRUPTED, "interrupted: the process running it stopped")
 
 
+def _was_interrupted(undo: dict) -> bool:
+    return (undo.get("error") or {}).get("type") == INTERRUPTED
+
+
+def interrupted_undos(m: Machine) -> list[str]:
+    """Steps whose undo was interrupted while it ran and waits for a person (retry or skip), in plan order."""
+    return [
+        sid
+        for sid in m.specs
+        if (m.steps[sid]["undo"] or {}).get("state") == StepState.FAILED and _was_interrupted(m.steps[sid]["undo"])
+    ]
+
+
+def interrupted_message(run_id: str, steps: list[str]) -> str:
+    """What to do about interrupted undos: check them, then retry or skip each."""
+    first = steps[0]
+    which = f"step {first}" if len(steps) == 1 else f"steps {', '.join(steps)}"
+    return (
+        f"the undo of {which} of run {run_id} was interrupted while it ran and may have done part of its work; "
+        f"check, then `weft rollback {run_id} --retry-undo {first}` runs it again "
+        f"or `--skip-undo {first}` counts it as done"
+    )
+
+
 # -- the commands as plain calls ------------------------------------------------------------
 
 
@@ -179,9 +246,9 @@ def recover(m: Machine, now: float) -> list[str]:
     return m.apply(ev.Recover(), now)
 
 
-def resume(m: Machine, now: float) -> list[str]:
-    """Retry the failed steps of a paused run and go on; returns their ids."""
-    return m.apply(ev.Resume(), now)
+def resume(m: Machine, now: float, restart: tuple[str, ...] = ()) -> list[str]:
+    """Retry the failed steps of a paused run (polling ones poll again, unless in `restart`); returns their ids."""
+    return m.apply(ev.Resume(tuple(restart)), now)
 
 
 def skip(m: Machine, sid: str, outputs: dict[str, Any] | None, now: float) -> None:
@@ -194,9 +261,9 @@ def cancel(m: Machine, now: float) -> None:
     m.apply(ev.Cancel(), now)
 
 
-def rollback(m: Machine, now: float, force: bool) -> None:
-    """Undo every succeeded step in reverse dependency order; the run then ends failed."""
-    m.apply(ev.Rollback(force), now)
+def rollback(m: Machine, now: float, force: bool, retry: tuple[str, ...] = (), skip: tuple[str, ...] = ()) -> None:
+    """Undo every succeeded step in reverse dependency order (interrupted undos: `retry` or `skip` them)."""
+    m.apply(ev.Rollback(force, tuple(retry), tuple(skip)), now)
 
 
 def signal(m: Machine, name: str, fields: dict[str, Any], now: float) -> list[str]:

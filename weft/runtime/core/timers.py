@@ -4,15 +4,24 @@ A step record says which timers it needs (`step_timers`): the Machine keeps
 them on its heap for the run it drives, a store indexes them so that whoever
 looks for runs needing a process finds the earliest one. Both derive them from
 the record, so they always agree, and a restart rebuilds them from it.
+
+No stored value can put a timer out of range: a delay is capped at
+MAX_DELAY (the compiler's longest duration, ten years) and a timer's time is
+clamped to [0, LATEST], so a plan or record written by anything (an older
+compiler, a hand-edited store) never crashes the code that packs timer keys.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
 from weft.plan.schema import StepRecord
 from weft.runtime.core.states import ACTIVE, StepState
+
+MAX_DELAY = 10 * 365 * 86400.0  # seconds: the longest retry delay (the compiler's longest duration)
+LATEST = 253402300799.0  # 9999-12-31 23:59:59 UTC: no timer is due later
 
 
 class TimerKind(StrEnum):
@@ -32,15 +41,29 @@ class Timer:
     run: str = ""
 
 
+def retry_delay(backoff: float, n: int) -> float:
+    """Seconds before retry `n` (1, 2, ...): `backoff` doubling each time, capped at MAX_DELAY."""
+    if not backoff > 0:  # zero, negative or not a number
+        return 0.0
+    return min(MAX_DELAY, backoff * 2.0 ** min(max(n - 1, 0), 64))
+
+
+def clamp(t: float) -> float:
+    """Time `t` (epoch seconds) within [0, LATEST]; not a number: LATEST."""
+    if not math.isfinite(t) or t > LATEST:
+        return LATEST
+    return max(0.0, t)
+
+
 def step_timers(step: str, rec: StepRecord | None, run: str = "") -> list[Timer]:
     """The timers step record `rec` calls for."""
     if rec is None:
         return []
     state, attempt, found = rec["state"], rec["attempts"], []
     if state == StepState.PENDING and rec.get("due") is not None:
-        found.append(Timer(rec["due"], TimerKind.RETRY, step, attempt, run))
+        found.append(Timer(clamp(rec["due"]), TimerKind.RETRY, step, attempt, run))
     if state == StepState.SUSPENDED and rec.get("poll") is not None:
-        found.append(Timer(rec.get("due") or rec["started"], TimerKind.POLL, step, attempt, run))
+        found.append(Timer(clamp(rec.get("due") or rec["started"] or 0.0), TimerKind.POLL, step, attempt, run))
     if state in ACTIVE and rec.get("deadline") is not None:
-        found.append(Timer(rec["deadline"], TimerKind.DEADLINE, step, attempt, run))
+        found.append(Timer(clamp(rec["deadline"]), TimerKind.DEADLINE, step, attempt, run))
     return found

@@ -6,8 +6,13 @@ handle `start` returned, its PollSpec, the interval now awaited, polls made,
 progress last reported) and `due`, the time of its next poll. When `due`
 comes, `launches` hands out a Launch with `poll` set; a worker polls once; a
 PollPending schedules the next poll (intervals grow by `factor` up to
-`max_every`), outputs end the step as any action's would, an error goes
-through the step's retry and error policy. No worker is held in between, and
+`max_every`), outputs end the step as any action's would. A poll that raises
+is taken as transient: the same handle is polled again after a backoff (the
+step's `backoff`, else its poll interval, doubling), up to max(`retry`,
+POLL_RETRIES) times in a row; `start` is never called again. Past that the
+step fails through its error policy and keeps its poll record, so `resume`
+goes on polling the same external task (unless a person asks for a restart).
+No worker is held in between, and
 the handle and next poll are persisted, so a new owner goes on polling after a
 restart. A run does not pause or fail while a polling step is suspended: like
 a running step, it is waited for.
@@ -27,9 +32,11 @@ import heapq
 from weft.plan.schema import ErrorRecord, StepRecord, StepSpec
 from weft.runtime.core import events as ev
 from weft.runtime.core.events import Launch
-from weft.runtime.core.states import ACTIVE, Halt, RunState, StepState, error_record
-from weft.runtime.core.timers import TimerKind, step_timers
+from weft.runtime.core.states import ACTIVE, Halt, RunState, StepState, describe_error, error_record
+from weft.runtime.core.timers import TimerKind, retry_delay, step_timers
 from weft.sdk.polling import PollSpec
+
+POLL_RETRIES = 3  # polls in a row that may raise before the step fails, when its `retry` allows fewer
 
 
 class Waiting:
@@ -123,7 +130,13 @@ class Waiting:
                 "progress": None,
             }
             self._set_step(
-                sid, StepState.SUSPENDED, now, f"started; first poll in {interval:g}s", poll=poll, due=now + interval
+                sid,
+                StepState.SUSPENDED,
+                now,
+                f"started; first poll in {interval:g}s",
+                poll=poll,
+                due=now + interval,
+                retries_used=0,  # from now on: polls in a row that raised
             )
         else:
             if not is_polling(rec):
@@ -133,12 +146,26 @@ class Waiting:
             progress = poll["progress"] if event.progress is None else event.progress
             rec["poll"] = {**poll, "interval": interval, "polls": poll["polls"] + 1, "progress": progress}
             rec["due"] = now + interval
+            rec["retries_used"] = 0
             self.polls_out.discard(sid)
             if progress is not None:
                 self.fractions[sid] = progress
             self.unsaved.add(sid)  # persisted with the next commit: if lost, the next owner just polls sooner
         self._arm(sid, TimerKind.POLL)
         return [sid]
+
+    def _poll_failed(self, sid: str, error: ErrorRecord, now: float) -> None:
+        """A poll of suspended step `sid` raised: poll the same handle again after a backoff, or fail the step."""
+        rec, spec = self.steps[sid], self.specs[sid]
+        self.polls_out.discard(sid)
+        used, allowed = rec["retries_used"] + 1, max(spec["retry"], POLL_RETRIES)
+        if used > allowed:
+            self._fail(sid, error, now, retry=False)  # keeps the poll record: resume polls the same task
+            return
+        delay = retry_delay(spec["backoff"] or rec["poll"]["every"], used)
+        detail = f"poll failed ({used} of {allowed}); polls again in {delay:g}s: {describe_error(error)}"
+        self._set_step(sid, StepState.SUSPENDED, now, detail, retries_used=used, error=error, due=now + delay)
+        self._arm(sid, TimerKind.POLL)
 
     def _polled(self, sid: str, attempt: int, outputs: dict, now: float) -> list[str]:
         """A poll returned the outputs: the step succeeded."""
