@@ -39,8 +39,8 @@ def serve(args: Any) -> int:
     with open_store(store_dir(args.store), create=True) as store:
         log = Log(store.path, grace)
         worker = Worker(store, Driver, runs=args.workers or DEFAULT_RUNS, grace=grace, once=args.once, observer=log)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: worker.stop())
+        for sig in (signal.SIGTERM, signal.SIGINT):  # the handler only counts and wakes: it can never block
+            signal.signal(sig, lambda *_: worker.signalled())
         if not worker.serve():
             # steps still run in threads whose leases were dropped: leave now, without touching the store again
             sys.stdout.flush()

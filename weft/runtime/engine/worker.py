@@ -11,15 +11,20 @@ never drive a run twice. Each claimed run is driven in a thread until it
 ends, pauses, or only waits for a signal or a timer; then it is let go, and
 holds no thread while it waits.
 
-`stop()` (SIGTERM, SIGINT) claims nothing more and lets running steps finish
-within the grace period; each run is then let go and queued for another
-worker. Runs whose steps outlast the grace lose their lease at once, so the
-next owner recovers those steps as after a crash: nothing is lost.
+`stop()` claims nothing more and lets running steps finish within the grace
+period; each run is then let go and queued for another worker. Runs whose
+steps outlast the grace lose their lease at once, so the next owner recovers
+those steps as after a crash: nothing is lost. A signal handler calls
+`signalled()` instead, which only counts and writes a byte to a self-pipe (it
+can never block on a lock the interrupted main thread holds); the serving
+loop, woken by the pipe, then stops (after a second signal: at once).
 """
 
 from __future__ import annotations
 
 import itertools
+import os
+import select
 import threading
 import time
 from dataclasses import dataclass
@@ -67,6 +72,34 @@ class WorkerLease(Lease):
             txn.enqueue(self.run_id, time.time())
 
 
+class Wakeup:
+    """A self-pipe: `set()` never blocks (from any thread, or a signal handler); `wait(s)` sleeps until set."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+
+    def set(self) -> None:
+        try:
+            os.write(self._write, b"!")
+        except BlockingIOError:  # the pipe is full: a wake-up is pending already
+            pass
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until `set()` (since the last wait) or `timeout` seconds."""
+        select.select([self._read], [], [], max(0.0, timeout))
+        try:
+            while os.read(self._read, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def __del__(self) -> None:  # only once no thread can call set() any more
+        os.close(self._read)
+        os.close(self._write)
+
+
 @dataclass(frozen=True)
 class Notice:
     """Something a worker did, for its observer (the CLI prints a log line per notice).
@@ -112,7 +145,9 @@ class Worker:
         self.scope = scope  # serve only this run's descendants (the children of a run driven in the foreground)
         self.stopping = threading.Event()
         self.forced = threading.Event()
-        self._wake = threading.Event()
+        self._wake = Wakeup()
+        self._signals = 0  # signals counted by `signalled()`
+        self._signals_seen = 0
         self.active: dict[str, Driver] = {}  # run -> the driver driving it, in its own thread
         self._next_scan = 0.0
         self._failed: dict[str, float] = {}  # run -> when to try again to claim it (its claim raised)
@@ -126,6 +161,21 @@ class Worker:
         self.stopping.set()
         self._wake.set()
 
+    def signalled(self) -> None:
+        """For a signal handler: count the signal and wake the serving loop, which stops (a second: at once).
+
+        Does nothing that can block: the handler runs in the main thread, which may hold any lock.
+        """
+        self._signals += 1
+        self._wake.set()
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep until woken or `seconds` pass; then act on the signals that came."""
+        self._wake.wait(seconds)
+        while self._signals_seen < self._signals:
+            self._signals_seen += 1
+            self.stop()
+
     def serve(self) -> bool:
         """Serve until stopped (or, with `once`, until nothing needs a process); False if runs were cut short."""
         self._tell("serving", count=self.limit)
@@ -133,8 +183,7 @@ class Worker:
             claimed = self._fill()
             if self.once and not claimed and not self.active:
                 break
-            self._wake.wait(POLL)
-            self._wake.clear()
+            self._wait(POLL)
         return self._drain()
 
     # -- finding and claiming work --------------------------------------------------------
@@ -265,8 +314,7 @@ class Worker:
             driver.draining.set()
         end = time.time() + self.grace
         while self.active and time.time() < end and not self.forced.is_set():
-            self._wake.wait(min(POLL, max(0.0, end - time.time())))
-            self._wake.clear()
+            self._wait(min(POLL, max(0.0, end - time.time())))
         left = list(self.active.values())
         if left:
             self.store.write(lambda t: [driver.lease.release(t) for driver in left])
