@@ -294,7 +294,7 @@ def test_a_compiled_plan_starts_runs_locks_are_listed_and_old_runs_pruned(client
     assert [(lock.name, lock.run.id, lock.run.state) for lock in client.locks()] == [("host:db9", host, "paused")]
     with pytest.raises(Conflict, match=f"lock 'host:db9' is held by run {host}"):
         client.start(HOST, inputs=inputs)
-    assert client.cancel(host).state == "cancelled" and client.locks() == ()
+    assert client.cancel(host).run.state == "cancelled" and client.locks() == ()
 
     pruned = client.prune(timedelta(0))
     assert (pruned.removed, pruned.sub_runs, pruned.kept) == (2, 0, 0)

@@ -2,13 +2,11 @@
 
 Both are Client.drive observers, called after each commit with a Progress
 holding the events it made durable, so every line printed is a transition
-that is already on disk.
+that is already on disk. Neither raises when its output is gone: the run is
+driven on, unseen (output.py).
 """
 
 from __future__ import annotations
-
-import sys
-from typing import IO
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -16,6 +14,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from weft.cli.output import discard, say
 from weft.cli.views import clock, event_text
 from weft.client import Progress
 
@@ -25,15 +24,12 @@ _STYLE = {"succeeded": "green", "failed": "red", "paused": "yellow", "skipped": 
 class PlainReport:
     """One line per transition: `12:00:01 dhcp succeeded (0.2s)`."""
 
-    def __init__(self, out: IO[str] | None = None) -> None:
-        self.out = out or sys.stdout
-
     def __call__(self, progress: Progress) -> None:
-        self.out.write("".join(f"{clock(e.t)} {event_text(e)}\n" for e in progress.events))
-        self.out.flush()
+        if progress.events:
+            say("\n".join(f"{clock(e.t)} {event_text(e)}" for e in progress.events))
 
     def close(self) -> None:
-        self.out.flush()
+        pass
 
 
 class LiveReport:
@@ -48,11 +44,14 @@ class LiveReport:
 
     def __call__(self, progress: Progress) -> None:
         self.progress = progress
-        for e in progress.events:
-            if e.step and e.state == "running":
-                continue  # the live lines show what runs
-            style = _STYLE.get(e.state or "", "")
-            self.console.print(Text(f"{clock(e.t)} {event_text(e)}", style=style), highlight=False)
+        try:
+            for e in progress.events:
+                if e.step and e.state == "running":
+                    continue  # the live lines show what runs
+                style = _STYLE.get(e.state or "", "")
+                self.console.print(Text(f"{clock(e.t)} {event_text(e)}", style=style), highlight=False)
+        except OSError:  # the terminal is gone: the run goes on without a display
+            discard()
 
     def __rich__(self) -> Group:
         progress = self.progress

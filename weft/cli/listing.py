@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from typing import Any
 
 from weft.cli import views
@@ -31,6 +32,8 @@ def _json(r: RunSummary) -> dict[str, Any]:
         "error": r.error,
         "rolled_back": r.rolled_back,
         "outcome": r.outcome,
+        "owner": None if r.owner is None else asdict(r.owner),
+        "orphaned": r.orphaned,
     }
 
 
@@ -55,7 +58,7 @@ def list_runs(args: Any) -> int:
             rows.append(
                 (
                     r.id,
-                    r.state + (" (rolled back)" if r.rolled_back else ""),
+                    views.state(r),
                     r.flow,
                     r.user or "",
                     f"{r.progress * 100:.0f}%",

@@ -3,7 +3,12 @@
 Exit codes: 0 the run succeeded (or was cancelled / rolled back as asked), 1 it
 failed or was cancelled, 3 it paused (resumable), 2 nothing was started or
 changed (bad input, unknown run or step, a run owned by a live process, a
-store that is corrupt or full).
+store that is corrupt or full), 130 interrupted (Ctrl-C: the run is left
+resumable, and the message says with which command).
+
+Output is never what stops a run: once stdout is gone (`weft run F | head -1`)
+the rest of the output is discarded and the run is driven to its end; the
+exit code is still the run's.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import sys
 from typing import Any
 
 from weft.cli import views
-from weft.client import Client, CompileFailed, FlowRequired, Run
+from weft.cli.output import say
+from weft.client import Client, CompileFailed, FlowRequired, Run, limits
 from weft.errors import WeftError
 
 EXIT = {"succeeded": 0, "failed": 1, "cancelled": 1, "paused": 3, "running": 0}
@@ -48,18 +54,14 @@ def run(args: Any) -> int:
             raise
         except FlowRequired as e:
             raise WeftError(f"{e} with --flow NAME") from None
-        print(f"run {rid}", flush=True)
+        say(f"run {rid}")
         if args.detach:
             return 0
         return _drive(client, rid)
 
 
 def _read_json(path: str) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError) as e:
-        raise WeftError(f"cannot read inputs from {path}: {e}") from None
+    data = limits.read_json(path)
     if not isinstance(data, dict):
         raise WeftError(f"{path} must hold a JSON object of inputs")
     return data
@@ -81,6 +83,13 @@ def _drive(client: Client, run_id: str) -> int:
     report = LiveReport(run.label or run.flow) if sys.stdout.isatty() else PlainReport()
     try:
         run = client.drive(run_id, observer=report)
+    except KeyboardInterrupt:
+        print(
+            f"weft: interrupted: run {run_id} stopped here as it was; weft resume {run_id} goes on"
+            f" (steps that were running are recovered), weft cancel {run_id} stops it",
+            file=sys.stderr,
+        )
+        return 130
     finally:
         report.close()
     return outcome(run)
@@ -91,25 +100,25 @@ def outcome(run: Run) -> int:
     rid, state = run.id, run.state
     took = views.duration(run.started, run.ended)
     if state == "succeeded":
-        print(f"run {rid} succeeded" + (f" in {took}" if took else ""))
+        say(f"run {rid} succeeded" + (f" in {took}" if took else ""))
         if run.result:
-            print("result: " + json.dumps(run.result, sort_keys=True))
+            say("result: " + json.dumps(run.result, sort_keys=True))
     elif state == "paused":
-        print(f"run {rid} paused: {run.error or 'stopped'}")
+        say(f"run {rid} paused: {run.error or 'stopped'}")
         failed = [s.id for s in run.failed_steps]
-        print(f"  weft resume {rid}      retry {', '.join(failed) or 'the failed steps'} and go on")
+        say(f"  weft resume {rid}      retry {', '.join(failed) or 'the failed steps'} and go on")
         for sid in failed[:3]:
-            print(f"  weft skip {rid} {sid}  go on without it (--output K=V gives its outputs)")
-            print(f"  weft show {rid} {sid}  its inputs, outputs and traceback")
-        print(f"  weft rollback {rid}    undo the steps that succeeded")
-        print(f"  weft cancel {rid}      stop the run")
+            say(f"  weft skip {rid} {sid}  go on without it (--output K=V gives its outputs)")
+            say(f"  weft show {rid} {sid}  its inputs, outputs and traceback")
+        say(f"  weft rollback {rid}    undo the steps that succeeded")
+        say(f"  weft cancel {rid}      stop the run")
     elif state == "failed":
         how = "rolled back" if run.rolled_back else "failed"
-        print(f"run {rid} {how}" + (f": {run.error}" if run.error else ""))
+        say(f"run {rid} {how}" + (f": {run.error}" if run.error else ""))
     elif state == "cancelled":
-        print(f"run {rid} cancelled")
+        say(f"run {rid} cancelled")
     else:
-        print(f"run {rid} is waiting for signal {', '.join(run.waiting_for)} (weft signal {rid} NAME K=V...)")
+        say(f"run {rid} is waiting for signal {', '.join(run.waiting_for)} (weft signal {rid} NAME K=V...)")
     return EXIT[state]
 
 
@@ -124,7 +133,7 @@ def show(args: Any) -> int:
         else:
             detail = client.step(args.run, args.step)
             text = json.dumps(views.step_json(detail), indent=2, default=str) if args.json else views.step_text(detail)
-    print(text)
+    say(text)
     return 0
 
 
@@ -134,36 +143,41 @@ def show(args: Any) -> int:
 def resume(args: Any) -> int:
     with _client(args) as client:
         run = client.resume(args.run, restart=args.restart, hold=True)
-        print(f"resuming run {run.id}", flush=True)
+        say(f"resuming run {run.id}")
         return _go_on(client, run)
 
 
 def skip(args: Any) -> int:
     with _client(args) as client:
         run = client.skip(args.run, args.step, texts=args.output, hold=True)
-        print(f"run {run.id}: step {run.step(args.step).id} skipped", flush=True)
+        say(f"run {run.id}: step {run.step(args.step).id} skipped")
         return _go_on(client, run)
 
 
 def cancel(args: Any) -> int:
     with _client(args) as client:
-        run = client.cancel(args.run)
+        done = client.cancel(args.run, hold=True)
+        run = done.run
         if run.state == "cancelled":
-            print(f"run {run.id} cancelled")
+            say(f"run {run.id} cancelled")
             return 0
-        print(f"run {run.id} is driven by another process; asked it to cancel", flush=True)
+        if done.how == "delivered":  # nobody alive drove it: this process took it over and ends it
+            say(f"run {run.id}: no live process drives it; cancelling it here")
+            _drive(client, run.id)
+            return 0 if client.get(run.id).state == "cancelled" else 1
+        say(f"run {run.id} is driven by another process; asked it to cancel")
         run = client.wait(run.id, timeout=CANCEL_WAIT)
     if run.state == "running":
-        print(f"run {run.id} will be cancelled when its running steps finish")
+        say(f"run {run.id} will be cancelled when its running steps finish")
         return 0
-    print(f"run {run.id} {run.state}")
+    say(f"run {run.id} {run.state}")
     return 0 if run.state == "cancelled" else EXIT[run.state]
 
 
 def rollback(args: Any) -> int:
     with _client(args) as client:
         run = client.rollback(args.run, args.force, retry_undo=args.retry_undo, skip_undo=args.skip_undo, hold=True)
-        print(f"rolling back run {run.id}", flush=True)
+        say(f"rolling back run {run.id}")
         _go_on(client, run)
         run = client.get(run.id)
     return 0 if run.rolled_back else 1
@@ -174,13 +188,13 @@ def signal(args: Any) -> int:
         done = client.deliver(args.run, args.name, texts=args.fields, hold=True)
         rid = done.run_id
         if done.how == "workers":
-            print(f"signal '{args.name}' handed to the workers serving run {rid}")
+            say(f"signal '{args.name}' handed to the workers serving run {rid}")
             return 0
         if done.how == "owner":
-            print(f"signal '{args.name}' handed to the process driving run {rid}")
+            say(f"signal '{args.name}' handed to the process driving run {rid}")
             return 0
-        print(f"signal '{args.name}' delivered to run {rid}", flush=True)
+        say(f"signal '{args.name}' delivered to run {rid}")
         if done.run.state == "paused":
-            print(f"run {rid} is paused; weft resume {rid} goes on")
+            say(f"run {rid} is paused; weft resume {rid} goes on")
             return 3
         return _go_on(client, done.run)

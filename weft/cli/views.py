@@ -8,7 +8,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from weft.client import Event, Run, Step, StepDetail
+from weft.client import Event, Run, RunSummary, Step, StepDetail
 
 
 def clock(t: float | None) -> str:
@@ -57,7 +57,10 @@ def _waiting(step: Step) -> str:
     return text + (f", times out at {clock(step.deadline)}" if step.deadline else "")
 
 
-def _state(run: Run) -> str:
+def state(run: RunSummary) -> str:
+    """A run's state as lists and `show` print it: `failed (rolled back)`, `running (owner gone: resume or cancel)`."""
+    if run.orphaned:
+        return f"{run.state} (owner gone: resume or cancel)"
     return run.state + (" (rolled back)" if run.rolled_back else "")
 
 
@@ -97,7 +100,7 @@ def run_text(run: Run) -> str:
         f"run      {run.id}",
         f"flow     {run.flow}" + (f"  ({run.file})" if run.file else ""),
         f"label    {run.label or '-'}",
-        f"state    {_state(run)}   progress {run.progress * 100:.0f}%",
+        f"state    {state(run)}   progress {run.progress * 100:.0f}%",
         f"user     {run.user}   tags {', '.join(run.tags) or '-'}",
         f"created  {stamp(run.created)}   ended {stamp(run.ended)}"
         + (f"   took {duration(run.started, run.ended)}" if run.ended else ""),
@@ -107,7 +110,7 @@ def run_text(run: Run) -> str:
         lines.append(f"owner    pid {run.owner.pid} on {run.owner.host}{gone}")
     if run.inputs:
         lines.append("inputs   " + ", ".join(f"{k}={_short(v)}" for k, v in run.inputs.items()))
-    if run.result is not None:
+    if run.result:
         lines.append("result   " + ", ".join(f"{k}={_short(v)}" for k, v in run.result.items()))
     if run.error:
         lines.append(f"error    {run.error}")
@@ -163,6 +166,7 @@ def run_json(run: Run) -> dict[str, Any]:
     """Everything `weft show --json` prints."""
     data = asdict(run)
     data["owner"] = None if run.owner is None else asdict(run.owner)
+    data["orphaned"] = run.orphaned
     data["steps"] = [_step_json(run, s) for s in run.steps]
     data["history"] = [_event_json(e) for e in run.history]
     data["actions"] = sorted(run.actions)

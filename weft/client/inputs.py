@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from weft.client import limits
 from weft.client.errors import InvalidInput
 from weft.plan import expr
 from weft.plan import types as typesys
@@ -31,6 +32,13 @@ class _Problems:
         if self.found:
             messages = tuple(m for _, m in self.found)
             raise InvalidInput("; ".join(messages) + tail, field=self.found[0][0], problems=messages)
+
+
+def _parse(text: str, t: typesys.Type, field: str) -> Any:
+    """A `K=V` text as a value of `t` (ValueError if it is not one), its nesting bounded before JSON parses it."""
+    if t != typesys.STR and not (isinstance(t, typesys.OptType) and t.inner == typesys.STR):
+        limits.text(text, field)
+    return typesys.parse_text(text, t)
 
 
 def _path(error: str) -> str:
@@ -57,6 +65,7 @@ def run_inputs(plan: dict, values: dict[str, Any] | None, texts: Iterable[str] =
         raise InvalidInput("inputs must be a mapping of input names to values; nothing was run")
     for name, value in (values or {}).items():
         if known(name):
+            limits.value(value, name)
             for e in typesys.check_value(value, types[name], name)[:3]:
                 shown = f"input {e}" if not params[name].get("secret") else f"input {name}: expected str (a secret)"
                 problems.add(_path(e), shown)
@@ -67,7 +76,7 @@ def run_inputs(plan: dict, values: dict[str, Any] | None, texts: Iterable[str] =
             problems.add(None, f"-i expects KEY=VALUE, not {pair!r}")
         elif known(name):
             try:
-                given[name] = typesys.parse_text(text, types[name])
+                given[name] = _parse(text, types[name], name)
             except ValueError as e:
                 problems.add(name, f"input '{name}': {e}")
                 given.setdefault(name, None)  # given, though wrong: not also "missing"
@@ -107,6 +116,7 @@ def record(
 
     for name, value in (values or {}).items():
         field = field_of(name)
+        limits.value(value, name)
         errors = typesys.check_value(value, field.type, name) if field else []
         if errors:
             raise InvalidInput(f"{what} {errors[0]}", field=_path(errors[0]))
@@ -117,7 +127,7 @@ def record(
             raise InvalidInput(f"{what}s are given as K=V, not {pair!r}")
         field = field_of(name)
         try:
-            given[name] = typesys.parse_text(text, field.type if field else typesys.ANY)
+            given[name] = _parse(text, field.type if field else typesys.ANY, name)
         except ValueError as e:
             raise InvalidInput(f"{what} '{name}': {e}", field=name) from None
     missing = [f for f in fields.values() if f.required and f.name not in given]

@@ -161,7 +161,7 @@ class RunSummary:
     state: str
     outcome: str | None  # succeeded, failed, cancelled or rolled back, once ended
     rolled_back: bool
-    progress: float
+    progress: float  # of its steps done; in a rollback, of the steps to undo undone
     created: float
     started: float | None
     ended: float | None
@@ -169,13 +169,18 @@ class RunSummary:
     result: dict | None
     error: str | None
     detached: bool
+    owner: Owner | None  # the process holding its lease, if one does
+
+    @property
+    def orphaned(self) -> bool:
+        """Not ended, and the process that drove it is gone: `resume` goes on, `cancel` stops it."""
+        return self.state not in RUN_ENDED and self.owner is not None and not self.owner.alive
 
 
 @dataclass(frozen=True)
 class Run(RunSummary):
-    """One run in full: steps, history, owner, and which steering commands fit it now."""
+    """One run in full: steps, history, and which steering commands fit it now."""
 
-    owner: Owner | None
     steps: tuple[Step, ...]
     history: tuple[Event, ...]
     actions: frozenset[str]  # of ACTIONS
@@ -231,22 +236,26 @@ class Progress:
 
 @dataclass(frozen=True)
 class Delivery:
-    """What became of a signal: delivered here, or handed to the process or workers driving the run."""
+    """What became of a signal or a cancel: done here, or handed to the process or workers driving the run."""
 
     run_id: str
-    name: str
+    name: str  # the signal's name, or "cancel"
     how: str  # "delivered", "owner" (another live process drives the run), "workers" (detached run)
-    run: Run | None = None
+    run: Run | None = None  # as the command left it (a cancel: always)
 
 
 # -- from records ---------------------------------------------------------------------------------
 
 
-def summary(run: dict) -> RunSummary:
-    return RunSummary(**_summary_fields(run))
+def summary(run: dict, lease: dict | None, now: float) -> RunSummary:
+    return RunSummary(**_summary_fields(run, lease, now))
 
 
-def _summary_fields(run: dict) -> dict[str, Any]:
+def owner(lease: dict | None, now: float) -> Owner | None:
+    return None if lease is None else Owner(lease["pid"], lease["host"], lease["heartbeat"], holder_alive(lease, now))
+
+
+def _summary_fields(run: dict, lease: dict | None, now: float) -> dict[str, Any]:
     run = Redactor(run).run(run)
     parent = run.get("parent")
     return dict(
@@ -266,9 +275,10 @@ def _summary_fields(run: dict) -> dict[str, Any]:
         started=run.get("started"),
         ended=run.get("ended"),
         inputs=run.get("inputs") or {},
-        result=run.get("result"),
+        result=None if run.get("rolled_back") else run.get("result"),  # undone: no longer the run's result
         error=run.get("error"),
         detached=bool(run.get("detached")),
+        owner=owner(lease, now),
     )
 
 
@@ -347,17 +357,16 @@ def full(
     children: dict[str, list[dict]],
     now: float,
 ) -> Run:
-    owner = None if lease is None else Owner(lease["pid"], lease["host"], lease["heartbeat"], holder_alive(lease, now))
+    fields = _summary_fields(run, lease, now)
     hide = Redactor(run)
     recs, history = hide.steps(plan, recs), hide.history(history)
     steps = tuple(step(spec, recs[spec["id"]], children.get(spec["id"])) for spec in plan["steps"])
     waits = tuple(sorted({s.signal for s in steps if s.signal is not None and s.state == "suspended"}))
     return Run(
-        **_summary_fields(run),
-        owner=owner,
+        **fields,
         steps=steps,
         history=tuple(Event.of(e, seq) for seq, e in history),
-        actions=actions(run, steps, owner),
+        actions=actions(run, steps, fields["owner"]),
         waiting_for=waits,
     )
 

@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import Any
 
 from weft.client import inputs as checks
-from weft.client import model, search
+from weft.client import limits, model, search
 from weft.client.errors import CompileFailed, Conflict, FlowRequired, InvalidInput, NotFound
 from weft.client.model import Delivery, Event, Lock, Page, Progress, Pruned, Run, StepDetail
 from weft.client.redact import Redactor
@@ -31,7 +31,7 @@ from weft.plan import expr
 from weft.plan import types as typesys
 from weft.runtime.core import steering
 from weft.runtime.core.machine import Machine
-from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED
+from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED, StepState
 from weft.runtime.engine import session
 from weft.runtime.engine.driver import Driver
 from weft.runtime.engine.lease import Lease, LeaseHeld
@@ -41,6 +41,7 @@ from weft.runtime.stores.prune import prune as prune_runs
 
 Observer = Callable[[Progress], None]
 _WAIT_STEP = 0.05  # seconds between looks at a run's state while waiting for it
+SIGNAL = "signal\0"  # requests left for a run's owner: signal\0<name>
 
 
 def login() -> str:
@@ -186,12 +187,11 @@ class Client:
         values = checks.run_inputs(plan, inputs, texts)
         env = expr.Env(values)
         label = _text(plan["label"], env, "label") if plan.get("label") is not None else None
-        locks = [_text(e, env, "lock") for e in plan.get("locks") or ()]
+        locks = [limits.name(_text(e, env, "lock"), "lock") for e in plan.get("locks") or ()]
+        user = limits.name(user or login(), "user")
         store = self._open(create=True)
         try:
-            m, lease = session.create(
-                store, plan, values, user=user or login(), label=label, locks=locks, detach=detach
-            )
+            m, lease = session.create(store, plan, values, user=user, label=label, locks=locks, detach=detach)
         except StoreError:
             raise
         except WeftError as e:  # the plan was checked: what is left is a lock another run holds
@@ -283,12 +283,11 @@ class Client:
         reverses), reverse, limit (default 50), offset and sub_runs (include
         the sub-runs of `each` steps).
         """
-        store = self._open()
         try:
             base, combos, disjoint = search.queries(**filters)
             for q in combos:
                 search.check(q)
-            return search.search(store, base, combos, disjoint)
+            return search.search(self._open(), base, combos, disjoint)
         except (NotFound, InvalidInput):
             raise
         except StoreError as e:
@@ -350,18 +349,27 @@ class Client:
     def locks(self) -> tuple[Lock, ...]:
         """The locks held by runs that have not ended, by lock name."""
         with self._open().read() as t:
-            held = [(name, t.run(rid)) for name, rid in t.locks().items()]
-        return tuple(Lock(name, model.summary(run)) for name, run in held if run and run["state"] not in RUN_ENDED)
+            held = [(name, t.run(rid), t.lease(rid)) for name, rid in t.locks().items()]
+        now = time.time()
+        return tuple(
+            Lock(name, model.summary(run, lease, now))
+            for name, run, lease in held
+            if run and run["state"] not in RUN_ENDED
+        )
 
     # -- steering --------------------------------------------------------------------------------------
 
     def _take(
-        self, run_id: str, apply: Callable[[Machine, float], object] | None, request: tuple[str, dict] | None = None
+        self,
+        run_id: str,
+        apply: Callable[[Machine, float], object] | None,
+        request: tuple[str, dict] | None = None,
+        check: Callable[[Txn, str], object] | None = None,
     ) -> tuple[Machine | None, Lease | None, str]:
         store = self._open()
         rid = self.resolve(run_id)
         try:
-            return session.take(store, rid, apply, request=request)
+            return session.take(store, rid, apply, request=request, check=check)
         except LeaseHeld as e:
             with store.read() as t:
                 state = t.run(rid)["state"]
@@ -409,11 +417,19 @@ class Client:
         m, lease, _ = self._take(run_id, apply)
         return self._steered(m, lease, hold)
 
-    def cancel(self, run_id: str, *, by: str | None = None) -> Run:
-        """Cancel a run. One that another live process drives is asked to (its state stays running until it has)."""
+    def cancel(self, run_id: str, *, by: str | None = None, hold: bool = False) -> Delivery:
+        """Cancel a run: its steps not running are cancelled, running ones are stopped, then it ends cancelled.
+
+        A run another live process drives is asked to (how "owner": it stays
+        running until that process has). Any other run is taken over here (its
+        dead owner's steps recovered first) and driven to its end, in the
+        background or, with `hold`, by the next `drive` (how "delivered").
+        """
         request = ("cancel", {"kind": "cancel", "by": by or login(), "t": time.time()})
-        _, _, rid = self._take(run_id, _steer(steering.cancel), request=request)
-        return self.get(rid)
+        m, lease, rid = self._take(run_id, _steer(steering.cancel), request=request)
+        if m is None:
+            return Delivery(rid, "cancel", "owner", self.get(rid))
+        return Delivery(rid, "cancel", "delivered", self._steered(m, lease, hold))
 
     def rollback(
         self,
@@ -455,20 +471,27 @@ class Client:
         texts = list(texts)
         with self._open().read() as t:
             rid = self._find(t, run_id)
-            run = t.run(rid)
-            m = Machine(t.plan(rid), run, t.steps(rid), time.time())
-        targets = steering.waiting_for(m, name)
-        if not targets:
-            _steer(steering.signal)(m, name, {}, time.time())  # says why nothing waits for it
+            m = _first_signal(t, rid, name)
         fields: dict[str, Any] = {}
-        for sid in targets:
+        for sid in steering.waiting_for(m, name):
             wanted = typesys.from_data(m.specs[sid]["wait"]["fields"])
             fields = checks.record(wanted, values, texts, f"signal '{name}'", "field")
-        request = ("signal\0" + name, {"kind": "signal", "name": name, "fields": fields})
-        if run.get("detached") and run["state"] == "running":
-            self._open().hand_over(rid, *request)
+        request = (SIGNAL + name, {"kind": "signal", "name": name, "fields": fields})
+        if m.run.get("detached") and m.run["state"] == "running":
+
+            def hand_over(t: Txn) -> None:
+                _first_signal(t, rid, name)
+                t.put_request(rid, *request)
+                t.enqueue(rid, time.time())
+
+            self._open().write(hand_over)
             return Delivery(rid, name, "workers")
-        m, lease, rid = self._take(rid, _steer(lambda m, now: steering.signal(m, name, fields, now)), request=request)
+        m, lease, rid = self._take(
+            rid,
+            _steer(lambda m, now: steering.signal(m, name, fields, now)),
+            request=request,
+            check=lambda t, rid: _first_signal(t, rid, name),
+        )
         if m is None:
             return Delivery(rid, name, "owner")
         return Delivery(rid, name, "delivered", self._steered(m, lease, hold, until_waiting=True))
@@ -496,6 +519,32 @@ class Client:
         A repair never deletes a run, step or event record; `remaining` lists what it could not mend.
         """
         return self._open().checkup(repair=repair)
+
+
+def _first_signal(t: Txn, rid: str, name: str) -> Machine:
+    """Run `rid` as stored in `t`, with a step waiting for signal `name` that no delivery has reached yet.
+
+    Conflict when one has (its signal applied, or a request for it left for the
+    run's owner or workers): the first signal wins, later ones are refused.
+    """
+    m = Machine(t.plan(rid), t.run(rid), t.steps(rid), time.time())
+    waits = [sid for sid, s in m.specs.items() if s["kind"] == "wait" and s["wait"]["signal"] == name]
+    pending = any(n == SIGNAL + name for n, _ in t.requests(rid))
+    if not pending and steering.waiting_for(m, name):
+        return m
+    got = waits if pending else [sid for sid in waits if m.steps[sid]["state"] == StepState.SUCCEEDED]
+    if got and m.run["state"] not in RUN_ENDED:
+        raise Conflict(
+            f"step {', '.join(got)} of run {rid} already got signal '{name}'; this one was not delivered",
+            state=m.run["state"],
+        )
+    try:
+        _steer(steering.signal)(m, name, {}, time.time())  # raises: says why nothing waits for it
+    except Conflict as e:
+        if got:
+            raise Conflict(f"{e} (step {', '.join(got)} already got signal '{name}')", state=e.state) from None
+        raise
+    return m  # not reached: with no step waiting, steering refuses the signal
 
 
 def _text(e: list, env: expr.Env, what: str) -> str:

@@ -12,12 +12,15 @@ several texts, a run holds several locks) the matches are read to count them.
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import replace
 from typing import Any
 
+from weft.client import limits
 from weft.client.errors import InvalidInput
-from weft.client.model import Page, summary
+from weft.client.model import Page, RunSummary, summary
 from weft.errors import WeftError
+from weft.runtime.core.states import RUN_ENDED
 from weft.runtime.stores import query as q_
 
 MULTI = ("state", "result", "flow", "tag", "user", "label", "parent", "lock")
@@ -30,7 +33,7 @@ def _values(name: str, value: Any) -> tuple[str, ...] | None:
     values = (value,) if isinstance(value, str) else tuple(value) if isinstance(value, (list, tuple, set)) else None
     if not values or not all(isinstance(v, str) for v in values):
         raise InvalidInput(f"filter {name} takes a string or a list of strings, not {value!r}", field=name)
-    return tuple(dict.fromkeys(values))
+    return tuple(dict.fromkeys(limits.name(v, name) for v in values))
 
 
 def _when(value: Any, name: str) -> float | None:
@@ -61,8 +64,8 @@ def queries(
         before=_when(before, "before"),
         sort=sort,
         reverse=reverse,
-        limit=limit,
-        offset=offset,
+        limit=limits.page(limit, "limit"),
+        offset=limits.page(offset, "offset"),
         sub_runs=sub_runs,
     )
     fields = {name: _values(name, filters.get(name)) for name in MULTI}
@@ -90,11 +93,19 @@ def check(q: q_.Query) -> None:
             raise InvalidInput(str(e), field=name) from None
 
 
+def _summaries(store: Any, runs: list[dict]) -> tuple[RunSummary, ...]:
+    """The runs with the processes that hold those not ended (to tell a live owner from a gone one)."""
+    with store.read() as t:
+        leases = {r["id"]: t.lease(r["id"]) for r in runs if r["state"] not in RUN_ENDED}
+    now = time.time()
+    return tuple(summary(r, leases.get(r["id"]), now) for r in runs)
+
+
 def search(store: Any, base: q_.Query, combos: list[q_.Query], disjoint: bool) -> Page:
     """One page of the runs matching any of `combos` (which differ from `base` in their filters only)."""
     if len(combos) == 1:
         page = store.search(combos[0])
-        return Page(tuple(summary(r) for r in page.runs), base.offset, base.limit, page.more, page.total)
+        return Page(_summaries(store, page.runs), base.offset, base.limit, page.more, page.total)
     wanted = base.offset + base.limit
     merged: dict[str, dict] = {}
     total = 0
@@ -106,7 +117,7 @@ def search(store: Any, base: q_.Query, combos: list[q_.Query], disjoint: bool) -
     if not disjoint:
         total = len({r["id"] for q in combos for r in _all(store, q)})
     runs = q_.order(list(merged.values()), base)[base.offset : wanted]
-    return Page(tuple(summary(r) for r in runs), base.offset, base.limit, base.offset + len(runs) < total, total)
+    return Page(_summaries(store, runs), base.offset, base.limit, base.offset + len(runs) < total, total)
 
 
 def _all(store: Any, q: q_.Query) -> list[dict]:

@@ -41,7 +41,7 @@ from weft.runtime.core.states import (
 )
 from weft.runtime.core.steering import Steering
 from weft.runtime.core.timers import Timer, TimerKind, retry_delay
-from weft.runtime.core.waiting import Waiting, is_polling
+from weft.runtime.core.waiting import Waiting, is_polling, overdue, timeout_error
 from weft.runtime.records import check_serializable
 
 _HALT_RANK = {None: 0, Halt.PAUSE: 1, Halt.FAIL: 2, Halt.ROLLBACK: 3, Halt.CANCEL: 4}
@@ -89,6 +89,7 @@ class Machine(Steering, Waiting, Undoing):
         self.unfinished: Counter = Counter()  # phase -> steps pending, running or suspended
         self.total_weight = 0.0
         self.done_weight = 0.0
+        self.undone_weight = 0.0  # of the steps a rollback undid
         for sid, spec in self.specs.items():
             self._count(sid, steps[sid]["state"], +1)
             if spec["phase"] in ("run", "finalize"):
@@ -122,7 +123,13 @@ class Machine(Steering, Waiting, Undoing):
                 rec = self.steps[step]
                 if rec["state"] not in ACTIVE or rec["attempts"] != attempt:
                     return []
-                if is_polling(rec) and self.specs[step]["kind"] != "each":  # an `each` step's look fails for good
+                if self.halt == Halt.CANCEL:  # its action was stopped by the cancel
+                    self._set_step(
+                        step, StepState.CANCELLED, now, "stopped by cancel", error=error, ended=now, due=None
+                    )
+                elif overdue(rec, now):  # the action saw its deadline (ctx.cancelled()) before the timer fired here
+                    self._fail(step, timeout_error(self.specs[step]), now)
+                elif is_polling(rec) and self.specs[step]["kind"] != "each":  # an `each` step's look fails for good
                     self._poll_failed(step, error, now)
                 else:
                     self._fail(step, error, now)
@@ -210,7 +217,13 @@ class Machine(Steering, Waiting, Undoing):
         return run, steps, events
 
     def progress(self) -> float:
-        """Weighted share of run and finalize steps done (running and polling ones by their reported fraction)."""
+        """Weighted share of run and finalize steps done (running and polling ones by their reported fraction).
+
+        In and after a rollback: the share of the steps to undo that are undone.
+        """
+        if self.run["stage"] == Stage.ROLLBACK or self.undone_weight:
+            total = self.undone_weight + sum(self.specs[sid]["weight"] for sid in self.to_undo)
+            return round(self.undone_weight / total, 4) if total else 1.0
         if not self.total_weight:
             return 1.0 if self.run["state"] == RunState.SUCCEEDED else 0.0
         done = self.done_weight
@@ -239,6 +252,8 @@ class Machine(Steering, Waiting, Undoing):
             self.open[phase] += sign
         elif phase in ("run", "finalize"):
             self.done_weight += sign * spec["weight"]
+        if state == StepState.UNDONE and phase in ("run", "finalize"):
+            self.undone_weight += sign * spec["weight"]
         if state in UNFINISHED:
             self.unfinished[phase] += sign
 

@@ -153,15 +153,20 @@ def take(
     apply: Callable[[Machine, float], object] | None = None,
     *,
     request: tuple[str, dict] | None = None,
+    check: Callable[[Txn, str], object] | None = None,
 ) -> tuple[Machine | None, Lease | None, str]:
     """Own run `text` (an id or unique prefix), recover it, apply a command, persist.
 
     With `request` (name, payload), a run driven by a live process gets the
     request instead, for its owner to act on: returns (None, None, run id).
+    `check(txn, run_id)` runs first in the same transaction: its refusal
+    (a raise) leaves everything as it was, so check-and-act is atomic.
     """
 
     def write(t: Txn) -> tuple[Machine | None, Lease | None, str]:
         run_id = t.find_run(text)
+        if check is not None:
+            check(t, run_id)
         now = time.time()
         lease = Lease(run_id)
         try:

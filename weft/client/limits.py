@@ -1,0 +1,110 @@
+"""The bounds on what people hand the Client, checked before anything is parsed deeply or stored.
+
+- values (run inputs, skipped outputs, signal fields) nest at most MAX_DEPTH
+  lists and records deep, checked without recursion, on texts before they are
+  parsed as JSON too;
+- an inputs file is at most MAX_FILE bytes, read in bounded chunks;
+- names that become store keys (user names, lock names, filters of `runs`) are
+  valid UTF-8 of at most MAX_NAME bytes;
+- a page's limit and offset are integers of at most MAX_PAGE (the store checks
+  their lower bounds).
+
+Each refusal is an InvalidInput naming the field and the limit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from weft.client.errors import InvalidInput
+
+MAX_DEPTH = 64  # levels of lists and records in one value
+MAX_FILE = 16 * 1024 * 1024  # bytes of an --inputs file
+MAX_NAME = 200  # UTF-8 bytes of a user name, a lock name or a filter value
+MAX_PAGE = 1_000_000  # --limit and --offset
+_CHUNK = 1 << 20
+
+
+def _deep(field: str) -> InvalidInput:
+    return InvalidInput(f"{field} nests deeper than {MAX_DEPTH} levels of lists and records", field=field)
+
+
+def value(v: Any, field: str) -> None:
+    """InvalidInput when `v` nests lists, tuples and dicts more than MAX_DEPTH levels deep."""
+    nested = (list, tuple, dict)
+    level = [v] if isinstance(v, nested) else []
+    for _ in range(MAX_DEPTH):
+        level = [x for c in level for x in (c.values() if isinstance(c, dict) else c) if isinstance(x, nested)]
+    if level:
+        raise _deep(field)
+
+
+def text(t: str, field: str) -> None:
+    """InvalidInput when JSON text `t` opens more than MAX_DEPTH brackets at once (brackets in strings do not count)."""
+    depth, in_string, escaped = 0, False, False
+    for ch in t:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _deep(field)
+        elif ch in "]}":
+            depth -= 1
+
+
+def read_json(path: str, field: str = "inputs") -> Any:
+    """The JSON value in file `path` (at most MAX_FILE bytes, nested at most MAX_DEPTH levels)."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        with open(path, "rb") as f:
+            while size <= MAX_FILE:
+                chunk = f.read(min(_CHUNK, MAX_FILE + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+    except OSError as e:
+        raise InvalidInput(f"cannot read {field} from {path}: {e.strerror or e}", field=field) from None
+    if size > MAX_FILE:
+        raise InvalidInput(
+            f"{path} is larger than {MAX_FILE // (1024 * 1024)} MiB, the most {field} may take", field=field
+        )
+    try:
+        data = b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidInput(f"cannot read {field} from {path}: not UTF-8 text (byte {e.start})", field=field) from None
+    text(data, field)
+    try:
+        return json.loads(data)
+    except ValueError as e:
+        raise InvalidInput(f"cannot read {field} from {path}: {e}", field=field) from None
+
+
+def name(v: str, field: str) -> str:
+    """`v` if it is valid UTF-8 text of 1 to MAX_NAME bytes; else InvalidInput naming `field`."""
+    try:
+        size = len(v.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{field} {v!r} is not valid UTF-8 text", field=field) from None
+    if not size or size > MAX_NAME:
+        raise InvalidInput(f"{field} must be 1 to {MAX_NAME} bytes of UTF-8 text, not {size}", field=field)
+    return v
+
+
+def page(v: Any, field: str) -> Any:
+    """`v` unless it is a number above MAX_PAGE or not an integer (InvalidInput naming `field`)."""
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise InvalidInput(f"{field} must be an integer, not {type(v).__name__}", field=field)
+    if v > MAX_PAGE:
+        raise InvalidInput(f"{field} must be at most {MAX_PAGE:,}", field=field)
+    return v
