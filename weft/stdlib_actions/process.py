@@ -11,6 +11,7 @@ from typing import TypedDict
 from weft.sdk.actions import ActionFailed, Context, action
 
 _POLL = 0.1  # seconds between checks for cancellation and the timeout
+_TERM_GRACE = 1.0  # seconds a stopped program's process group has between SIGTERM and SIGKILL
 _TAIL_LINES = 20
 
 
@@ -33,8 +34,9 @@ def run_argv(
     """Run the program `argv[0]` with arguments `argv[1:]`; return its exit code and output.
 
     `env` adds variables to the worker's environment. A non-zero exit fails
-    the step unless `check` is false; `timeout` (seconds) or cancelling the
-    run kills the program and fails the step.
+    the step unless `check` is false. `timeout` (seconds), the step's own
+    timeout or cancelling the run ends the program's whole process group
+    (SIGTERM, then SIGKILL one second later) and fails the step once it is gone.
     """
     if not argv:
         raise ActionFailed("argv is empty: give the program and its arguments")
@@ -63,7 +65,7 @@ def run_argv(
 
 
 def _communicate(proc: subprocess.Popen, program: str, timeout: float | None, ctx: Context) -> tuple[str, str]:
-    """Collect the output, killing the program on timeout or cancellation."""
+    """Collect the output, ending the program's process group on timeout or cancellation."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         wait = _POLL if deadline is None else max(0.0, min(_POLL, deadline - time.monotonic()))
@@ -71,14 +73,32 @@ def _communicate(proc: subprocess.Popen, program: str, timeout: float | None, ct
             return proc.communicate(timeout=wait)
         except subprocess.TimeoutExpired:
             if ctx.cancelled():
-                reason = "was cancelled"
+                late = ctx.deadline is not None and time.time() >= ctx.deadline
+                reason = "ran past the step's timeout" if late else "was cancelled"
             elif deadline is not None and time.monotonic() >= deadline:
                 reason = f"timed out after {timeout:g}s"
             else:
                 continue
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.communicate()
+        _end_group(proc)
         raise ActionFailed(f"{program} {reason}")
+
+
+def _end_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the program's process group, SIGKILL it if the program is not gone `_TERM_GRACE` s later; reap it."""
+    _signal_group(proc.pid, signal.SIGTERM)
+    try:
+        proc.communicate(timeout=_TERM_GRACE)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc.pid, signal.SIGKILL)
+        try:
+            proc.communicate(timeout=_TERM_GRACE)
+        except subprocess.TimeoutExpired:  # a process that left the group holds the output open
+            proc.wait()
+    _signal_group(proc.pid, signal.SIGKILL)  # what it left behind in its group (it ignored SIGTERM, or forked)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -13,6 +13,11 @@ this process's store and runs in a local thread as an engine job that answers
 with the machine's event itself. Waiting costs no thread: a suspended polling
 step is a timer in the machine until its next poll, a short task like any
 other.
+A task the machine stops waiting for (its step timed out, or the run is
+cancelled) is cancelled through its channel, and the driver waits, up to ACK
+seconds, for it to finish before it saves that round (the step's failure) or
+exits: what the action started (std.exec's program) is gone by the time the
+step is recorded failed, so a resume cannot start a second copy beside it.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from weft.runtime.stores.port import Store
 DEFAULT_WORKERS = 16
 POLL = 0.2  # seconds between looks at requests from other processes
 QUICK = 0.001  # an action whose calls average less than this may run in the driver's own thread
+ACK = 3.0  # seconds a cancelled task may take to finish before the driver goes on without it (> processes.GRACE)
 
 Observer = Callable[[list[dict], "Driver"], None]
 
@@ -76,6 +82,7 @@ class Driver:
         self.search_path = list(machine.plan.get("search_path") or ())
         self.inflight: dict[str, TaskChannel] = {}  # step -> the channel of its task now running
         self._reports = Reports()
+        self._early: list[Report] = []  # reports that came while waiting for cancelled tasks: for the next round
         self._consumed: list[str] = []  # names of the requests acted on
         self._took: dict[tuple[str, str], float] = {}  # action -> moving average of its call time
 
@@ -91,6 +98,7 @@ class Driver:
             self.lease.stop()
             for channel in self.inflight.values():
                 channel.cancel()
+            self._settle(list(self.inflight.values()))
             self._jobs.shutdown(wait=False)
             if self._own_executor:
                 self.executor.close()
@@ -168,12 +176,26 @@ class Driver:
                 self.machine.note(now, f"{req['kind']} request ignored: {e}")
 
     def _abandon_stale(self) -> None:
-        """Forget tasks whose step no longer waits for them (timed out, cancelled)."""
+        """Cancel and forget tasks whose step no longer waits for them (timed out, cancelled), once they finished."""
+        stale = []
         for sid, channel in list(self.inflight.items()):
             task = channel.task
             if not self.machine.awaits(sid, task.attempt, task.undo):
                 channel.cancel()
                 del self.inflight[sid]
+                stale.append(channel)
+        self._settle(stale)
+
+    def _settle(self, channels: list[TaskChannel]) -> None:
+        """Wait, up to ACK seconds, until the cancelled tasks of `channels` finished; keep other reports for later."""
+        waiting = {id(channel.task) for channel in channels if channel.task.action is not None}
+        end = time.monotonic() + ACK
+        while waiting and (left := end - time.monotonic()) > 0:
+            for report in self._reports.take(left):
+                if report.kind in ("done", "event") and id(report.task) in waiting:
+                    waiting.discard(id(report.task))
+                else:
+                    self._early.append(report)
 
     def _commit(self, release: bool) -> None:
         m = self.machine
@@ -216,6 +238,9 @@ class Driver:
 
     def _collect(self, now: float) -> list[Report]:
         """Wait until a task reports, a timer is due, or it is time to poll; what arrived."""
+        if self._early:
+            early, self._early = self._early, []
+            return early + self._reports.take(0)
         due = self.machine.next_timer()
         return self._reports.take(POLL if due is None else min(POLL, max(0.0, due - now)))
 

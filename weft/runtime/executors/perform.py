@@ -4,6 +4,11 @@ Every executor that runs action code calls `perform`, in a thread of the
 driver's process or in a process of its own: only a failed lookup is
 ActionNotFound; whatever the action raises (a KeyError included) fails the
 step with its type, message and traceback. Never raises for the action's faults.
+
+The action's `ctx.cancelled()` turns true when the channel is cancelled or
+the task's deadline passes, whichever comes first, so a step's `timeout`
+reaches the action where it runs (a thread, a child process, another host)
+without waiting for the driver to notice it.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ def perform(task: Task, channel: Channel) -> Outcome:
         on_progress=channel.progress,
         on_log=channel.log,
         deadline=task.deadline,
-        cancel_event=_Cancellation(channel),
+        cancel_event=_Cancellation(channel, task.deadline),
     )
     try:
         outputs, poll = polls.call(defn, task.inputs, ctx, task.poll)
@@ -65,13 +70,16 @@ def definition(module: str, name: str) -> actions.ActionDef:
 
 
 class _Cancellation:
-    """The channel's cancellation as the event a Context waits on."""
+    """The channel's cancellation, or the task's deadline (epoch seconds) passing, as the event a Context waits on."""
 
-    def __init__(self, channel: Channel) -> None:
+    def __init__(self, channel: Channel, deadline: float | None) -> None:
         self._channel = channel
+        self._deadline = deadline
 
     def is_set(self) -> bool:
-        return self._channel.cancelled()
+        return self._channel.cancelled() or (self._deadline is not None and time.time() >= self._deadline)
 
     def wait(self, seconds: float) -> bool:
-        return self._channel.wait(seconds)
+        if self._deadline is not None:
+            seconds = min(seconds, self._deadline - time.time())
+        return self._channel.wait(max(0.0, seconds)) or self.is_set()
