@@ -134,7 +134,9 @@ def test_a_secret_reaches_its_action_and_nothing_that_shows_the_run(weft, tmp_pa
     assert 'argv = "***"' in step
     data = json.loads(weft("show", rid, "--json").stdout)
     assert data["inputs"]["password"] == "***" and data["inputs"]["name"] == "alice"
-    assert {s["id"]: s["inputs"] for s in data["steps"]}["said"] == {"message": "***"}
+    shown = {s["id"]: s["inputs"] for s in data["steps"]}
+    assert shown["said"] == {"message": "***"}
+    assert shown["each"] == {"items": ["alice"], "with": {"password": "***"}}
     listing = weft("list", "--all", "--json").stdout
     child = next(r["id"] for r in json.loads(listing) if r.get("parent"))
     child_show = weft("show", child).stdout

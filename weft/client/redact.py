@@ -34,7 +34,12 @@ class Redactor:
         shown: dict[str, Any] = {k: mask(rec.get(k), self.secrets) for k in ("outputs", "error", "poll")}
         if rec.get("undo"):
             shown["undo"] = {**rec["undo"], "error": mask(rec["undo"].get("error"), self.secrets)}
-        return {**rec, **shown, "inputs": hide(rec.get("inputs"), spec.get("secret") or (), self.secrets)}
+        names, inputs = spec.get("secret") or (), rec.get("inputs")
+        if spec.get("kind") == "each" and inputs is not None:  # {"items", "with": the captured values}
+            shown["inputs"] = {**mask(inputs, self.secrets), "with": hide(inputs.get("with"), names, self.secrets)}
+        else:
+            shown["inputs"] = hide(inputs, names, self.secrets)
+        return {**rec, **shown}
 
     def event(self, e: dict) -> dict:
         if not self.secrets:
