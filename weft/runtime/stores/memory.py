@@ -152,6 +152,9 @@ class Txn(port.Txn):
 
     def steps(self, run_id: str) -> dict[str, dict]:
         steps = self._table("steps").get(run_id) or {}
+        why = port.unplanned(run_id, steps, self.plan(run_id))
+        if why is not None:
+            raise port.CorruptRecord(f"corrupt store {self.store.path}: {why}")
         return {sid: records.unpack(steps[sid]) for sid in sorted(steps)}
 
     def put_step(self, run_id: str, step_id: str, rec: dict) -> None:

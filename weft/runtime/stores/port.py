@@ -48,6 +48,18 @@ class StoreFull(StoreError):
     """The store reached its maximum size (WEFT_STORE_MAX_MB) or the disk is full."""
 
 
+def unplanned(run_id: str, steps: dict, plan: dict | None) -> str | None:
+    """Why a run's step records do not match its plan's steps (a damaged key), or None if they do."""
+    if plan is None:
+        return None
+    want = [s["id"] for s in plan.get("steps", ())]
+    for sid in steps.keys() - set(want):
+        return f"run {run_id}'s plan has no step {sid!r}"
+    for sid in (s for s in want if s not in steps):
+        return f"run {run_id} has no record of step {sid!r}"
+    return None
+
+
 class Txn(ABC):
     """One transaction (read-only inside `Store.read()`)."""
 
@@ -70,7 +82,10 @@ class Txn(ABC):
 
     @abstractmethod
     def steps(self, run_id: str) -> dict[str, dict]:
-        """The run's step records by step id, in step id order."""
+        """The run's step records by step id, in step id order.
+
+        CorruptRecord if they are not one per step of the run's plan (`unplanned`).
+        """
 
     @abstractmethod
     def put_step(self, run_id: str, step_id: str, rec: dict) -> None:

@@ -36,7 +36,8 @@ def search(t: Txn, q: Query) -> Page:
     """One page of the runs matching every filter of `q`, in its sort order."""
     query.check(q)
     search = _Search(t, q)
-    page = list(islice(search.ids(), q.offset, q.offset + q.limit))
+    found = (rid for rid in search.ids() if t.names_run("indexes", b"...\0" + rid, K.run_id_of(rid)))
+    page = list(islice(found, q.offset, q.offset + q.limit))
     return Page([t.run(rid.decode()) for rid in page], search.total(), q.offset)
 
 
@@ -149,7 +150,10 @@ class _Search:
 
     def _sorted(self, candidates: Iterable[bytes]) -> Iterator[bytes]:
         """A small candidate set: decode, check every filter on the record, sort."""
-        runs = [r for r in (self.t.run(rid.decode()) for rid in candidates) if r is not None and query.fits(r, self.q)]
+        found = (
+            self.t.run(rid.decode()) for rid in candidates if self.t.names_run("indexes", b"...\0" + rid, rid.decode())
+        )
+        runs = [r for r in found if query.fits(r, self.q)]
         return (r["id"].encode() for r in query.order(runs, self.q))
 
     def _walk_sorted(self, candidates: set[bytes] | None) -> Iterator[bytes]:

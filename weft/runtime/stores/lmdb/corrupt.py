@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import logging
+import sys
 import threading
 
 from weft.runtime.stores.lmdb.keys import shown
 
-_log = logging.getLogger("weft.store")
 _seen: set[str] = set()
 _guard = threading.Lock()
 
@@ -24,4 +23,4 @@ def skipped(path: str, db: str, key: bytes, why: str) -> None:
         if text in _seen:
             return
         _seen.add(text)
-    _log.warning("weft: warning: %s; skipped", text)
+    print(f"weft: warning: {text}; skipped", file=sys.stderr, flush=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from weft.runtime import ids
+from weft.runtime.core.states import RUN_ENDED
 from weft.runtime.stores.lmdb import codec
 from weft.runtime.stores.lmdb import keys as K
 from weft.runtime.stores.lmdb.keys import run_id_of, shown
@@ -32,6 +33,20 @@ if TYPE_CHECKING:
 META = ("format", "indexes")
 _BAD = object()  # a value that does not decode
 _RECORDS = ("plans", "steps", "events")  # never deleted by a repair
+
+
+def _request_name(request: Any) -> str | None:
+    """The name a request is stored under, from what it holds (None if it does not say)."""
+    if not isinstance(request, dict):
+        return None
+    kind = request.get("kind")
+    if kind == "cancel":
+        return "cancel"
+    if kind == "signal" and isinstance(request.get("name"), str):
+        return "signal\0" + request["name"]
+    if kind == "child" and isinstance(request.get("step"), str) and isinstance(request.get("index"), int):
+        return f"child\0{request['step']}\0{request['index']}"
+    return None
 
 
 def _one_off(key: bytes, candidates: Iterable[bytes]) -> bytes | None:
@@ -88,6 +103,7 @@ class _Checkup:
             self.owned(runs)
             self.histories(runs)
             self.locks(runs)
+            self.queued(runs)
             self.meta()
         if derived:
             self.derived(runs)
@@ -114,6 +130,7 @@ class _Checkup:
             rid: {s["id"] for s in plan.get("steps", ())}
             for rid, plan in ((k.decode(), p) for k, p in plans.items() if run_id_of(k) in runs and isinstance(p, dict))
         }
+        requests = self.values("requests")
         for db in ("plans", "steps", "events", "requests", "leases"):
             present = set(self.values(db))
             for key in sorted(present):
@@ -131,6 +148,14 @@ class _Checkup:
                         )
                     elif db == "events" and len(key) != K.ID_LEN + 8:
                         self._orphan(db, key, f"history entry {shown(db, key)} has no event number", [])
+                    elif db == "requests" and (name := _request_name(requests.get(key))) is not None:
+                        if key != K.request_key(rid, name):
+                            self._orphan(
+                                db,
+                                key,
+                                f"request {shown(db, key)} is named for another request",
+                                [K.request_key(rid, name)] if K.request_key(rid, name) not in present else [],
+                            )
                     continue
                 tail = key[K.ID_LEN :]
                 want = [K.run_key(r) + tail for r in runs if K.run_key(r) + tail not in present]
@@ -219,6 +244,13 @@ class _Checkup:
                 lambda rid=rid, times=times: self._requeue(rid, of.get(rid, min(times, default=0)), times),
             )
 
+    def queued(self, runs: dict[str, dict]) -> None:
+        """Queue entries name existing runs."""
+        for key in list(self.t.keys("queue")):
+            rid = run_id_of(key[-K.ID_LEN :])
+            if rid is not None and rid not in runs:
+                self.note(f"queue entry {shown('queue', key)} names no run", lambda k=key: self.drop("queue", k))
+
     def _requeue(self, rid: str, at: int, times: list[int]) -> str:
         for old in times:
             self.t.delete("queue", K.queue_at(rid, old))
@@ -227,7 +259,15 @@ class _Checkup:
         return f"queued run {rid} once, for {at / 1_000_000:.6f}"
 
     def locks(self, runs: dict[str, dict]) -> None:
-        for key, holder in self.values("leases").items():
+        """Every lock entry names a run holding it; a run that has not ended holds its locks."""
+        entries = self.values("leases")
+        for rid, run in runs.items():
+            for name in run.get("locks") or () if run.get("state") not in RUN_ENDED else ():
+                if K.lock_key(name) not in entries:
+                    self.note(
+                        f"run {rid} holds lock {name!r}, which has no entry", lambda n=name, r=rid: self._lock(n, r)
+                    )
+        for key, holder in entries.items():
             if not key.startswith(K.LOCK):
                 continue
             name = key[len(K.LOCK) :].decode("utf-8", "replace")
@@ -236,6 +276,10 @@ class _Checkup:
                 self.note(
                     f"lock entry {shown('leases', key)} names no run holding it", lambda k=key: self.drop("leases", k)
                 )
+
+    def _lock(self, name: str, rid: str) -> str:
+        self.t.put_lock(name, rid)
+        return f"gave lock {name!r} back to run {rid}"
 
     def meta(self) -> None:
         entries = self.values("meta")

@@ -135,6 +135,9 @@ class Txn(port.Txn):
                 found[K.step_of(key)] = rec
             except UnicodeDecodeError:
                 raise self._corrupt("steps", key, "the step id does not parse") from None
+        why = port.unplanned(run_id, found, self.get("plans", K.run_key(run_id)))
+        if why is not None:
+            raise self._corrupt("steps", K.run_key(run_id), why)
         return found
 
     def put_step(self, run_id: str, step_id: str, rec: dict) -> None:
