@@ -98,7 +98,11 @@ class _Checkup:
                     if value is _BAD:
                         self.note(f"corrupt record {shown(db, key)} (its value does not decode)")
             self.runs()
-        runs = {k.decode(): v for k, v in self.values("runs").items() if isinstance(v, dict)}
+        runs = {
+            rid: v
+            for k, v in self.values("runs").items()
+            if (rid := run_id_of(k)) is not None and len(k) == K.ID_LEN and isinstance(v, dict)
+        }
         if damage:
             self.owned(runs)
             self.histories(runs)
