@@ -54,6 +54,7 @@ class Weft:
             env=self.env,
             cwd=self.tmp,
             timeout=60,
+            check=False,
         )
 
     def new_run(self, pause: float) -> str:

@@ -27,15 +27,16 @@ import os
 import select
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from weft.errors import WeftError
 from weft.runtime.core import steering
-from weft.runtime.engine.lease import Lease, LeaseHeld, LeaseLost, describe, holder_alive
 from weft.runtime.core.machine import Machine
-from weft.runtime.engine.session import check_plan, persist
 from weft.runtime.core.states import RUN_STOPPED
+from weft.runtime.engine.lease import Lease, LeaseHeld, LeaseLost, describe, holder_alive
+from weft.runtime.engine.session import check_plan, persist
 from weft.runtime.stores.port import Store, Timer, Txn
 
 if TYPE_CHECKING:
