@@ -4,43 +4,34 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
+from conftest import Weft, run_id
 
 FLOW = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runtime_support", "faults.flow")
 CLI_FLOW = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runtime_support", "cli.flow")
 WEFT = [sys.executable, "-m", "weft.cli.main"]
 
 
-@pytest.fixture
-def weft(tmp_path):
-    env = dict(os.environ, WEFT_STORE=str(tmp_path / "store"))
+class Faults(Weft):
+    """`weft` commands that must succeed unless told otherwise."""
 
-    def call(*args: str | bytes, code: int | None = 0) -> subprocess.CompletedProcess:
-        done = subprocess.run([*WEFT, *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
-        assert "Traceback" not in done.stderr and not re.search(r"^Traceback", done.stdout, re.M), done.stderr
-        assert code is None or done.returncode == code, (done.returncode, done.stdout, done.stderr)
-        return done
+    def __call__(self, *args: str, code: int | None = 0, **checks) -> subprocess.CompletedProcess:
+        return super().__call__(*args, code=code, **checks)
 
-    def start(*args: str) -> tuple[subprocess.Popen, str]:
+    def running(self, *args: str) -> tuple[subprocess.Popen, str]:
         """A `weft run` in the background, once it has printed its run id."""
-        proc = subprocess.Popen(
-            [*WEFT, "run", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path
-        )
-        first = proc.stdout.readline()
-        assert re.fullmatch(r"run [0-9A-Z]{26}\n", first), first + proc.stderr.read()
-        return proc, first.split()[1]
+        proc = self.start("run", *args)
+        return proc, run_id(proc.stdout.readline())
 
-    def show(rid: str) -> dict:
-        return json.loads(call("show", rid, "--json").stdout)
 
-    call.env, call.tmp, call.start, call.show = env, tmp_path, start, show
-    return call
+@pytest.fixture
+def weft(tmp_path) -> Faults:
+    return Faults(tmp_path)
 
 
 def one_line_error(done: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -72,7 +63,7 @@ def read_until(proc: subprocess.Popen, text: str) -> str:
 
 def test_cancel_of_a_run_whose_owner_died_takes_it_over_cancels_it_and_frees_its_lock(weft):
     effects = weft.tmp / "effects"
-    owner, rid = weft.start(FLOW, "--flow", "held", "-i", "seconds=30", "-i", f"path={effects}")
+    owner, rid = weft.running(FLOW, "--flow", "held", "-i", "seconds=30", "-i", f"path={effects}")
     read_until(owner, " s running")
     live = json.loads(weft("list", "--json").stdout)[0]
     assert (live["state"], live["orphaned"], live["owner"]["pid"]) == ("running", False, owner.pid)
@@ -147,7 +138,7 @@ def test_of_two_concurrent_signals_the_first_wins_and_the_other_is_refused(weft,
         rid = weft("run", flow, "--detach").stdout.split()[1]
         weft("worker", "--once")
     else:
-        owner, rid = weft.start(flow)
+        owner, rid = weft.running(flow)
     until(lambda: _suspended(weft, rid, rounds))
     if mode == "taken over":
         owner.kill()
@@ -167,7 +158,7 @@ def test_of_two_concurrent_signals_the_first_wins_and_the_other_is_refused(weft,
 
 def test_a_closed_stdout_does_not_stop_the_run(weft):
     effects = weft.tmp / "effects"
-    proc, rid = weft.start(FLOW, "--flow", "held", "-i", "seconds=1", "-i", f"path={effects}")
+    proc, rid = weft.running(FLOW, "--flow", "held", "-i", "seconds=1", "-i", f"path={effects}")
     proc.stdout.close()  # as `weft run ... | head -1` does after the first line
     assert proc.wait(30) == 0
     assert proc.stderr.read() == ""
@@ -194,7 +185,7 @@ def test_a_pipe_to_head_gets_the_first_line_and_the_run_still_succeeds(weft):
 
 def test_ctrl_c_stops_driving_and_says_how_to_resume(weft):
     effects = weft.tmp / "effects"
-    proc, rid = weft.start(FLOW, "--flow", "held", "-i", "seconds=3", "-i", f"path={effects}")
+    proc, rid = weft.running(FLOW, "--flow", "held", "-i", "seconds=3", "-i", f"path={effects}")
     read_until(proc, " s running")
     proc.send_signal(signal.SIGINT)
     assert proc.wait(30) == 130
@@ -253,7 +244,7 @@ def test_filters_pages_and_names_out_of_range_are_refused_naming_the_limit(weft)
 
 
 def test_a_step_stopped_by_cancel_is_cancelled_and_a_rolled_back_run_has_no_result(weft):
-    owner, rid = weft.start(FLOW, "--flow", "stoppable")
+    owner, rid = weft.running(FLOW, "--flow", "stoppable")
     read_until(owner, " s running")
     weft("cancel", rid)
     assert owner.wait(30) == 1

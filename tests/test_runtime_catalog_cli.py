@@ -6,41 +6,36 @@ import json
 import os
 import re
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from datetime import date, timedelta
 
 import pytest
-
+from conftest import Weft
 from runtime_support.checks import index_problems
+
 from weft.runtime.stores.lmdb.store import Store
 
 FLOW = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runtime_support", "catalog.flow")
 SVG = "{http://www.w3.org/2000/svg}"
 
 
-@pytest.fixture
-def weft(tmp_path):
-    env = dict(os.environ, WEFT_STORE=str(tmp_path / "store"))
+class Catalog(Weft):
+    """`weft` commands that must succeed unless told otherwise, and runs of the catalog flows."""
 
-    def call(*args: str, code: int | None = 0) -> subprocess.CompletedProcess:
-        done = subprocess.run(
-            [sys.executable, "-m", "weft.cli.main", *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
-        )
-        assert "Traceback" not in done.stderr + done.stdout, done.stderr
-        assert code is None or done.returncode == code, (done.returncode, done.stdout, done.stderr)
-        return done
+    def __call__(self, *args: str, code: int | None = 0, **checks) -> subprocess.CompletedProcess:
+        return super().__call__(*args, code=code, **checks)
 
-    def run(flow: str, *inputs: str, user: str = "tester", code: int = 0) -> str:
+    def run(self, flow: str, *inputs: str, user: str = "tester", code: int = 0) -> str:
         args = [a for i in inputs for a in ("-i", i)]
-        out = call("run", FLOW, "--flow", flow, "--user", user, *args, code=code).stdout
-        return re.match(r"run ([0-9A-Z]{26})\n", out).group(1)
+        return super().run(FLOW, "--flow", flow, "--user", user, *args, code=code)[0]
 
-    def ids(*args: str) -> list[str]:
-        return [r["id"] for r in json.loads(call("list", "--json", *args).stdout)]
+    def ids(self, *args: str) -> list[str]:
+        return [r["id"] for r in json.loads(self("list", "--json", *args).stdout)]
 
-    call.run, call.ids, call.store = run, ids, str(tmp_path / "store")
-    return call
+
+@pytest.fixture
+def weft(tmp_path) -> Catalog:
+    return Catalog(tmp_path)
 
 
 def error(done: subprocess.CompletedProcess, *fragments: str) -> None:

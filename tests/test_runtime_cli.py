@@ -9,39 +9,10 @@ import subprocess
 import sys
 import time
 
-import pytest
+from conftest import run_id
 
 FLOW = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runtime_support", "cli.flow")
 LINE = re.compile(r"^\d\d:\d\d:\d\d ")
-
-
-@pytest.fixture
-def weft(tmp_path):
-    env = dict(os.environ, WEFT_STORE=str(tmp_path / "store"))
-
-    def call(*args: str, ok: tuple = (0, 1, 2, 3)) -> subprocess.CompletedProcess:
-        done = subprocess.run(
-            [sys.executable, "-m", "weft.cli.main", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=60,
-        )
-        assert "Traceback" not in done.stderr, done.stderr
-        assert not re.search(r"^Traceback", done.stdout, re.M), done.stdout
-        assert done.returncode in ok, (done.returncode, done.stdout, done.stderr)
-        return done
-
-    call.env = env
-    call.tmp = tmp_path
-    return call
-
-
-def run_id(out: str) -> str:
-    first = out.splitlines()[0]
-    assert re.fullmatch(r"run [0-9A-Z]{26}", first), first
-    return first.split()[1]
 
 
 def one_line_error(done: subprocess.CompletedProcess, *fragments: str) -> None:

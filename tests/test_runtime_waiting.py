@@ -17,6 +17,7 @@ import time
 from collections import Counter
 
 import pytest
+from conftest import Weft
 from runtime_support.checks import history, index_problems
 from runtime_support.plans import HERE, plan, ref, step
 
@@ -228,41 +229,12 @@ def test_a_pause_waits_for_polling_steps_and_a_cancel_stops_them(store):
 # -- real processes ----------------------------------------------------------------------------
 
 
-class Weft:
+class Waiting(Weft):
     """`weft` processes against one store; `effects` collects the `timed` tasks' start lines."""
 
-    def __init__(self, tmp_path):
-        self.tmp = tmp_path
-        self.store = str(tmp_path / "store")
+    def __init__(self, tmp_path) -> None:
+        super().__init__(tmp_path)
         self.effects = str(tmp_path / "effects")
-        self.env = dict(os.environ, WEFT_STORE=self.store)
-
-    def start(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, "-m", "weft.cli.main", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=self.env,
-            cwd=self.tmp,
-        )
-
-    def __call__(self, *args: str) -> subprocess.CompletedProcess:
-        done = subprocess.run(
-            [sys.executable, "-m", "weft.cli.main", *args],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            cwd=self.tmp,
-            timeout=60,
-            check=False,
-        )
-        assert "Traceback" not in done.stderr + done.stdout, done.stderr
-        return done
-
-    def steps(self, run_id: str) -> dict[str, dict]:
-        with Store(self.store, create=False) as store, store.read() as t:
-            return t.steps(run_id)
 
     def wait_for(self, run_id: str, states: dict[str, str], limit: float = 15.0) -> None:
         end = time.time() + limit
@@ -276,8 +248,8 @@ class Weft:
 
 
 @pytest.fixture
-def weft(tmp_path):
-    return Weft(tmp_path)
+def weft(tmp_path) -> Waiting:
+    return Waiting(tmp_path)
 
 
 def first_line_run(proc: subprocess.Popen) -> str:

@@ -10,12 +10,7 @@ the Client's typed results, the history and log lines) holds the password.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-
-import pytest
 
 from weft.client import Client
 from weft.compiler import compile_paths
@@ -89,26 +84,6 @@ def test_diagrams_say_a_param_is_secret_and_never_draw_its_default():
     forged = {**plan, "params": [{**p, "default": ["lit", PASSWORD]} if p["secret"] else p for p in plan["params"]]}
     dot = to_dot(forged)  # a Plan from elsewhere: the compiler never writes a secret's default
     assert "password: secret str" in dot and PASSWORD not in dot
-
-
-@pytest.fixture
-def weft(tmp_path):
-    env = dict(os.environ, WEFT_STORE=str(tmp_path / "store"))
-
-    def call(*args: str) -> subprocess.CompletedProcess:
-        done = subprocess.run(
-            [sys.executable, "-m", "weft.cli.main", *args],
-            check=False,
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=60,
-        )
-        assert "Traceback" not in done.stderr, done.stderr
-        return done
-
-    return call
 
 
 def test_a_secret_reaches_its_action_and_nothing_that_shows_the_run(weft, tmp_path):
