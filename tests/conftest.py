@@ -14,6 +14,8 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -80,6 +82,30 @@ class Weft:
         """The step records of a run, read from the store as it is now."""
         with open_store(self.store, create=False) as store, store.read() as t:
             return t.steps(run)
+
+
+class Output:
+    """A process whose output lines are collected as they come."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, pattern: str, timeout: float = 20.0) -> str:
+        """The first line matching `pattern`, waiting up to `timeout` seconds for it."""
+        end = time.time() + timeout
+        while time.time() < end:
+            found = [x for x in self.lines if re.search(pattern, x)]
+            if found:
+                return found[0]
+            time.sleep(0.01)
+        raise AssertionError(f"no line matching {pattern!r} in {self.lines}")
 
 
 @pytest.fixture

@@ -13,12 +13,11 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 
 import pytest
-from conftest import Weft
+from conftest import Output, Weft
 from runtime_support.checks import index_problems
 
 from weft.runtime.engine import session
@@ -30,27 +29,8 @@ CLI = os.path.join(HERE, "cli.flow")
 LINE = re.compile(r"^\d\d:\d\d:\d\d (worker \d+|run [0-9A-Z]{26}) ")
 
 
-class Worker:
+class Worker(Output):
     """A `weft worker` process whose log lines are collected as they come."""
-
-    def __init__(self, proc: subprocess.Popen) -> None:
-        self.proc = proc
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for(self, pattern: str, timeout: float = 15.0) -> str:
-        end = time.time() + timeout
-        while time.time() < end:
-            found = [x for x in self.lines if re.search(pattern, x)]
-            if found:
-                return found[0]
-            time.sleep(0.02)
-        raise AssertionError(f"no line matching {pattern!r} in {self.lines}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> tuple[int, float]:
         """Send `sig`; (exit code, seconds it took to exit)."""

@@ -13,35 +13,19 @@ import random
 import re
 import signal
 import subprocess
-import threading
 import time
 
 import pytest
-from conftest import Weft
+from conftest import Output, Weft
 
 FLOWS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runtime_support", "worker.flow")
 
 
-class Serving:
+class Serving(Output):
     """A `weft worker` process and the lines it printed so far."""
 
     def __init__(self, weft: Weft, *args: str) -> None:
-        self.proc = weft.start("worker", *args)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for(self, pattern: str, timeout: float = 20.0) -> None:
-        end = time.time() + timeout
-        while time.time() < end:
-            if any(re.search(pattern, x) for x in self.lines):
-                return
-            time.sleep(0.01)
-        raise AssertionError(f"no line matching {pattern!r} in {self.lines}")
+        super().__init__(weft.start("worker", *args))
 
     def exit_within(self, seconds: float) -> float:
         """Seconds until the process exited (0); fails if it takes longer than `seconds`."""
