@@ -203,6 +203,34 @@ def test_history_is_append_only_with_seqs_from_one(store):
         assert t.events(b) == [(1, {"n": 9})]
 
 
+def test_the_feed_lists_every_runs_events_in_commit_order(store):
+    a, b = make_ids(2)
+    with store.read() as t:
+        assert t.feed_end() == 0
+    store.write(lambda t: t.append_events(a, [{"n": 1}, {"n": 2}]))
+    store.write(lambda t: [t.append_events(b, [{"n": 9}]), t.append_events(a, [{"n": 3}])])
+    with store.read() as t:
+        assert t.feed() == [(1, a, 1), (2, a, 2), (3, b, 1), (4, a, 3)]
+        assert t.feed(after=2, limit=1) == [(3, b, 1)] and t.feed(after=4) == [] and t.feed(limit=0) == []
+        assert t.feed_end() == 4
+
+
+def test_trimming_the_feed_drops_deleted_runs_at_its_head_and_places_go_on(store):
+    a, b, c = make_ids(3)
+    put_runs(store, run_record(a), run_record(b), run_record(c))
+    for rid in (a, b, a, c):
+        store.write(lambda t, rid=rid: t.append_events(rid, [{"n": 1}]))
+    store.write(lambda t: [t.delete_run(a), t.delete_run(c)])
+    assert store.write(lambda t: t.trim_feed(10)) == 1  # a's first event; b's is still stored, so it stops there
+    with store.read() as t:
+        assert [p for p, _, _ in t.feed()] == [2, 3, 4]
+    store.write(lambda t: t.delete_run(b))
+    assert store.write(lambda t: t.trim_feed(10)) == 2  # the last entry stays: places never start over
+    store.write(lambda t: t.append_events(b, [{"n": 2}]))
+    with store.read() as t:
+        assert t.feed() == [(4, c, 1), (5, b, 1)]
+
+
 def test_run_ids_are_oldest_first_and_find_run_takes_unique_prefixes(store):
     runs = make_ids(3)
     a = runs[0]

@@ -27,7 +27,8 @@ from weft.runtime.stores.query import Page, Query, micros
 
 SCHEME = "memory://"
 T = TypeVar("T")
-_TABLES = ("runs", "plans", "steps", "events", "leases", "locks", "requests", "queue", "timers", "meta")
+_TABLES = ("runs", "plans", "steps", "events", "leases", "locks", "requests", "queue", "timers", "meta", "feed")
+_CHUNK = 1024  # feed entries per tuple: an append copies one chunk, not the whole feed
 _PER_RUN = frozenset({"steps", "requests", "timers"})  # tables of {run: {key: value}}
 
 
@@ -218,8 +219,41 @@ class Txn(port.Txn):
     def append_events(self, run_id: str, events: list[dict]) -> int:
         packed = tuple(records.pack(e) for e in events)
         table = self._mut("events")
+        first = len(table.get(run_id, ())) + 1
         table[run_id] = table.get(run_id, ()) + packed
+        feed = self._mut("feed")
+        chunks, end = list(feed.get("chunks", ())), feed.get("end", 0)
+        for seq in range(first, len(table[run_id]) + 1):
+            end += 1
+            if not chunks or len(chunks[-1]) >= _CHUNK:
+                chunks.append(())
+            chunks[-1] += ((end, run_id, seq),)
+        feed["chunks"], feed["end"] = tuple(chunks), end
         return len(table[run_id])
+
+    def feed(self, after: int = 0, limit: int = 1000) -> list[tuple[int, str, int]]:
+        found: list[tuple[int, str, int]] = []
+        for chunk in self._table("feed").get("chunks", ()):
+            if len(found) >= limit:
+                break
+            if chunk and chunk[-1][0] > after:
+                found += [entry for entry in chunk if entry[0] > after][: limit - len(found)]
+        return found
+
+    def feed_end(self) -> int:
+        return self._table("feed").get("end", 0)
+
+    def trim_feed(self, limit: int) -> int:
+        entries = [e for chunk in self._table("feed").get("chunks", ()) for e in chunk]
+        runs, end = self._table("runs"), self.feed_end()
+        gone = 0
+        while gone < min(limit, len(entries)) and entries[gone][0] != end and entries[gone][1] not in runs:
+            gone += 1
+        if gone:
+            rest = entries[gone:]
+            feed = self._mut("feed")
+            feed["chunks"] = tuple(tuple(rest[i : i + _CHUNK]) for i in range(0, len(rest), _CHUNK))
+        return gone
 
     def events(self, run_id: str, after: int = 0) -> list[tuple[int, dict]]:
         stored = self._table("events").get(run_id, ())

@@ -144,11 +144,30 @@ class Txn(ABC):
 
     @abstractmethod
     def append_events(self, run_id: str, events: list[dict]) -> int:
-        """Append events after the run's last one (seqs 1, 2, 3... without gaps); returns the new last seq."""
+        """Append events after the run's last one (seqs 1, 2, 3... without gaps); returns the new last seq.
+
+        Each event also gets the next place in the store's feed (see `feed`), in the same transaction.
+        """
 
     @abstractmethod
     def events(self, run_id: str, after: int = 0) -> list[tuple[int, dict]]:
         """(seq, event) of the run's events with a seq greater than `after`, in order."""
+
+    @abstractmethod
+    def feed(self, after: int = 0, limit: int = 1000) -> list[tuple[int, str, int]]:
+        """The store's feed: (place, run id, seq) of up to `limit` events of every run, in commit order.
+
+        Places count from 1 and only grow; an event's place is fixed when it is
+        appended. Entries stay when their run is deleted (`trim_feed` drops them).
+        """
+
+    @abstractmethod
+    def feed_end(self) -> int:
+        """The place of the last event appended to the feed (0 before the first)."""
+
+    @abstractmethod
+    def trim_feed(self, limit: int) -> int:
+        """Drop up to `limit` entries at the head of the feed that name runs no longer stored; how many went."""
 
     # -- ownership: leases, locks, requests ------------------------------------------------
 

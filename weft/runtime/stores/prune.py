@@ -5,7 +5,8 @@ Only runs that ended before the cutoff go, each with everything it owns
 their own while it stays). A run tree with a sub-run that has not ended, or
 that a live process holds, is kept whole. Deletions are made in transactions
 of at most `batch` runs, sub-runs before their parent, so a prune stopped half
-way leaves a consistent store to prune again.
+way leaves a consistent store to prune again. The feed's head entries that
+name deleted runs go last.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from weft.errors import WeftError
 from weft.runtime.core.states import RUN_ENDED
 from weft.runtime.engine.lease import holder_alive
 from weft.runtime.stores.port import Store, Txn
+
+_FEED_BATCH = 10_000  # feed entries of deleted runs dropped per transaction
 
 
 @dataclass
@@ -54,6 +57,8 @@ def prune(store: Store, ended_before: float, state: str | None = None, batch: in
         done.removed += len(removed)
         done.sub_runs += sum(rid not in roots for rid in removed)
     done.kept += len(roots) - (done.removed - done.sub_runs)
+    while done.removed and store.write(lambda t: t.trim_feed(_FEED_BATCH)) == _FEED_BATCH:
+        pass
     return done
 
 

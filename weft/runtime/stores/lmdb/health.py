@@ -8,7 +8,8 @@ Checks, in order (each a pass over one kind of entry):
   a step of that run's plan); a run has its plan; a run's events are 1..n;
 - indexes and timers are exactly what the run and step records call for;
 - every queue entry has its twin (`at` and `of`) and names a run;
-- every lock names an existing run holding it; meta keys are known ones.
+- every lock names an existing run holding it; meta keys are known ones;
+- every feed entry parses and sits under its place (moved back, or dropped: the history keeps the event).
 
 A repair puts a misplaced record back where one flipped byte moved it from
 (only when exactly one free place fits), renumbers a history whose numbers
@@ -94,6 +95,8 @@ class _Checkup:
         """The checks of records and keys (`damage`), of indexes, timers and queue (`derived`), or both."""
         if damage:
             for db in K.DATABASES:
+                if db == "feed":
+                    continue  # its own pass: a feed entry can always be dropped
                 for key, value in self.values(db).items():
                     if value is _BAD:
                         self.note(f"corrupt record {shown(db, key)} (its value does not decode)")
@@ -109,6 +112,7 @@ class _Checkup:
             self.locks(runs)
             self.queued(runs)
             self.meta()
+            self.feed()
         if derived:
             self.derived(runs)
             self.queue(runs)
@@ -284,6 +288,21 @@ class _Checkup:
     def _lock(self, name: str, rid: str) -> str:
         self.t.put_lock(name, rid)
         return f"gave lock {name!r} back to run {rid}"
+
+    def feed(self) -> None:
+        entries = self.values("feed")
+        for key, entry in entries.items():
+            well = isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
+            place = entry[2] if well and isinstance(entry[1], int) and isinstance(entry[2], int) else None
+            if place is not None and key == K.place_key(place):
+                continue
+            home = K.place_key(place) if place is not None and 0 < place < 1 << 64 else None
+            fix = (
+                (lambda k=key, h=home: self.move("feed", k, h))
+                if home is not None and home not in entries
+                else (lambda k=key: self.drop("feed", k))
+            )
+            self.note(f"feed entry {shown('feed', key)} does not parse or is not under its place", fix)
 
     def meta(self) -> None:
         entries = self.values("meta")

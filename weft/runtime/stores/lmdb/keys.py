@@ -18,6 +18,7 @@ Run ids are 26 ASCII characters, so keys that start with one need no separator.
     queue     at\\0<u64 BE µs><run>      runs a worker should pick up, by when
               of\\0<run>                 that time (µs), to move or drop the entry
     timers    <u64 BE µs due><run><step>\\0<kind>   steps' next poll, retry, deadline
+    feed      <u64 BE place>            [run, seq, place]: every run's events in commit order
     meta      <name>                    format, indexes (store format and index keys versions), ...
 """
 
@@ -30,7 +31,7 @@ from weft.runtime.core.states import outcome
 from weft.runtime.core.timers import Timer, TimerKind, step_timers
 from weft.runtime.stores.query import LABEL_KEY_MAX, micros
 
-DATABASES = ("meta", "runs", "plans", "steps", "events", "indexes", "leases", "requests", "queue", "timers")
+DATABASES = ("meta", "runs", "plans", "steps", "events", "indexes", "leases", "requests", "queue", "timers", "feed")
 OWNED = ("plans", "steps", "events", "requests", "leases")  # databases whose keys start with <run>
 ID_LEN = 26
 INDEX_VERSION = 3  # the index keys index_keys() makes; older stores are brought up to date by catalog.py
@@ -73,6 +74,15 @@ def seq_key(run_id: str, seq: int) -> bytes:
 
 def seq_of(key: bytes) -> int:
     return _U64.unpack_from(key, ID_LEN)[0]
+
+
+def place_key(place: int) -> bytes:
+    return _U64.pack(place)
+
+
+def place_of(key: bytes) -> int | None:
+    """The feed place a key holds, or None if it is not one."""
+    return _U64.unpack(key)[0] if len(key) == _U64.size else None
 
 
 def lock_key(name: str) -> bytes:

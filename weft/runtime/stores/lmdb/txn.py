@@ -93,6 +93,13 @@ class Txn(port.Txn):
         """Keys starting with `prefix`, in key order (or reversed)."""
         return self.walk(db, prefix, K.after(prefix) if prefix else None, reverse)
 
+    def scan_from(self, db: str, low: bytes) -> Iterator[tuple[bytes, Any]]:
+        """(key, value) pairs from key `low` on, in key order."""
+        cur = self._raw.cursor(db=self._dbs[db])
+        if cur.set_range(low):
+            for key, raw in cur.iternext():
+                yield key, self._decode(db, key, raw)
+
     def scan(self, db: str, prefix: bytes = b"") -> Iterator[tuple[bytes, Any]]:
         """(key, value) pairs whose key starts with `prefix`, in key order."""
         cur = self._raw.cursor(db=self._dbs[db])
@@ -216,11 +223,45 @@ class Txn(port.Txn):
 
     def append_events(self, run_id: str, events: list[dict]) -> int:
         seq = self.last_seq(run_id)
-        db = self._dbs["events"]
+        place = self.feed_end()
+        db, feed = self._dbs["events"], self._dbs["feed"]
         for event in events:
             seq += 1
+            place += 1
             self._raw.put(K.seq_key(run_id, seq), codec.encode(event), db=db, overwrite=False)
+            self._raw.put(K.place_key(place), codec.encode([run_id, seq, place]), db=feed, append=True)
         return seq
+
+    def feed(self, after: int = 0, limit: int = 1000) -> list[tuple[int, str, int]]:
+        found: list[tuple[int, str, int]] = []
+        if limit <= 0:
+            return found
+        for key, entry in self.scan_from("feed", K.place_key(after + 1)):
+            place = K.place_of(key)
+            if place is None or not (isinstance(entry, list) and len(entry) == 3 and entry[2] == place):
+                self._skip("feed", key, "the entry does not parse or is not under its place")
+                continue
+            found.append((place, entry[0], entry[1]))
+            if len(found) >= limit:
+                break
+        return found
+
+    def feed_end(self) -> int:
+        for key in self.walk("feed", reverse=True):
+            return K.place_of(key) or 0
+        return 0
+
+    def trim_feed(self, limit: int) -> int:
+        last = K.place_key(self.feed_end())  # kept, whatever it names: places go on from it
+        drop = []
+        for key, entry in self.scan_from("feed", b""):
+            named = isinstance(entry, list) and entry and self.has("runs", K.run_key(str(entry[0])))
+            if len(drop) >= limit or key == last or named:
+                break
+            drop.append(key)
+        for key in drop:
+            self.delete("feed", key)
+        return len(drop)
 
     def events(self, run_id: str, after: int = 0) -> list[tuple[int, dict]]:
         """The history after `after`; CorruptRecord if its numbers are not after+1, after+2, ... (a damaged key)."""
