@@ -169,6 +169,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="drive what needs a process now, then exit")
     _store(p)
 
+    p = command("serve", "weft.cli.serve:serve", "serve the REST API, live events and the web console")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8137, help="port (default 8137; 0 picks a free one)")
+    p.add_argument("--flows", metavar="DIR", action="append", default=[], help="folder of .flow files to serve")
+    p.add_argument("--workers", type=int, metavar="N", help="runs the embedded worker drives at once (default 8)")
+    p.add_argument("--no-worker", action="store_true", help="drive no runs here: `weft worker` processes do")
+    p.add_argument("--token", help="the operator token (default: $WEFT_TOKEN, else generated into the store)")
+    p.add_argument("--viewer-token", help="the read-only token (default: $WEFT_VIEWER_TOKEN, else generated)")
+    p.add_argument("--grace", default="30s", metavar="TIME", help="on stop, how long running steps may finish")
+    _store(p)
+
     p = command("doctor", "weft.cli.doctor:doctor", "check a store's records and indexes against each other")
     p.add_argument("--repair", action="store_true", help="rebuild indexes, timers and queue; drop entries naming nothing")
     p.add_argument("--json", action="store_true")

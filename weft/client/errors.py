@@ -6,6 +6,9 @@ All are WeftErrors (one line, exit 2: nothing was started or changed); the
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from weft.errors import WeftError
 
 
@@ -55,3 +58,17 @@ class CompileFailed(InvalidInput):
         super().__init__(message)
         self.diagnostics = diagnostics
         self.sources = sources
+
+
+def steer(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A steering command on a Machine (first argument) whose refusal (it does not fit the run's state) is a Conflict."""
+
+    def apply(m: Any, *args: Any) -> Any:
+        try:
+            return fn(m, *args)
+        except (NotFound, InvalidInput):
+            raise
+        except WeftError as e:
+            raise Conflict(str(e), state=m.run["state"]) from None
+
+    return apply

@@ -22,6 +22,7 @@ from weft.client.errors import InvalidInput
 MAX_DEPTH = 64  # levels of lists and records in one value
 MAX_FILE = 16 * 1024 * 1024  # bytes of an --inputs file
 MAX_NAME = 200  # UTF-8 bytes of a user name, a lock name or a filter value
+MAX_LABEL = 2000  # UTF-8 bytes of a label given when a run starts
 MAX_PAGE = 1_000_000  # --limit and --offset
 _CHUNK = 1 << 20
 
@@ -90,14 +91,14 @@ def read_json(path: str, field: str = "inputs") -> Any:
         raise InvalidInput(f"cannot read {field} from {path}: {e}", field=field) from None
 
 
-def name(v: str, field: str) -> str:
-    """`v` if it is valid UTF-8 text of 1 to MAX_NAME bytes; else InvalidInput naming `field`."""
+def name(v: str, field: str, most: int = MAX_NAME) -> str:
+    """`v` if it is valid UTF-8 text of 1 to `most` bytes; else InvalidInput naming `field`."""
     try:
         size = len(v.encode("utf-8"))
     except UnicodeEncodeError:
         raise InvalidInput(f"{field} {v!r} is not valid UTF-8 text", field=field) from None
-    if not size or size > MAX_NAME:
-        raise InvalidInput(f"{field} must be 1 to {MAX_NAME} bytes of UTF-8 text, not {size}", field=field)
+    if not size or size > most:
+        raise InvalidInput(f"{field} must be 1 to {most} bytes of UTF-8 text, not {size}", field=field)
     return v
 
 

@@ -244,6 +244,59 @@ class Delivery:
     run: Run | None = None  # as the command left it (a cancel: always)
 
 
+@dataclass(frozen=True)
+class Change:
+    """One event of a run's history as displays that follow runs live see it, with the run's state now."""
+
+    place: int | None  # in the store's feed of all runs (None: read from one run's history)
+    run_id: str
+    run_state: str | None  # None: the run was deleted since
+    progress: float | None
+    event: Event
+
+
+@dataclass(frozen=True)
+class Changes:
+    """A page of the feed: the changes after a place, and the last place read (where the next page starts)."""
+
+    items: tuple[Change, ...]
+    end: int
+
+
+@dataclass(frozen=True)
+class Refusal:
+    id: str
+    reason: str
+    state: str | None  # the run's state when it was refused
+
+
+@dataclass(frozen=True)
+class Bulk:
+    """What a command given to many runs did: runs done, refused (with why) and ids that name no run."""
+
+    done: tuple[str, ...]
+    refused: tuple[Refusal, ...]
+    missing: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RollbackPreview:
+    """What `rollback` would do now: the steps whose undo it runs, and succeeded steps that have none."""
+
+    run_id: str
+    undo: tuple[str, ...]
+    without_undo: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Diagram:
+    """What a run's diagram shows: its Plan, each step's state, each `each` step's sub-runs by state."""
+
+    plan: dict
+    states: dict[str, str]
+    counts: dict[str, dict[str, int]]
+
+
 # -- from records ---------------------------------------------------------------------------------
 
 

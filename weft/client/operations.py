@@ -21,18 +21,34 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
+from weft.client import feed, limits, many, model, search
 from weft.client import inputs as checks
-from weft.client import limits, model, search
-from weft.client.errors import CompileFailed, Conflict, FlowRequired, InvalidInput, NotFound
-from weft.client.model import Delivery, Event, Lock, Page, Progress, Pruned, Run, StepDetail
+from weft.client.errors import CompileFailed, Conflict, FlowRequired, InvalidInput, NotFound, steer
+from weft.client.model import (
+    Bulk,
+    Change,
+    Changes,
+    Delivery,
+    Diagram,
+    Event,
+    Lock,
+    Page,
+    Progress,
+    Pruned,
+    RollbackPreview,
+    Run,
+    StepDetail,
+)
 from weft.client.redact import Redactor
+from weft.client.signals import SIGNAL, first_signal
 from weft.errors import WeftError
 from weft.plan import expr
 from weft.plan import types as typesys
 from weft.runtime.core import steering
 from weft.runtime.core.machine import Machine
-from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED, StepState
-from weft.runtime.engine import session
+from weft.runtime.core.rollback import undoable
+from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED
+from weft.runtime.engine import bulk, session
 from weft.runtime.engine.driver import Driver
 from weft.runtime.engine.lease import Lease, LeaseHeld
 from weft.runtime.stores import open_store, query, store_dir
@@ -41,7 +57,6 @@ from weft.runtime.stores.prune import prune as prune_runs
 
 Observer = Callable[[Progress], None]
 _WAIT_STEP = 0.05  # seconds between looks at a run's state while waiting for it
-SIGNAL = "signal\0"  # requests left for a run's owner: signal\0<name>
 
 
 def login() -> str:
@@ -50,20 +65,6 @@ def login() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return os.environ.get("USER") or "unknown"
-
-
-def _steer(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A steering command whose refusal (it does not fit the run's state) is a Conflict."""
-
-    def apply(m: Machine, *args: Any) -> Any:
-        try:
-            return fn(m, *args)
-        except (NotFound, InvalidInput):
-            raise
-        except WeftError as e:
-            raise Conflict(str(e), state=m.run["state"]) from None
-
-    return apply
 
 
 def _step_id(m: Machine, name: str) -> str:
@@ -168,6 +169,7 @@ class Client:
         inputs: dict[str, Any] | None = None,
         *,
         user: str | None = None,
+        label: str | None = None,
         detach: bool = False,
         hold: bool = False,
         texts: Iterable[str] = (),
@@ -176,9 +178,10 @@ class Client:
 
         `inputs` are checked against the flow's parameters (defaults filled in);
         `texts` are `K=V` strings as `weft run -i` takes them, parsed by each
-        parameter's type, and win over `inputs`. The run is driven in a
-        background thread, or queued for `weft worker` (`detach`), or held for
-        `drive` (`hold`). Nothing is stored when an input is wrong or a lock is held.
+        parameter's type, and win over `inputs`. `label` replaces the flow's own.
+        The run is driven in a background thread, or queued for `weft worker`
+        (`detach`), or held for `drive` (`hold`). Nothing is stored when an
+        input is wrong or a lock is held.
         """
         try:
             session.check_plan(plan)
@@ -186,7 +189,10 @@ class Client:
             raise InvalidInput(str(e)) from None
         values = checks.run_inputs(plan, inputs, texts)
         env = expr.Env(values)
-        label = _text(plan["label"], env, "label") if plan.get("label") is not None else None
+        if label is not None:
+            label = limits.name(label, "label", limits.MAX_LABEL)
+        elif plan.get("label") is not None:
+            label = _text(plan["label"], env, "label")
         locks = [limits.name(_text(e, env, "lock"), "lock") for e in plan.get("locks") or ()]
         user = limits.name(user or login(), "user")
         store = self._open(create=True)
@@ -325,6 +331,23 @@ class Client:
             history = Redactor(t.run(rid)).history(t.events(rid, after)[: max(0, limit)])
         return tuple(Event.of(e, seq) for seq, e in history)
 
+    def changes(self, after: int = 0, limit: int = 500) -> Changes:
+        """Every run's events after place `after` of the store's feed, in commit order (see `last_change`)."""
+        with self._open().read() as t:
+            found, end = feed.changes(t, max(0, after), max(0, limit))
+        return Changes(tuple(found), end)
+
+    def last_change(self) -> int:
+        """The feed place of the last event committed to the store (0 before the first)."""
+        with self._open().read() as t:
+            return t.feed_end()
+
+    def run_changes(self, run_id: str, after: int = 0, limit: int = 500) -> tuple[str, tuple[Change, ...]]:
+        """The run's state and up to `limit` events of its history after seq `after`."""
+        with self._open().read() as t:
+            run, found = feed.run_changes(t, self._find(t, run_id), max(0, after), limit)
+        return run["state"], tuple(found)
+
     def wait(self, run_id: str, timeout: float | None = None) -> Run:
         """The run once it has ended or paused, or as it is after `timeout` seconds.
 
@@ -345,6 +368,22 @@ class Client:
                     driving[1].join(5.0)  # the thread lets go right after its last commit
                 return self.get(rid)
             time.sleep(_WAIT_STEP)
+
+    def diagram(self, run_id: str) -> Diagram:
+        """What `weft graph RUN` draws: the run's Plan, its steps' states, its sub-runs by state."""
+        with self._open().read() as t:
+            rid = self._find(t, run_id)
+            plan, steps = t.plan(rid), t.steps(rid)
+            counts = bulk.each_counts(t, rid, plan, steps)
+        return Diagram(plan, {sid: rec["state"] for sid, rec in steps.items()}, counts)
+
+    def rollback_preview(self, run_id: str) -> RollbackPreview:
+        """Which steps a rollback of the run would undo now, and which succeeded steps have no undo."""
+        with self._open().read() as t:
+            rid = self._find(t, run_id)
+            m = Machine(t.plan(rid), t.run(rid), t.steps(rid), time.time())
+        undo = tuple(sid for sid in m.specs if undoable(m.specs[sid], m.steps[sid]["state"]))
+        return RollbackPreview(rid, undo, tuple(steering.without_undo(m)))
 
     def locks(self) -> tuple[Lock, ...]:
         """The locks held by runs that have not ended, by lock name."""
@@ -388,7 +427,7 @@ class Client:
         """
 
         def apply(m: Machine, now: float) -> None:
-            _steer(steering.resume)(m, now, tuple(_step_id(m, s) for s in restart))
+            steer(steering.resume)(m, now, tuple(_step_id(m, s) for s in restart))
 
         m, lease, _ = self._take(run_id, apply)
         return self._steered(m, lease, hold)
@@ -412,7 +451,7 @@ class Client:
                 given = checks.record(
                     typesys.from_data(m.specs[sid]["outputs"]), outputs, texts, f"step {sid}", "output"
                 )
-            _steer(steering.skip)(m, sid, given, now)
+            steer(steering.skip)(m, sid, given, now)
 
         m, lease, _ = self._take(run_id, apply)
         return self._steered(m, lease, hold)
@@ -426,7 +465,7 @@ class Client:
         background or, with `hold`, by the next `drive` (how "delivered").
         """
         request = ("cancel", {"kind": "cancel", "by": by or login(), "t": time.time()})
-        m, lease, rid = self._take(run_id, _steer(steering.cancel), request=request)
+        m, lease, rid = self._take(run_id, steer(steering.cancel), request=request)
         if m is None:
             return Delivery(rid, "cancel", "owner", self.get(rid))
         return Delivery(rid, "cancel", "delivered", self._steered(m, lease, hold))
@@ -449,7 +488,7 @@ class Client:
         def apply(m: Machine, now: float) -> None:
             retry = tuple(_step_id(m, s) for s in retry_undo)
             skip = tuple(_step_id(m, s) for s in skip_undo)
-            _steer(steering.rollback)(m, now, force, retry, skip)
+            steer(steering.rollback)(m, now, force, retry, skip)
 
         m, lease, _ = self._take(run_id, apply)
         return self._steered(m, lease, hold)
@@ -471,7 +510,7 @@ class Client:
         texts = list(texts)
         with self._open().read() as t:
             rid = self._find(t, run_id)
-            m = _first_signal(t, rid, name)
+            m = first_signal(t, rid, name)
         fields: dict[str, Any] = {}
         for sid in steering.waiting_for(m, name):
             wanted = typesys.from_data(m.specs[sid]["wait"]["fields"])
@@ -480,7 +519,7 @@ class Client:
         if m.run.get("detached") and m.run["state"] == "running":
 
             def hand_over(t: Txn) -> None:
-                _first_signal(t, rid, name)
+                first_signal(t, rid, name)
                 t.put_request(rid, *request)
                 t.enqueue(rid, time.time())
 
@@ -488,13 +527,21 @@ class Client:
             return Delivery(rid, name, "workers")
         m, lease, rid = self._take(
             rid,
-            _steer(lambda m, now: steering.signal(m, name, fields, now)),
+            steer(lambda m, now: steering.signal(m, name, fields, now)),
             request=request,
-            check=lambda t, rid: _first_signal(t, rid, name),
+            check=lambda t, rid: first_signal(t, rid, name),
         )
         if m is None:
             return Delivery(rid, name, "owner")
         return Delivery(rid, name, "delivered", self._steered(m, lease, hold, until_waiting=True))
+
+    def resume_many(self, ids: Iterable[str] | None = None, **filters: Any) -> Bulk:
+        """`resume` each run of `ids`, else each run the `runs()` filters match; refusals do not stop the rest."""
+        return many.apply(self, self.resume, ids, filters)
+
+    def cancel_many(self, ids: Iterable[str] | None = None, **filters: Any) -> Bulk:
+        """`cancel` each run of `ids`, else each run the `runs()` filters match; refusals do not stop the rest."""
+        return many.apply(self, self.cancel, ids, filters)
 
     def prune(self, older_than: str | timedelta, state: str | None = None, batch: int = 500) -> Pruned:
         """Delete runs that ended more than `older_than` ago ("30d", an ISO date, a timedelta), with their sub-runs."""
@@ -519,32 +566,6 @@ class Client:
         A repair never deletes a run, step or event record; `remaining` lists what it could not mend.
         """
         return self._open().checkup(repair=repair)
-
-
-def _first_signal(t: Txn, rid: str, name: str) -> Machine:
-    """Run `rid` as stored in `t`, with a step waiting for signal `name` that no delivery has reached yet.
-
-    Conflict when one has (its signal applied, or a request for it left for the
-    run's owner or workers): the first signal wins, later ones are refused.
-    """
-    m = Machine(t.plan(rid), t.run(rid), t.steps(rid), time.time())
-    waits = [sid for sid, s in m.specs.items() if s["kind"] == "wait" and s["wait"]["signal"] == name]
-    pending = any(n == SIGNAL + name for n, _ in t.requests(rid))
-    if not pending and steering.waiting_for(m, name):
-        return m
-    got = waits if pending else [sid for sid in waits if m.steps[sid]["state"] == StepState.SUCCEEDED]
-    if got and m.run["state"] not in RUN_ENDED:
-        raise Conflict(
-            f"step {', '.join(got)} of run {rid} already got signal '{name}'; this one was not delivered",
-            state=m.run["state"],
-        )
-    try:
-        _steer(steering.signal)(m, name, {}, time.time())  # raises: says why nothing waits for it
-    except Conflict as e:
-        if got:
-            raise Conflict(f"{e} (step {', '.join(got)} already got signal '{name}')", state=e.state) from None
-        raise
-    return m  # not reached: with no step waiting, steering refuses the signal
 
 
 def _text(e: list, env: expr.Env, what: str) -> str:

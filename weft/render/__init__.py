@@ -1,5 +1,5 @@
-"""Drawing Plans and runs with Graphviz: `to_dot` (no Graphviz needed) and `draw` (SVG, PNG, PDF)."""
+"""Drawing Plans and runs with Graphviz: `to_dot` (no Graphviz needed), `draw` (SVG, PNG, PDF) and `svg` (bytes)."""
 
-from weft.render.graph import draw, to_dot
+from weft.render.graph import draw, svg, to_dot
 
-__all__ = ["draw", "to_dot"]
+__all__ = ["draw", "svg", "to_dot"]

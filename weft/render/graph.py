@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -83,12 +84,31 @@ def draw(
             with open(out_path, "w", encoding="utf-8") as f:
                 f.write(text)
             return
-        import pygraphviz
-
-        with _filtered_stderr("Fontconfig warning"):
-            pygraphviz.AGraph(string=text).draw(out_path, format=ext[1:], prog="dot")
+        _layout(text, ext[1:], out_path)
     except OSError as e:
         raise WeftError(f"cannot write {out_path!r}: {e.strerror}") from e
+
+
+def svg(
+    plan: dict,
+    states: dict[str, str] | None = None,
+    *,
+    expand: bool = False,
+    counts: dict[str, dict[str, int]] | None = None,
+) -> bytes:
+    """The diagram as SVG, laid out by `dot`."""
+    return _layout(to_dot(plan, states, expand=expand, counts=counts), "svg")
+
+
+def _layout(text: str, fmt: str, out_path: str | None = None) -> bytes | None:
+    """Lay DOT text out with `dot`: written to `out_path`, or returned as bytes."""
+    import pygraphviz
+
+    with _LAYOUT, _filtered_stderr("Fontconfig warning"):  # fd 2 is the process's: one layout at a time
+        return pygraphviz.AGraph(string=text).draw(out_path, format=fmt, prog="dot")
+
+
+_LAYOUT = threading.Lock()
 
 
 @contextmanager

@@ -35,7 +35,7 @@ class Undoing:
         self.to_undo = {
             sid
             for sid, spec in self.specs.items()
-            if spec["phase"] in ("run", "finalize") and _undoable(spec, self.steps[sid]["state"])
+            if spec["phase"] in ("run", "finalize") and undoable(spec, self.steps[sid]["state"])
         }
         finalize = [sid for sid in self.to_undo if self.specs[sid]["phase"] == "finalize"]
         for sid in self.to_undo:
@@ -116,7 +116,7 @@ class Undoing:
         self._end(RunState.FAILED, now)
 
 
-def _undoable(spec: dict, state: str) -> bool:
+def undoable(spec: dict, state: str) -> bool:
     """Whether a rollback undoes a step in `state`: a succeeded one with an undo; an `each` step that made
     child runs (succeeded, or failed with children paused or done) rolls them back."""
     if spec["kind"] == "each":

@@ -162,6 +162,10 @@ class Worker:
         self.stopping.set()
         self._wake.set()
 
+    def wake(self) -> None:
+        """Look at the queue now (a run was just queued), not at the next poll."""
+        self._wake.set()
+
     def signalled(self) -> None:
         """For a signal handler: count the signal and wake the serving loop, which stops (a second: at once).
 

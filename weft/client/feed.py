@@ -1,0 +1,42 @@
+"""Changes: the events of every run in commit order (the store's feed), for displays that follow them live."""
+
+from __future__ import annotations
+
+from weft.client.model import Change, Event
+from weft.client.redact import Redactor
+from weft.runtime.stores.port import Txn
+
+
+def changes(t: Txn, after: int, limit: int) -> tuple[list[Change], int]:
+    """Up to `limit` changes after feed place `after`, and the last place read (`after` if none)."""
+    entries = t.feed(after, limit)
+    runs: dict[str, tuple[dict | None, dict[int, dict]]] = {}
+    for _, rid, _ in entries:
+        if rid not in runs:
+            run = t.run(rid)
+            first = min(seq for _, r, seq in entries if r == rid)
+            history = Redactor(run).history(t.events(rid, first - 1)) if run is not None else []
+            runs[rid] = (run, dict(history))
+    found = []
+    for place, rid, seq in entries:
+        run, history = runs[rid]
+        if seq in history:  # the entries of a deleted run name nothing
+            found.append(_change(place, rid, run, Event.of(history[seq], seq)))
+    return found, entries[-1][0] if entries else after
+
+
+def run_changes(t: Txn, run_id: str, after: int, limit: int) -> tuple[dict, list[Change]]:
+    """The run's record and up to `limit` changes of its history after seq `after`."""
+    run = t.run(run_id)
+    history = Redactor(run).history(t.events(run_id, after)[: max(0, limit)])
+    return run, [_change(None, run_id, run, Event.of(e, seq)) for seq, e in history]
+
+
+def _change(place: int | None, run_id: str, run: dict | None, e: Event) -> Change:
+    return Change(
+        place,
+        run_id,
+        None if run is None else run["state"],
+        None if run is None else run.get("progress") or 0.0,
+        e,
+    )

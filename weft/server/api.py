@@ -1,0 +1,275 @@
+"""The REST API under /api/v1: every operation is one Client call; the answers are its dataclasses."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.sse import EventSourceResponse
+
+from weft import render
+from weft.client import (
+    Bulk,
+    Client,
+    Delivery,
+    Event,
+    InvalidInput,
+    Lock,
+    RollbackPreview,
+    Run,
+    StepDetail,
+)
+from weft.runtime.stores.query import NEWEST_FIRST
+from weft.server import auth, stream
+from weft.server.catalog import Catalog, FlowSummary
+from weft.server.problems import Problem
+from weft.server.schemas import Counts, FlowList, Many, Rollback, RunList, RunPage, Skip, StartRun
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "description": what}
+    for status, what in (
+        (401, "no token, or a wrong one"),
+        (404, "no such run, step or flow"),
+        (422, "a value that does not fit its type (the field is named)"),
+    )
+}
+CHANGES: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    403: {"model": Problem, "description": "a read-only token, or no forgery token with a session cookie"},
+    409: {"model": Problem, "description": "the command does not fit the run's state now"},
+}
+SVG = {200: {"content": {"image/svg+xml": {}}, "description": "the diagram"}}
+WINDOWS = {"12h": "12h", "24h": "24h", "7d": "7d"}
+COUNTED = ("running", "paused", "failed", "succeeded", "pending")
+
+Reader = Annotated[auth.Caller, Depends(auth.reader)]
+Operator = Annotated[auth.Caller, Depends(auth.operator)]
+Values = Annotated[list[str] | None, Query()]
+
+router = APIRouter(prefix="/api/v1", responses=ERRORS)
+
+
+def _client(request: Request) -> Client:
+    return request.app.state.client
+
+
+def _catalog(request: Request) -> Catalog:
+    return request.app.state.catalog
+
+
+def _commands(request: Request, run: Run) -> dict[str, str]:
+    """The `weft` command line that does each action the run allows now."""
+    store = ["--store", request.app.state.client.path]
+    failed = next((s.name or s.id for s in run.steps if s.state == "failed"), "STEP")
+    lines = {
+        "resume": ["weft", "resume", run.id],
+        "skip": ["weft", "skip", run.id, failed, "--output", "K=V"],
+        "cancel": ["weft", "cancel", run.id],
+        "rollback": ["weft", "rollback", run.id],
+        "signal": ["weft", "signal", run.id, run.waiting_for[0] if run.waiting_for else "NAME", "K=V"],
+    }
+    return {action: shlex.join(lines[action] + store) for action in sorted(run.actions)}
+
+
+def _page(request: Request, run: Run) -> RunPage:
+    return RunPage.of(run, _commands(request, run))
+
+
+# -- runs ----------------------------------------------------------------------------------------
+
+
+@router.get("/runs", response_model=RunList, summary="List runs, as `weft list` filters, sorts and pages them")
+def list_runs(
+    request: Request,
+    _: Reader,
+    state: Values = None,
+    result: Values = None,
+    flow: Values = None,
+    tag: Values = None,
+    user: Values = None,
+    label: Values = None,
+    parent: Values = None,
+    lock: Values = None,
+    since: Annotated[str | None, Query(max_length=100, description="a duration ago (2h) or an ISO date")] = None,
+    before: Annotated[str | None, Query(max_length=100)] = None,
+    sort: Literal["started", "ended", "flow", "state", "user", "label"] = "started",
+    order: Literal["asc", "desc"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    sub_runs: bool = False,
+) -> RunList:
+    reverse = order is not None and (order == "asc") == (sort in NEWEST_FIRST)
+    filters = dict(state=state, result=result, flow=flow, tag=tag, user=user, label=label, parent=parent, lock=lock)
+    page = _client(request).runs(
+        **{k: v for k, v in filters.items() if v},
+        since=since,
+        before=before,
+        sort=sort,
+        reverse=reverse,
+        limit=limit,
+        offset=offset,
+        sub_runs=sub_runs or bool(parent),
+    )
+    return RunList(page.runs, page.total, page.offset, page.limit, page.more)
+
+
+@router.post("/runs", response_model=RunPage, status_code=201, responses=CHANGES, summary="Start a catalogue flow")
+def start_run(request: Request, body: StartRun, who: Operator, response: Response) -> RunPage:
+    plan = _catalog(request).get(body.flow).plan
+    client = _client(request)
+    rid = client.start_plan(plan, body.inputs, user=body.user, label=body.label, detach=True)
+    request.app.state.wake()
+    response.headers["Location"] = f"/api/v1/runs/{rid}"
+    return _page(request, client.get(rid))
+
+
+@router.post("/runs/resume", response_model=Bulk, responses=CHANGES, summary="Resume many runs")
+def resume_many(request: Request, body: Many, _: Operator) -> Bulk:
+    ids, filters = _targets(body)
+    return _client(request).resume_many(ids, **filters)
+
+
+@router.post("/runs/cancel", response_model=Bulk, responses=CHANGES, summary="Cancel many runs")
+def cancel_many(request: Request, body: Many, _: Operator) -> Bulk:
+    ids, filters = _targets(body)
+    return _client(request).cancel_many(ids, **filters)
+
+
+def _targets(body: Many) -> tuple[list[str] | None, dict[str, Any]]:
+    if (body.ids is None) == (body.filter is None):
+        raise InvalidInput("give either ids or a filter, not both and not neither", field="ids")
+    return body.ids, ({} if body.filter is None else body.filter.given())
+
+
+@router.get("/runs/{run_id}", response_model=RunPage, summary="A run in full: steps, history, allowed actions")
+def get_run(request: Request, run_id: str, _: Reader) -> RunPage:
+    return _page(request, _client(request).get(run_id))
+
+
+@router.get("/runs/{run_id}/steps/{step}", response_model=StepDetail, summary="One step in full")
+def get_step(request: Request, run_id: str, step: str, _: Reader) -> StepDetail:
+    return _client(request).step(run_id, step)
+
+
+@router.get("/runs/{run_id}/events", response_model=tuple[Event, ...], summary="A run's history, paged")
+def get_events(
+    request: Request,
+    run_id: str,
+    _: Reader,
+    after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+) -> tuple[Event, ...]:
+    return _client(request).events(run_id, after, limit)
+
+
+@router.get("/runs/{run_id}/graph.svg", response_class=Response, responses=SVG, summary="The run's diagram")
+def run_graph(request: Request, run_id: str, _: Reader, expand: bool = False) -> Response:
+    d = _client(request).diagram(run_id)
+    return Response(render.svg(d.plan, d.states, expand=expand, counts=d.counts), media_type="image/svg+xml")
+
+
+@router.get("/runs/{run_id}/rollback", response_model=RollbackPreview, summary="What a rollback would undo now")
+def rollback_preview(request: Request, run_id: str, _: Reader) -> RollbackPreview:
+    return _client(request).rollback_preview(run_id)
+
+
+@router.post("/runs/{run_id}/resume", response_model=RunPage, responses=CHANGES, summary="Retry failed steps, go on")
+def resume(request: Request, run_id: str, _: Operator) -> RunPage:
+    return _page(request, _client(request).resume(run_id))
+
+
+@router.post("/runs/{run_id}/cancel", response_model=Delivery, responses=CHANGES, summary="Cancel a run")
+def cancel(request: Request, run_id: str, who: Operator) -> Delivery:
+    return _client(request).cancel(run_id, by=f"the console ({who.role})")
+
+
+@router.post("/runs/{run_id}/rollback", response_model=RunPage, responses=CHANGES, summary="Undo succeeded steps")
+def rollback(request: Request, run_id: str, body: Rollback, _: Operator) -> RunPage:
+    return _page(request, _client(request).rollback(run_id, body.force))
+
+
+@router.post(
+    "/runs/{run_id}/steps/{step}/skip", response_model=RunPage, responses=CHANGES, summary="Skip a failed step"
+)
+def skip(request: Request, run_id: str, step: str, body: Skip, _: Operator) -> RunPage:
+    return _page(request, _client(request).skip(run_id, step, body.outputs))
+
+
+@router.post(
+    "/runs/{run_id}/signals/{name}", response_model=Delivery, responses=CHANGES, summary="Signal a waiting step"
+)
+def signal(request: Request, run_id: str, name: str, body: dict[str, Any], _: Operator) -> Delivery:
+    return _client(request).deliver(run_id, name, body)
+
+
+# -- live events ---------------------------------------------------------------------------------
+
+
+def _resume_at(last_event_id: str | None, after: int | None) -> int | None:
+    if last_event_id is not None:
+        if not last_event_id.strip().isdigit():
+            raise InvalidInput(f"Last-Event-ID must be a number, not {last_event_id[:40]!r}", field="Last-Event-ID")
+        return int(last_event_id)
+    return after
+
+
+@router.get("/events", response_class=EventSourceResponse, summary="Every run's events, live (server-sent events)")
+async def all_events(
+    request: Request,
+    _: Reader,
+    after: Annotated[int | None, Query(ge=0, le=2**62, description="feed place to start after (default: now)")] = None,
+    last_event_id: Annotated[str | None, Header(max_length=40)] = None,
+):
+    at = _resume_at(last_event_id, after)
+    async for e in stream.all_runs(_client(request), request.app.state.watcher, at):
+        yield e
+
+
+@router.get("/runs/{run_id}/stream", response_class=EventSourceResponse, summary="A run's events, live")
+async def run_events(
+    request: Request,
+    run_id: str,
+    _: Reader,
+    after: Annotated[int, Query(ge=0, le=2**62, description="history seq to start after")] = 0,
+    last_event_id: Annotated[str | None, Header(max_length=40)] = None,
+):
+    rid = _client(request).resolve(run_id)
+    at = _resume_at(last_event_id, after) or 0
+    async for e in stream.one_run(_client(request), request.app.state.watcher, rid, at):
+        yield e
+
+
+# -- flows, locks, workers, counts -----------------------------------------------------------------
+
+
+@router.get("/flows", response_model=FlowList, summary="The catalogue: flows this server may start")
+def flows(request: Request, _: Reader) -> FlowList:
+    cat = _catalog(request)
+    return FlowList(tuple(cat.flows()), cat.problems())
+
+
+@router.get("/flows/{name}", response_model=FlowSummary, summary="A flow: parameters, result, levels")
+def flow(request: Request, name: str, _: Reader) -> FlowSummary:
+    return _catalog(request).get(name).summary
+
+
+@router.get("/flows/{name}/graph.svg", response_class=Response, responses=SVG, summary="A flow's diagram")
+def flow_graph(request: Request, name: str, _: Reader, expand: bool = False) -> Response:
+    return Response(render.svg(_catalog(request).get(name).plan, expand=expand), media_type="image/svg+xml")
+
+
+@router.get("/locks", response_model=tuple[Lock, ...], summary="Locks held by runs that have not ended")
+def locks(request: Request, _: Reader) -> tuple[Lock, ...]:
+    return _client(request).locks()
+
+
+@router.get("/counts", response_model=Counts, summary="Runs by state started in the last 12 h, 24 h and 7 days")
+def counts(request: Request, _: Reader) -> Counts:
+    client = _client(request)
+    return Counts(
+        {
+            window: {state: client.runs(state=state, since=ago, limit=1).total for state in COUNTED}
+            for window, ago in WINDOWS.items()
+        }
+    )

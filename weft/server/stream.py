@@ -1,0 +1,104 @@
+"""Live events: the store's feed followed as server-sent events, whichever process committed them.
+
+A Watcher thread looks at the end of the feed every LOOK seconds and wakes
+the streams waiting on it. The stream of all runs gives each event the id of
+its place in the feed; the stream of one run gives the event's seq in that
+run's history. Either way a client that reconnects with Last-Event-ID (or
+`after`) gets what came after, nothing twice. The framework adds a comment
+line as a heartbeat when nothing was sent for a while.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+
+from fastapi.sse import ServerSentEvent
+
+from weft.client import Change, Client
+from weft.runtime.core.states import RUN_STOPPED
+
+LOOK = 0.02  # seconds between looks at the feed's end
+BATCH = 500  # changes read at a time
+IDLE = 5.0  # seconds a stream waits for a change before it looks again anyway
+
+
+class Watcher:
+    """Follows the end of a store's feed in one thread; streams await `changed(seen)`."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.end = client.last_change()
+        self._waiting: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._guard = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="weft-feed-watcher", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(LOOK):
+            try:
+                end = self.client.last_change()
+            except Exception:  # a store that cannot be read now: streams wait, and their reads say why
+                continue
+            if end != self.end:
+                self.end = end
+                with self._guard:
+                    waiting = list(self._waiting)
+                for loop, event in waiting:
+                    loop.call_soon_threadsafe(event.set)
+
+    async def changed(self, seen: int, timeout: float = IDLE) -> None:
+        """Return once the feed's end is past `seen`, or after `timeout` seconds."""
+        event = asyncio.Event()
+        entry = (asyncio.get_running_loop(), event)
+        with self._guard:
+            self._waiting.add(entry)
+        try:
+            if self.end == seen:
+                await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            with self._guard:
+                self._waiting.discard(entry)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2.0)
+
+
+def payload(c: Change) -> dict:
+    return {"run": c.run_id, "run_state": c.run_state, "progress": c.progress, **asdict(c.event)}
+
+
+async def all_runs(client: Client, watcher: Watcher, after: int | None) -> AsyncIterator[ServerSentEvent]:
+    """Every run's events after feed place `after` (None: from now on), as they are committed."""
+    place = watcher.end if after is None else after
+    yield ServerSentEvent(comment="weft: every run's events", retry=1000)
+    while True:
+        seen = watcher.end
+        page = await asyncio.to_thread(client.changes, place, BATCH)
+        for c in page.items:
+            yield ServerSentEvent(data=payload(c), id=str(c.place))
+        if page.end == place:
+            await watcher.changed(seen)
+        place = page.end
+
+
+async def one_run(client: Client, watcher: Watcher, run_id: str, after: int) -> AsyncIterator[ServerSentEvent]:
+    """Run `run_id`'s events after seq `after`, as they are committed; then an `end` event once it has stopped."""
+    yield ServerSentEvent(comment=f"weft: run {run_id}", retry=1000)
+    while True:
+        seen = watcher.end
+        state, found = await asyncio.to_thread(client.run_changes, run_id, after, BATCH)
+        for c in found:
+            yield ServerSentEvent(data=payload(c), id=str(c.event.seq))
+            after = c.event.seq
+        if not found:
+            if state in RUN_STOPPED:
+                yield ServerSentEvent(event="end", data={"run": run_id, "run_state": state}, id=str(after))
+                return
+            await watcher.changed(seen)
