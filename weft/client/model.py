@@ -116,6 +116,8 @@ class Step:
     poll: Poll | None
     signal: str | None  # a `wait` step: the signal it waits for
     sub_runs: SubRuns | None  # an `each` step
+    outputs_type: list | None  # its outputs' type as Plan type data (weft.plan.types.to_data): what a skip gives
+    signal_fields: list | None  # a `wait` step: the signal's fields' type as Plan type data
 
 
 @dataclass(frozen=True)
@@ -382,6 +384,8 @@ def step(spec: dict, rec: dict, children: list[dict] | None) -> Step:
         else Poll(poll.get("handle"), poll.get("polls", 0), poll.get("progress"), poll.get("interval")),
         signal=spec["wait"]["signal"] if spec["kind"] == "wait" else None,
         sub_runs=None if children is None else sub_runs(rec, children),
+        outputs_type=spec.get("outputs"),
+        signal_fields=spec["wait"].get("fields") if spec["kind"] == "wait" else None,
     )
 
 
