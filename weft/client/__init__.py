@@ -39,6 +39,7 @@ from weft.client.model import (
     SubRun,
     SubRuns,
     Undo,
+    WorkerProcess,
 )
 from weft.client.operations import Client, login
 
@@ -74,5 +75,6 @@ __all__ = [
     "SubRun",
     "SubRuns",
     "Undo",
+    "WorkerProcess",
     "login",
 ]

@@ -266,6 +266,19 @@ class Changes:
 
 
 @dataclass(frozen=True)
+class WorkerProcess:
+    """A process serving the store's runs: `weft worker`, or the worker inside `weft serve`."""
+
+    pid: int
+    host: str
+    kind: str  # "worker" or "server"
+    started: float
+    heartbeat: float
+    limit: int  # runs it drives at once
+    runs: tuple[str, ...]  # the runs it drives now
+
+
+@dataclass(frozen=True)
 class Refusal:
     id: str
     reason: str

@@ -38,6 +38,7 @@ from weft.client.model import (
     RollbackPreview,
     Run,
     StepDetail,
+    WorkerProcess,
 )
 from weft.client.redact import Redactor
 from weft.client.signals import SIGNAL, first_signal
@@ -51,6 +52,7 @@ from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED
 from weft.runtime.engine import bulk, session
 from weft.runtime.engine.driver import Driver
 from weft.runtime.engine.lease import Lease, LeaseHeld
+from weft.runtime.engine.registry import Registry
 from weft.runtime.stores import open_store, query, store_dir
 from weft.runtime.stores.port import Checkup, Store, StoreError, Txn
 from weft.runtime.stores.prune import prune as prune_runs
@@ -384,6 +386,13 @@ class Client:
             m = Machine(t.plan(rid), t.run(rid), t.steps(rid), time.time())
         undo = tuple(sid for sid in m.specs if undoable(m.specs[sid], m.steps[sid]["state"]))
         return RollbackPreview(rid, undo, tuple(steering.without_undo(m)))
+
+    def worker_processes(self) -> tuple[WorkerProcess, ...]:
+        """The worker processes serving this store now, and the runs each drives."""
+        return tuple(
+            WorkerProcess(a.pid, a.host, a.kind, a.started, a.heartbeat, a.limit, a.runs)
+            for a in Registry(self.path).live()
+        )
 
     def locks(self) -> tuple[Lock, ...]:
         """The locks held by runs that have not ended, by lock name."""

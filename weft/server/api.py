@@ -19,12 +19,26 @@ from weft.client import (
     RollbackPreview,
     Run,
     StepDetail,
+    WorkerProcess,
 )
 from weft.runtime.stores.query import NEWEST_FIRST
 from weft.server import auth, stream
 from weft.server.catalog import Catalog, FlowSummary
 from weft.server.problems import Problem
-from weft.server.schemas import Counts, FlowList, Many, Rollback, RunList, RunPage, Skip, StartRun
+from weft.server.schemas import (
+    WHEN,
+    Counts,
+    FlowList,
+    Many,
+    Name,
+    Result,
+    Rollback,
+    RunList,
+    RunPage,
+    Skip,
+    StartRun,
+    State,
+)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem, "description": what}
@@ -45,7 +59,7 @@ COUNTED = ("running", "paused", "failed", "succeeded", "pending")
 
 Reader = Annotated[auth.Caller, Depends(auth.reader)]
 Operator = Annotated[auth.Caller, Depends(auth.operator)]
-Values = Annotated[list[str] | None, Query()]
+Values = Annotated[list[Name] | None, Query()]
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
@@ -83,16 +97,18 @@ def _page(request: Request, run: Run) -> RunPage:
 def list_runs(
     request: Request,
     _: Reader,
-    state: Values = None,
-    result: Values = None,
+    state: Annotated[list[State] | None, Query()] = None,
+    result: Annotated[list[Result] | None, Query()] = None,
     flow: Values = None,
     tag: Values = None,
     user: Values = None,
     label: Values = None,
     parent: Values = None,
     lock: Values = None,
-    since: Annotated[str | None, Query(max_length=100, description="a duration ago (2h) or an ISO date")] = None,
-    before: Annotated[str | None, Query(max_length=100)] = None,
+    since: Annotated[
+        str | None, Query(max_length=100, pattern=WHEN, description="a duration ago (2h) or a date")
+    ] = None,
+    before: Annotated[str | None, Query(max_length=100, pattern=WHEN)] = None,
     sort: Literal["started", "ended", "flow", "state", "user", "label"] = "started",
     order: Literal["asc", "desc"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -262,6 +278,11 @@ def flow_graph(request: Request, name: str, _: Reader, expand: bool = False) -> 
 @router.get("/locks", response_model=tuple[Lock, ...], summary="Locks held by runs that have not ended")
 def locks(request: Request, _: Reader) -> tuple[Lock, ...]:
     return _client(request).locks()
+
+
+@router.get("/workers", response_model=tuple[WorkerProcess, ...], summary="Worker processes serving the store")
+def workers(request: Request, _: Reader) -> tuple[WorkerProcess, ...]:
+    return _client(request).worker_processes()
 
 
 @router.get("/counts", response_model=Counts, summary="Runs by state started in the last 12 h, 24 h and 7 days")

@@ -36,7 +36,7 @@ def create_app(settings: Settings) -> FastAPI:
         store = open_store(client.path, create=True)
         worker = None
         if settings.worker:
-            worker = Worker(store, Driver, runs=settings.runs, grace=settings.grace)
+            worker = Worker(store, Driver, runs=settings.runs, grace=settings.grace, kind="server")
             thread = threading.Thread(target=worker.serve, name="weft-embedded-worker", daemon=True)
             thread.start()
         app.state.client = client

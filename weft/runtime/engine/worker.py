@@ -35,7 +35,8 @@ from weft.errors import WeftError
 from weft.runtime.core import steering
 from weft.runtime.core.machine import Machine
 from weft.runtime.core.states import RUN_STOPPED
-from weft.runtime.engine.lease import Lease, LeaseHeld, LeaseLost, describe, holder_alive
+from weft.runtime.engine.lease import HEARTBEAT, HOST, Lease, LeaseHeld, LeaseLost, describe, holder_alive
+from weft.runtime.engine.registry import Announcement, Registry
 from weft.runtime.engine.session import check_plan, persist
 from weft.runtime.stores.port import Store, Timer, Txn
 
@@ -136,6 +137,7 @@ class Worker:
         once: bool = False,
         observer: Callable[[Notice], None] | None = None,
         scope: str | None = None,
+        kind: str = "worker",
     ) -> None:
         self.store = store
         self.driver = driver  # the Driver class (passed in: the driver serves child runs with a Worker)
@@ -154,6 +156,10 @@ class Worker:
         self._failed: dict[str, float] = {}  # run -> when to try again to claim it (its claim raised)
         self._due: dict[str, list[Timer]] = {}  # run -> its due timers, from the last look
         self._spent: set[Timer] = set()  # due timers a claim was tried for: not a reason to claim again
+        self.kind = kind  # as its announcement names it: "worker", or "server" (weft serve's own)
+        self._registry = Registry(store.path) if scope is None else None  # a scoped worker serves one run's children
+        self._started = time.time()
+        self._announced = 0.0
 
     def stop(self) -> None:
         """Claim nothing more and let go of every run once its running steps finish; again: at once."""
@@ -184,12 +190,29 @@ class Worker:
     def serve(self) -> bool:
         """Serve until stopped (or, with `once`, until nothing needs a process); False if runs were cut short."""
         self._tell("serving", count=self.limit)
-        while not self.stopping.is_set():
-            claimed = self._fill()
-            if self.once and not claimed and not self.active:
-                break
-            self._wait(POLL)
-        return self._drain()
+        try:
+            while not self.stopping.is_set():
+                self._announce()
+                claimed = self._fill()
+                if self.once and not claimed and not self.active:
+                    break
+                self._wait(POLL)
+            return self._drain()
+        finally:
+            if self._registry is not None:
+                self._registry.leave(os.getpid())
+
+    def _announce(self) -> None:
+        """Tell the store's registry this worker serves, and what it drives (at most every HEARTBEAT seconds)."""
+        now = time.time()
+        if self._registry is None or now - self._announced < HEARTBEAT:
+            return
+        self._announced = now
+        runs = tuple(sorted(self.active))
+        try:
+            self._registry.announce(Announcement(os.getpid(), HOST, self._started, now, self.limit, runs, self.kind))
+        except OSError:
+            pass  # only lists of workers miss it: the runs it drives are unaffected
 
     # -- finding and claiming work --------------------------------------------------------
 

@@ -26,6 +26,11 @@ def open_store(path: str, create: bool = True) -> Store:
     return lmdb_store.Store(path, create=create)
 
 
+def in_memory(path: str) -> bool:
+    """Whether `path` names a store in this process's memory (`memory://NAME`), not a folder."""
+    return path.startswith(memory.SCHEME)
+
+
 def store_dir(option: str | None) -> str:
     """`--store DIR`, else $WEFT_STORE, else ./.weft, as an absolute path (a `memory://` name as it is)."""
     path = option or os.environ.get("WEFT_STORE") or ".weft"
