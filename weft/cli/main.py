@@ -103,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=500, metavar="N", help="runs deleted per transaction")
     _store(p)
 
+    p = command("watch", "weft.cli.runs:watch", "follow a run driven by any process, live, until it ends or pauses")
+    p.add_argument("run", metavar="RUN")
+    _store(p)
+
     p = command("show", "weft.cli.runs:show", "show a run, its steps and its history (or one step in full)")
     p.add_argument("run", metavar="RUN")
     p.add_argument("step", metavar="STEP", nargs="?", help="show this step's inputs, outputs, error and traceback")
@@ -181,7 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     _store(p)
 
     p = command("doctor", "weft.cli.doctor:doctor", "check a store's records and indexes against each other")
-    p.add_argument("--repair", action="store_true", help="rebuild indexes, timers and queue; drop entries naming nothing")
+    p.add_argument(
+        "--repair", action="store_true", help="rebuild indexes, timers and queue; drop entries naming nothing"
+    )
     p.add_argument("--json", action="store_true")
     _store(p)
 

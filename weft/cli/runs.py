@@ -1,4 +1,4 @@
-"""`weft run`, `show`, `resume`, `skip`, `cancel`, `rollback` and `signal`: printers over the Client.
+"""`weft run`, `watch`, `show`, `resume`, `skip`, `cancel`, `rollback` and `signal`: printers over the Client.
 
 Exit codes: 0 the run succeeded (or was cancelled / rolled back as asked), 1 it
 failed or was cancelled, 3 it paused (resumable), 2 nothing was started or
@@ -120,6 +120,27 @@ def outcome(run: Run) -> int:
     else:
         say(f"run {rid} is waiting for signal {', '.join(run.waiting_for)} (weft signal {rid} NAME K=V...)")
     return EXIT[state]
+
+
+# -- watch -----------------------------------------------------------------------------
+
+
+def watch(args: Any) -> int:
+    """Follow a run driven by any process (a worker, a server, another `weft run`) as `weft run` shows it."""
+    from weft.cli.console import LiveReport, PlainReport
+
+    with _client(args) as client:
+        run = client.get(args.run)
+        say(f"watching run {run.id} ({run.state})")
+        report = LiveReport(run.label or run.flow) if sys.stdout.isatty() else PlainReport()
+        try:
+            run = client.watch(run.id, report)
+        except KeyboardInterrupt:
+            print(f"weft: stopped watching run {run.id}; it goes on where it is driven", file=sys.stderr)
+            return 130
+        finally:
+            report.close()
+    return outcome(run)
 
 
 # -- show -----------------------------------------------------------------------------

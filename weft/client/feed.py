@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from weft.client.model import Change, Event
+from weft.client.model import Change, Event, Progress
 from weft.client.redact import Redactor
 from weft.runtime.stores.port import Txn
 
@@ -40,3 +40,19 @@ def _change(place: int | None, run_id: str, run: dict | None, e: Event) -> Chang
         None if run is None else run.get("progress") or 0.0,
         e,
     )
+
+
+class Follower:
+    """What a display following one run from its history knows: the steps running now and the run's progress."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.running: set[str] = set()
+
+    def progress(self, found: tuple[Change, ...] | list[Change]) -> Progress:
+        for c in found:
+            e = c.event
+            if e.step is not None and e.state is not None:
+                (self.running.add if e.state in ("running", "undoing") else self.running.discard)(e.step)
+        done = found[-1].progress if found else 0.0
+        return Progress(self.run_id, tuple(c.event for c in found), tuple(sorted(self.running)), {}, done or 0.0)

@@ -350,6 +350,21 @@ class Client:
             run, found = feed.run_changes(t, self._find(t, run_id), max(0, after), limit)
         return run["state"], tuple(found)
 
+    def watch(self, run_id: str, observer: Observer, after: int = 0) -> Run:
+        """Follow a run driven by any process: `observer` sees its events after seq `after` as they are
+        committed, until the run has ended or paused; then the run."""
+        rid = self.resolve(run_id)
+        follower = feed.Follower(rid)
+        while True:
+            state, found = self.run_changes(rid, after)
+            if found:
+                observer(follower.progress(found))
+                after = found[-1].event.seq
+            elif state in RUN_STOPPED:
+                return self.get(rid)
+            else:
+                time.sleep(_WAIT_STEP)
+
     def wait(self, run_id: str, timeout: float | None = None) -> Run:
         """The run once it has ended or paused, or as it is after `timeout` seconds.
 
