@@ -21,25 +21,18 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
-from weft.client import feed, limits, many, model, search
+from weft.client import limits, many
 from weft.client import inputs as checks
 from weft.client.errors import CompileFailed, Conflict, FlowRequired, InvalidInput, NotFound, steer
 from weft.client.model import (
     Bulk,
-    Change,
-    Changes,
     Delivery,
-    Diagram,
     Event,
-    Lock,
-    Page,
     Progress,
     Pruned,
-    RollbackPreview,
     Run,
-    StepDetail,
-    WorkerProcess,
 )
+from weft.client.reading import WAIT_STEP, Reading, step_id
 from weft.client.redact import Redactor
 from weft.client.signals import SIGNAL, first_signal
 from weft.errors import WeftError
@@ -47,18 +40,15 @@ from weft.plan import expr
 from weft.plan import types as typesys
 from weft.runtime.core import steering
 from weft.runtime.core.machine import Machine
-from weft.runtime.core.rollback import undoable
 from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED
-from weft.runtime.engine import bulk, session
+from weft.runtime.engine import session
 from weft.runtime.engine.driver import Driver
 from weft.runtime.engine.lease import Lease, LeaseHeld
-from weft.runtime.engine.registry import Registry
 from weft.runtime.stores import open_store, query, store_dir
 from weft.runtime.stores.port import Checkup, Store, StoreError, Txn
 from weft.runtime.stores.prune import prune as prune_runs
 
 Observer = Callable[[Progress], None]
-_WAIT_STEP = 0.05  # seconds between looks at a run's state while waiting for it
 
 
 def login() -> str:
@@ -69,14 +59,7 @@ def login() -> str:
         return os.environ.get("USER") or "unknown"
 
 
-def _step_id(m: Machine, name: str) -> str:
-    try:
-        return steering.find_step(m, name)
-    except WeftError as e:
-        raise NotFound(str(e)) from None
-
-
-class Client:
+class Client(Reading):
     """Operations on the runs of one store: `store` folder, else $WEFT_STORE, else ./.weft."""
 
     def __init__(self, store: str | os.PathLike | None = None, *, workers: int | None = None) -> None:
@@ -265,105 +248,7 @@ class Client:
             self._driver(m, lease, observer, workers, until_waiting).drive()
         return self.get(m.run["id"])
 
-    # -- reading -------------------------------------------------------------------------------------
-
-    def _find(self, t: Txn, text: str) -> str:
-        try:
-            return t.find_run(text)
-        except StoreError as e:
-            if type(e) is StoreError:  # not an id, no such run, an ambiguous prefix; not corruption
-                raise NotFound(str(e)) from None
-            raise
-
-    def resolve(self, run_id: str) -> str:
-        """The full id of run `run_id` (an id or a unique prefix of one)."""
-        with self._open().read() as t:
-            return self._find(t, run_id)
-
-    def runs(self, **filters: Any) -> Page:
-        """A page of runs, as `weft list` filters, sorts and pages them.
-
-        Filters: state, result, flow, tag, user, label (contains, any case),
-        parent (sub-runs of a run), lock (the run holding it), each a string
-        or a list of strings meaning any of them; since and before (seconds
-        since the epoch, a duration ago such as "2h", or an ISO date). Also
-        sort ("started", "ended", "flow", "state", "user", "label"; "-" prefix
-        reverses), reverse, limit (default 50), offset and sub_runs (include
-        the sub-runs of `each` steps).
-        """
-        try:
-            base, combos, disjoint = search.queries(**filters)
-            for q in combos:
-                search.check(q)
-            return search.search(self._open(), base, combos, disjoint)
-        except (NotFound, InvalidInput):
-            raise
-        except StoreError as e:
-            if type(e) is StoreError:
-                raise NotFound(str(e)) from None  # a parent that is no run
-            raise
-        except WeftError as e:  # a filter, sort or page no store can answer
-            raise InvalidInput(str(e)) from None
-
-    def get(self, run_id: str) -> Run:
-        """Run `run_id` in full, read in one transaction."""
-        with self._open().read() as t:
-            rid = self._find(t, run_id)
-            plan = t.plan(rid)
-            return model.full(
-                t.run(rid), plan, t.steps(rid), t.events(rid), t.lease(rid), _children(t, rid, plan), time.time()
-            )
-
-    def step(self, run_id: str, step: str) -> StepDetail:
-        """Step `step` (its id or name) of run `run_id`: inputs, outputs, error with traceback, its history."""
-        with self._open().read() as t:
-            rid = self._find(t, run_id)
-            plan, recs = t.plan(rid), t.steps(rid)
-            sid = _step_id(Machine(plan, t.run(rid), recs, time.time()), step)
-            spec = next(s for s in plan["steps"] if s["id"] == sid)
-            children = _children(t, rid, plan).get(sid)
-            hide = Redactor(t.run(rid))
-            shown = model.step(spec, hide.step(spec, recs[sid]), children)
-            return model.detail(rid, spec, shown, hide.history(t.events(rid)))
-
-    def events(self, run_id: str, after: int = 0, limit: int = 1000) -> tuple[Event, ...]:
-        """Up to `limit` history events of a run after position `after`, oldest first."""
-        with self._open().read() as t:
-            rid = self._find(t, run_id)
-            history = Redactor(t.run(rid)).history(t.events(rid, after)[: max(0, limit)])
-        return tuple(Event.of(e, seq) for seq, e in history)
-
-    def changes(self, after: int = 0, limit: int = 500) -> Changes:
-        """Every run's events after place `after` of the store's feed, in commit order (see `last_change`)."""
-        with self._open().read() as t:
-            found, end = feed.changes(t, max(0, after), max(0, limit))
-        return Changes(tuple(found), end)
-
-    def last_change(self) -> int:
-        """The feed place of the last event committed to the store (0 before the first)."""
-        with self._open().read() as t:
-            return t.feed_end()
-
-    def run_changes(self, run_id: str, after: int = 0, limit: int = 500) -> tuple[str, tuple[Change, ...]]:
-        """The run's state and up to `limit` events of its history after seq `after`."""
-        with self._open().read() as t:
-            run, found = feed.run_changes(t, self._find(t, run_id), max(0, after), limit)
-        return run["state"], tuple(found)
-
-    def watch(self, run_id: str, observer: Observer, after: int = 0) -> Run:
-        """Follow a run driven by any process: `observer` sees its events after seq `after` as they are
-        committed, until the run has ended or paused; then the run."""
-        rid = self.resolve(run_id)
-        follower = feed.Follower(rid)
-        while True:
-            state, found = self.run_changes(rid, after)
-            if found:
-                observer(follower.progress(found))
-                after = found[-1].event.seq
-            elif state in RUN_STOPPED:
-                return self.get(rid)
-            else:
-                time.sleep(_WAIT_STEP)
+    # -- waiting --------------------------------------------------------------------------------------
 
     def wait(self, run_id: str, timeout: float | None = None) -> Run:
         """The run once it has ended or paused, or as it is after `timeout` seconds.
@@ -384,41 +269,7 @@ class Client:
                 if driving is not None and state in RUN_STOPPED:
                     driving[1].join(5.0)  # the thread lets go right after its last commit
                 return self.get(rid)
-            time.sleep(_WAIT_STEP)
-
-    def diagram(self, run_id: str) -> Diagram:
-        """What `weft graph RUN` draws: the run's Plan, its steps' states, its sub-runs by state."""
-        with self._open().read() as t:
-            rid = self._find(t, run_id)
-            plan, steps = t.plan(rid), t.steps(rid)
-            counts = bulk.each_counts(t, rid, plan, steps)
-        return Diagram(plan, {sid: rec["state"] for sid, rec in steps.items()}, counts)
-
-    def rollback_preview(self, run_id: str) -> RollbackPreview:
-        """Which steps a rollback of the run would undo now, and which succeeded steps have no undo."""
-        with self._open().read() as t:
-            rid = self._find(t, run_id)
-            m = Machine(t.plan(rid), t.run(rid), t.steps(rid), time.time())
-        undo = tuple(sid for sid in m.specs if undoable(m.specs[sid], m.steps[sid]["state"]))
-        return RollbackPreview(rid, undo, tuple(steering.without_undo(m)))
-
-    def worker_processes(self) -> tuple[WorkerProcess, ...]:
-        """The worker processes serving this store now, and the runs each drives."""
-        return tuple(
-            WorkerProcess(a.pid, a.host, a.kind, a.started, a.heartbeat, a.limit, a.runs)
-            for a in Registry(self.path).live()
-        )
-
-    def locks(self) -> tuple[Lock, ...]:
-        """The locks held by runs that have not ended, by lock name."""
-        with self._open().read() as t:
-            held = [(name, t.run(rid), t.lease(rid)) for name, rid in t.locks().items()]
-        now = time.time()
-        return tuple(
-            Lock(name, model.summary(run, lease, now))
-            for name, run, lease in held
-            if run and run["state"] not in RUN_ENDED
-        )
+            time.sleep(WAIT_STEP)
 
     # -- steering --------------------------------------------------------------------------------------
 
@@ -451,7 +302,7 @@ class Client:
         """
 
         def apply(m: Machine, now: float) -> None:
-            steer(steering.resume)(m, now, tuple(_step_id(m, s) for s in restart))
+            steer(steering.resume)(m, now, tuple(step_id(m, s) for s in restart))
 
         m, lease, _ = self._take(run_id, apply)
         return self._steered(m, lease, hold)
@@ -469,7 +320,7 @@ class Client:
         texts = list(texts)
 
         def apply(m: Machine, now: float) -> None:
-            sid = _step_id(m, step)
+            sid = step_id(m, step)
             given = None
             if outputs is not None or texts:
                 given = checks.record(
@@ -510,8 +361,8 @@ class Client:
         """
 
         def apply(m: Machine, now: float) -> None:
-            retry = tuple(_step_id(m, s) for s in retry_undo)
-            skip = tuple(_step_id(m, s) for s in skip_undo)
+            retry = tuple(step_id(m, s) for s in retry_undo)
+            skip = tuple(step_id(m, s) for s in skip_undo)
             steer(steering.rollback)(m, now, force, retry, skip)
 
         m, lease, _ = self._take(run_id, apply)
@@ -597,15 +448,6 @@ def _text(e: list, env: expr.Env, what: str) -> str:
         return expr.show(expr.evaluate(e, env))
     except expr.EvalError as err:
         raise InvalidInput(f"cannot compute the flow's {what}: {err}", field=what) from None
-
-
-def _children(t: Txn, run_id: str, plan: dict) -> dict[str, list[dict]]:
-    """Each `each` step's sub-run records, by item."""
-    return {
-        s["id"]: [r for r in (t.run(rid) for _, rid in t.children(run_id, s["id"])) if r is not None]
-        for s in plan["steps"]
-        if s["kind"] == "each"
-    }
 
 
 def _progress(driver: Driver, events: list[dict]) -> Progress:

@@ -1,0 +1,196 @@
+"""The Client's reads: runs, steps, histories, the feed of changes, diagrams, locks and workers.
+
+`Reading` is a part of the Client class (operations.py): each read is one
+store transaction, and what it returns is the Client's dataclasses (model.py).
+"""
+
+from __future__ import annotations
+
+import time
+from abc import abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+from weft.client import feed, model, search
+from weft.client.errors import InvalidInput, NotFound
+from weft.client.model import (
+    Change,
+    Changes,
+    Diagram,
+    Event,
+    Lock,
+    Page,
+    Progress,
+    RollbackPreview,
+    Run,
+    StepDetail,
+    WorkerProcess,
+)
+from weft.client.redact import Redactor
+from weft.errors import WeftError
+from weft.runtime.core import steering
+from weft.runtime.core.machine import Machine
+from weft.runtime.core.rollback import undoable
+from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED
+from weft.runtime.engine import bulk
+from weft.runtime.engine.registry import Registry
+from weft.runtime.stores.port import Store, StoreError, Txn
+
+WAIT_STEP = 0.05  # seconds between looks at a run's state while following or waiting for it
+
+
+class Reading:
+    """Reads of one store (the Client's `path`)."""
+
+    path: str
+
+    @abstractmethod
+    def _open(self, create: bool = False) -> Store: ...
+
+    def _find(self, t: Txn, text: str) -> str:
+        try:
+            return t.find_run(text)
+        except StoreError as e:
+            if type(e) is StoreError:  # not an id, no such run, an ambiguous prefix; not corruption
+                raise NotFound(str(e)) from None
+            raise
+
+    def resolve(self, run_id: str) -> str:
+        """The full id of run `run_id` (an id or a unique prefix of one)."""
+        with self._open().read() as t:
+            return self._find(t, run_id)
+
+    def runs(self, **filters: Any) -> Page:
+        """A page of runs, as `weft list` filters, sorts and pages them.
+
+        Filters: state, result, flow, tag, user, label (contains, any case),
+        parent (sub-runs of a run), lock (the run holding it), each a string
+        or a list of strings meaning any of them; since and before (seconds
+        since the epoch, a duration ago such as "2h", or an ISO date). Also
+        sort ("started", "ended", "flow", "state", "user", "label"; "-" prefix
+        reverses), reverse, limit (default 50), offset and sub_runs (include
+        the sub-runs of `each` steps).
+        """
+        try:
+            base, combos, disjoint = search.queries(**filters)
+            for q in combos:
+                search.check(q)
+            return search.search(self._open(), base, combos, disjoint)
+        except (NotFound, InvalidInput):
+            raise
+        except StoreError as e:
+            if type(e) is StoreError:
+                raise NotFound(str(e)) from None  # a parent that is no run
+            raise
+        except WeftError as e:  # a filter, sort or page no store can answer
+            raise InvalidInput(str(e)) from None
+
+    def get(self, run_id: str) -> Run:
+        """Run `run_id` in full, read in one transaction."""
+        with self._open().read() as t:
+            rid = self._find(t, run_id)
+            plan = t.plan(rid)
+            return model.full(
+                t.run(rid), plan, t.steps(rid), t.events(rid), t.lease(rid), _children(t, rid, plan), time.time()
+            )
+
+    def step(self, run_id: str, step: str) -> StepDetail:
+        """Step `step` (its id or name) of run `run_id`: inputs, outputs, error with traceback, its history."""
+        with self._open().read() as t:
+            rid = self._find(t, run_id)
+            plan, recs = t.plan(rid), t.steps(rid)
+            sid = step_id(Machine(plan, t.run(rid), recs, time.time()), step)
+            spec = next(s for s in plan["steps"] if s["id"] == sid)
+            children = _children(t, rid, plan).get(sid)
+            hide = Redactor(t.run(rid))
+            shown = model.step(spec, hide.step(spec, recs[sid]), children)
+            return model.detail(rid, spec, shown, hide.history(t.events(rid)))
+
+    def events(self, run_id: str, after: int = 0, limit: int = 1000) -> tuple[Event, ...]:
+        """Up to `limit` history events of a run after position `after`, oldest first."""
+        with self._open().read() as t:
+            rid = self._find(t, run_id)
+            history = Redactor(t.run(rid)).history(t.events(rid, after)[: max(0, limit)])
+        return tuple(Event.of(e, seq) for seq, e in history)
+
+    def changes(self, after: int = 0, limit: int = 500) -> Changes:
+        """Every run's events after place `after` of the store's feed, in commit order (see `last_change`)."""
+        with self._open().read() as t:
+            found, end = feed.changes(t, max(0, after), max(0, limit))
+        return Changes(tuple(found), end)
+
+    def last_change(self) -> int:
+        """The feed place of the last event committed to the store (0 before the first)."""
+        with self._open().read() as t:
+            return t.feed_end()
+
+    def run_changes(self, run_id: str, after: int = 0, limit: int = 500) -> tuple[str, tuple[Change, ...]]:
+        """The run's state and up to `limit` events of its history after seq `after`."""
+        with self._open().read() as t:
+            run, found = feed.run_changes(t, self._find(t, run_id), max(0, after), limit)
+        return run["state"], tuple(found)
+
+    def watch(self, run_id: str, observer: Callable[[Progress], None], after: int = 0) -> Run:
+        """Follow a run driven by any process: `observer` sees its events after seq `after` as they are
+        committed, until the run has ended or paused; then the run."""
+        rid = self.resolve(run_id)
+        follower = feed.Follower(rid)
+        while True:
+            state, found = self.run_changes(rid, after)
+            if found:
+                observer(follower.progress(found))
+                after = found[-1].event.seq
+            elif state in RUN_STOPPED:
+                return self.get(rid)
+            else:
+                time.sleep(WAIT_STEP)
+
+    def diagram(self, run_id: str) -> Diagram:
+        """What `weft graph RUN` draws: the run's Plan, its steps' states, its sub-runs by state."""
+        with self._open().read() as t:
+            rid = self._find(t, run_id)
+            plan, steps = t.plan(rid), t.steps(rid)
+            counts = bulk.each_counts(t, rid, plan, steps)
+        return Diagram(plan, {sid: rec["state"] for sid, rec in steps.items()}, counts)
+
+    def rollback_preview(self, run_id: str) -> RollbackPreview:
+        """Which steps a rollback of the run would undo now, and which succeeded steps have no undo."""
+        with self._open().read() as t:
+            rid = self._find(t, run_id)
+            m = Machine(t.plan(rid), t.run(rid), t.steps(rid), time.time())
+        undo = tuple(sid for sid in m.specs if undoable(m.specs[sid], m.steps[sid]["state"]))
+        return RollbackPreview(rid, undo, tuple(steering.without_undo(m)))
+
+    def worker_processes(self) -> tuple[WorkerProcess, ...]:
+        """The worker processes serving this store now, and the runs each drives."""
+        return tuple(
+            WorkerProcess(a.pid, a.host, a.kind, a.started, a.heartbeat, a.limit, a.runs)
+            for a in Registry(self.path).live()
+        )
+
+    def locks(self) -> tuple[Lock, ...]:
+        """The locks held by runs that have not ended, by lock name."""
+        with self._open().read() as t:
+            held = [(name, t.run(rid), t.lease(rid)) for name, rid in t.locks().items()]
+        now = time.time()
+        return tuple(
+            Lock(name, model.summary(run, lease, now))
+            for name, run, lease in held
+            if run and run["state"] not in RUN_ENDED
+        )
+
+
+def _children(t: Txn, run_id: str, plan: dict) -> dict[str, list[dict]]:
+    """Each `each` step's sub-run records, by item."""
+    return {
+        s["id"]: [r for r in (t.run(rid) for _, rid in t.children(run_id, s["id"])) if r is not None]
+        for s in plan["steps"]
+        if s["kind"] == "each"
+    }
+
+
+def step_id(m: Machine, name: str) -> str:
+    try:
+        return steering.find_step(m, name)
+    except WeftError as e:
+        raise NotFound(str(e)) from None
