@@ -25,6 +25,7 @@ def serve(args: Any) -> int:
 
     from weft.server import auth
     from weft.server.app import Settings, create_app
+    from weft.server.problems import PlainErrors
 
     if args.workers is not None and args.workers < 1:
         raise WeftError(f"--workers must be at least 1, not {args.workers}")
@@ -60,7 +61,8 @@ def serve(args: Any) -> int:
     print(f"weft serve: viewer token {tokens.viewer}")
     print(f"weft serve: store {path}, {'no worker' if args.no_worker else f'worker driving {settings.runs} runs'}")
     sys.stdout.flush()
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    # outside every framework layer, so that even the body-size limiter answers with a problem
+    config = uvicorn.Config(PlainErrors(app), log_level="warning", access_log=False, timeout_graceful_shutdown=5)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
 

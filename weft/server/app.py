@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI, Response
 
-from weft.client import Client
+from weft.client import Client, limits
 from weft.runtime.engine.driver import Driver
 from weft.runtime.engine.worker import DEFAULT_RUNS, Worker
 from weft.runtime.stores import open_store
@@ -62,6 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url="/api/docs",
         redoc_url=None,
         lifespan=lifespan,
+        max_body_size=limits.MAX_FILE,  # a request body as large as an --inputs file, no larger
     )
     app.state.sessions = auth.Sessions(tokens)
     app.state.catalog = Catalog(settings.flows)

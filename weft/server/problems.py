@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from weft.client import Conflict, InvalidInput
+from weft.client import Conflict, InvalidInput, limits
 from weft.errors import WeftError
 from weft.runtime.stores.port import StoreError, StoreFull
 
@@ -31,6 +31,9 @@ TITLES = {
     503: "Store unavailable",
     507: "Store full",
 }
+
+
+PLAIN = {413: f"the request body is larger than {limits.MAX_FILE >> 20} MiB, the most a request may send"}
 
 
 @dataclass(frozen=True)
@@ -77,8 +80,26 @@ def _field(loc: tuple | list) -> str:
     return text or str(loc[0] if loc else "request")
 
 
+def _documented(app: FastAPI) -> None:
+    """Document error answers as application/problem+json, the type they are sent with (FastAPI says JSON)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        first = app.openapi_schema is None
+        schema = generate()
+        for operation in (op for path in schema.get("paths", {}).values() for op in path.values()) if first else ():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if status[:1] in "45" and "application/json" in content:
+                    content[MEDIA] = content.pop("application/json")
+        return schema
+
+    app.openapi = openapi
+
+
 def install(app: FastAPI) -> None:
     """Answer every error as a problem: the Client's by their status, bad requests 422, anything else 500."""
+    _documented(app)
 
     @app.exception_handler(WeftError)
     async def weft_error(request: Request, e: WeftError) -> JSONResponse:
@@ -96,6 +117,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+        if any(err.get("type") == "json_invalid" for err in e.errors()):
+            return answer(400, "the request body is not valid JSON")
         found = [f"{_field(err.get('loc', ()))}: {err.get('msg', 'invalid')}" for err in e.errors()]
         first = e.errors()[0] if e.errors() else {}
         return answer(422, found[0] if found else "invalid request", field=_field(first.get("loc", ())), problems=found)
@@ -109,3 +132,33 @@ def install(app: FastAPI) -> None:
     async def internal(request: Request, e: Exception) -> JSONResponse:  # a bug in Weft: logged, never shown
         log.exception("internal error answering %s %s", request.method, request.url.path)
         return answer(500, f"internal error: {type(e).__name__} (the server's log has the traceback)")
+
+
+class PlainErrors:
+    """ASGI middleware: an error the framework answers in plain text (a body too large...) becomes a problem."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        replaced: list[bytes] = []
+
+        async def sending(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = dict(message.get("headers") or [])
+                kind = headers.get(b"content-type", b"")
+                if message["status"] >= 400 and not kind.startswith((b"application/", b"text/event-stream")):
+                    status = message["status"]
+                    body = answer(status, PLAIN.get(status, TITLES.get(status, "Error"))).body
+                    replaced.append(body)
+                    headers = [(b"content-type", MEDIA.encode()), (b"content-length", str(len(body)).encode())]
+                    message = {**message, "headers": headers}
+            elif message["type"] == "http.response.body" and replaced:
+                if message.get("more_body"):
+                    return  # the plain body is dropped; the problem goes out with the last part
+                message = {**message, "body": replaced[0]}
+            await send(message)
+
+        await self.app(scope, receive, sending)
