@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import shlex
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -43,6 +46,7 @@ from weft.server.schemas import (
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem, "description": what}
     for status, what in (
+        (400, "a body that is not JSON"),
         (401, "no token, or a wrong one"),
         (404, "no such run, step or flow"),
         (422, "a value that does not fit its type (the field is named)"),
@@ -90,6 +94,18 @@ def _page(request: Request, run: Run) -> RunPage:
     return RunPage.of(run, _commands(request, run))
 
 
+@contextmanager
+def _within(part: str, exempt: Collection[str] = ()) -> Iterator[None]:
+    """An InvalidInput's field as its path in the request body: `inputs.n` where the Client says `n`
+    (but for the `exempt` fields, which are not under `part`: a run's `user` and `label`)."""
+    try:
+        yield
+    except InvalidInput as e:
+        if e.field and re.split(r"[.\[]", e.field, maxsplit=1)[0] not in exempt:
+            e.field = f"{part}{'' if e.field.startswith('[') else '.'}{e.field}"
+        raise
+
+
 # -- runs ----------------------------------------------------------------------------------------
 
 
@@ -134,7 +150,8 @@ def list_runs(
 def start_run(request: Request, body: StartRun, who: Operator, response: Response) -> RunPage:
     plan = _catalog(request).get(body.flow).plan
     client = _client(request)
-    rid = client.start_plan(plan, body.inputs, user=body.user, label=body.label, detach=True)
+    with _within("inputs", {"user", "label", "lock"} - {p["name"] for p in plan["params"]}):
+        rid = client.start_plan(plan, body.inputs, user=body.user, label=body.label, detach=True)
     request.app.state.wake()
     response.headers["Location"] = f"/api/v1/runs/{rid}"
     return _page(request, client.get(rid))
@@ -209,7 +226,8 @@ def rollback(request: Request, run_id: str, body: Rollback, _: Operator) -> RunP
     "/runs/{run_id}/steps/{step}/skip", response_model=RunPage, responses=CHANGES, summary="Skip a failed step"
 )
 def skip(request: Request, run_id: str, step: str, body: Skip, _: Operator) -> RunPage:
-    return _page(request, _client(request).skip(run_id, step, body.outputs))
+    with _within("outputs"):
+        return _page(request, _client(request).skip(run_id, step, body.outputs))
 
 
 @router.post(

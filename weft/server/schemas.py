@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from weft.client import Run, RunSummary
+from weft.client.limits import MAX_NAME
+from weft.runtime.core.states import RUN_STATES
+from weft.runtime.stores.query import RESULTS
 from weft.server.catalog import FileProblem, FlowSummary
+
+WHEN = (  # since and before: a duration ago (2h, 1d12h) or an ISO date or datetime (local time unless it says)
+    r"^(([0-9]+(\.[0-9]+)?[smhdw])+|[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?)?)$"
+)
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME)]  # a filter value (the Client counts bytes)
+Names = Annotated[list[Name], Field(min_length=1)]
+State = Literal[tuple(s.value for s in RUN_STATES)]  # type: ignore[valid-type]
+Result = Literal[(*RESULTS, "rolled-back")]  # type: ignore[valid-type]
 
 
 class Body(BaseModel):
@@ -33,22 +46,32 @@ class Skip(Body):
 class Filter(Body):
     """The runs a bulk command steers, as GET /api/v1/runs filters them."""
 
-    state: list[str] | None = None
-    result: list[str] | None = None
-    flow: list[str] | None = None
-    tag: list[str] | None = None
-    user: list[str] | None = None
-    label: list[str] | None = None
-    parent: list[str] | None = None
-    lock: list[str] | None = None
-    since: str | None = None
-    before: str | None = None
+    state: Annotated[list[State], Field(min_length=1)] | None = None
+    result: Annotated[list[Result], Field(min_length=1)] | None = None
+    flow: Names | None = None
+    tag: Names | None = None
+    user: Names | None = None
+    label: Names | None = None
+    parent: Names | None = None
+    lock: Names | None = None
+    since: str | None = Field(None, max_length=100, pattern=WHEN)
+    before: str | None = Field(None, max_length=100, pattern=WHEN)
 
     def given(self) -> dict[str, Any]:
         return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
+def _given(name: str, kind: str) -> dict[str, Any]:
+    return {"required": [name], "properties": {name: {"type": kind}}}
+
+
 class Many(Body):
+    """The runs a bulk command steers: ids, or a filter (exactly one; the schema's oneOf says so)."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"oneOf": [_given("ids", "array"), _given("filter", "object")]}
+    )
+
     ids: list[str] | None = Field(None, max_length=10_000, description="run ids or unique prefixes")
     filter: Filter | None = Field(None, description="else: every run these filters match (at most 10,000)")
 
