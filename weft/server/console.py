@@ -167,7 +167,9 @@ def dashboard(request: Request, who: auth.Caller) -> Response:
 
 def runs_list(request: Request, who: auth.Caller) -> Response:
     q = request.query_params
-    filters = {k: [v for v in q.getlist(k) if v] or None for k in ("state", "result", "flow", "tag", "user", "label")}
+    filters = {
+        k: [v for v in q.getlist(k) if v] or None for k in ("state", "result", "flow", "tag", "user", "label", "parent")
+    }
     sort = q.get("sort", "started")
     order = q.get("order") or None
     offset = _int(request, "offset")

@@ -308,6 +308,8 @@
       if (d.step && d.state) {
         const row = $(`tr[data-step="${CSS.escape(d.step)}"]`);
         if (row) setBadge($("[data-step-state]", row), d.state);
+        // A wait step now waits: load the page again, which offers its signal's form.
+        if (row && row.dataset.kind === "wait" && d.state === "suspended") location.reload();
       }
       const tr = document.createElement("tr");
       for (const text of [d.seq, when(d.t), d.step || "", d.state || "", d.detail || d.log || d.note || ""]) {
