@@ -240,22 +240,33 @@ def signal(request: Request, run_id: str, name: str, body: dict[str, Any], _: Op
 # -- live events ---------------------------------------------------------------------------------
 
 
-def _resume_at(last_event_id: str | None, after: int | None) -> int | None:
-    if last_event_id is not None:
-        if not last_event_id.strip().isdigit():
-            raise InvalidInput(f"Last-Event-ID must be a number, not {last_event_id[:40]!r}", field="Last-Event-ID")
-        return int(last_event_id)
-    return after
+def _last_event_id(last_event_id: Annotated[str | None, Header(max_length=40)] = None) -> int | None:
+    """The Last-Event-ID header as a place to resume after, checked as a dependency: once a stream has begun,
+    an error can no longer be answered."""
+    if last_event_id is None:
+        return None
+    text = last_event_id.strip()
+    if not (text.isascii() and text.isdigit() and int(text) <= 2**62):
+        raise InvalidInput(f"Last-Event-ID must be a number, not {last_event_id[:40]!r}", field="Last-Event-ID")
+    return int(text)
+
+
+def _streamed_run(request: Request, run_id: str) -> str:
+    """The run a stream follows (its id, or a prefix of it), found before the stream begins."""
+    return _client(request).resolve(run_id)
+
+
+Resume = Annotated[int | None, Depends(_last_event_id)]
 
 
 @router.get("/events", response_class=EventSourceResponse, summary="Every run's events, live (server-sent events)")
 async def all_events(
     request: Request,
     _: Reader,
+    last: Resume,
     after: Annotated[int | None, Query(ge=0, le=2**62, description="feed place to start after (default: now)")] = None,
-    last_event_id: Annotated[str | None, Header(max_length=40)] = None,
 ):
-    at = _resume_at(last_event_id, after)
+    at = after if last is None else last
     async for e in stream.all_runs(_client(request), request.app.state.watcher, at):
         yield e
 
@@ -263,13 +274,12 @@ async def all_events(
 @router.get("/runs/{run_id}/stream", response_class=EventSourceResponse, summary="A run's events, live")
 async def run_events(
     request: Request,
-    run_id: str,
     _: Reader,
+    rid: Annotated[str, Depends(_streamed_run)],
+    last: Resume,
     after: Annotated[int, Query(ge=0, le=2**62, description="history seq to start after")] = 0,
-    last_event_id: Annotated[str | None, Header(max_length=40)] = None,
 ):
-    rid = _client(request).resolve(run_id)
-    at = _resume_at(last_event_id, after) or 0
+    at = after if last is None else last
     async for e in stream.one_run(_client(request), request.app.state.watcher, rid, at):
         yield e
 

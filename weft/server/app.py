@@ -16,7 +16,7 @@ from weft.runtime.stores import open_store
 from weft.server import api, auth, console, problems
 from weft.server.catalog import Catalog
 from weft.server.schemas import Session, SignedIn
-from weft.server.stream import Watcher
+from weft.server.stream import Disconnects, Watcher
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.sessions = auth.Sessions(tokens)
     app.state.catalog = Catalog(settings.flows)
     problems.install(app)
+    app.add_middleware(Disconnects)
     app.include_router(api.router)
     _sessions(app)
     console.mount(app)

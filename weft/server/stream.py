@@ -14,7 +14,9 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import asdict
+from typing import Any
 
+import anyio
 from fastapi.sse import ServerSentEvent
 
 from weft.client import Change, Client
@@ -23,6 +25,33 @@ from weft.runtime.core.states import RUN_STOPPED
 LOOK = 0.02  # seconds between looks at the feed's end
 BATCH = 500  # changes read at a time
 IDLE = 5.0  # seconds a stream waits for a change before it looks again anyway
+
+
+class Disconnects:
+    """ASGI middleware: a stream whose client went away ends quietly.
+
+    When a client disconnects while an event is on its way, FastAPI's
+    keep-alive task for server-sent events raises BrokenResourceError out of
+    the request; the response is over by then, with nothing left to answer
+    (uvicorn would log it with a traceback).
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        started = False
+
+        async def sending(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except* anyio.BrokenResourceError:
+            if not started:
+                raise
 
 
 class Watcher:
