@@ -433,6 +433,12 @@ def test_listing_agrees_with_weft_list(server):
         problem(server.api.get("/api/v1/runs", params=params), 422)
 
 
+def test_workers_list_the_embedded_one(server):
+    workers = server.viewer.get("/api/v1/workers").json()
+    assert [(w["pid"], w["kind"]) for w in workers] == [(server.process.pid, "server")], workers
+    assert workers[0]["limit"] >= 1 and workers[0]["heartbeat"] >= workers[0]["started"]
+
+
 def test_counts_by_window_and_state(server):
     start(server, "quick", user="counted")
     counts = server.viewer.get("/api/v1/counts").json()["windows"]
@@ -506,11 +512,14 @@ def test_no_worker_leaves_runs_pending_until_a_weft_worker_drives_them(tmp_path)
         rid = start(server, "quick", inputs={"n": 5})
         time.sleep(1.0)
         assert server.api.get(f"/api/v1/runs/{rid}").json()["state"] == "pending"
+        assert server.viewer.get("/api/v1/workers").json() == []
         weft = Weft(tmp_path)
         worker = Output(weft.start("worker", stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
         try:
             run = server.wait_for(rid, ("succeeded",))
             assert run["result"] == {"y": 5}
+            workers = server.viewer.get("/api/v1/workers").json()
+            assert [(w["pid"], w["kind"]) for w in workers] == [(worker.proc.pid, "worker")], workers
         finally:
             worker.proc.terminate()
             assert worker.proc.wait(30) == 0, worker.lines

@@ -121,10 +121,8 @@ def list_runs(
     label: Values = None,
     parent: Values = None,
     lock: Values = None,
-    since: Annotated[
-        str | None, Query(max_length=100, pattern=WHEN, description="a duration ago (2h) or a date")
-    ] = None,
-    before: Annotated[str | None, Query(max_length=100, pattern=WHEN)] = None,
+    since: Annotated[str | None, Query(max_length=100, json_schema_extra=WHEN, description="2h ago, or a date")] = None,
+    before: Annotated[str | None, Query(max_length=100, json_schema_extra=WHEN)] = None,
     sort: Literal["started", "ended", "flow", "state", "user", "label"] = "started",
     order: Literal["asc", "desc"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,

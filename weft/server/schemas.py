@@ -13,10 +13,12 @@ from weft.runtime.core.states import RUN_STATES
 from weft.runtime.stores.query import RESULTS
 from weft.server.catalog import FileProblem, FlowSummary
 
-WHEN = (  # since and before: a duration ago (2h, 1d12h) or an ISO date or datetime (local time unless it says)
-    r"^(([0-9]+(\.[0-9]+)?[smhdw])+|[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+# since and before: a duration ago (2h, 1d12h) or an ISO date or datetime (local time unless it says). The
+# pattern documents them; the Client checks them, with a better message than a regex for a wrong one.
+WHEN = {
+    "pattern": r"^(([0-9]+(\.[0-9]+)?[smhdw])+|[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
     r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?)?)$"
-)
+}
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME)]  # a filter value (the Client counts bytes)
 Names = Annotated[list[Name], Field(min_length=1)]
@@ -54,8 +56,8 @@ class Filter(Body):
     label: Names | None = None
     parent: Names | None = None
     lock: Names | None = None
-    since: str | None = Field(None, max_length=100, pattern=WHEN)
-    before: str | None = Field(None, max_length=100, pattern=WHEN)
+    since: str | None = Field(None, max_length=100, json_schema_extra=WHEN)
+    before: str | None = Field(None, max_length=100, json_schema_extra=WHEN)
 
     def given(self) -> dict[str, Any]:
         return {k: v for k, v in self.model_dump().items() if v is not None}
