@@ -50,7 +50,8 @@ def server(tmp_path_factory):
     for name in ("flows", "live"):
         (folder / name).mkdir()
     (folder / "flows" / "steer.flow").write_text(STEER)
-    with Server(folder, flows=[folder / "flows", folder / "live", EXAMPLES / "foreman"]) as s:
+    flows = [folder / "flows", folder / "live", EXAMPLES / "foreman", EXAMPLES / "bulk"]
+    with Server(folder, flows=flows) as s:
         yield s
 
 
@@ -437,6 +438,41 @@ def test_workers_list_the_embedded_one(server):
     workers = server.viewer.get("/api/v1/workers").json()
     assert [(w["pid"], w["kind"]) for w in workers] == [(server.process.pid, "server")], workers
     assert workers[0]["limit"] >= 1 and workers[0]["heartbeat"] >= workers[0]["started"]
+
+
+def test_a_bulk_run_lists_pages_and_resumes_its_sub_runs(server):
+    fail_next(server, "dns_create:bulk2.example.com")  # its A record (no retry): that host pauses
+    hosts = [{"name": f"bulk{n}", "mac": f"52:54:00:00:09:{n:02}"} for n in range(5)]
+    rid = start(server, "bulk_create", inputs={"hosts": hosts, "subnet": "10.9.0.0/24"})
+    run = settled(server, rid)
+    assert run["state"] == "paused", run
+    each = next(s for s in run["steps"] if s["kind"] == "each")["sub_runs"]
+    assert each["total"] == 5 and each["counts"] == {"succeeded": 4, "paused": 1}, each
+    children = server.api.get("/api/v1/runs", params={"parent": rid, "sort": "label", "limit": 2}).json()
+    assert (
+        children["total"] == 5
+        and children["more"]
+        and [r["label"] for r in children["items"]]
+        == [
+            "Create host bulk0",
+            "Create host bulk1",
+        ]
+    )
+    weft = Weft(server.folder)
+    for params, args in (({}, []), ({"state": "paused"}, ["--state", "paused"]), ({"offset": 3}, ["--offset", "3"])):
+        page = server.api.get("/api/v1/runs", params={"parent": rid, **params}).json()
+        assert [r["id"] for r in page["items"]] == listed(weft, "--parent", rid, *args), params
+    paused = server.api.get("/api/v1/runs", params={"parent": rid, "state": "paused"}).json()["items"]
+    assert [r["parent"]["run"] for r in paused] == [rid] and paused[0]["label"] == "Create host bulk2"
+    top = [r["id"] for r in server.api.get("/api/v1/runs", params={"limit": 500}).json()["items"]]
+    everything = [
+        r["id"] for r in server.api.get("/api/v1/runs", params={"limit": 500, "sub_runs": True}).json()["items"]
+    ]
+    assert paused[0]["id"] not in top and paused[0]["id"] in everything
+    assert server.api.post(f"/api/v1/runs/{rid}/resume").status_code == 200
+    done = settled(server, rid)
+    assert done["state"] == "succeeded", done
+    assert server.api.get("/api/v1/runs", params={"parent": rid, "state": "succeeded"}).json()["total"] == 5
 
 
 def test_counts_by_window_and_state(server):
