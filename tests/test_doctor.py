@@ -52,7 +52,7 @@ def weft(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory):
     """A store with every database in use: ended runs, sub-runs, a run whose owner died (lease, lock,
-    timer), a queued run (queue, lock) with a signal left for workers (request)."""
+    timer), a queued run (queue, lock) with a signal left for workers (request), a schedule."""
     root = tmp_path_factory.mktemp("doctor")
     flow, store = str(root / "f.flow"), str(root / "store")
     with open(flow, "w") as f:
@@ -75,6 +75,8 @@ def pristine(tmp_path_factory):
     owner.send_signal(signal.SIGKILL)
     owner.wait()
     queued = weft("run", flow, "--flow", "held", "-i", "who=y", "--detach", "--store", store).stdout.split()[1]
+    added = weft("schedule", "add", "nightly", flow, "--flow", "ok", "--cron", "0 3 * * *", "--store", store)
+    assert added.returncode == 0, added.stderr
     with open_store(store) as s:
         s.hand_over(queued, "signal\0approval", {"kind": "signal", "name": "approval", "fields": {"ok": True}})
         with s.read() as t:

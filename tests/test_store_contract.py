@@ -231,6 +231,17 @@ def test_trimming_the_feed_drops_deleted_runs_at_its_head_and_places_go_on(store
         assert t.feed() == [(4, c, 1), (5, b, 1)]
 
 
+def test_schedules_are_kept_by_name(store):
+    store.write(lambda t: [t.put_schedule({"name": n, "every": 60.0}) for n in ("b-nightly", "a-hourly")])
+    store.write(lambda t: t.put_schedule({"name": "a-hourly", "every": 3600.0}))
+    with store.read() as t:
+        assert [r["name"] for r in t.schedules()] == ["a-hourly", "b-nightly"]
+        assert t.schedule("a-hourly")["every"] == 3600.0 and t.schedule("none") is None
+    store.write(lambda t: t.drop_schedule("b-nightly"))
+    with store.read() as t:
+        assert [r["name"] for r in t.schedules()] == ["a-hourly"]
+
+
 def test_run_ids_are_oldest_first_and_find_run_takes_unique_prefixes(store):
     runs = make_ids(3)
     a = runs[0]

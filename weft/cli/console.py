@@ -3,22 +3,30 @@
 Both are Client.drive observers, called after each commit with a Progress
 holding the events it made durable, so every line printed is a transition
 that is already on disk. Neither raises when its output is gone: the run is
-driven on, unseen (output.py).
+driven on, unseen (output.py). The live display (live.py) is imported only for
+a terminal: rich takes longer to import than most commands take to run.
 """
 
 from __future__ import annotations
 
-from rich.console import Console, Group
-from rich.live import Live
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
+import sys
+from typing import TYPE_CHECKING
 
-from weft.cli.output import discard, say
+from weft.cli.output import say
 from weft.cli.views import clock, event_text
 from weft.client import Progress
 
-_STYLE = {"succeeded": "green", "failed": "red", "paused": "yellow", "skipped": "dim", "cancelled": "magenta"}
+if TYPE_CHECKING:
+    from weft.cli.live import LiveReport
+
+
+def reporter(title: str) -> PlainReport | LiveReport:
+    """The observer that shows a run titled `title`: live on a terminal, else plain lines."""
+    if sys.stdout.isatty():
+        from weft.cli.live import LiveReport
+
+        return LiveReport(title)
+    return PlainReport()
 
 
 class PlainReport:
@@ -30,53 +38,3 @@ class PlainReport:
 
     def close(self) -> None:
         pass
-
-
-class LiveReport:
-    """Transitions scroll above a progress bar for the run and one line per running step."""
-
-    def __init__(self, title: str) -> None:
-        self.title = title
-        self.console = Console()
-        self.progress: Progress | None = None
-        self.live = Live(self, console=self.console, refresh_per_second=8, transient=True)
-        self.live.start()
-
-    def __call__(self, progress: Progress) -> None:
-        self.progress = progress
-        try:
-            for e in progress.events:
-                if e.step and e.state == "running":
-                    continue  # the live lines show what runs
-                style = _STYLE.get(e.state or "", "")
-                self.console.print(Text(f"{clock(e.t)} {event_text(e)}", style=style), highlight=False)
-        except OSError:  # the terminal is gone: the run goes on without a display
-            discard()
-
-    def __rich__(self) -> Group:
-        progress = self.progress
-        if progress is None:
-            return Group(Text(self.title))
-        running, fractions, done = (
-            progress.current() if progress.current else (progress.running, progress.fractions, progress.done)
-        )
-        head = Table.grid(padding=(0, 1))
-        head.add_row(
-            Text(self.title, style="bold"),
-            ProgressBar(total=1.0, completed=done, width=40),
-            Text(f"{done * 100:3.0f}%"),
-        )
-        rows = Table.grid(padding=(0, 1))
-        for sid in running[:12]:
-            f = fractions.get(sid)
-            rows.add_row(
-                Text(f"  {sid}", style="cyan"),
-                ProgressBar(total=1.0, completed=f or 0.0, width=20),
-                Text("" if f is None else f"{f * 100:3.0f}%"),
-            )
-        if len(running) > 12:
-            rows.add_row(Text(f"  ... and {len(running) - 12} more"), Text(""), Text(""))
-        return Group(head, rows)
-
-    def close(self) -> None:
-        self.live.stop()

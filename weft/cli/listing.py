@@ -10,7 +10,17 @@ from typing import Any
 from weft.cli import views
 from weft.client import Client, RunSummary
 
-FILTERS = ("state", "result", "flow", "tag", "user", "label", "parent", "lock")  # repeatable: any of the values
+FILTERS = (
+    "state",
+    "result",
+    "flow",
+    "tag",
+    "user",
+    "schedule",
+    "label",
+    "parent",
+    "lock",
+)  # repeatable: any of the values
 
 
 def _json(r: RunSummary) -> dict[str, Any]:

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
-from weft.cli import views
+from weft.cli import views, when
 from weft.cli.output import say
-from weft.client import Client, CompileFailed, FlowRequired, Run, limits
+from weft.client import Client, CompileFailed, Conflict, FlowRequired, Run, limits
 from weft.errors import WeftError
 
-EXIT = {"succeeded": 0, "failed": 1, "cancelled": 1, "paused": 3, "running": 0}
+EXIT = {"succeeded": 0, "failed": 1, "cancelled": 1, "paused": 3, "running": 0, "scheduled": 0}
 CANCEL_WAIT = 30.0  # seconds `weft cancel` waits for another process to cancel a run it drives
 
 
@@ -34,7 +35,11 @@ def _client(args: Any) -> Client:
 
 
 def run(args: Any) -> int:
-    given = _read_json(args.inputs_file) if args.inputs_file else None
+    given = read_inputs(args.inputs_file) if args.inputs_file else None
+    at = when.start_time(args.at, args.within)
+    if args.start_before is not None and at is None:
+        raise WeftError("--start-before needs --at or --in")
+    before = None if args.start_before is None else when.duration(args.start_before, "--start-before")
     with _client(args) as client:
         try:
             rid = client.start(
@@ -46,6 +51,8 @@ def run(args: Any) -> int:
                 hold=not args.detach,
                 texts=args.inputs,
                 extensions=args.extensions,
+                at=at,
+                start_before=before,
             )
         except CompileFailed as e:
             from weft.compiler.report import format_text
@@ -55,12 +62,39 @@ def run(args: Any) -> int:
         except FlowRequired as e:
             raise WeftError(f"{e} with --flow NAME") from None
         say(f"run {rid}")
+        if at is not None:
+            say(
+                f"scheduled to start at {when.shown(at)}"
+                + ("" if args.detach else "; waiting for it (Ctrl-C leaves it)")
+            )
         if args.detach:
             return 0
+        if at is not None:
+            return _when_due(client, rid, at)
         return _drive(client, rid)
 
 
-def _read_json(path: str) -> dict[str, Any]:
+def _when_due(client: Client, run_id: str, at: float) -> int:
+    """Count down to a scheduled run's time, then drive it here (or follow it, if a worker took it)."""
+    try:
+        while time.time() < at:
+            left = at - time.time()
+            if sys.stdout.isatty():
+                sys.stdout.write(f"\rstarts in {views.duration(0, left) or '0s'}   ")
+                sys.stdout.flush()
+            time.sleep(min(1.0, max(0.0, left)))
+    except KeyboardInterrupt:
+        print(f"\nweft: stopped waiting; run {run_id} stays scheduled (weft cancel {run_id} drops it)", file=sys.stderr)
+        return 130
+    if sys.stdout.isatty():
+        sys.stdout.write("\n")
+    try:
+        return _drive(client, run_id)
+    except Conflict:  # a worker started it first: show it as it goes there
+        return watch_run(client, run_id)
+
+
+def read_inputs(path: str) -> dict[str, Any]:
     data = limits.read_json(path)
     if not isinstance(data, dict):
         raise WeftError(f"{path} must hold a JSON object of inputs")
@@ -77,10 +111,10 @@ def _go_on(client: Client, run: Run) -> int:
 
 def _drive(client: Client, run_id: str) -> int:
     """Drive a run this process holds, showing it live; print how it came out."""
-    from weft.cli.console import LiveReport, PlainReport  # rich is loaded only by commands that drive a run
+    from weft.cli.console import reporter
 
     run = client.get(run_id)
-    report = LiveReport(run.label or run.flow) if sys.stdout.isatty() else PlainReport()
+    report = reporter(run.label or run.flow)
     try:
         run = client.drive(run_id, observer=report)
     except KeyboardInterrupt:
@@ -127,19 +161,23 @@ def outcome(run: Run) -> int:
 
 def watch(args: Any) -> int:
     """Follow a run driven by any process (a worker, a server, another `weft run`) as `weft run` shows it."""
-    from weft.cli.console import LiveReport, PlainReport
-
     with _client(args) as client:
-        run = client.get(args.run)
-        say(f"watching run {run.id} ({run.state})")
-        report = LiveReport(run.label or run.flow) if sys.stdout.isatty() else PlainReport()
-        try:
-            run = client.watch(run.id, report)
-        except KeyboardInterrupt:
-            print(f"weft: stopped watching run {run.id}; it goes on where it is driven", file=sys.stderr)
-            return 130
-        finally:
-            report.close()
+        return watch_run(client, args.run)
+
+
+def watch_run(client: Client, run_id: str) -> int:
+    from weft.cli.console import reporter
+
+    run = client.get(run_id)
+    say(f"watching run {run.id} ({run.state})")
+    report = reporter(run.label or run.flow)
+    try:
+        run = client.watch(run.id, report)
+    except KeyboardInterrupt:
+        print(f"weft: stopped watching run {run.id}; it goes on where it is driven", file=sys.stderr)
+        return 130
+    finally:
+        report.close()
     return outcome(run)
 
 

@@ -85,7 +85,7 @@ def _error(step: Step) -> str:
     return ""
 
 
-def _table(rows: list[tuple[str, ...]]) -> list[str]:
+def table(rows: list[tuple[str, ...]]) -> list[str]:
     """Columns padded to their widest cell; the last column is not padded."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + ("  " + r[-1] if r[-1] else "") for r in rows]
@@ -103,8 +103,13 @@ def run_text(run: Run) -> str:
         f"state    {state(run)}   progress {run.progress * 100:.0f}%",
         f"user     {run.user}   tags {', '.join(run.tags) or '-'}",
         f"created  {stamp(run.created)}   ended {stamp(run.ended)}"
-        + (f"   took {duration(run.started, run.ended)}" if run.ended else ""),
+        + (f"   took {duration(run.started, run.ended)}" if run.ended and run.started else ""),
     ]
+    if run.due is not None:
+        by = f", to start by {stamp(run.start_by)}" if run.start_by is not None else ""
+        lines.append(f"due      {stamp(run.due)}{by}")
+    if run.schedule is not None:
+        lines.append(f"schedule {run.schedule.name}, slot {stamp(run.schedule.slot)}")
     if run.owner is not None:
         gone = "" if run.owner.alive else f" (gone: weft resume {run.id} goes on, weft cancel {run.id} stops it)"
         lines.append(f"owner    pid {run.owner.pid} on {run.owner.host}{gone}")
@@ -118,7 +123,7 @@ def run_text(run: Run) -> str:
     for s in run.steps:
         took = duration(s.started, s.ended) if s.state != "running" else ""
         rows.append((s.id, s.phase, s.state, str(s.attempts), clock(s.started), took, _error(s)))
-    lines += ["", *_table(rows)]
+    lines += ["", *table(rows)]
     failed = [s for s in run.steps if s.state == "failed" or (s.undo is not None and s.undo.state == "failed")]
     if failed:
         lines += ["", "failed steps (weft show RUN STEP shows a step's inputs, outputs and traceback)"]

@@ -80,6 +80,7 @@ class Log:
             ),
             "lost": lambda: f"{run} let go: {n.error}",
             "failed": lambda: f"{run} stopped: {n.error}",
+            "trouble": lambda: f"{me}: {n.error}",
             "stopping": lambda: f"{me} stopping: {n.count} run(s) finish their running steps (grace {self.grace:g}s)",
             "cut short": lambda: (
                 f"{run} let go with step(s) {', '.join(n.names)} still running: the next owner recovers them"

@@ -9,11 +9,14 @@ InvalidInput's `field`.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from weft.client import limits
 from weft.client.errors import InvalidInput
+from weft.errors import WeftError
 from weft.plan import expr
+from weft.plan.schema import check_plan
 from weft.plan import types as typesys
 from weft.runtime.records import check_serializable
 from weft.suggest import suggest
@@ -138,3 +141,41 @@ def record(
     if problem:
         raise InvalidInput(f"{what}s cannot be stored: {problem}")
     return given
+
+
+@dataclass(frozen=True)
+class Start:
+    """What a new run of a plan is stored with: its checked inputs, label, lock names and user."""
+
+    inputs: dict[str, Any]
+    label: str | None
+    locks: list[str]
+    user: str
+
+
+def prepare(
+    plan: dict, inputs: dict[str, Any] | None, texts: Iterable[str], user: str, label: str | None = None
+) -> Start:
+    """Check `inputs` (and `K=V` texts) against the plan's parameters; compute its label and locks.
+
+    `label` replaces the flow's own. InvalidInput names what is wrong.
+    """
+    try:
+        check_plan(plan)
+    except WeftError as e:
+        raise InvalidInput(str(e)) from None
+    values = run_inputs(plan, inputs, texts)
+    env = expr.Env(values)
+    if label is not None:
+        label = limits.name(label, "label", limits.MAX_LABEL)
+    elif plan.get("label") is not None:
+        label = _text(plan["label"], env, "label")
+    locks = [limits.name(_text(e, env, "lock"), "lock") for e in plan.get("locks") or ()]
+    return Start(values, label, locks, limits.name(user, "user"))
+
+
+def _text(e: list, env: expr.Env, what: str) -> str:
+    try:
+        return expr.show(expr.evaluate(e, env))
+    except expr.EvalError as err:
+        raise InvalidInput(f"cannot compute the flow's {what}: {err}", field=what) from None

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from weft.client.redact import Redactor
+from weft.plan.secrets import secret_params
 from weft.runtime.core.states import RUN_ENDED, describe_error, outcome
 from weft.runtime.engine import bulk
 from weft.runtime.engine.lease import holder_alive
@@ -149,6 +150,14 @@ class Parent:
 
 
 @dataclass(frozen=True)
+class Slot:
+    """The schedule that started a run, and the slot (a time) the run fills."""
+
+    name: str
+    slot: float
+
+
+@dataclass(frozen=True)
 class RunSummary:
     """A run as lists show it: its metadata, without steps or history."""
 
@@ -172,6 +181,9 @@ class RunSummary:
     error: str | None
     detached: bool
     owner: Owner | None  # the process holding its lease, if one does
+    due: float | None  # a scheduled run: when it starts
+    start_by: float | None  # ... and the deadline to start by
+    schedule: Slot | None  # the schedule that started it
 
     @property
     def orphaned(self) -> bool:
@@ -279,6 +291,43 @@ class WorkerProcess:
 
 
 @dataclass(frozen=True)
+class ScheduleEntry:
+    """What a schedule did with one slot: "fire" (started `run`), "skip", "miss", "wait", "cancel", "trigger"."""
+
+    slot: float
+    t: float
+    what: str
+    note: str | None
+    run: str | None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A schedule: which flow it starts with which inputs, when, and what it did."""
+
+    name: str
+    flow: str
+    file: str | None
+    inputs: dict
+    cron: str | None
+    every: float | None  # seconds between slots, when not a cron line
+    tz: str
+    start: float
+    until: float | None
+    max_runs: int | None
+    overlap: str
+    catchup: float
+    jitter: float
+    paused: bool
+    note: str | None  # why it was paused
+    created: float
+    fired: int  # runs it started
+    last_run: str | None
+    upcoming: tuple[float, ...]  # its next slot times
+    history: tuple[ScheduleEntry, ...]  # newest last
+
+
+@dataclass(frozen=True)
 class Refusal:
     id: str
     reason: str
@@ -347,6 +396,9 @@ def _summary_fields(run: dict, lease: dict | None, now: float) -> dict[str, Any]
         error=run.get("error"),
         detached=bool(run.get("detached")),
         owner=owner(lease, now),
+        due=run.get("due"),
+        start_by=run.get("start_by"),
+        schedule=Slot(run["schedule"]["name"], run["schedule"]["slot"]) if run.get("schedule") else None,
     )
 
 
@@ -407,6 +459,8 @@ def actions(run: dict, steps: tuple[Step, ...], owner: Owner | None) -> frozense
     state = run["state"]
     if state in RUN_ENDED:
         return frozenset() if run.get("rolled_back") else frozenset({"rollback"})
+    if state == "scheduled":
+        return frozenset({"cancel"})
     driven = owner is not None and owner.alive
     allowed = {"cancel"}
     if not driven:
@@ -448,4 +502,31 @@ def detail(run_id: str, spec: dict, st: Step, history: list[tuple[int, dict]]) -
         tuple(spec.get("deps") or ()),
         _action_name((spec.get("undo") or {}).get("action")),
         tuple(Event.of(e, seq) for seq, e in history if e.get("step") == st.id),
+    )
+
+
+def schedule_of(rec: dict, upcoming: list[float]) -> Schedule:
+    return Schedule(
+        name=rec["name"],
+        flow=rec["plan"]["flow"],
+        file=rec["plan"].get("file"),
+        inputs=Redactor({"inputs": rec["inputs"], "secrets": secret_params(rec["plan"])}).run(rec)["inputs"],
+        cron=rec.get("cron"),
+        every=rec.get("every"),
+        tz=rec.get("tz") or "UTC",
+        start=rec["start"],
+        until=rec.get("until"),
+        max_runs=rec.get("max_runs"),
+        overlap=rec["overlap"],
+        catchup=rec.get("catchup") or 0.0,
+        jitter=rec.get("jitter") or 0.0,
+        paused=bool(rec.get("paused")),
+        note=rec.get("note"),
+        created=rec["created"],
+        fired=rec.get("fired", 0),
+        last_run=rec.get("last_run"),
+        upcoming=tuple(upcoming),
+        history=tuple(
+            ScheduleEntry(e["slot"], e["t"], e["what"], e.get("note"), e.get("run")) for e in rec.get("history") or ()
+        ),
     )

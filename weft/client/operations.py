@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
-from weft.client import limits, many
+from weft.client import many
 from weft.client import inputs as checks
 from weft.client.errors import CompileFailed, Conflict, FlowRequired, InvalidInput, NotFound, steer
 from weft.client.model import (
@@ -33,14 +33,14 @@ from weft.client.model import (
     Run,
 )
 from weft.client.reading import WAIT_STEP, Reading, step_id
+from weft.client.schedules import Scheduling
 from weft.client.redact import Redactor
 from weft.client.signals import SIGNAL, first_signal
 from weft.errors import WeftError
-from weft.plan import expr
 from weft.plan import types as typesys
 from weft.runtime.core import steering
 from weft.runtime.core.machine import Machine
-from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED
+from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED, RunState
 from weft.runtime.engine import session
 from weft.runtime.engine.driver import Driver
 from weft.runtime.engine.lease import Lease, LeaseHeld
@@ -59,7 +59,7 @@ def login() -> str:
         return os.environ.get("USER") or "unknown"
 
 
-class Client(Reading):
+class Client(Reading, Scheduling):
     """Operations on the runs of one store: `store` folder, else $WEFT_STORE, else ./.weft."""
 
     def __init__(self, store: str | os.PathLike | None = None, *, workers: int | None = None) -> None:
@@ -143,10 +143,14 @@ class Client(Reading):
         hold: bool = False,
         texts: Iterable[str] = (),
         extensions: Iterable[str] = (),
+        at: float | None = None,
+        start_before: float | None = None,
     ) -> str:
         """Compile `flow` of `path` and start a run of it; returns the run's id. See `start_plan`."""
         plan = self.compile(path, flow, extensions)
-        return self.start_plan(plan, inputs, user=user, detach=detach, hold=hold, texts=texts)
+        return self.start_plan(
+            plan, inputs, user=user, detach=detach, hold=hold, texts=texts, at=at, start_before=start_before
+        )
 
     def start_plan(
         self,
@@ -158,6 +162,8 @@ class Client(Reading):
         detach: bool = False,
         hold: bool = False,
         texts: Iterable[str] = (),
+        at: float | None = None,
+        start_before: float | None = None,
     ) -> str:
         """Start a run of a compiled Plan; returns the run's id.
 
@@ -167,28 +173,34 @@ class Client(Reading):
         The run is driven in a background thread, or queued for `weft worker`
         (`detach`), or held for `drive` (`hold`). Nothing is stored when an
         input is wrong or a lock is held.
+
+        With `at` (seconds since the epoch), the run is stored `scheduled`: a
+        worker starts it then (or `drive` does, waiting until then); it takes
+        its locks when it starts, and ends failed if it cannot start within
+        `start_before` seconds of `at`.
         """
-        try:
-            session.check_plan(plan)
-        except WeftError as e:
-            raise InvalidInput(str(e)) from None
-        values = checks.run_inputs(plan, inputs, texts)
-        env = expr.Env(values)
-        if label is not None:
-            label = limits.name(label, "label", limits.MAX_LABEL)
-        elif plan.get("label") is not None:
-            label = _text(plan["label"], env, "label")
-        locks = [limits.name(_text(e, env, "lock"), "lock") for e in plan.get("locks") or ()]
-        user = limits.name(user or login(), "user")
+        start = checks.prepare(plan, inputs, texts, user or login(), label)
+        if start_before is not None and at is None:
+            raise InvalidInput("a start deadline (start_before) needs a start time (at)", field="start_before")
         store = self._open(create=True)
         try:
-            m, lease = session.create(store, plan, values, user=user, label=label, locks=locks, detach=detach)
+            m, lease = session.create(
+                store,
+                plan,
+                start.inputs,
+                user=start.user,
+                label=start.label,
+                locks=start.locks,
+                detach=detach,
+                at=at,
+                start_by=None if start_before is None else at + start_before,
+            )
         except StoreError:
             raise
         except WeftError as e:  # the plan was checked: what is left is a lock another run holds
             raise Conflict(str(e)) from None
         run_id = m.run["id"]
-        if not detach:
+        if not detach and at is None:
             self._hand(m, lease, hold, until_waiting=False)
         return run_id
 
@@ -244,6 +256,9 @@ class Client(Reading):
             until_waiting = False
         else:
             m, lease, until_waiting = held
+        while m.run["state"] == RunState.SCHEDULED:  # not due yet, or a lock it needs is held: look again
+            time.sleep(min(max(0.02, m.run["due"] - time.time()), 1.0))
+            m, lease, _ = self._take(m.run["id"], None)
         if m.run["state"] not in RUN_STOPPED:  # a paused or ended run was let go as it was taken
             self._driver(m, lease, observer, workers, until_waiting).drive()
         return self.get(m.run["id"])
@@ -441,13 +456,6 @@ class Client(Reading):
         A repair never deletes a run, step or event record; `remaining` lists what it could not mend.
         """
         return self._open().checkup(repair=repair)
-
-
-def _text(e: list, env: expr.Env, what: str) -> str:
-    try:
-        return expr.show(expr.evaluate(e, env))
-    except expr.EvalError as err:
-        raise InvalidInput(f"cannot compute the flow's {what}: {err}", field=what) from None
 
 
 def _progress(driver: Driver, events: list[dict]) -> Progress:

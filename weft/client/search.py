@@ -23,8 +23,8 @@ from weft.errors import WeftError
 from weft.runtime.core.states import RUN_ENDED
 from weft.runtime.stores import query as q_
 
-MULTI = ("state", "result", "flow", "tag", "user", "label", "parent", "lock")
-_ONE_PER_RUN = frozenset({"state", "result", "flow", "user", "parent"})
+MULTI = ("state", "result", "flow", "tag", "user", "schedule", "label", "parent", "lock")
+_ONE_PER_RUN = frozenset({"state", "result", "flow", "user", "schedule", "parent"})
 
 
 def _values(name: str, value: Any) -> tuple[str, ...] | None:

@@ -24,6 +24,7 @@ from weft.plan.secrets import secret_params
 
 
 class RunState(StrEnum):
+    SCHEDULED = "scheduled"  # stored to start at a later time (`weft run --at`); it holds no lock yet
     PENDING = "pending"
     RUNNING = "running"
     PAUSED = "paused"

@@ -138,6 +138,8 @@ class Steering:
         still going whose owner died goes on without them; any other is refused.
         """
         run = self.run
+        if run["state"] == RunState.SCHEDULED:
+            self._refuse_if_ended("rolled back")
         self._check_undo_choices(retry, skip)
         going = run["state"] == RunState.RUNNING and run["stage"] == Stage.ROLLBACK
         left = [sid for sid in interrupted_undos(self) if sid not in retry and sid not in skip]
@@ -197,9 +199,11 @@ class Steering:
                 raise WeftError(f"step {sid} is named to both retry and skip its undo; choose one")
 
     def _refuse_if_ended(self, done: str) -> None:
-        """A WeftError saying why a run that has ended cannot be `done` (resumed, changed, cancelled)."""
+        """A WeftError saying why a run that has ended, or not started yet, cannot be `done` (resumed, changed...)."""
         run = self.run
         state = run["state"]
+        if state == RunState.SCHEDULED and done != "cancelled":
+            raise WeftError(f"run {run['id']} is scheduled and has not started; it cannot be {done} (weft cancel stops it)")
         if state == RunState.SUCCEEDED:
             raise WeftError(f"run {run['id']} already succeeded; it cannot be {done}")
         if state == RunState.CANCELLED:

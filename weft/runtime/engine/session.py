@@ -9,18 +9,25 @@ command changes nothing.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Callable
 
 from weft.errors import WeftError
 from weft.plan.schema import check_plan
 from weft.runtime.core import steering
-from weft.runtime.ids import new_run_id
+from weft.runtime.core.machine import Machine
+from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED, RunState, new_run, new_step
 from weft.runtime.engine import family
 from weft.runtime.engine.lease import Lease, LeaseHeld, describe
-from weft.runtime.core.machine import Machine
-from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED, new_run, new_step
+from weft.runtime.ids import new_run_id
 from weft.runtime.stores.port import Store, Txn
 
+LOCK_RECHECK = 5.0  # seconds before a due run whose lock is held tries again
+
+
+def clock(t: float) -> str:
+    """A time for a history line: local ISO date and time to the second."""
+    return datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
 
 
 def persist(
@@ -72,25 +79,40 @@ def create(
     locks: list[str],
     parent: dict | None = None,
     detach: bool = False,
+    at: float | None = None,
+    start_by: float | None = None,
 ) -> tuple[Machine, Lease]:
     """Persist a new pending run (its own copy of the plan, its inputs, every step) owned by this process.
 
-    With `detach`, the run is queued for `weft worker` instead, and this process holds no lease.
+    With `detach`, the run is queued for `weft worker` instead, and this process holds no lease; with
+    `at`, it is stored scheduled for that time (see `create_in`) and nobody holds it until then.
     """
     check_plan(plan)
     now = time.time()
     run_id = new_run_id(now)
     lease = Lease(run_id)
 
-    def write(t: Txn) -> tuple[dict, dict]:
+    def write(t: Txn) -> dict:
         run = create_in(
-            t, plan, inputs, user=user, label=label, locks=locks, parent=parent, now=now, detach=detach, run_id=run_id
+            t,
+            plan,
+            inputs,
+            user=user,
+            label=label,
+            locks=locks,
+            parent=parent,
+            now=now,
+            detach=detach,
+            run_id=run_id,
+            at=at,
+            start_by=start_by,
         )
-        if not detach:
+        if not detach and at is None:
             lease.acquire(t, now)
-        return run, t.steps(run_id)
+        return run
 
-    run, steps = store.write(write)
+    run = store.write(write)
+    steps = {s["id"]: new_step() for s in plan["steps"]}  # as create_in stored them, without reading them back
     return Machine(plan, run, steps, now), lease
 
 
@@ -106,35 +128,84 @@ def create_in(
     now: float,
     detach: bool,
     run_id: str | None = None,
+    at: float | None = None,
+    start_by: float | None = None,
+    schedule: dict | None = None,
 ) -> dict:
     """Write a new pending run inside `t` (queued for a worker with `detach`); returns its record.
 
-    Every lock is checked before anything is written, so a refused run leaves no trace in `t`.
+    With `at`, the run is stored `scheduled` instead and queued for that time:
+    it takes its locks when it starts (`start_due`), which must be by
+    `start_by` if given. `schedule` ({"name", "slot"}) records the schedule
+    that started it. Every lock is checked before anything is written, so a
+    refused run leaves no trace in `t`.
     """
     run_id = run_id or new_run_id(now)
     run = new_run(run_id, plan, inputs, label=label, locks=locks, user=user, now=now, parent=parent)
     run["detached"] = detach  # served by `weft worker`: a signal is handed to the workers
-    above = _ancestors(t, parent)
-    for name in locks:
-        holder = t.lock_holder(name)
-        other = t.run(holder) if holder else None
-        if other is not None and other["state"] not in RUN_ENDED and holder not in above:
-            # (a sub-run works under the lock its parent or grandparent holds)
-            raise WeftError(
-                f"lock '{name}' is held by run {holder} "
-                f"({other['label'] or other['flow']}, {other['state']}); nothing was started"
-            )
-    for name in locks:
-        if t.lock_holder(name) not in above:
-            t.put_lock(name, run_id)
+    if schedule is not None:
+        run["schedule"] = schedule
+    if at is None:
+        take_locks(t, run_id, locks, parent, "nothing was started")
+        created = {"t": now, "state": "pending", "detail": f"created by {user}"}
+    else:
+        run.update(state=RunState.SCHEDULED, due=at, start_by=start_by)
+        created = {"t": now, "state": "scheduled", "detail": f"created by {user}, to start at {clock(at)}"}
     t.put_plan(run_id, plan)
     for s in plan["steps"]:
         t.put_step(run_id, s["id"], new_step())
     t.put_run(run)
-    t.append_events(run_id, [{"t": now, "state": "pending", "detail": f"created by {user}"}])
-    if detach:
-        t.enqueue(run_id, now)
+    t.append_events(run_id, [created])
+    if detach or at is not None:
+        t.enqueue(run_id, now if at is None else at)
     return run
+
+
+def take_locks(t: Txn, run_id: str, locks: list[str], parent: dict | None, refused: str) -> None:
+    """Give run `run_id` its locks; a WeftError naming the holder (ending in `refused`) if one is held."""
+    above = _ancestors(t, parent)
+    for name in locks:
+        holder = t.lock_holder(name)
+        other = t.run(holder) if holder else None
+        if other is not None and other["state"] not in RUN_ENDED and holder not in above and holder != run_id:
+            # (a sub-run works under the lock its parent or grandparent holds)
+            raise WeftError(
+                f"lock '{name}' is held by run {holder} ({other['label'] or other['flow']}, {other['state']}); {refused}"
+            )
+    for name in locks:
+        if t.lock_holder(name) not in above:
+            t.put_lock(name, run_id)
+
+
+def start_due(t: Txn, run: dict, now: float) -> str:
+    """A scheduled run whose time came: "started" (now pending, with its locks), "later" (queued again:
+    not due yet, or a lock is held) or "missed" (its start deadline passed: it ended failed)."""
+    rid = run["id"]
+    if now < run["due"]:
+        t.enqueue(rid, run["due"])
+        return "later"
+    late = run.get("start_by") is not None and now > run["start_by"]
+    if not late:
+        try:
+            take_locks(t, rid, run["locks"], run.get("parent"), "it starts once the lock is free")
+        except WeftError:
+            t.enqueue(
+                rid, now + LOCK_RECHECK if run.get("start_by") is None else min(now + LOCK_RECHECK, run["start_by"])
+            )
+            return "later"
+        run.update(state=RunState.PENDING)
+        t.put_run(run)
+        t.append_events(rid, [{"t": now, "state": "pending", "detail": f"due at {clock(run['due'])}: starting"}])
+        return "started"
+    why = (
+        f"missed its start deadline: due at {clock(run['due'])}, to start by {clock(run['start_by'])} "
+        "(no worker served the store, or its lock was held)"
+    )
+    run.update(state=RunState.FAILED, ended=now, error=why)
+    t.put_run(run)
+    t.append_events(rid, [{"t": now, "state": "failed", "detail": why}])
+    t.dequeue(rid)
+    return "missed"
 
 
 def _ancestors(t: Txn, parent: dict | None) -> set[str]:
@@ -181,11 +252,13 @@ def take(
         m = Machine(plan, t.run(run_id), t.steps(run_id), now)
         if previous is not None:
             m.note(now, f"taken over from {describe(previous, now)}")
+        if m.run["state"] == RunState.SCHEDULED and apply is None:
+            start_due(t, m.run, now)  # to drive it: it starts if it is due and its locks are free
         if m.run["state"] in ("running", "pending"):
             steering.recover(m, now)
         if apply is not None:
             apply(m, now)
-        persist(t, m, lease, release=m.run["state"] in RUN_STOPPED)
+        persist(t, m, lease, release=m.run["state"] in RUN_STOPPED or m.run["state"] == RunState.SCHEDULED)
         return m, lease, run_id
 
     return store.write(write)

@@ -34,10 +34,11 @@ from typing import TYPE_CHECKING
 from weft.errors import WeftError
 from weft.runtime.core import steering
 from weft.runtime.core.machine import Machine
-from weft.runtime.core.states import RUN_STOPPED
+from weft.runtime.core.states import RUN_STOPPED, RunState
 from weft.runtime.engine.lease import HEARTBEAT, HOST, Lease, LeaseHeld, LeaseLost, describe, holder_alive
+from weft.runtime.engine import schedules
 from weft.runtime.engine.registry import Announcement, Registry
-from weft.runtime.engine.session import check_plan, persist
+from weft.runtime.engine.session import check_plan, persist, start_due
 from weft.runtime.stores.port import Store, Timer, Txn
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 POLL = 0.25  # seconds between looks at the queue and the timers
 TIMER_SCAN = 1000  # due timers read per look
 LEASE_SCAN = 1.0  # seconds between looks for runs whose owner died
+SCHEDULES = 1.0  # seconds between looks at the schedules
 RECHECK = 5.0  # a queued run that another live process drives is looked at again this much later
 RETRY_CLAIM = 60.0  # a run whose claim failed (a corrupt record...) is tried again this much later
 DEFAULT_RUNS = 8
@@ -109,7 +111,7 @@ class Notice:
     kinds: "serving", "events" (history events just made durable), "not claimed"
     (`error`), "handed back" (stopping), "waits" (let go until a signal in `names`
     or a timer at `when`), "lost" (`error`: the lease was taken over), "failed"
-    (`error`), "stopping" (`count` runs finish their running steps), "cut short"
+    (`error`), "trouble" (`error`: not about one run), "stopping" (`count` runs finish their running steps), "cut short"
     (let go with steps `names` still running), "stopped".
     """
 
@@ -160,6 +162,7 @@ class Worker:
         self._registry = Registry(store.path) if scope is None else None  # a scoped worker serves one run's children
         self._started = time.time()
         self._announced = 0.0
+        self._next_schedules = 0.0
 
     def stop(self) -> None:
         """Claim nothing more and let go of every run once its running steps finish; again: at once."""
@@ -193,6 +196,7 @@ class Worker:
         try:
             while not self.stopping.is_set():
                 self._announce()
+                self._fire_schedules()
                 claimed = self._fill()
                 if self.once and not claimed and not self.active:
                     break
@@ -201,6 +205,20 @@ class Worker:
         finally:
             if self._registry is not None:
                 self._registry.leave(os.getpid())
+
+    def _fire_schedules(self) -> None:
+        """Start the runs of schedules whose slots came due (at most every SCHEDULES seconds)."""
+        now = time.time()
+        if self._registry is None or now < self._next_schedules:
+            return
+        self._next_schedules = now + SCHEDULES
+        try:
+            started = schedules.fire_due(self.store, now)
+        except WeftError as e:
+            self._tell("trouble", error=f"schedules not fired: {e}")
+            return
+        if started:
+            self._wake.set()  # their runs are queued: claim them now
 
     def _announce(self) -> None:
         """Tell the store's registry this worker serves, and what it drives (at most every HEARTBEAT seconds)."""
@@ -258,6 +276,8 @@ class Worker:
             now = time.time()
             t.dequeue(run_id)
             run = t.run(run_id)
+            if run is not None and run["state"] == RunState.SCHEDULED and start_due(t, run, now) != "started":
+                return None  # not due yet, its lock is held (queued again), or it missed its start deadline
             if run is None or run["state"] not in ("pending", "running"):
                 return None  # ended or paused
             lease = WorkerLease(run_id, self.stopping)

@@ -27,7 +27,7 @@ from weft.runtime.stores.query import Page, Query, micros
 
 SCHEME = "memory://"
 T = TypeVar("T")
-_TABLES = ("runs", "plans", "steps", "events", "leases", "locks", "requests", "queue", "timers", "meta", "feed")
+_TABLES = ("runs", "plans", "steps", "events", "leases", "locks", "requests", "queue", "timers", "meta", "feed", "schedules")
 _CHUNK = 1024  # feed entries per tuple: an append copies one chunk, not the whole feed
 _PER_RUN = frozenset({"steps", "requests", "timers"})  # tables of {run: {key: value}}
 
@@ -332,6 +332,19 @@ class Txn(port.Txn):
             yield Timer(at / 1_000_000, TimerKind(kind), sid, run=run_id)
 
     # -- meta and checks ---------------------------------------------------------------------
+
+    def schedule(self, name: str) -> dict | None:
+        return self._get("schedules", name)
+
+    def put_schedule(self, rec: dict) -> None:
+        self._put("schedules", rec["name"], rec)
+
+    def drop_schedule(self, name: str) -> None:
+        if name in self._table("schedules"):
+            del self._mut("schedules")[name]
+
+    def schedules(self) -> list[dict]:
+        return [self._get("schedules", name) for name in sorted(self._table("schedules"))]
 
     def meta(self, name: str) -> Any:
         return self._get("meta", name)

@@ -237,6 +237,25 @@ class Txn(ABC):
 
     # -- meta and checks -------------------------------------------------------------------
 
+    # -- schedules --------------------------------------------------------------------------
+
+    @abstractmethod
+    def schedule(self, name: str) -> dict | None:
+        """The schedule record named `name` (weft.runtime.core.schedule), None if there is none."""
+
+    @abstractmethod
+    def put_schedule(self, rec: dict) -> None:
+        """Write a schedule record under its `name`."""
+
+    @abstractmethod
+    def drop_schedule(self, name: str) -> None: ...
+
+    @abstractmethod
+    def schedules(self) -> list[dict]:
+        """Every schedule record, by name."""
+
+    # -- store-wide values ---------------------------------------------------------------------
+
     @abstractmethod
     def meta(self, name: str) -> Any:
         """A store-wide value (None if never set)."""

@@ -38,6 +38,7 @@ class Query:
     flow: str | None = None
     tag: str | None = None
     user: str | None = None
+    schedule: str | None = None  # runs a schedule started
     label: str | None = None
     parent: str | None = None
     lock: str | None = None
@@ -111,6 +112,7 @@ def fits(run: dict, q: Query) -> bool:
         and (q.flow is None or run["flow"] == q.flow)
         and (q.tag is None or q.tag in (run.get("tags") or ()))
         and (q.user is None or run.get("user") == q.user)
+        and (q.schedule is None or (run.get("schedule") or {}).get("name") == q.schedule)
         and (needle is None or needle in (run.get("label") or "").casefold())
         and (q.since is None or run["created"] >= q.since)
         and (q.before is None or run["created"] < q.before)

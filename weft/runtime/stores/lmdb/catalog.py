@@ -1,6 +1,6 @@
 """Answering a Query (query.py) from the index keys (keys.py), without decoding every run.
 
-- an exact-value filter (state, result, flow, tag, user) is checked for one
+- an exact-value filter (state, result, flow, tag, user, schedule) is checked for one
   run with one key lookup, `<field>\\0<value>\\0<run>`;
 - `parent`, `lock`, a start-time range and a `label` substring each name a set
   read from its own index (child keys, the lock entry, a range of start keys,
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from weft.runtime.stores.lmdb.store import Store
     from weft.runtime.stores.lmdb.txn import Txn
 
-_EXACT = ("state", "result", "flow", "tag", "user")
+_EXACT = ("state", "result", "flow", "tag", "user", "schedule")
 _RACE_LIMIT = 20_000  # an exact-value index bigger than this is checked per run, never read whole
 _IN_MEMORY = 2_000  # candidate sets up to this size are decoded and sorted rather than walking an index
 

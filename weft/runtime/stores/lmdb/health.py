@@ -9,6 +9,7 @@ Checks, in order (each a pass over one kind of entry):
 - indexes and timers are exactly what the run and step records call for;
 - every queue entry has its twin (`at` and `of`) and names a run;
 - every lock names an existing run holding it; meta keys are known ones;
+- every schedule record sits under its name (moved back where it can be);
 - every feed entry parses and sits under its place (moved back, or dropped: the history keeps the event).
 
 A repair puts a misplaced record back where one flipped byte moved it from
@@ -113,6 +114,7 @@ class _Checkup:
             self.queued(runs)
             self.meta()
             self.feed()
+            self.schedules()
         if derived:
             self.derived(runs)
             self.queue(runs)
@@ -303,6 +305,20 @@ class _Checkup:
                 else (lambda k=key: self.drop("feed", k))
             )
             self.note(f"feed entry {shown('feed', key)} does not parse or is not under its place", fix)
+
+    def schedules(self) -> None:
+        entries = self.values("schedules")
+        for key, rec in entries.items():
+            name = rec.get("name") if isinstance(rec, dict) else None
+            if isinstance(name, str) and key == name.encode():
+                continue
+            home = name.encode() if isinstance(name, str) and name else None
+            fix = (
+                (lambda k=key, h=home: self.move("schedules", k, h))
+                if home is not None and home not in entries
+                else None  # a schedule record is never deleted by a repair
+            )
+            self.note(f"schedule record {shown('schedules', key)} is not under its name", fix)
 
     def meta(self) -> None:
         entries = self.values("meta")

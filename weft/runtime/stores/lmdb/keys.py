@@ -7,7 +7,7 @@ Run ids are 26 ASCII characters, so keys that start with one need no separator.
     steps     <run><step id>            step record
     events    <run><u64 BE seq>         append-only history, seq from 1
     indexes   state\\0<state>\\0<run>, flow\\0<flow>\\0<run>, tag\\0<tag>\\0<run>,
-              user\\0<user>\\0<run>, label\\0<label, first 400 bytes>\\0<run>,
+              user\\0<user>\\0<run>, schedule\\0<name>\\0<run>, label\\0<label, first 400 bytes>\\0<run>,
               result\\0<succeeded|failed|cancelled|rolled back>\\0<run> (ended runs),
               started\\0<u64 BE µs><run>, ended\\0<u64 BE µs><run>,
               child\\0<parent run><step>\\0<u32 BE index><run> (sub-runs of an `each` step),
@@ -19,6 +19,7 @@ Run ids are 26 ASCII characters, so keys that start with one need no separator.
               of\\0<run>                 that time (µs), to move or drop the entry
     timers    <u64 BE µs due><run><step>\\0<kind>   steps' next poll, retry, deadline
     feed      <u64 BE place>            [run, seq, place]: every run's events in commit order
+    schedules <name>                    schedule record (weft.runtime.core.schedule)
     meta      <name>                    format, indexes (store format and index keys versions), ...
 """
 
@@ -31,10 +32,10 @@ from weft.runtime.core.states import outcome
 from weft.runtime.core.timers import Timer, TimerKind, step_timers
 from weft.runtime.stores.query import LABEL_KEY_MAX, micros
 
-DATABASES = ("meta", "runs", "plans", "steps", "events", "indexes", "leases", "requests", "queue", "timers", "feed")
+DATABASES = ("meta", "runs", "plans", "steps", "events", "indexes", "leases", "requests", "queue", "timers", "feed", "schedules")
 OWNED = ("plans", "steps", "events", "requests", "leases")  # databases whose keys start with <run>
 ID_LEN = 26
-INDEX_VERSION = 3  # the index keys index_keys() makes; older stores are brought up to date by catalog.py
+INDEX_VERSION = 4  # the index keys index_keys() makes; older stores are brought up to date by catalog.py
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
 LOCK = b"lock\0"
@@ -136,6 +137,8 @@ def index_keys(run: dict) -> set[bytes]:
     if result is not None:
         keys.add(index_prefix("result", result) + rid)
     keys.update(index_prefix("tag", tag) + rid for tag in run.get("tags") or ())
+    if run.get("schedule"):
+        keys.add(index_prefix("schedule", run["schedule"]["name"]) + rid)
     if run.get("ended") is not None:
         keys.add(time_key("ended", run["ended"]) + rid)
     if run.get("parent"):

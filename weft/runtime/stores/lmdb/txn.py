@@ -370,6 +370,24 @@ class Txn(port.Txn):
 
     # -- meta and checks ---------------------------------------------------------------------
 
+    def schedule(self, name: str) -> dict | None:
+        return self.get("schedules", name.encode())
+
+    def put_schedule(self, rec: dict) -> None:
+        self.put("schedules", rec["name"].encode(), rec)
+
+    def drop_schedule(self, name: str) -> None:
+        self.delete("schedules", name.encode())
+
+    def schedules(self) -> list[dict]:
+        found = []
+        for key, rec in self.scan("schedules"):
+            if isinstance(rec, dict) and rec.get("name", "").encode() == key:
+                found.append(rec)
+            else:
+                self._skip("schedules", key, "the record is not the schedule its key names")
+        return found
+
     def meta(self, name: str) -> Any:
         return self.get("meta", K.meta_key(name))
 
