@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import msgpack
+
+_mine = threading.local()  # each thread's Packer: msgpack.packb would build one per call
 
 
 class Unstorable(ValueError):
@@ -13,9 +16,12 @@ class Unstorable(ValueError):
 
 def pack(value: Any) -> bytes:
     """`value` as msgpack bytes; Unstorable if it is not plain data."""
+    packer = getattr(_mine, "packer", None)
+    if packer is None:
+        packer = _mine.packer = msgpack.Packer(use_bin_type=True)
     try:
-        return msgpack.packb(value, use_bin_type=True)
-    except (TypeError, ValueError, OverflowError) as e:
+        return packer.pack(value)
+    except (TypeError, ValueError, OverflowError) as e:  # (the Packer drops what it had packed)
         raise Unstorable(str(e)) from None
 
 

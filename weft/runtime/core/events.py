@@ -2,9 +2,11 @@
 
 Outcomes of the work the machine handed out (an action, a poll, an undo),
 reports while it runs, and the commands of a person or of a new owner
-process. Each is a frozen dataclass of plain values. A new kind of event is a
-dataclass here and one case in `Machine.apply`. A Launch is the other way:
-work the machine hands out (`Machine.launches`).
+process. Each is a dataclass of plain values, never changed once made (not
+frozen: a frozen dataclass takes four times as long to make, and a step makes
+several). A new kind of event is a dataclass here and one case in
+`Machine.apply`. A Launch is the other way: work the machine hands out
+(`Machine.launches`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from weft.plan.schema import ActionRef, ErrorRecord
 # -- outcomes and reports of launched work ----------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Succeeded:
     """Attempt `attempt` of `step` (its undo, with `undo`) returned `outputs`; a poll returned them too."""
 
@@ -27,7 +29,7 @@ class Succeeded:
     undo: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Failed:
     """Attempt `attempt` of `step` (its undo, with `undo`) raised: `error`."""
 
@@ -37,7 +39,7 @@ class Failed:
     undo: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PollStarted:
     """A polling action's `start` returned `handle`: poll it every `every` s, growing by `factor` up to `max_every`."""
 
@@ -49,7 +51,7 @@ class PollStarted:
     factor: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PollPending:
     """A poll found the external task still going, `progress` done (None: not said)."""
 
@@ -58,7 +60,7 @@ class PollPending:
     progress: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Progressed:
     """The running action of attempt `attempt` of `step` reported `fraction` done."""
 
@@ -67,14 +69,14 @@ class Progressed:
     fraction: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Woken:
     """What polling step `step` waits for moved (a child run of an `each` step stopped): poll it now."""
 
     step: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Logged:
     """The action of `step` logged `line` at time `at`."""
 
@@ -83,7 +85,7 @@ class Logged:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Driven:
     """Process `pid` on `host` drives the run now: the run record says so (a child run records its driver)."""
 
@@ -94,12 +96,12 @@ class Driven:
 # -- commands ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Recover:
     """A new owner took the run over: re-run what was running if idempotent, else fail it for a person."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Resume:
     """Retry the failed steps of a paused run and go on.
 
@@ -110,7 +112,7 @@ class Resume:
     restart: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Skip:
     """Mark failed step `step` skipped, with hand-given `outputs`, so its dependents go on."""
 
@@ -118,7 +120,7 @@ class Skip:
     outputs: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Cancel:
     """Cancel what is not running; the run ends cancelled once running steps finish.
 
@@ -128,7 +130,7 @@ class Cancel:
     by: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Rollback:
     """Undo every succeeded step in reverse dependency order (`force`: even with steps that have no undo).
 
@@ -141,7 +143,7 @@ class Rollback:
     skip: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Signal:
     """Signal `name` arrived with `fields`: the steps waiting for it succeed with them as outputs."""
 
@@ -167,7 +169,7 @@ Event = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Launch:
     """Start `action` with `inputs` for attempt `attempt` of `step` (its undo when `undo`)."""
 

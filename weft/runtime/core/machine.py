@@ -110,16 +110,16 @@ class Machine(Steering, Waiting, Undoing):
         A command that makes no sense in the run's state raises a WeftError
         saying why, before anything changed.
         """
-        match event:
-            case ev.Succeeded(step, attempt, outputs, undo=True):
-                return self._undone(step, attempt, now)
-            case ev.Failed(step, attempt, error, undo=True):
-                return self._undo_failed(step, attempt, error, now)
-            case ev.Succeeded(step, attempt, outputs):
+        match event:  # the most frequent first
+            case ev.Succeeded(step, attempt, outputs, undo):
+                if undo:
+                    return self._undone(step, attempt, now)
                 if is_polling(self.steps[step]):
                     return self._polled(step, attempt, outputs, now)
                 return self._succeeded(step, attempt, outputs, now)
-            case ev.Failed(step, attempt, error):
+            case ev.Failed(step, attempt, error, undo):
+                if undo:
+                    return self._undo_failed(step, attempt, error, now)
                 rec = self.steps[step]
                 if rec["state"] not in ACTIVE or rec["attempts"] != attempt:
                     return []
@@ -134,6 +134,11 @@ class Machine(Steering, Waiting, Undoing):
                 else:
                     self._fail(step, error, now)
                 return [step]
+            case ev.Driven(pid, host):
+                if self.run.get("driver") != {"pid": pid, "host": host}:
+                    self.run["driver"] = {"pid": pid, "host": host}
+                    self.run_dirty = True
+                return []
             case ev.PollStarted() | ev.PollPending():
                 return self._poll_answered(event, now)
             case ev.Woken(step):
@@ -145,11 +150,6 @@ class Machine(Steering, Waiting, Undoing):
             case ev.Logged(step, line, at):  # a secret an action logs is never recorded
                 line = mask(line, secret_values(self.run))
                 self.events.append({"t": at, "step": step, "log": line})
-                return []
-            case ev.Driven(pid, host):
-                if self.run.get("driver") != {"pid": pid, "host": host}:
-                    self.run["driver"] = {"pid": pid, "host": host}
-                    self.run_dirty = True
                 return []
             case ev.Recover():
                 return self._recover(now)

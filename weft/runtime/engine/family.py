@@ -82,6 +82,8 @@ def cascade(t: Txn, m: Machine, changed: list[tuple[str, dict]], before: dict[st
     `before` holds the records of those steps as stored before this commit.
     """
     out: list[tuple[Machine, Lease]] = []
+    if not m.each_steps:
+        return out
     for sid, rec in changed:
         if m.specs[sid]["kind"] != "each":
             continue
@@ -153,9 +155,10 @@ def check_rollback(t: Txn, m: Machine) -> None:
                 )
 
 
-def stored_steps(t: Txn, run_id: str, changed: list[tuple[str, Any]], specs: dict) -> dict[str, dict]:
+def stored_steps(t: Txn, m: Machine, changed: list[tuple[str, Any]]) -> dict[str, dict]:
     """The stored records of the `each` steps among `changed`, read before they are overwritten."""
-    if not any(specs[sid]["kind"] == "each" for sid, _ in changed):
+    specs = m.specs
+    if not m.each_steps or not any(specs[sid]["kind"] == "each" for sid, _ in changed):
         return {}
-    stored = t.steps(run_id)
+    stored = t.steps(m.run["id"])
     return {sid: stored.get(sid) for sid, _ in changed if specs[sid]["kind"] == "each"}

@@ -44,7 +44,7 @@ def persist(
     family.stamp(m, lease)
     run, steps, events = m.changes()
     run_id = m.run["id"]
-    before = family.stored_steps(txn, run_id, steps, m.specs)
+    before = family.stored_steps(txn, m, steps)
     for sid, rec in steps:
         txn.put_step(run_id, sid, rec)
     if run is not None:

@@ -8,7 +8,8 @@ a subprocess, an agent across the network) and reports through the channel:
 `progress(f)` and `log(line)` while it runs, `finish(outcome)` once; it looks
 at `cancelled()` (or waits on `wait(s)`) to stop early. Tasks and Outcomes
 round-trip through msgpack (`to_data` / `from_data`), so a remote executor
-sends them as they are.
+sends them as they are; like the machine's events, they are never changed
+once made (slotted, not frozen: several are made per step).
 
 On the engine's side, every channel of one driver reports into one `Reports`
 queue, which the driver drains each round: it turns a finished Outcome into
@@ -39,7 +40,7 @@ class PollReport(TypedDict, total=False):
     progress: float | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Task:
     """One call of an action: attempt `attempt` of `step` of run `run` (its undo with `undo`)."""
 
@@ -81,7 +82,7 @@ class Task:
         return cls(**data)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
     """How a task ended: `outputs` if `ok`, else `error`; `poll` when a polling action goes on."""
 
@@ -139,7 +140,7 @@ class Executor(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Report:
     """One message from a task: kind "progress" (value: fraction), "log" (line), "done" (Outcome) or "event"."""
 
@@ -172,12 +173,24 @@ class Reports:
 
 
 class TaskChannel:
-    """The Channel of one task on this side of the port; `cancel()` asks the task to stop."""
+    """The Channel of one task on this side of the port; `cancel()` asks the task to stop.
+
+    Its threading.Event is made on the first `wait` or `cancel`: most tasks never need one.
+    """
+
+    __slots__ = ("_cancel", "_sink", "task")
 
     def __init__(self, task: Task, sink: queue.SimpleQueue[Report]) -> None:
         self.task = task
-        self.cancel_event = threading.Event()
         self._sink = sink
+        self._cancel: threading.Event | None = None
+
+    def _event(self) -> threading.Event:
+        if self._cancel is None:
+            with _MAKING:  # the task's thread (wait) and the driver's (cancel) must share one Event
+                if self._cancel is None:
+                    self._cancel = threading.Event()
+        return self._cancel
 
     def progress(self, fraction: float) -> None:
         self._sink.put(Report(self.task, "progress", fraction, time.time()))
@@ -186,10 +199,10 @@ class TaskChannel:
         self._sink.put(Report(self.task, "log", line, time.time()))
 
     def cancelled(self) -> bool:
-        return self.cancel_event.is_set()
+        return self._cancel is not None and self._cancel.is_set()
 
     def wait(self, seconds: float) -> bool:
-        return self.cancel_event.wait(max(0.0, seconds))
+        return self._event().wait(max(0.0, seconds))
 
     def finish(self, outcome: Outcome) -> None:
         self._sink.put(Report(self.task, "done", outcome, time.time()))
@@ -199,4 +212,7 @@ class TaskChannel:
         self._sink.put(Report(self.task, "event", event, time.time()))
 
     def cancel(self) -> None:
-        self.cancel_event.set()
+        self._event().set()
+
+
+_MAKING = threading.Lock()

@@ -1,7 +1,8 @@
 """Where actions run by default: threads of the driver's own process.
 
 `ThreadExecutor` is the executor port's local implementation: each task runs
-`perform` in a thread and reports through its channel directly.
+`perform` in a thread and reports through its channel directly (no Future:
+the channel is the answer).
 
 `Threads`, the pool under it, is a `concurrent.futures.Executor` that differs
 from `ThreadPoolExecutor` in three ways a durable runtime needs: its threads
@@ -35,24 +36,24 @@ class Threads(Executor):
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         future: Future = Future()
-        self._work.put((future, fn, args, kwargs))
+        self.run(_settle, future, fn, args, kwargs)
+        return future
+
+    def run(self, fn: Callable[..., None], *args: Any) -> None:
+        """Call `fn(*args)` in a thread, with no Future: `fn` reports its own outcome and must not raise."""
+        self._work.put((fn, args))
         if not self._idle.acquire(blocking=False):
             self._threads += 1
             _thread.start_new_thread(self._serve, ())
-        return future
 
     def _serve(self) -> None:
         while True:
             item = self._work.get()
             if item is None:
                 return
-            future, fn, args, kwargs = item
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn(*args, **kwargs))
-                except BaseException as e:  # noqa: BLE001 - reported through the future
-                    future.set_exception(e)
-            del item, future, fn, args, kwargs
+            fn, args = item
+            fn(*args)
+            del item, fn, args
             self._idle.release()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -69,10 +70,18 @@ class ThreadExecutor:
         self.threads = Threads()
 
     def submit(self, task: Task, channel: Channel) -> None:
-        self.threads.submit(_run, task, channel)
+        self.threads.run(_run, task, channel)
 
     def close(self) -> None:
         self.threads.shutdown(wait=False)
+
+
+def _settle(future: Future, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+    if future.set_running_or_notify_cancel():
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as e:  # noqa: BLE001 - reported through the future
+            future.set_exception(e)
 
 
 def _run(task: Task, channel: Channel) -> None:

@@ -14,10 +14,10 @@ transaction of this process: only then do new transactions wait, briefly, for
 the ones in flight to finish (`_Gate`).
 
 The folder is made 0700 and its files 0600 whatever the umask (run inputs are
-in them); an existing store is opened as it is. Before each commit the folder
-and data.mdb are checked to be the ones opened (device and inode): a store
-deleted or replaced while in use stops its writers with StoreGone instead of
-letting them write on into unlinked files.
+in them); an existing store is opened as it is. Before each commit the
+folder's data.mdb is checked to be the file opened (device and inode, one
+stat): a store deleted, moved or replaced while in use stops its writers with
+StoreGone instead of letting them write on into unlinked files.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import lmdb
 
 from weft.runtime.stores import port
 from weft.runtime.stores.lmdb import catalog, codec
+from weft.runtime.stores.lmdb.derived import Derived
 from weft.runtime.stores.lmdb.keys import DATABASES, INDEX_VERSION
 from weft.runtime.stores.lmdb.txn import Txn
 from weft.runtime.stores.port import StoreError, StoreFull
@@ -111,6 +112,7 @@ class _Env:
         self.path = path
         self.max = max_map_size()
         self.writer = threading.Lock()
+        self.derived = {"runs": Derived(), "steps": Derived()}  # for the writer (txn.py)
         self.gate = _Gate()
         self.handles = 0
         _make_folder(path)
@@ -132,7 +134,8 @@ class _Env:
             if not existed:
                 for name in ("data.mdb", "lock.mdb"):
                     os.chmod(os.path.join(path, name), 0o600)
-            self.identity = identity(path)
+            self.data = data
+            self.identity = identity(data)
             self.env.reader_check()
             with self.env.begin(write=True) as txn:
                 self.dbs = {name: self.env.open_db(name.encode(), txn=txn) for name in DATABASES}
@@ -141,9 +144,9 @@ class _Env:
             raise
 
     def check_identity(self) -> None:
-        """StoreGone if the folder or its data.mdb is no longer the one this environment opened."""
+        """StoreGone if the folder's data.mdb is no longer the file this environment opened."""
         try:
-            now = identity(self.path)
+            now = identity(self.data)
         except OSError:
             now = None
         if now != self.identity:
@@ -256,7 +259,7 @@ class Store(port.Store):
                 env.gate.leave()
                 raise StoreError(f"cannot read store {self.path}: {_reason(e)}") from None
             try:
-                yield Txn(self, txn, env.dbs)
+                yield Txn(self, txn, env.dbs, env.derived)
             except lmdb.Error as e:
                 raise StoreError(f"cannot read store {self.path}: {_reason(e)}") from None
             finally:
@@ -293,7 +296,7 @@ class Store(port.Store):
         except lmdb.Error as e:
             raise StoreError(f"cannot write to store {self.path}: {_reason(e)}") from None
         try:
-            result = fn(Txn(self, txn, env.dbs))
+            result = fn(Txn(self, txn, env.dbs, env.derived))
         except lmdb.MapFullError:
             txn.abort()
             return "full", None
@@ -324,10 +327,10 @@ class StoreGone(StoreError):
     """The store folder was deleted or replaced under an open store."""
 
 
-def identity(path: str) -> tuple[int, int, int, int]:
-    """(device, inode) of the store folder and of its data.mdb."""
-    folder, data = os.stat(path), os.stat(os.path.join(path, "data.mdb"))
-    return folder.st_dev, folder.st_ino, data.st_dev, data.st_ino
+def identity(data: str) -> tuple[int, int]:
+    """(device, inode) of file `data`: a folder deleted, moved or replaced leaves none, or another."""
+    found = os.stat(data)
+    return found.st_dev, found.st_ino
 
 
 def _make_folder(path: str) -> None:

@@ -14,6 +14,8 @@ listing can go on; a history with a gap raises CorruptRecord. `weft doctor`
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, Iterator
 
 import lmdb
@@ -21,6 +23,7 @@ import lmdb
 from weft.runtime.stores import port
 from weft.runtime.stores.lmdb import catalog, codec, corrupt, health
 from weft.runtime.stores.lmdb import keys as K
+from weft.runtime.stores.lmdb.derived import Derived
 from weft.runtime.stores.port import CorruptRecord, Timer
 from weft.runtime.stores.query import Page, Query
 
@@ -31,12 +34,13 @@ _NO_VALUE = codec.encode(None)
 
 
 class Txn(port.Txn):
-    __slots__ = ("store", "_raw", "_dbs")
+    __slots__ = ("_dbs", "_derived", "_raw", "store")
 
-    def __init__(self, store: Store, raw: lmdb.Transaction, dbs: dict) -> None:
+    def __init__(self, store: Store, raw: lmdb.Transaction, dbs: dict, derived: dict[str, Derived]) -> None:
         self.store = store
         self._raw = raw
         self._dbs = dbs
+        self._derived = derived  # "runs", "steps" -> what their last records' entries are (derived.py)
 
     # -- keys and values (this backend's own) ------------------------------------------------
 
@@ -115,16 +119,7 @@ class Txn(port.Txn):
         return self.get("runs", K.run_key(run_id))
 
     def put_run(self, run: dict) -> None:
-        key = K.run_key(run["id"])
-        old = self.get("runs", key)
-        new_keys = K.index_keys(run)
-        old_keys = K.index_keys(old) if old is not None else set()
-        indexes = self._dbs["indexes"]
-        for k in old_keys - new_keys:
-            self._raw.delete(k, db=indexes)
-        for k in new_keys - old_keys:
-            self._raw.put(k, _NO_VALUE, db=indexes)
-        self.put("runs", key, run)
+        self._put_derived("runs", K.run_key(run["id"]), run, "indexes", K.index_keys)
 
     def plan(self, run_id: str) -> dict | None:
         plan = self.get("plans", K.run_key(run_id))
@@ -148,9 +143,26 @@ class Txn(port.Txn):
         return found
 
     def put_step(self, run_id: str, step_id: str, rec: dict) -> None:
-        key = K.step_key(run_id, step_id)
-        self._timers(run_id, step_id, self.get("steps", key), rec)
-        self.put("steps", key, rec)
+        timers = partial(K.timer_keys, run_id, step_id)
+        self._put_derived("steps", K.step_key(run_id, step_id), rec, "timers", timers)
+
+    def _put_derived(self, db: str, key: bytes, value: dict, entries_db: str, entries: Callable) -> None:
+        """Write record `value` at `key` of `db`; the entries of `entries_db` derived from the record
+        stored before (`entries(record)`) become those derived from `value`."""
+        raw = self._raw.get(key, db=self._dbs[db])
+        known = self._derived[db]
+        before = set() if raw is None else known.get(key, raw)
+        if before is None:
+            before = entries(self._decode(db, key, raw))
+        after = entries(value)
+        target = self._dbs[entries_db]
+        for k in before - after:
+            self._raw.delete(k, db=target)
+        for k in after - before:
+            self._raw.put(k, _NO_VALUE, db=target)
+        raw = codec.encode(value)
+        self._raw.put(key, raw, db=self._dbs[db])
+        known.put(key, raw, after)
 
     def _timers(self, run_id: str, step_id: str, old: dict | None, new: dict | None) -> None:
         before, after = K.timer_keys(run_id, step_id, old), K.timer_keys(run_id, step_id, new)

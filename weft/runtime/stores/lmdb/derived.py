@@ -1,0 +1,34 @@
+"""The index or timer entries of the records this process wrote last, remembered by their stored bytes.
+
+Writing a run (step) record replaces the index (timer) entries of the version
+stored before with those of the new one, so the stored version must be known;
+decoding it costs more than the rest of the write. A `Derived` remembers, for
+the last records written, the exact bytes stored and the entries derived from
+them. It answers only when the bytes stored now are those very bytes, so it is
+never stale: after an aborted transaction, another process's write or a repair,
+the bytes differ and the record is decoded as before.
+
+Used by one writer at a time (the environment's write lock).
+"""
+
+from __future__ import annotations
+
+KEPT = 4096  # records remembered per database: more than a driver has running at once
+
+
+class Derived:
+    def __init__(self, size: int = KEPT) -> None:
+        self._size = size
+        self._known: dict[bytes, tuple[bytes, frozenset[bytes]]] = {}
+
+    def get(self, key: bytes, raw: bytes) -> frozenset[bytes] | None:
+        """The entries of the record stored at `key` as `raw`, if these are the bytes written last; else None."""
+        known = self._known.get(key)
+        return known[1] if known is not None and known[0] == raw else None
+
+    def put(self, key: bytes, raw: bytes, entries: frozenset[bytes]) -> None:
+        """Record `raw` was written at `key`, with `entries`; beyond the size, the first record remembered goes."""
+        known = self._known
+        known[key] = (raw, entries)
+        if len(known) > self._size:
+            del known[next(iter(known))]
