@@ -44,6 +44,9 @@ def _json(r: RunSummary) -> dict[str, Any]:
         "outcome": r.outcome,
         "owner": None if r.owner is None else asdict(r.owner),
         "orphaned": r.orphaned,
+        "due": r.due,
+        "start_by": r.start_by,
+        "schedule": None if r.schedule is None else asdict(r.schedule),
     }
 
 
