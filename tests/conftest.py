@@ -14,13 +14,20 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from weft.runtime.stores import open_store
+# Every `weft` process a test starts compiles Weft's modules to bytecode once per machine, not once per process:
+# with PYTHONDONTWRITEBYTECODE set (it keeps __pycache__ out of the tree), each one would compile ~100 modules
+# from source. The cache lives outside the tree, and Python checks each entry against its source file.
+PYCACHE = os.path.join(tempfile.gettempdir(), f"weft-tests-pycache-{os.getuid()}")
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+os.environ.setdefault("PYTHONPYCACHEPREFIX", PYCACHE)
+sys.dont_write_bytecode, sys.pycache_prefix = False, os.environ["PYTHONPYCACHEPREFIX"]
 
 RUN_LINE = re.compile(r"run ([0-9A-Z]{26})")
 
@@ -60,7 +67,7 @@ class Weft:
             check=False,
         )
         assert "Traceback" not in done.stderr, done.stderr
-        assert not re.search(r"^Traceback", done.stdout, re.M), done.stdout
+        assert not re.search(r"^Traceback", done.stdout, re.MULTILINE), done.stdout
         expected = ok if code is None else (code,)
         assert done.returncode in expected, (done.returncode, done.stdout, done.stderr)
         return done
@@ -80,6 +87,8 @@ class Weft:
 
     def steps(self, run: str) -> dict[str, dict]:
         """The step records of a run, read from the store as it is now."""
+        from weft.runtime.stores import open_store  # imported after the bytecode cache above is set up
+
         with open_store(self.store, create=False) as store, store.read() as t:
             return t.steps(run)
 

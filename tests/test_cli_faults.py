@@ -61,6 +61,7 @@ def read_until(proc: subprocess.Popen, text: str) -> str:
 # -- item 3: a run whose owner died ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cancel_of_a_run_whose_owner_died_takes_it_over_cancels_it_and_frees_its_lock(weft):
     effects = weft.tmp / "effects"
     owner, rid = weft.running(FLOW, "--flow", "held", "-i", "seconds=30", "-i", f"path={effects}")
@@ -130,6 +131,7 @@ def _suspended(weft, rid: str, n: int) -> bool:
     return [s["state"] for s in weft.show(rid)["steps"]] == ["suspended"] * n
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["live owner", "workers", "taken over"])
 def test_of_two_concurrent_signals_the_first_wins_and_the_other_is_refused(weft, mode):
     rounds = ROUNDS if mode == "live owner" else 8

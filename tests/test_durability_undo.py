@@ -8,15 +8,14 @@ retry or skip it; only `--retry-undo STEP` runs it again.
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
+from conftest import Weft
+
+pytestmark = pytest.mark.slow  # `weft rollback` processes SIGKILLed
 
 FLOW = """\
 flow undo_exec(path: str, pause: float) {
@@ -25,49 +24,22 @@ flow undo_exec(path: str, pause: float) {
 """
 
 
-class Weft:
+class Undo(Weft):
     """A store, a flow file and an effects file in a temp folder, and the `weft` processes run on them."""
 
-    def __init__(self, tmp_path) -> None:
-        self.tmp = tmp_path
-        self.flow = tmp_path / "undo.flow"
+    def __init__(self, folder) -> None:
+        super().__init__(folder)
+        self.flow = self.tmp / "undo.flow"
         self.flow.write_text(FLOW)
-        self.effects = tmp_path / "effects"
-        self.env = dict(os.environ, WEFT_STORE=str(tmp_path / "store"))
+        self.effects = self.tmp / "effects"
         self.env.pop("WEFT_CRASH_AT", None)
-
-    def start(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, "-m", "weft.cli.main", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=self.env,
-            cwd=self.tmp,
-        )
-
-    def __call__(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "weft.cli.main", *args],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            cwd=self.tmp,
-            timeout=60,
-            check=False,
-        )
 
     def new_run(self, pause: float) -> str:
         self.effects.write_text("")
-        done = self("run", str(self.flow), "-i", f"path={self.effects}", "-i", f"pause={pause}")
-        assert done.returncode == 0, done.stderr
-        return json.loads(self("list", "--json").stdout)[0]["id"]
+        return self.run(str(self.flow), "-i", f"path={self.effects}", "-i", f"pause={pause}", code=0)[0]
 
     def undos(self) -> int:
         return self.effects.read_text().count("undo")
-
-    def show(self, run_id: str) -> dict:
-        return json.loads(self("show", run_id, "--json").stdout)
 
     def kill_rollback(self, run_id: str, after: float, since_undo: bool = True) -> bool:
         """Start `weft rollback` and SIGKILL it `after` s after its undo began (not `since_undo`: after it
@@ -81,10 +53,10 @@ class Weft:
             if began is not None and time.time() - began >= after:
                 break
             time.sleep(0.01)
-        began = self.undos() > 0
+        begun = self.undos() > 0
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=10)
-        return began is not None
+        return begun
 
 
 def _interrupted_events(run: dict) -> list[dict]:
@@ -92,7 +64,7 @@ def _interrupted_events(run: dict) -> list[dict]:
 
 
 def test_an_interrupted_undo_waits_for_a_person_and_runs_again_only_when_asked(tmp_path):
-    weft = Weft(tmp_path)
+    weft = Undo(tmp_path)
     rid = weft.new_run(pause=2.0)
     assert weft.kill_rollback(rid, after=0.2) and weft.undos() == 1
 
@@ -115,7 +87,7 @@ def test_an_interrupted_undo_waits_for_a_person_and_runs_again_only_when_asked(t
 
 
 def test_a_skipped_interrupted_undo_counts_as_done(tmp_path):
-    weft = Weft(tmp_path)
+    weft = Undo(tmp_path)
     rid = weft.new_run(pause=2.0)
     assert weft.kill_rollback(rid, after=0.1)
     assert weft("rollback", rid).returncode == 1
@@ -128,11 +100,10 @@ def test_a_skipped_interrupted_undo_counts_as_done(tmp_path):
     assert [s["state"] for s in run["steps"] if s["id"] == "one"] == ["undone"]
 
 
-@pytest.mark.slow
 def test_kill_loop_of_rollbacks_never_runs_an_undo_twice_without_a_person(tmp_path):
     """20 SIGKILLs of `weft rollback` at random instants (most during a std.exec undo): zero double runs."""
     rng = random.Random(9)
-    weft = Weft(tmp_path)
+    weft = Undo(tmp_path)
     interrupted = 0
     for i in range(20):
         rid = weft.new_run(pause=1.0)

@@ -8,6 +8,7 @@ The framing itself is property-tested on random splits of a stream.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import queue
@@ -22,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pygls.uris import from_fs_path
 
-from weft.lsp.stream import JUNK, PARSE_ERROR, INVALID_PARAMS, INVALID_REQUEST, Framer
+from weft.lsp.stream import INVALID_PARAMS, INVALID_REQUEST, JUNK, PARSE_ERROR, Framer
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 30
@@ -130,6 +131,28 @@ def server(tmp_path):
     s.kill()
 
 
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One server for the tests whose requests are well framed: each test then checks it still answers a
+    well-formed request; the last one out checks that shutdown is answered and exit ends it."""
+    folder = tmp_path_factory.mktemp("lsp")
+    s = RawServer(folder)
+    s.initialize(folder)
+    s.folder, s.ids = folder, itertools.count(1000)
+    s.greet = s.open(folder / "greet.flow", FLOW)
+    yield s
+    try:
+        s.finish()
+    finally:
+        s.kill()
+
+
+def still_answers(server: RawServer) -> None:
+    msg_id = next(server.ids)
+    server.send(frame(hover(msg_id, server.greet, 1, 10)))
+    assert "result" in server.answer(msg_id)
+
+
 def hover(msg_id, uri: str, line=0, character=0) -> dict:
     return request(
         msg_id, "textDocument/hover", {"textDocument": {"uri": uri}, "position": {"line": line, "character": character}}
@@ -197,11 +220,12 @@ def test_bad_framing_is_answered_with_a_parse_error(server):
     ],
 )
 @pytest.mark.parametrize("method", ["textDocument/hover", "textDocument/completion", "textDocument/definition"])
-def test_ill_typed_params_get_a_json_rpc_error(server, method, params):
-    server.send(frame(request(6, method, params)))
-    reply = server.answer(6)
+def test_ill_typed_params_get_a_json_rpc_error(shared, method, params):
+    msg_id = next(shared.ids)
+    shared.send(frame(request(msg_id, method, params)))
+    reply = shared.answer(msg_id)
     assert "result" in reply or reply["error"]["code"] in (INVALID_PARAMS, INVALID_REQUEST, -32603)
-    server.finish()
+    still_answers(shared)
 
 
 def test_a_position_past_the_document_is_answered(server, tmp_path):
@@ -256,28 +280,30 @@ NESTED = {
 
 
 @pytest.mark.parametrize("kind", sorted(NESTED))
-def test_completion_in_a_deeply_nested_document(server, tmp_path, kind):
+def test_completion_in_a_deeply_nested_document(shared, kind):
     text = NESTED[kind](200)
-    uri = server.open(tmp_path / "deep.flow", text)
+    uri = shared.open(shared.folder / f"deep-{kind}.flow", text)
     lines = text.split("\n")
     line = next(i for i, t in enumerate(lines) if t.strip() == "std.")
     params = {"textDocument": {"uri": uri}, "position": {"line": line, "character": len(lines[line])}}
-    server.send(frame(request(30, "textDocument/completion", params)))
-    reply = server.answer(30)
+    msg_id = next(shared.ids)
+    shared.send(frame(request(msg_id, "textDocument/completion", params)))
+    reply = shared.answer(msg_id)
     assert "result" in reply, reply
     assert any(item["label"] == "log" for item in reply["result"]["items"])
-    for n, method in enumerate(["textDocument/hover", "textDocument/definition", "textDocument/documentSymbol"]):
-        server.send(
+    for method in ["textDocument/hover", "textDocument/definition", "textDocument/documentSymbol"]:
+        msg_id = next(shared.ids)
+        shared.send(
             frame(
                 request(
-                    31 + n,
+                    msg_id,
                     method,
                     params if method != "textDocument/documentSymbol" else {"textDocument": {"uri": uri}},
                 )
             )
         )
-        assert "result" in server.answer(31 + n)
-    server.finish()
+        assert "result" in shared.answer(msg_id)
+    still_answers(shared)
 
 
 # -- the framing alone ------------------------------------------------------------------------------

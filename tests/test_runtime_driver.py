@@ -9,12 +9,12 @@ import threading
 import time
 
 import pytest
-
 from runtime_support.checks import BACKENDS, history, index_problems, new_store
 from runtime_support.plans import fan, lit, plan, ref, step
+
 from weft.errors import WeftError
-from weft.runtime.engine import session
 from weft.runtime.core import steering
+from weft.runtime.engine import session
 from weft.runtime.engine.driver import ACK, Driver
 from weft.runtime.engine.lease import HOST, LeaseHeld, LeaseLost
 
@@ -183,7 +183,7 @@ def test_a_lock_is_held_until_its_run_ends(store, tmp_path):
 
 def test_the_runtime_never_imports_the_compiler():
     code = (
-        "import sys, weft.runtime.engine.driver, weft.cli.views, weft.cli.console, weft.runtime.core.steering;"
+        "import sys, weft.runtime.engine.driver, weft.cli.views, weft.cli.console, weft.cli.live, weft.runtime.core.steering;"
         "bad = sorted(m for m in sys.modules if m.startswith('weft.compiler') or m == 'lark');"
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -27,6 +27,8 @@ from runtime_support.checks import history, index_problems
 from weft.runtime.stores.lmdb.store import Store
 from weft.cli.views import clock, event_text
 
+pytestmark = pytest.mark.slow  # real processes SIGKILLed, crash points, a full map, a corrupt byte
+
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runtime_support")
 DURABLE = os.path.join(HERE, "durable.flow")
 CLI = os.path.join(HERE, "cli.flow")

@@ -258,6 +258,7 @@ def first_line_run(proc: subprocess.Popen) -> str:
     return line.split()[1]
 
 
+@pytest.mark.slow
 def test_sigkill_while_steps_are_suspended_then_resume_finishes_them(weft, tmp_path):
     hold = tmp_path / "hold"
     hold.write_text("")
@@ -282,6 +283,7 @@ def test_sigkill_while_steps_are_suspended_then_resume_finishes_them(weft, tmp_p
     assert all(steps[s]["poll"]["polls"] >= 1 and steps[s]["attempts"] == 1 for s in "abc")
 
 
+@pytest.mark.slow
 def test_deadlines_hold_across_a_kill_and_resume(weft):
     owner = weft.start("run", FLOW, "--flow", "overdue", "-i", f"path={weft.effects}")
     rid = first_line_run(owner)

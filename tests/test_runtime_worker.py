@@ -23,6 +23,8 @@ from runtime_support.checks import index_problems
 from weft.runtime.engine import session
 from weft.runtime.stores.lmdb.store import Store
 
+pytestmark = pytest.mark.slow  # `weft worker` processes
+
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runtime_support")
 FLOWS = os.path.join(HERE, "worker.flow")
 CLI = os.path.join(HERE, "cli.flow")

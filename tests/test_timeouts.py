@@ -59,6 +59,7 @@ def weft(tmp_path):
     return w
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flow", ["polite", "stubborn"])
 def test_a_timed_out_program_is_gone_before_the_step_is_failed(weft, tmp_path, flow):
     t0 = time.time()
@@ -71,6 +72,7 @@ def test_a_timed_out_program_is_gone_before_the_step_is_failed(weft, tmp_path, f
     assert not (tmp_path / "marker").exists()
 
 
+@pytest.mark.slow
 def test_a_cancel_ends_the_program_and_its_group(weft, tmp_path):
     proc = weft.start("run", "timeouts.flow", "--flow", "long", "-i", f"dir={tmp_path}")
     rid = run_id(proc.stdout.readline())

@@ -18,6 +18,10 @@ import time
 import pytest
 from conftest import Output, Weft
 
+from weft.client import Client
+
+pytestmark = pytest.mark.slow  # `weft worker` processes stopped by signals
+
 FLOWS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runtime_support", "worker.flow")
 
 
@@ -46,21 +50,22 @@ def _detach(weft: Weft, *args: str) -> str:
     return done.stdout.split()[1]
 
 
-@pytest.mark.slow
 def test_sigterm_always_stops_a_serving_worker(tmp_path):
     """30 workers, each serving runs of quick steps, stopped by SIGTERM at a random instant: all exit in time."""
     weft = Weft(tmp_path)
     effects = str(tmp_path / "effects")
     rng = random.Random(8)
     grace, took = 5.0, []
-    for i in range(30):
-        for _ in range(2):
-            _detach(weft, "--flow", "chain", "-i", f"path={effects}", "-i", "pause=0.01")
-        worker = Serving(weft, "--grace", f"{grace:g}s", "--workers", "4")
-        worker.wait_for(r"serving")
-        time.sleep(rng.uniform(0.0, 0.6))
-        worker.proc.send_signal(signal.SIGTERM if i % 3 else signal.SIGINT)
-        took.append(worker.exit_within(grace + 10.0))
+    with Client(weft.store) as client:  # queues the runs as `weft run --detach` does, without 60 more processes
+        chain = client.compile(FLOWS, "chain")
+        for i in range(30):
+            for _ in range(2):
+                client.start_plan(chain, detach=True, texts=[f"path={effects}", "pause=0.01"])
+            worker = Serving(weft, "--grace", f"{grace:g}s", "--workers", "4")
+            worker.wait_for(r"serving")
+            time.sleep(rng.uniform(0.0, 0.6))
+            worker.proc.send_signal(signal.SIGTERM if i % 3 else signal.SIGINT)
+            took.append(worker.exit_within(grace + 10.0))
     assert max(took) < grace + 10.0
 
 
