@@ -17,9 +17,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from weft.client import inputs as checks
 from weft.client.errors import Conflict, InvalidInput, NotFound
 from weft.client.model import Schedule, schedule_of
+from weft.errors import WeftError
 from weft.runtime.core import schedule as rules
 from weft.runtime.engine import schedules as engine
-from weft.runtime.stores.port import Store, Txn
+from weft.runtime.stores.port import Store, StoreError, Txn
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 _SHOWN = 5  # upcoming slot times a schedule shows
@@ -51,6 +52,8 @@ class Scheduling:
     ) -> Schedule:
         """A new schedule of `plan`: a `cron` line (in time zone `tz`, default UTC) or `every` seconds from `start`.
 
+        InvalidInput names the setting at fault (`cron`, `tz`...) or the input (`inputs.mac`).
+
         Runs start from `start` (default now) until `until`, at most `max_runs`
         of them. `overlap` says what a slot does while the schedule's last run
         is still going (skip, buffer-one, allow, cancel-other); slots missed
@@ -62,7 +65,12 @@ class Scheduling:
                 f"a schedule name is 1 to 100 letters, digits and _.:- starting with a letter or digit, not {name!r}",
                 field="name",
             )
-        given = checks.prepare(plan, inputs, texts, user)
+        try:
+            given = checks.prepare(plan, inputs, texts, user)
+        except InvalidInput as e:  # the inputs are one part of a schedule: name the input as inputs.NAME
+            if e.field is not None and e.field not in ("user", "label", "lock"):
+                e.field = f"inputs{'' if e.field.startswith('[') else '.'}{e.field}"
+            raise
         now = time.time()
         rec = {
             "name": name,
@@ -131,7 +139,12 @@ class Scheduling:
 
         def write(t: Txn) -> str:
             _find(t, name)
-            return engine.trigger(t, name, time.time())
+            try:
+                return engine.trigger(t, name, time.time())
+            except StoreError:
+                raise
+            except WeftError as e:  # a lock its run needs is held
+                raise Conflict(str(e)) from None
 
         return self._open().write(write)
 

@@ -59,7 +59,7 @@ CHANGES: dict[int | str, dict[str, Any]] = {
 }
 SVG = {200: {"content": {"image/svg+xml": {}}, "description": "the diagram"}}
 WINDOWS = {"12h": "12h", "24h": "24h", "7d": "7d"}
-COUNTED = ("running", "paused", "failed", "succeeded", "pending")
+COUNTED = ("running", "paused", "failed", "succeeded", "scheduled")
 
 Reader = Annotated[auth.Caller, Depends(auth.reader)]
 Operator = Annotated[auth.Caller, Depends(auth.operator)]
@@ -68,11 +68,11 @@ Values = Annotated[list[Name] | None, Query()]
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
 
-def _client(request: Request) -> Client:
+def client_of(request: Request) -> Client:
     return request.app.state.client
 
 
-def _catalog(request: Request) -> Catalog:
+def catalog_of(request: Request) -> Catalog:
     return request.app.state.catalog
 
 
@@ -95,7 +95,7 @@ def _page(request: Request, run: Run) -> RunPage:
 
 
 @contextmanager
-def _within(part: str, exempt: Collection[str] = ()) -> Iterator[None]:
+def within(part: str, exempt: Collection[str] = ()) -> Iterator[None]:
     """An InvalidInput's field as its path in the request body: `inputs.n` where the Client says `n`
     (but for the `exempt` fields, which are not under `part`: a run's `user` and `label`)."""
     try:
@@ -118,6 +118,7 @@ def list_runs(
     flow: Values = None,
     tag: Values = None,
     user: Values = None,
+    schedule: Values = None,
     label: Values = None,
     parent: Values = None,
     lock: Values = None,
@@ -130,8 +131,18 @@ def list_runs(
     sub_runs: bool = False,
 ) -> RunList:
     reverse = order is not None and (order == "asc") == (sort in NEWEST_FIRST)
-    filters = dict(state=state, result=result, flow=flow, tag=tag, user=user, label=label, parent=parent, lock=lock)
-    page = _client(request).runs(
+    filters = dict(
+        state=state,
+        result=result,
+        flow=flow,
+        tag=tag,
+        user=user,
+        schedule=schedule,
+        label=label,
+        parent=parent,
+        lock=lock,
+    )
+    page = client_of(request).runs(
         **{k: v for k, v in filters.items() if v},
         since=since,
         before=before,
@@ -146,10 +157,18 @@ def list_runs(
 
 @router.post("/runs", response_model=RunPage, status_code=201, responses=CHANGES, summary="Start a catalogue flow")
 def start_run(request: Request, body: StartRun, who: Operator, response: Response) -> RunPage:
-    plan = _catalog(request).get(body.flow).plan
-    client = _client(request)
-    with _within("inputs", {"user", "label", "lock"} - {p["name"] for p in plan["params"]}):
-        rid = client.start_plan(plan, body.inputs, user=body.user, label=body.label, detach=True)
+    plan = catalog_of(request).get(body.flow).plan
+    client = client_of(request)
+    with within("inputs", {"user", "label", "lock"} - {p["name"] for p in plan["params"]}):
+        rid = client.start_plan(
+            plan,
+            body.inputs,
+            user=body.user,
+            label=body.label,
+            detach=True,
+            at=None if body.at is None else body.at.timestamp(),
+            start_before=body.start_before,
+        )
     request.app.state.wake()
     response.headers["Location"] = f"/api/v1/runs/{rid}"
     return _page(request, client.get(rid))
@@ -158,13 +177,13 @@ def start_run(request: Request, body: StartRun, who: Operator, response: Respons
 @router.post("/runs/resume", response_model=Bulk, responses=CHANGES, summary="Resume many runs")
 def resume_many(request: Request, body: Many, _: Operator) -> Bulk:
     ids, filters = _targets(body)
-    return _client(request).resume_many(ids, **filters)
+    return client_of(request).resume_many(ids, **filters)
 
 
 @router.post("/runs/cancel", response_model=Bulk, responses=CHANGES, summary="Cancel many runs")
 def cancel_many(request: Request, body: Many, _: Operator) -> Bulk:
     ids, filters = _targets(body)
-    return _client(request).cancel_many(ids, **filters)
+    return client_of(request).cancel_many(ids, **filters)
 
 
 def _targets(body: Many) -> tuple[list[str] | None, dict[str, Any]]:
@@ -175,12 +194,12 @@ def _targets(body: Many) -> tuple[list[str] | None, dict[str, Any]]:
 
 @router.get("/runs/{run_id}", response_model=RunPage, summary="A run in full: steps, history, allowed actions")
 def get_run(request: Request, run_id: str, _: Reader) -> RunPage:
-    return _page(request, _client(request).get(run_id))
+    return _page(request, client_of(request).get(run_id))
 
 
 @router.get("/runs/{run_id}/steps/{step}", response_model=StepDetail, summary="One step in full")
 def get_step(request: Request, run_id: str, step: str, _: Reader) -> StepDetail:
-    return _client(request).step(run_id, step)
+    return client_of(request).step(run_id, step)
 
 
 @router.get("/runs/{run_id}/events", response_model=tuple[Event, ...], summary="A run's history, paged")
@@ -191,48 +210,48 @@ def get_events(
     after: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> tuple[Event, ...]:
-    return _client(request).events(run_id, after, limit)
+    return client_of(request).events(run_id, after, limit)
 
 
 @router.get("/runs/{run_id}/graph.svg", response_class=Response, responses=SVG, summary="The run's diagram")
 def run_graph(request: Request, run_id: str, _: Reader, expand: bool = False) -> Response:
-    d = _client(request).diagram(run_id)
+    d = client_of(request).diagram(run_id)
     return Response(render.svg(d.plan, d.states, expand=expand, counts=d.counts), media_type="image/svg+xml")
 
 
 @router.get("/runs/{run_id}/rollback", response_model=RollbackPreview, summary="What a rollback would undo now")
 def rollback_preview(request: Request, run_id: str, _: Reader) -> RollbackPreview:
-    return _client(request).rollback_preview(run_id)
+    return client_of(request).rollback_preview(run_id)
 
 
 @router.post("/runs/{run_id}/resume", response_model=RunPage, responses=CHANGES, summary="Retry failed steps, go on")
 def resume(request: Request, run_id: str, _: Operator) -> RunPage:
-    return _page(request, _client(request).resume(run_id))
+    return _page(request, client_of(request).resume(run_id))
 
 
 @router.post("/runs/{run_id}/cancel", response_model=Delivery, responses=CHANGES, summary="Cancel a run")
 def cancel(request: Request, run_id: str, who: Operator) -> Delivery:
-    return _client(request).cancel(run_id, by=f"the console ({who.role})")
+    return client_of(request).cancel(run_id, by=f"the console ({who.role})")
 
 
 @router.post("/runs/{run_id}/rollback", response_model=RunPage, responses=CHANGES, summary="Undo succeeded steps")
 def rollback(request: Request, run_id: str, body: Rollback, _: Operator) -> RunPage:
-    return _page(request, _client(request).rollback(run_id, body.force))
+    return _page(request, client_of(request).rollback(run_id, body.force))
 
 
 @router.post(
     "/runs/{run_id}/steps/{step}/skip", response_model=RunPage, responses=CHANGES, summary="Skip a failed step"
 )
 def skip(request: Request, run_id: str, step: str, body: Skip, _: Operator) -> RunPage:
-    with _within("outputs"):
-        return _page(request, _client(request).skip(run_id, step, body.outputs))
+    with within("outputs"):
+        return _page(request, client_of(request).skip(run_id, step, body.outputs))
 
 
 @router.post(
     "/runs/{run_id}/signals/{name}", response_model=Delivery, responses=CHANGES, summary="Signal a waiting step"
 )
 def signal(request: Request, run_id: str, name: str, body: dict[str, Any], _: Operator) -> Delivery:
-    return _client(request).deliver(run_id, name, body)
+    return client_of(request).deliver(run_id, name, body)
 
 
 # -- live events ---------------------------------------------------------------------------------
@@ -251,7 +270,7 @@ def _last_event_id(last_event_id: Annotated[str | None, Header(max_length=40)] =
 
 def _streamed_run(request: Request, run_id: str) -> str:
     """The run a stream follows (its id, or a prefix of it), found before the stream begins."""
-    return _client(request).resolve(run_id)
+    return client_of(request).resolve(run_id)
 
 
 Resume = Annotated[int | None, Depends(_last_event_id)]
@@ -265,7 +284,7 @@ async def all_events(
     after: Annotated[int | None, Query(ge=0, le=2**62, description="feed place to start after (default: now)")] = None,
 ):
     at = after if last is None else last
-    async for e in stream.all_runs(_client(request), request.app.state.watcher, at):
+    async for e in stream.all_runs(client_of(request), request.app.state.watcher, at):
         yield e
 
 
@@ -278,7 +297,7 @@ async def run_events(
     after: Annotated[int, Query(ge=0, le=2**62, description="history seq to start after")] = 0,
 ):
     at = after if last is None else last
-    async for e in stream.one_run(_client(request), request.app.state.watcher, rid, at):
+    async for e in stream.one_run(client_of(request), request.app.state.watcher, rid, at):
         yield e
 
 
@@ -287,33 +306,33 @@ async def run_events(
 
 @router.get("/flows", response_model=FlowList, summary="The catalogue: flows this server may start")
 def flows(request: Request, _: Reader) -> FlowList:
-    cat = _catalog(request)
+    cat = catalog_of(request)
     return FlowList(tuple(cat.flows()), cat.problems())
 
 
 @router.get("/flows/{name}", response_model=FlowSummary, summary="A flow: parameters, result, levels")
 def flow(request: Request, name: str, _: Reader) -> FlowSummary:
-    return _catalog(request).get(name).summary
+    return catalog_of(request).get(name).summary
 
 
 @router.get("/flows/{name}/graph.svg", response_class=Response, responses=SVG, summary="A flow's diagram")
 def flow_graph(request: Request, name: str, _: Reader, expand: bool = False) -> Response:
-    return Response(render.svg(_catalog(request).get(name).plan, expand=expand), media_type="image/svg+xml")
+    return Response(render.svg(catalog_of(request).get(name).plan, expand=expand), media_type="image/svg+xml")
 
 
 @router.get("/locks", response_model=tuple[Lock, ...], summary="Locks held by runs that have not ended")
 def locks(request: Request, _: Reader) -> tuple[Lock, ...]:
-    return _client(request).locks()
+    return client_of(request).locks()
 
 
 @router.get("/workers", response_model=tuple[WorkerProcess, ...], summary="Worker processes serving the store")
 def workers(request: Request, _: Reader) -> tuple[WorkerProcess, ...]:
-    return _client(request).worker_processes()
+    return client_of(request).worker_processes()
 
 
 @router.get("/counts", response_model=Counts, summary="Runs by state started in the last 12 h, 24 h and 7 days")
 def counts(request: Request, _: Reader) -> Counts:
-    client = _client(request)
+    client = client_of(request)
     return Counts(
         {
             window: {state: client.runs(state=state, since=ago, limit=1).total for state in COUNTED}

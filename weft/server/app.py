@@ -13,7 +13,7 @@ from weft.client import Client, limits
 from weft.runtime.engine.driver import Driver
 from weft.runtime.engine.worker import DEFAULT_RUNS, Worker
 from weft.runtime.stores import open_store
-from weft.server import api, auth, console, problems
+from weft.server import api, auth, console, problems, schedules_api
 from weft.server.catalog import Catalog
 from weft.server.schemas import Session, SignedIn
 from weft.server.stream import Disconnects, Watcher
@@ -69,6 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
     problems.install(app)
     app.add_middleware(Disconnects)
     app.include_router(api.router)
+    app.include_router(schedules_api.router)
     _sessions(app)
     console.mount(app)
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from weft.client import Run, RunSummary
 from weft.client.limits import MAX_NAME
@@ -35,6 +35,10 @@ class StartRun(Body):
     inputs: dict[str, Any] = Field(default_factory=dict, description="the flow's parameters, checked by their types")
     user: str | None = Field(None, min_length=1, max_length=200, description="who starts it (default: the server's)")
     label: str | None = Field(None, min_length=1, max_length=2000, description="replaces the flow's own label")
+    at: AwareDatetime | None = Field(None, description="start then (ISO 8601 with its offset); scheduled till then")
+    start_before: float | None = Field(
+        None, gt=0, le=366 * 86400, description="seconds after `at` by which it must start, else it fails"
+    )
 
 
 class Rollback(Body):
@@ -53,6 +57,7 @@ class Filter(Body):
     flow: Names | None = None
     tag: Names | None = None
     user: Names | None = None
+    schedule: Names | None = None
     label: Names | None = None
     parent: Names | None = None
     lock: Names | None = None

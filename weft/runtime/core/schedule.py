@@ -100,7 +100,7 @@ def jitter(rec: dict, slot: float) -> float:
 
 
 def finished(rec: dict) -> bool:
-    """No slot will fire again: `max_runs` runs were started, or `until` has passed every slot."""
+    """No slot will fire again: `max_runs` runs were started."""
     return rec.get("max_runs") is not None and rec.get("fired", 0) >= rec["max_runs"]
 
 
@@ -120,6 +120,8 @@ def upcoming(rec: dict, now: float, n: int = 5) -> list[float]:
     """The next `n` slot times after now (nominal, without jitter), for people."""
     if finished(rec) or rec.get("paused"):
         return []
+    if rec.get("max_runs") is not None:
+        n = min(n, rec["max_runs"] - rec.get("fired", 0))
     return list(slots(rec, max(now, rec.get("last_slot") or rec["start"] - 1), n))
 
 
