@@ -241,6 +241,17 @@ def test_a_skip_with_a_bad_output_is_refused_in_the_dialog(server, page):
     expect(page.locator("#run-state")).to_have_text("cancelled", timeout=20_000)
 
 
+def test_the_page_of_a_paused_run_follows_a_resume_from_elsewhere(server, page):
+    server.fail_file.write_text("dns_create:PTR\n")
+    run_id = start(server, host(8))
+    server.wait_for(run_id, ("paused",))
+    page.goto(f"/runs/{run_id}")
+    expect(page.locator("#run-state")).to_have_text("paused")
+    assert server.api.post(f"/api/v1/runs/{run_id}/resume").status_code == 200  # as a program would
+    expect(page.locator("#run-state")).to_have_text("succeeded", timeout=20_000)
+    expect(page.locator("#actions")).to_contain_text("Roll back")
+
+
 def test_roll_back_a_run_listing_what_is_undone(server, page):
     run_id = start(server, host(4))
     server.wait_for(run_id, ("succeeded",))

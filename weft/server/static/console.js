@@ -325,7 +325,15 @@
       $("#live").hidden = true;
       const d = JSON.parse(e.data);
       // The run stopped: load the page again for what only a full read shows (errors, outputs, actions).
-      if (seen > 0 || d.run_state !== body.dataset.state) location.reload();
+      if (seen > 0 || d.run_state !== body.dataset.state) {
+        location.reload();
+        return;
+      }
+      // Stopped already when the page was drawn: wait for someone (a CLI, another console) to steer it.
+      const all = new EventSource("/api/v1/events");
+      all.onmessage = (m) => {
+        if (JSON.parse(m.data).run === rid) location.reload();
+      };
     });
   }
 
