@@ -106,7 +106,8 @@ def operations(server: Server, rid: str) -> list[tuple[str, str]]:
     for path, methods in paths.items():
         if path.startswith("/api/v1/session"):
             continue
-        name = "quick" if path.startswith("/api/v1/flows/") else "approval"
+        prefixes = {"/api/v1/flows/": "quick", "/api/v1/schedules/": "nightly"}  # a flow, a schedule, a signal
+        name = next((n for p, n in prefixes.items() if path.startswith(p)), "approval")
         filled = path.format(run_id=rid, step="a", name=name)
         found += [(method.upper(), filled) for method in methods]
     return found
@@ -115,6 +116,8 @@ def operations(server: Server, rid: str) -> list[tuple[str, str]]:
 def test_every_operation_takes_a_token_and_every_change_the_operators(server):
     rid = start(server, "quick")
     settled(server, rid)
+    nightly = {"name": "nightly", "flow": "quick", "cron": "0 3 * * *"}
+    assert server.api.post("/api/v1/schedules", json=nightly).status_code in (201, 409)
     wrong = server.http("x" * 43)
     ops = operations(server, rid)
     assert len(ops) >= 20 and {m for m, _ in ops} == {"GET", "POST"}
@@ -480,9 +483,9 @@ def test_counts_by_window_and_state(server):
     counts = server.viewer.get("/api/v1/counts").json()["windows"]
     assert set(counts) == {"12h", "24h", "7d"}
     for window in counts.values():
-        assert set(window) == {"running", "paused", "failed", "succeeded", "pending"}
+        assert set(window) == {"running", "paused", "failed", "succeeded", "scheduled"}
         assert all(isinstance(n, int) and n >= 0 for n in window.values())
-    assert counts["12h"]["succeeded"] + counts["12h"]["pending"] + counts["12h"]["running"] >= 1
+    assert counts["12h"]["succeeded"] + counts["12h"]["running"] >= 1
     assert all(counts["12h"][s] <= counts["24h"][s] <= counts["7d"][s] for s in counts["12h"])
 
 
