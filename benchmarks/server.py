@@ -77,6 +77,13 @@ def serve(folder: str, flows: str) -> tuple[subprocess.Popen, str, str]:
     return proc, url, re.search(r"operator token (\S+)", text).group(1)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process `pid` so far (load on the machine does not change it)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stream_latency(url: str, token: str, client: Client, plan: dict, runs: int) -> list[float]:
     """Seconds from an event's commit (its time) to its arrival over /api/v1/events, for `runs` short runs."""
     seen: list[float] = []
@@ -144,7 +151,7 @@ def main() -> None:
             r.raise_for_status()
             return r.json()["id"]
 
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), cpu_seconds(proc.pid)
         with ThreadPoolExecutor(16) as pool:
             started = list(pool.map(post, range(opts.starts)))
         posted = time.perf_counter() - t0
@@ -154,6 +161,7 @@ def main() -> None:
                     time.sleep(0.01)
                 assert reader.get(rid).state == "succeeded"
             api_starts = opts.starts / (time.perf_counter() - t0)
+            server_cpu = (cpu_seconds(proc.pid) - cpu0) / opts.starts
             latency = stream_latency(url, token, reader, three, 30)
         http.close()
     finally:
@@ -168,6 +176,10 @@ def main() -> None:
         f" (POSTs alone {opts.starts / posted:,.0f}/s)  {floor_starts:>7.0f} runs/s"
     )
     print(f"{'stream: commit to client, 270 events':<44} {ms(latency):<32}")
+    print(
+        f"{'server CPU per run started and driven':<44} {server_cpu * 1000:6.2f} ms"
+        f"  (one process: at most {1 / server_cpu:,.0f} runs/s on one core, whatever the load)"
+    )
     print(
         f"\nratios: list {statistics.median(api_list) / statistics.median(floor_list):.1f}x, "
         f"run page {statistics.median(api_page) / statistics.median(floor_page):.1f}x, "
