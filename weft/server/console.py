@@ -31,6 +31,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
+from weft.client import NotFound
 from weft.errors import WeftError
 from weft.render.style import type_text
 from weft.runtime.core.states import RUN_STATES
@@ -210,8 +211,12 @@ def run_page(request: Request, run_id: str, who: auth.Caller) -> Response:
         (title, [s for s in run.steps if (s.phase if s.phase in ("run", "finalize") else "hooks") == phase])
         for phase, title in PHASES
     ]
-    chosen = request.query_params.get("step")
-    detail = api.get_step(request, run.id, chosen, who) if chosen else None
+    chosen, detail, missing = request.query_params.get("step"), None, None
+    if chosen:
+        try:
+            detail = api.get_step(request, run.id, chosen, who)
+        except NotFound as e:
+            missing = str(e)
     each = [s for s in run.steps if s.sub_runs is not None]
     sub_offset = _int(request, "sub")
     children = (
@@ -227,6 +232,7 @@ def run_page(request: Request, run_id: str, who: auth.Caller) -> Response:
         run=run,
         phases=[(title, steps) for title, steps in phases if steps],
         detail=detail,
+        missing=missing,
         each=each,
         children=children,
         sub_prev=_query(request, sub=max(0, sub_offset - SUB_PAGE)) + "#sub-runs" if sub_offset else None,
