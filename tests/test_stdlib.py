@@ -212,10 +212,17 @@ def test_http_post_sends_json(server):
     assert out["json"] == {"got": {"name": "web1", "ips": [1, 2]}, "type": "application/json"}
 
 
-def test_http_error_statuses_are_returned(server):
-    assert run_action(std_http.request, url=f"{server}/missing")["json"] == {"error": "not found"}
-    assert run_action(std_http.request, url=f"{server}/missing")["status"] == 404
-    assert run_action(std_http.request, url=server, method="POST", json={"boom": True})["status"] == 500
+def test_http_error_statuses_are_returned_without_check(server):
+    assert run_action(std_http.request, url=f"{server}/missing", check=False)["json"] == {"error": "not found"}
+    assert run_action(std_http.request, url=f"{server}/missing", check=False)["status"] == 404
+    out = run_action(std_http.request, url=server, method="POST", json={"boom": True}, check=False)
+    assert out["status"] == 500
+
+
+def test_http_error_statuses_fail_the_step(server):
+    with pytest.raises(ActionFailed, match=rf"^GET {server}/missing answered 404: '{{\"error\": \"not found\"}}'$"):
+        run_action(std_http.request, url=f"{server}/missing")
+    assert run_action(std_http.request, url=f"{server}/missing", ok=[404])["status"] == 404
 
 
 def test_http_connection_failures_fail_the_step():

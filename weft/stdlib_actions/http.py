@@ -1,4 +1,4 @@
-"""`std.http.request`: one HTTP request (urllib); every status comes back as data."""
+"""`std.http.request`: one HTTP request (urllib); a status outside `ok` fails the step, unless `check` is false."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from email.message import Message
 from typing import Any, TypedDict
 
 from weft.sdk.actions import ActionFailed, action
+
+BODY_SHOWN = 200  # characters of a failing response's body its error message quotes
 
 
 class Response(TypedDict):
@@ -26,13 +28,17 @@ def request(
     json: Any = None,
     headers: dict[str, str] | None = None,
     timeout: float = 30.0,
+    ok: list[int] | None = None,
+    check: bool = True,
 ) -> Response:
     """Send an HTTP request; return its status, body, JSON body and headers.
 
-    `json`, when given, is sent as a JSON body. Any status (404, 500...) is
-    returned, not raised; a connection failure or timeout fails the step.
-    `json` in the result is the parsed body when the response is JSON, else
-    none; header names are lower-case.
+    `json`, when given, is sent as a JSON body. A status not in `ok` (by
+    default any 2xx or 3xx) fails the step, naming the status and the start
+    of the body, so `retry`, pause and resume act on the request itself;
+    with `check: false` every status is returned as data. A connection
+    failure or timeout fails the step. `json` in the result is the parsed body
+    when the response is JSON, else none; header names are lower-case.
     """
     verb = method.upper()
     if not url.startswith(("http://", "https://")):
@@ -46,16 +52,27 @@ def request(
     try:
         req = urllib.request.Request(url, data=data, headers=sent, method=verb)
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return _response(resp.status, resp.headers, resp.read())
+            out = _response(resp.status, resp.headers, resp.read())
     except urllib.error.HTTPError as e:
         try:
-            return _response(e.code, e.headers, e.read())
+            out = _response(e.code, e.headers, e.read())
         finally:
             e.close()
     except urllib.error.URLError as e:
         raise ActionFailed(f"{verb} {url} failed: {e.reason}") from e
     except (OSError, http.client.HTTPException, ValueError) as e:
         raise ActionFailed(f"{verb} {url} failed: {e or type(e).__name__}") from e
+    if check and not (out["status"] in ok if ok is not None else 200 <= out["status"] < 400):
+        raise ActionFailed(f"{verb} {url} answered {out['status']}: {_start(out['body'])}")
+    return out
+
+
+def _start(body: str) -> str:
+    """The start of a body for a one-line error message."""
+    text = " ".join(body.split())
+    if not text:
+        return "(empty body)"
+    return repr(text[:BODY_SHOWN] + ("..." if len(text) > BODY_SHOWN else ""))
 
 
 def _response(status: int, headers: Message, raw: bytes) -> Response:
