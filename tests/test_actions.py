@@ -179,7 +179,7 @@ def _fresh():
     ("options", "problem"),
     [
         ({"name": "a.b"}, "name 'a.b' is not a plain identifier"),
-        ({"undo": _fresh()}, "undo must be an @action function, not plain"),
+        ({"undo": _fresh()}, "undo must be an @action or its name, not plain"),
         ({"undo": std.log}, f"undo action 'log' is in module weft.stdlib_actions, not in {__name__}"),
         ({"idempotent": "yes"}, "idempotent must be True or False, not 'yes'"),
     ],

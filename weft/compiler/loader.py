@@ -21,6 +21,7 @@ from types import ModuleType
 from weft.compiler import ast
 from weft.compiler.diagnostics import Sink
 from weft.compiler.parse import parse_module
+from weft.sdk.actions import undo_problems
 
 MAX_FILE_BYTES = 8 * 1024 * 1024
 STD_MODULE = "weft.stdlib_actions"
@@ -154,7 +155,7 @@ class Loader:
             if d not in sys.path:
                 sys.path.insert(0, d)
         try:
-            return importlib.import_module(use.module)
+            mod = importlib.import_module(use.module)
         except ModuleNotFoundError as e:
             if e.name and use.module.startswith(e.name):
                 self.sink.add(
@@ -168,6 +169,10 @@ class Loader:
         except Exception as e:  # an action module's own error, reported, never raised
             message = str(e).strip() or type(e).__name__
             self.sink.add("E117", use.span, f"module '{use.module}' failed to import: {message}")
+        else:
+            for problem in undo_problems(mod):  # an undo given by name (`undo="release"`) that is not there
+                self.sink.add("E117", use.span, problem)
+            return mod
         return None
 
     def load_extensions(self, dirs: list[str]) -> None:

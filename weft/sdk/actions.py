@@ -91,7 +91,7 @@ def action(
     /,
     *,
     idempotent: bool = False,
-    undo: Callable[..., Any] | None = None,
+    undo: Callable[..., Any] | str | None = None,
     name: str | None = None,
     pure: bool = False,
     poll_every: float = 1.0,
@@ -105,7 +105,8 @@ def action(
     every problem with the signature. `pure=True` declares an action without
     side effects, which a rollback need not undo. On a class with `start` and `poll`
     methods it makes a polling action (see weft.sdk.polling); the `poll_*`
-    arguments set its timer.
+    arguments set its timer. `undo` is an @action of the same module, or its
+    name (`undo="release"`, for one defined further down).
     """
 
     def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -195,11 +196,17 @@ def _first_paragraph(fn: Callable[..., Any]) -> str:
 
 
 def _undo_name(fn: Callable[..., Any], undo: Any, problems: list[str]) -> str | None:
+    """The undo's action name: given as a name (checked once the module is loaded: `undo_problems`) or an @action."""
     if undo is None:
         return None
+    if isinstance(undo, str):
+        if not undo.isidentifier():
+            problems.append(f"undo {undo!r} is not the name of an action in the same module")
+            return None
+        return undo
     target = getattr(undo, "__weft_action__", None)
     if not isinstance(target, ActionDef):
-        problems.append(f"undo must be an @action function, not {getattr(undo, '__name__', repr(undo))}")
+        problems.append(f"undo must be an @action or its name, not {getattr(undo, '__name__', repr(undo))}")
         return None
     if target.module != fn.__module__:
         problems.append(f"undo action '{target.name}' is in module {target.module}, not in {fn.__module__}")
@@ -397,6 +404,20 @@ def module_actions(mod: types.ModuleType) -> dict[str, ActionDef]:
                 found[defn.name] = defn
         _by_module[mod] = found
     return found
+
+
+def undo_problems(mod: types.ModuleType) -> list[str]:
+    """Undos named by the actions of `mod` that the module does not define as actions (`undo="release"`)."""
+    found = module_actions(mod)
+    problems = []
+    for defn in found.values():
+        if defn.module == mod.__name__ and defn.undo is not None and defn.undo not in found:
+            close = suggest(found, defn.undo)
+            tip = f" (did you mean '{close}'?)" if close else ""
+            problems.append(
+                f"action '{defn.name}' names undo '{defn.undo}', which module {mod.__name__} does not define{tip}"
+            )
+    return problems
 
 
 def lookup(module_name: str, name: str) -> ActionDef:
