@@ -217,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="on SIGTERM, how long running steps may take to finish (default 30s)",
     )
     p.add_argument("--once", action="store_true", help="drive what needs a process now, then exit")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="log every let-go between polls too (as WEFT_LOG=debug does)"
+    )
     _store(p)
 
     p = command("serve", "weft.cli.serve:serve", "serve the REST API, live events and the web console")

@@ -2,6 +2,10 @@
 
 SIGTERM or SIGINT stops it cleanly (a second one cuts the grace short); it
 exits 0 once every run it drove is finished with or handed back.
+
+Its log has one line per change that matters. A run let go between the polls
+of its polling steps says so only at the debug level (`--verbose`, or
+WEFT_LOG=debug); a run that waits for a signal says so once.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ def serve(args: Any) -> int:
         raise WeftError(f"--workers must be at least 1, not {args.workers}")
     grace = seconds(args.grace)
     with open_store(store_dir(args.store), create=True) as store:
-        log = Log(store.path, grace)
+        log = Log(store.path, grace, debug=args.verbose or os.environ.get("WEFT_LOG", "").lower() == "debug")
         worker = Worker(store, Driver, runs=args.workers or DEFAULT_RUNS, grace=grace, once=args.once, observer=log)
         for sig in (signal.SIGTERM, signal.SIGINT):  # the handler only counts and wakes: it can never block
             signal.signal(sig, lambda *_: worker.signalled())
@@ -50,18 +54,38 @@ def serve(args: Any) -> int:
 
 
 class Log:
-    """One flushed line per notice that matters: runs starting and ending, failures, take-overs."""
+    """One flushed line per notice that matters: runs starting and ending, failures, take-overs.
 
-    def __init__(self, path: str, grace: float) -> None:
+    A "waits" notice is a line of its own only when the signals a run waits for
+    changed since its last one; with `debug`, every one (a run with polling steps
+    is let go after each poll).
+    """
+
+    def __init__(self, path: str, grace: float, debug: bool = False) -> None:
         self.path = path
         self.grace = grace
+        self.debug = debug
+        self._waits: dict[str, tuple[str, ...]] = {}  # run -> the signals its last "waits" line named
         self._lock = threading.Lock()
 
     def __call__(self, n: Notice) -> None:
+        if not (self.debug or self._news(n)):
+            return
         for t, text in self._lines(n):
             with self._lock:
                 sys.stdout.write(f"{clock(t)} {text}\n")
                 sys.stdout.flush()
+
+    def _news(self, n: Notice) -> bool:
+        """Whether a notice is news at the default level: not a run let go again for the same reason."""
+        if n.kind == "events" and n.run["state"] in RUN_ENDED:
+            self._waits.pop(n.run_id, None)
+        if n.kind != "waits":
+            return True
+        with self._lock:
+            before = self._waits.get(n.run_id)
+            self._waits[n.run_id] = n.names
+        return bool(n.names) and n.names != before
 
     def _lines(self, n: Notice) -> list[tuple[float, str]]:
         me, run = f"worker {os.getpid()}", f"run {n.run_id}"
