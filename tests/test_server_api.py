@@ -200,6 +200,7 @@ def test_start_refuses_bad_bodies_naming_the_field(server):
     assert problem(post("/api/v1/runs", json={"flow": "quick", "inputs": []}), 422)["field"] == "inputs"
     assert problem(post("/api/v1/runs", json={"flow": "quick", "user": "u" * 201}), 422)["field"] == "user"
     assert problem(post("/api/v1/runs", json={"inputs": {}}), 422)["field"] == "flow"
+    assert problem(post("/api/v1/runs", json={"flow": "quick", "at": "1969-12-31T23:00:00Z"}), 422)["field"] == "at"
     assert (
         "JSON"
         in problem(post("/api/v1/runs", content=b"{no", headers={"content-type": "application/json"}), 400)["detail"]
@@ -226,7 +227,7 @@ def test_run_page_actions_commands_and_id_prefixes(server):
     rid = start(server, "breaks", inputs={"n": 7}, user="pager", label="page <b>me</b>")
     run = settled(server, rid)
     assert run["state"] == "paused" and run["label"] == "page <b>me</b>" and run["user"] == "pager"
-    assert set(run["actions"]) == {"resume", "skip", "cancel", "rollback"} == set(run["commands"])
+    assert set(run["actions"]) == {"resume", "skip", "rerun", "cancel", "rollback"} == set(run["commands"])
     assert shlex.split(run["commands"]["resume"]) == ["weft", "resume", rid, "--store", server.store]
     assert shlex.split(run["commands"]["skip"])[:4] == ["weft", "skip", rid, "a"]
     assert [s["id"] for s in run["steps"]] == ["a", "b"] and run["steps"][0]["state"] == "failed"
@@ -239,7 +240,7 @@ def test_run_page_actions_commands_and_id_prefixes(server):
     assert "ambiguous" in ambiguous["detail"]
     shown = Weft(server.folder).show(rid)  # the CLI reads the same run
     assert (shown["id"], shown["state"]) == (rid, "paused")
-    assert settled(server, quick)["actions"] == ["rollback"]
+    assert settled(server, quick)["actions"] == ["rerun", "rollback"]
 
 
 def test_step_detail_has_the_error_and_traceback_of_a_failed_step(server):

@@ -7,7 +7,8 @@
 - names that become store keys (user names, lock names, filters of `runs`) are
   valid UTF-8 of at most MAX_NAME bytes;
 - a page's limit and offset are integers of at most MAX_PAGE (the store checks
-  their lower bounds).
+  their lower bounds);
+- a moment a run is to start at lies from 1970 to the end of the year 9999.
 
 Each refusal is an InvalidInput naming the field and the limit.
 """
@@ -24,6 +25,7 @@ MAX_FILE = 16 * 1024 * 1024  # bytes of an --inputs file
 MAX_NAME = 200  # UTF-8 bytes of a user name, a lock name or a filter value
 MAX_LABEL = 2000  # UTF-8 bytes of a label given when a run starts
 MAX_PAGE = 1_000_000  # --limit and --offset
+MAX_MOMENT = 253_402_300_799.0  # 9999-12-31T23:59:59Z, in seconds since the epoch
 _CHUNK = 1 << 20
 
 
@@ -108,4 +110,11 @@ def page(v: Any, field: str) -> Any:
         raise InvalidInput(f"{field} must be an integer, not {type(v).__name__}", field=field)
     if v > MAX_PAGE:
         raise InvalidInput(f"{field} must be at most {MAX_PAGE:,}", field=field)
+    return v
+
+
+def moment(v: float, field: str) -> float:
+    """`v` (seconds since the epoch) if it lies from 1970 to the end of the year 9999; else InvalidInput."""
+    if not 0 <= v <= MAX_MOMENT:  # also NaN; the store keeps moments as unsigned microseconds
+        raise InvalidInput(f"{field} must lie from 1970 to the year 9999, not {v!r} seconds after 1970", field=field)
     return v

@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
-from weft.client import many
 from weft.client import inputs as checks
+from weft.client import limits, many
 from weft.client.errors import CompileFailed, Conflict, FlowRequired, InvalidInput, NotFound, steer
 from weft.client.model import (
     Bulk,
@@ -182,6 +182,8 @@ class Client(Reading, Scheduling):
         start = checks.prepare(plan, inputs, texts, user or login(), label)
         if start_before is not None and at is None:
             raise InvalidInput("a start deadline (start_before) needs a start time (at)", field="start_before")
+        if at is not None:
+            limits.moment(at, "at")
         store = self._open(create=True)
         try:
             m, lease = session.create(

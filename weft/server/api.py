@@ -159,7 +159,8 @@ def list_runs(
 def start_run(request: Request, body: StartRun, who: Operator, response: Response) -> RunPage:
     plan = catalog_of(request).get(body.flow).plan
     client = client_of(request)
-    with within("inputs", {"user", "label", "lock"} - {p["name"] for p in plan["params"]}):
+    own = {"lock", *StartRun.model_fields} - {"inputs"}  # what the Client names that is not an input
+    with within("inputs", own - {p["name"] for p in plan["params"]}):
         rid = client.start_plan(
             plan,
             body.inputs,
