@@ -5,6 +5,7 @@ and reconnects with Last-Event-ID gets every transition exactly once and in orde
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 
@@ -163,6 +164,11 @@ def test_the_stream_of_every_run_resumes_after_its_last_event_id(served, worker)
         assert [m["seq"] for m in mine] == [e["seq"] for e in history(server, run)], (run, got)
     now = read(server, "/api/v1/events", lambda m, got: True, last=str(places[-3]))
     assert [m["id"] for m in now] == [str(places[-2])]
+    later = threading.Timer(1.0, lambda: server.api.post("/api/v1/runs", json={"flow": "slowly"}))
+    later.start()  # a Last-Event-ID past the feed's end (another store's) counts from the end
+    beyond = read(server, "/api/v1/events", lambda m, got: True, last=str(places[-1] + 10**6))
+    later.join()
+    assert int(beyond[0]["id"]) == places[-1] + 1 and beyond[0]["data"]["state"] == "pending", beyond
     problems = server.viewer.get("/api/v1/events", headers={"Last-Event-ID": "soon"})
     assert problems.status_code == 422 and problems.json()["field"] == "Last-Event-ID"
     assert server.viewer.get("/api/v1/runs/ZZZZZZZZ/stream").status_code == 404

@@ -104,8 +104,13 @@ def payload(c: Change) -> dict:
 
 
 async def all_runs(client: Client, watcher: Watcher, after: int | None) -> AsyncIterator[ServerSentEvent]:
-    """Every run's events after feed place `after` (None: from now on), as they are committed."""
-    place = watcher.end if after is None else after
+    """Every run's events after feed place `after` (None: from now on), as they are committed.
+
+    A place past the feed's end (a Last-Event-ID from a store since replaced) counts from its end, or the
+    stream would wait for places that the new store reaches only after a while, and show nothing until then.
+    """
+    end = await asyncio.to_thread(client.last_change)  # the store's, never behind what a stream has sent
+    place = end if after is None or after > end else after
     yield ServerSentEvent(comment="weft: every run's events", retry=1000)
     while True:
         seen = watcher.end
