@@ -18,6 +18,7 @@ from weft.compiler.limits import (
 )
 from weft.compiler.loader import Program
 from weft.compiler.resolve import Scope, StepDecl
+from weft.compiler.skips import skip_safety
 from weft.plan.expr import param_refs
 
 POLICIES = ("pause", "skip", "fail", "rollback")
@@ -26,6 +27,7 @@ POLICIES = ("pause", "skip", "fail", "rollback")
 def check(program: Program, scopes: dict[str, Scope], sink: Sink) -> None:
     for scope in scopes.values():
         _check_scope(scope, sink)
+        skip_safety(scope, sink)
         _secrets(scope, sink)
         for m in scope.metas:
             if m.on_error:

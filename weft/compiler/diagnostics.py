@@ -57,11 +57,21 @@ CODES: dict[str, tuple[str, str, str]] = {
         "error",
         "a secret parameter is not a str, has a default, or names a lock or label",
     ),
+    "E126": (
+        "skipped-output-read",
+        "error",
+        "a step's outputs are read where nothing takes their place when its `when` skips it",
+    ),
     "W201": ("unused-let", "warning", "a `let` value is never used"),
     "W202": ("unused-param", "warning", "a flow parameter is never used"),
     "W203": ("rollback-without-undo", "warning", "`on error rollback` applies to steps that have no `undo`"),
     "W204": ("constant-when", "warning", "a `when` condition is always true or always false"),
     "W205": ("unused-use", "warning", "a `use`d module is never called"),
+    "W206": (
+        "skip-on-error-output-read",
+        "warning",
+        "the outputs of a step with `on error skip` are read where nothing takes their place",
+    ),
 }
 
 SEVERITY_ORDER = {"error": 0, "warning": 1}

@@ -37,16 +37,21 @@ def _to_plan(e: ast.Expr, scope: Scope) -> list:
             return ["step", obj[1], e.name]
         return ["get", obj, e.name]
     if isinstance(e, ast.Index):
-        return ["idx", to_plan(e.obj, scope), to_plan(e.index, scope)]
+        obj = to_plan(e.obj, scope)
+        if obj[0] == "step" and obj[2] is None and isinstance(e.index, ast.Literal) and isinstance(e.index.value, str):
+            return ["step", obj[1], e.index.value]  # n["Content-Type"]: a field like n.ip
+        return ["idx", obj, to_plan(e.index, scope)]
     if isinstance(e, ast.ListLit):
         return ["list", [to_plan(x, scope) for x in e.items]]
     if isinstance(e, ast.RecordLit):
         return ["rec", [[a.name, to_plan(a.value, scope)] for a in e.fields]]
     if isinstance(e, ast.Binary):
         left, right = to_plan(e.left, scope), to_plan(e.right, scope)
+        if e.op == "??":
+            return ["dflt", left, right]
         return [e.op, left, right] if e.op in ("and", "or") else ["op", e.op, left, right]
     if isinstance(e, ast.Unary):
-        return ["not" if e.op == "not" else "neg", to_plan(e.operand, scope)]
+        return [{"not": "not", "-": "neg", "?": "opt"}[e.op], to_plan(e.operand, scope)]
     raise TypeError(f"not an expression: {e!r}")
 
 
@@ -74,11 +79,13 @@ def is_constant(value: object) -> bool:
 
 
 def symbol_expr(sym: Symbol, scope: Scope) -> list:
-    """How `scope` reads a symbol that a nested `each` body captures."""
+    """How `scope` reads a symbol that a nested `each` body captures (a step that may be skipped
+    as optional: its sub-runs get none, which `??` and `?` in the body read as absent)."""
     if sym.scope is not scope or sym.kind in ("param", "var"):
         return ["param", sym.name]
     if sym.kind == "step":
-        return ["step", sym.node.id, None]
+        read = ["step", sym.node.id, None]
+        return ["opt", read] if scope.skip_causes(sym.node) else read
     return to_plan(sym.node.value, scope)
 
 

@@ -34,7 +34,7 @@ def lower(
         secrets=secrets,
         params=_params(scope, typing),
         results=_results(scope, typing),
-        returns={a.name: to_plan(a.value, scope) for r in scope.returns[:1] for a in r.fields},
+        returns=_returns(scope, typing),
         label=next((to_plan(m.label, scope) for m in scope.metas if m.label is not None), None),
         tags=_tags(scope),
         locks=[to_plan(lock.value, scope) for lock in scope.locks],
@@ -157,7 +157,8 @@ def _symbol_type(sym: Symbol, typing: Typing) -> T.Type:
     if sym.kind == "param":
         return typing.params.get(id(sym.node), T.ANY)
     if sym.kind == "step":
-        return typing.outputs.get(id(sym.node), T.ANY)
+        t = typing.outputs.get(id(sym.node), T.ANY)
+        return T.OptType(t) if sym.scope.skip_causes(sym.node) else t
     if sym.kind == "var":
         items = typing.of(sym.node.items)
         return items.item if isinstance(items, T.ListType) else T.ANY
@@ -209,6 +210,15 @@ def _params(scope: Scope, typing: Typing) -> list[dict]:
         }
         for p in scope.flow.params
     ]
+
+
+def _returns(scope: Scope, typing: Typing) -> dict[str, list]:
+    """What a run of this graph gives back: its `return`, or (an `each` body) the result of the flow it ends by calling."""
+    call = scope.result_call
+    if call is not None:
+        declared = typing.results.get(call.flow.flow.name)
+        return {f.name: ["step", call.id, f.name] for f in (declared.fields if declared else ())}
+    return {a.name: to_plan(a.value, scope) for r in scope.returns[:1] for a in r.fields}
 
 
 def _results(scope: Scope, typing: Typing) -> list[dict]:

@@ -218,6 +218,7 @@ _WORDS = {
     "ON_FAILURE": "'on failure'",
     "_ARROW": "'->'",
     "OPTMARK": "'?'",
+    "COALESCE": "'??'",
     "$END": "the end of the file",
 }
 
@@ -378,12 +379,28 @@ class Builder(Transformer):
 
     fields = params
     args = params
+    entries = params
+    type_fields = params
 
     def param(self, c):
         return ast.Param(str(c[0]), c[2], c[3], self.span(c), secret=c[1] is not None)
 
     def field(self, c):
         return ast.FieldDecl(str(c[0]), c[2], c[1] is not None, self.span(c))
+
+    def quoted_field(self, c):
+        return ast.FieldDecl(self._key(c[0]), c[2], c[1] is not None, self.span(c))
+
+    def _key(self, tok: Token) -> str:
+        """A quoted record key (`"Content-Type"`): a plain string, read at compile time."""
+        text, pieces, problems = read_string(str(tok))
+        span = self.span(tok)
+        for offset, length, message in problems:
+            col = span.col + offset
+            self.sink.add("E001", ast.Span(self.file, span.line, col, span.line, col + length), message)
+        if pieces is not None:
+            self.sink.add("E001", span, "a record key cannot be interpolated: write it as a plain string")
+        return text
 
     def extend(self, c):
         kw, name, body = c
@@ -449,6 +466,9 @@ class Builder(Transformer):
     def arg(self, c):
         return ast.Arg(str(c[0]), c[1], self.span(c), self.span(c[0]))
 
+    def quoted_arg(self, c):
+        return ast.Arg(self._key(c[0]), c[1], self.span(c), self.span(c[0]))
+
     def wait(self, c):
         return ast.Wait(str(c[1]), tuple(c[2] or ()), self.span(c))
 
@@ -507,6 +527,12 @@ class Builder(Transformer):
 
     def neg(self, c):
         return self.nesting.expr(ast.Unary("-", c[1], self.span(c)), c[1])
+
+    def default(self, c):
+        return self.nesting.expr(ast.Binary("??", c[0], c[2], self.span(c)), c[0], c[2])
+
+    def maybe(self, c):
+        return self.nesting.expr(ast.Unary("?", c[0], self.span(c)), c[0])
 
     def binop(self, c):
         return self.nesting.expr(ast.Binary(str(c[1]), c[0], c[2], self.span(c)), c[0], c[2])

@@ -65,6 +65,20 @@ class Scope:
     reserved: set[str] = field(default_factory=set)  # step names written in the flow
     plan_exprs: dict[int, list] = field(default_factory=dict)  # memo of exprs.to_plan
     suffixes: dict[tuple[str, str], int] = field(default_factory=dict)  # where _free_id goes on
+    ends_with: StepDecl | None = None  # an `each` body's last statement, when it is a step
+
+    @property
+    def result_call(self) -> StepDecl | None:
+        """The flow call that ends an `each` body with no `return`: the body's result is that flow's."""
+        last = self.ends_with
+        return last if last is not None and not self.returns and last.flow is not None else None
+
+    def skip_causes(self, decl: StepDecl) -> list[str]:
+        """Why step `decl` of this scope may be skipped: "when" (its condition is false), "on error skip"."""
+        causes = ["when"] if decl.node.clause("when") is not None else []
+        clause = decl.node.clause("on_error")
+        policy = clause.value[0] if clause else next((m.on_error[0] for m in self.metas if m.on_error), None)
+        return causes + ["on error skip"] if policy == "skip" else causes
 
     def lookup(self, name: str) -> Symbol | None:
         sym = self.symbols.get(name)
@@ -133,8 +147,10 @@ class _Resolver:
         top: bool,
         sequential: bool = False,
         extension: bool = False,
+        each_top: bool = False,
     ) -> list[StepDecl]:
-        """Declare the steps and lets of a block; return its steps in order."""
+        """Declare the steps and lets of a block (`each_top`: of an `each` body, which may `return`);
+        return its steps in order."""
         steps: list[StepDecl] = []
         for stmt in body:
             if isinstance(stmt, ast.Step):
@@ -148,7 +164,9 @@ class _Resolver:
                     each = stmt.head
                     decl.body = Scope(f"{scope.name}.{decl.id}", unit, None, scope, reserved=_step_names(each.body))
                     self.declare(decl.body, Symbol("var", each.var, each, each.var_span, decl.body))
-                    self.collect(decl.body, each.body, "run", unit, origin, top=False)
+                    inner = self.collect(decl.body, each.body, "run", unit, origin, top=False, each_top=True)
+                    if each.body and isinstance(each.body[-1], ast.Step):
+                        decl.body.ends_with = inner[-1]
                 steps.append(decl)
             elif isinstance(stmt, ast.Let):
                 self.declare(scope, Symbol("let", stmt.name, stmt, stmt.name_span, scope))
@@ -163,9 +181,10 @@ class _Resolver:
                 if stmt.kind == "sequence":
                     steps += inner
             elif isinstance(stmt, (ast.Meta, ast.Lock, ast.Return)):
-                if not top:
+                if not top and not (each_top and isinstance(stmt, ast.Return)):
                     word = {ast.Meta: "'meta'", ast.Lock: "'lock'", ast.Return: "'return'"}[type(stmt)]
-                    self.misplaced(stmt.span, word, "at the top level of a flow (not in a block or extension)")
+                    where = "or of an `each` body " if isinstance(stmt, ast.Return) else ""
+                    self.misplaced(stmt.span, word, f"at the top level of a flow {where}(not in a block or extension)")
                     continue
                 {ast.Meta: scope.metas, ast.Lock: scope.locks, ast.Return: scope.returns}[type(stmt)].append(stmt)
         return steps

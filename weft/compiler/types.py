@@ -7,6 +7,8 @@ the action's type hints (or the called flow's results, or a `wait`'s fields);
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass, field
 
 from weft.plan import types as T
@@ -15,6 +17,16 @@ from weft.compiler.diagnostics import Sink
 from weft.compiler.resolve import Scope, StepDecl, Symbol
 
 EACH_OUTPUTS = T.record(total=T.INT, succeeded=T.INT, failed=T.INT)
+
+
+def each_outputs(result: T.RecordType | None) -> T.RecordType:
+    """An `each` step's outputs: the counts, and `results` (one per item, none for an item that did
+    not succeed) when its body has a result."""
+    if result is None:
+        return EACH_OUTPUTS
+    return T.RecordType(EACH_OUTPUTS.fields + (T.Field("results", T.ListType(T.OptType(result))),))
+
+
 _ARITH = {"+", "-", "*", "/", "%"}
 _NAMED = {"str": T.STR, "int": T.INT, "float": T.FLOAT, "bool": T.BOOL, "any": T.ANY, "none": T.NONE}
 
@@ -27,6 +39,7 @@ class Typing:
     params: dict[int, T.Type] = field(default_factory=dict)
     results: dict[str, T.RecordType | None] = field(default_factory=dict)
     outputs: dict[int, T.Type] = field(default_factory=dict)
+    each_results: dict[int, T.RecordType | None] = field(default_factory=dict)  # an each body's result
 
     def of(self, e: ast.Expr) -> T.Type:
         return self.exprs.get(id(e), T.ANY)
@@ -109,6 +122,9 @@ class _Checker:
                 )
         if scope.flow is not None:
             self.returns(scope)
+        for ret in scope.returns[1:]:
+            if scope.flow is None:
+                self.sink.add("E112", ret.span, "this `each` body returns twice")
 
     def tags(self, scope: Scope, tags: ast.Expr) -> None:
         t = self.expr(scope, tags)
@@ -246,6 +262,11 @@ class _Checker:
         if not T.assignable(got, want):
             self.sink.add("E107", e.span, f"{what} must be {want}, but this is {got}")
 
+    def typed(self, scope: Scope, e: ast.Expr) -> T.Type:
+        """The type of `e`, typed once however often it is asked for."""
+        known = self.typing.exprs.get(id(e))
+        return known if known is not None else self.expr(scope, e)
+
     def expr(self, scope: Scope, e: ast.Expr) -> T.Type:
         t = self._expr(scope, e)
         self.typing.exprs[id(e)] = t
@@ -281,6 +302,8 @@ class _Checker:
                     self.sink.add("E109", a.name_span, f"field '{a.name}' is given twice")
                 seen.add(a.name)
             return T.RecordType(tuple(T.Field(a.name, self.expr(scope, a.value)) for a in e.fields))
+        if isinstance(e, ast.Unary) and e.op == "?":
+            return _optional(self.expr(scope, e.operand))
         if isinstance(e, ast.Unary):
             t = self.expr(scope, e.operand)
             want = T.BOOL if e.op == "not" else T.FLOAT
@@ -292,6 +315,8 @@ class _Checker:
 
     def binary(self, scope: Scope, e: ast.Binary) -> T.Type:
         a, b = self.expr(scope, e.left), self.expr(scope, e.right)
+        if e.op == "??":
+            return self.default(e, a, b)
         if T.ANY in (a, b):
             return T.BOOL if e.op not in _ARITH else T.ANY
         if e.op in ("and", "or"):
@@ -313,35 +338,78 @@ class _Checker:
             return T.ANY
         return result
 
+    def default(self, e: ast.Binary, a: T.Type, b: T.Type) -> T.Type:
+        """`a ?? b`: the value's type without its `?`, or the default's; `?` stays if the default may be none."""
+        inner = a.inner if isinstance(a, T.OptType) else a
+        if inner == T.NONE:
+            return b
+        if T.ANY in (inner, b) or T.assignable(b, inner):
+            return inner
+        if T.assignable(b, T.OptType(inner)):
+            return T.OptType(inner)
+        self.sink.add("E107", e.right.span, f"the default after '??' is {b}, but the value is {inner}")
+        return T.ANY
+
     def attr(self, scope: Scope, e: ast.Attr) -> T.Type:
         obj = self.expr(scope, e.obj)
         inner = obj.inner if isinstance(obj, T.OptType) else obj
         t = T.field_type(inner, e.name)
         if t is not None:
-            return t
-        if isinstance(inner, T.RecordType):
-            self.sink.misspelt(
+            return _optional(t) if inner is not obj else t
+        if e.name == "results" and self._is_each(scope, e.obj):
+            self.sink.add(
                 "E108",
                 e.name_span,
-                f"{_describe_obj(scope, e.obj)} has no field '{e.name}'",
-                e.name,
-                inner.names(),
+                f"{_describe_obj(scope, e.obj)} has no field 'results': its `each` body has no result",
+                "end the body with `return (...)`, or with a call of a flow that returns a result",
+            )
+            return T.ANY
+        return self.missing_field(scope, e.obj, inner, obj, e.name, e.name_span)
+
+    def _is_each(self, scope: Scope, e: ast.Expr) -> bool:
+        sym = scope.refs.get(id(e)) if isinstance(e, ast.Name) else None
+        return sym is not None and sym.kind == "step" and isinstance(sym.node.node.head, ast.Each)
+
+    def missing_field(
+        self, scope: Scope, owner: ast.Expr, inner: T.Type, obj: T.Type, name: str, span: ast.Span, quoted=False
+    ) -> T.Type:
+        """E108 for `owner.name` (or `owner["name"]`, `quoted`), with the closest field as the fix."""
+        if isinstance(inner, T.RecordType):
+            spell = json.dumps if quoted else str
+            self.sink.misspelt(
+                "E108",
+                span,
+                f"{_describe_obj(scope, owner)} has no field {json.dumps(name) if quoted else repr(name)}",
+                spell(name),
+                [spell(n) for n in inner.names()],
                 f"it has: {', '.join(inner.names()) or 'no fields'}",
             )
         else:
-            self.sink.add("E108", e.name_span, f"cannot read field '{e.name}' of {T.a(obj)}")
+            self.sink.add("E108", span, f"cannot read field '{name}' of {T.a(obj)}")
         return T.ANY
 
     def index(self, scope: Scope, e: ast.Index) -> T.Type:
-        obj, idx = self.expr(scope, e.obj), self.expr(scope, e.index)
+        whole, idx = self.expr(scope, e.obj), self.expr(scope, e.index)
+        obj = whole.inner if isinstance(whole, T.OptType) else whole
         if obj == T.ANY:
             return T.ANY
+        t: T.Type | None = None
         if isinstance(obj, T.ListType) and T.assignable(idx, T.INT):
-            return obj.item
-        if isinstance(obj, (T.DictType, T.RecordType)) and T.assignable(idx, T.STR):
-            return obj.value if isinstance(obj, T.DictType) else T.ANY
-        self.sink.add("E107", e.span, f"cannot index {T.a(obj)} with {T.a(idx)}")
-        return T.ANY
+            t = obj.item
+        elif isinstance(obj, T.DictType) and T.assignable(idx, T.STR):
+            t = obj.value
+        elif isinstance(obj, T.RecordType) and T.assignable(idx, T.STR):
+            key = e.index.value if isinstance(e.index, ast.Literal) and isinstance(e.index.value, str) else None
+            if key is None:  # a key known only at run time: any field's type
+                t = functools.reduce(T.join, [f.type for f in obj.fields]) if obj.fields else T.ANY
+            else:
+                t = T.field_type(obj, key)
+                if t is None:
+                    return self.missing_field(scope, e.obj, obj, whole, key, e.index.span, quoted=True)
+        if t is None:
+            self.sink.add("E107", e.span, f"cannot index {T.a(whole)} with {T.a(idx)}")
+            return T.ANY
+        return _optional(t) if obj is not whole else t
 
     # -- symbols ------------------------------------------------------------------
 
@@ -368,7 +436,7 @@ class _Checker:
         if isinstance(head, ast.Wait):
             t: T.Type = type_of_annotation(ast.TypeRecord(head.fields, head.span), None)
         elif isinstance(head, ast.Each):
-            t = EACH_OUTPUTS
+            t = each_outputs(self.body_result(decl))
         elif decl.flow is not None:
             t = self.typing.results.get(decl.flow.flow.name) or T.EMPTY
         elif decl.action is not None:
@@ -378,6 +446,26 @@ class _Checker:
             t = T.ANY
         self.typing.outputs[id(decl)] = t
         return t
+
+    def body_result(self, decl: StepDecl) -> T.RecordType | None:
+        """What one item of an `each` body gives back: its `return`, or the result of the flow it ends by
+        calling; None when it gives nothing (or a record of no fields)."""
+        if id(decl) in self.typing.each_results:
+            return self.typing.each_results[id(decl)]
+        body = decl.body
+        t: T.RecordType | None = None
+        if body.returns:
+            t = T.RecordType(tuple(T.Field(a.name, self.typed(body, a.value)) for a in body.returns[0].fields))
+        elif body.result_call is not None:
+            t = self.typing.results.get(body.result_call.flow.flow.name)
+        t = t if t is not None and t.fields else None
+        self.typing.each_results[id(decl)] = t
+        return t
+
+
+def _optional(t: T.Type) -> T.Type:
+    """`t?`: what reading a part of an optional value gives."""
+    return t if t in (T.ANY, T.NONE) or isinstance(t, T.OptType) else T.OptType(t)
 
 
 def _action_params(found) -> list[tuple[str, T.Type, bool]] | None:

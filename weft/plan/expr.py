@@ -10,6 +10,13 @@ Expressions in a Plan are msgpack-safe nested lists (see docs/plan-format.md):
     ["get", e, field]     ["idx", e, index_expr]
     ["op", op, a, b]      + - * / % == != < <= > >=
     ["and", a, b]  ["or", a, b]  ["not", a]  ["neg", a]
+    ["dflt", e, d]        `e ?? d`: e, or d when e is absent or none
+    ["opt", e]            `e?`: e, or none when e is absent
+
+A value is *absent* when it is not there to read: the outputs of a step
+that was skipped (or did not run), a field or key a record lacks, a field
+of none. Reading one raises Absent, which `??` and `?` turn into their
+default; anywhere else it is an error like any other.
 
 The compiler folds constant expressions with the same evaluator the runtime
 uses, so a value means one thing at compile time and at run time. Flow text
@@ -27,6 +34,10 @@ Expr = list
 
 class EvalError(Exception):
     """An expression could not be evaluated (bad operand, missing field...)."""
+
+
+class Absent(EvalError):
+    """A value that is not there: a skipped step's outputs, a missing field or key, a field of none."""
 
 
 class Unresolved(Exception):
@@ -173,6 +184,17 @@ def evaluate(e: Expr, env: Env) -> Any:
         return truthy(evaluate(e[1], env)) or truthy(evaluate(e[2], env))
     if tag == "not":
         return not truthy(evaluate(e[1], env))
+    if tag == "dflt":
+        try:
+            v = evaluate(e[1], env)
+        except Absent:
+            v = None
+        return evaluate(e[2], env) if v is None else v
+    if tag == "opt":
+        try:
+            return evaluate(e[1], env)
+        except Absent:
+            return None
     if tag == "neg":
         v = evaluate(e[1], env)
         if not _num(v):
@@ -182,10 +204,12 @@ def evaluate(e: Expr, env: Env) -> Any:
 
 
 def _field(v: Any, name: str) -> Any:
+    if v is None:
+        raise Absent(f"cannot read field '{name}' of none")
     if not isinstance(v, dict):
         raise EvalError(f"cannot read field '{name}' of {type_name(v)}")
     if name not in v:
-        raise EvalError(f"no field '{name}' (has: {', '.join(sorted(v)) or 'none'})")
+        raise Absent(f"no field '{name}' (has: {', '.join(sorted(v)) or 'none'})")
     return v[name]
 
 
@@ -200,6 +224,8 @@ def _index(v: Any, i: Any) -> Any:
         if not isinstance(i, str):
             raise EvalError(f"record key must be str, not {type_name(i)}")
         return _field(v, i)
+    if v is None:
+        raise Absent("cannot index none")
     raise EvalError(f"cannot index {type_name(v)}")
 
 
@@ -212,9 +238,9 @@ def children(e: Expr) -> Iterator[Expr]:
         yield from e[1]
     elif tag == "rec":
         yield from (x for _, x in e[1])
-    elif tag in ("get", "not", "neg"):
+    elif tag in ("get", "not", "neg", "opt"):
         yield e[1]
-    elif tag in ("idx", "and", "or"):
+    elif tag in ("idx", "and", "or", "dflt"):
         yield e[1]
         yield e[2]
     elif tag == "op":
@@ -235,7 +261,7 @@ def map_children(e: Expr, f: Callable[[Expr], Expr]) -> Expr:
         return ["get", f(e[1]), e[2]]
     if tag == "op":
         return ["op", e[1], f(e[2]), f(e[3])]
-    if tag in ("idx", "and", "or", "not", "neg"):
+    if tag in ("idx", "and", "or", "not", "neg", "dflt", "opt"):
         return [tag, *(f(c) for c in children(e))]
     return e
 

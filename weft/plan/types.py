@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import types as pytypes
 import typing
 from dataclasses import dataclass
@@ -69,7 +70,7 @@ class RecordType(Type):
     fields: tuple[Field, ...]
 
     def __str__(self) -> str:
-        inner = ", ".join(f"{f.name}{'' if f.required else '?'}: {f.type}" for f in self.fields)
+        inner = ", ".join(f"{key_text(f.name)}{'' if f.required else '?'}: {f.type}" for f in self.fields)
         return f"({inner})"
 
     def get(self, name: str) -> Field | None:
@@ -77,6 +78,14 @@ class RecordType(Type):
 
     def names(self) -> list[str]:
         return [f.name for f in self.fields]
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
+
+
+def key_text(key: str) -> str:
+    """A record key as a flow writes it: a name bare, any other key quoted (`"Content-Type"`)."""
+    return key if _NAME.fullmatch(key) else json.dumps(key, ensure_ascii=False)
 
 
 STR, INT, FLOAT, BOOL, ANY, NONE = (Prim(n) for n in ("str", "int", "float", "bool", "any", "none"))

@@ -32,6 +32,7 @@ class Child:
     error: str | None = None  # the sub-run's own error ("step dhcp was interrupted")
     ended: float | None = None
     rolled_back: bool = False
+    result: dict | None = None  # what the sub-run returned (its run record's `result`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,7 @@ class Look:
     release: list[int]  # item indexes to make a sub-run for, now
     progress: float  # the share of items whose sub-run succeeded
     done: bool  # every item's sub-run ended or paused, and nothing is left to release
-    outputs: dict | None = None  # when done and every sub-run succeeded
+    outputs: dict | None = None  # when done and every sub-run succeeded (see `outputs`)
     failure: str | None = None  # when done and some did not
 
 
@@ -50,9 +51,12 @@ def limit(concurrency: int | None, total: int) -> int:
     return max(1, int(concurrency or total or 1))
 
 
-def look(total: int, concurrency: int | None, children: dict[int, Child], refused: dict[int, str]) -> Look:
+def look(
+    total: int, concurrency: int | None, children: dict[int, Child], refused: dict[int, str], results: bool = False
+) -> Look:
     """Decide from the sub-runs made so far (`children`, by item) and the items whose sub-run
-    could not be made (`refused`: item -> why, e.g. a lock held by another run)."""
+    could not be made (`refused`: item -> why, e.g. a lock held by another run). `results`: the
+    body returns a result, collected into the step's outputs."""
     active = sum(c.state in ACTIVE for c in children.values())
     missing = [i for i in range(total) if i not in children and i not in refused]
     release = missing[: max(0, limit(concurrency, total) - active)]
@@ -61,8 +65,19 @@ def look(total: int, concurrency: int | None, children: dict[int, Child], refuse
     if active or missing:
         return Look(release, progress, False)
     if succeeded == total:
-        return Look([], progress, True, outputs={"total": total, "succeeded": total, "failed": 0})
+        return Look([], progress, True, outputs=outputs(total, children, results))
     return Look([], progress, True, failure=failure(total, children, refused))
+
+
+def outputs(total: int, children: dict[int, Child], results: bool) -> dict:
+    """An `each` step's outputs: counts, and with `results` each item's result in item order (none for
+    an item whose sub-run did not succeed)."""
+    succeeded = sum(c.state == RunState.SUCCEEDED for c in children.values())
+    out: dict = {"total": total, "succeeded": succeeded, "failed": total - succeeded}
+    if results:
+        found = [children.get(i) for i in range(total)]
+        out["results"] = [c.result if c is not None and c.state == RunState.SUCCEEDED else None for c in found]
+    return out
 
 
 def failure(total: int, children: dict[int, Child], refused: dict[int, str]) -> str:

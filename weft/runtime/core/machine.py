@@ -522,5 +522,5 @@ def _outputs(steps: dict[str, StepRecord], sid: str) -> dict:
     if rec is None:
         raise expr.EvalError(f"no step '{sid}'")
     if rec["outputs"] is None:
-        raise expr.EvalError(f"step '{sid}' has no outputs (it is {rec['state']})")
+        raise expr.Absent(f"step '{sid}' has no outputs (it is {rec['state']})")
     return rec["outputs"]

@@ -59,6 +59,7 @@ class Look:
         self.body = spec["each"]["plan"]
         self.var = spec["each"]["var"]
         self.concurrency = spec["each"]["concurrency"]
+        self.results = bool(self.body.get("returns"))  # the body returns a result: collect them
         run = m.run
         self.parent = {"id": run["id"], "user": run["user"], "title": run["label"] or run["flow"]}
 
@@ -73,13 +74,13 @@ class Look:
             found = read_children(t, self.parent["id"], self.step, ENDED.of(self.parent["id"], self.step))
         total = len(self.items)
         refused: dict[int, str] = {}
-        look = C.look(total, self.concurrency, found, refused)
+        look = C.look(total, self.concurrency, found, refused, self.results)
         if look.release:
             made = self.store.write(lambda t: self._make(t, look.release, refused))
             if made is None:
                 return ev.Failed(self.step, self.attempt, error_record("Cancelled", "the step stopped waiting"))
             found.update(made)
-            look = C.look(total, self.concurrency, found, refused)
+            look = C.look(total, self.concurrency, found, refused, self.results)
         if look.outputs is not None:
             return ev.Succeeded(self.step, self.attempt, look.outputs)
         if look.failure is not None:
@@ -139,7 +140,14 @@ def read_children(t: Txn, run_id: str, step: str, ended: dict[int, C.Child] | No
         run = t.run(rid)
         if run is not None:
             found[index] = child = C.Child(
-                index, rid, run["state"], run["label"], run.get("error"), run.get("ended"), run.get("rolled_back")
+                index,
+                rid,
+                run["state"],
+                run["label"],
+                run.get("error"),
+                run.get("ended"),
+                run.get("rolled_back"),
+                run.get("result"),
             )
             if ended is not None and child.state in RUN_ENDED:
                 ended[index] = child
