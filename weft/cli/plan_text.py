@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from weft.render.style import action_label, expr_text, param_text, seconds, type_text
+from weft.render.style import action_label, expr_text, field_text, param_text, seconds, type_text
 
 PHASE_TITLES = {
     "finalize": "finalize (in order, after every run step)",
@@ -55,7 +55,8 @@ def _step_line(s: dict, width: int) -> str:
     notes = []
     if s["data"]:
         notes.append(
-            "needs " + ", ".join(sorted({f"{d['from']}.{d['field']}" if d["field"] else d["from"] for d in s["data"]}))
+            "needs "
+            + ", ".join(sorted({field_text(d["from"], d["field"]) if d["field"] else d["from"] for d in s["data"]}))
         )
     if s["after"]:
         notes.append("after " + ", ".join(s["after"]))

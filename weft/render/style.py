@@ -142,16 +142,16 @@ def expr_text(e: list) -> str:
     if tag == "param":
         return e[1]
     if tag == "step":
-        return e[1] if e[2] is None else f"{e[1]}.{e[2]}"
+        return e[1] if e[2] is None else field_text(e[1], e[2])
     if tag == "fmt":
         inner = "".join(p if isinstance(p, str) else "${" + expr_text(p) + "}" for p in e[1])
         return json.dumps(inner, ensure_ascii=False)
     if tag == "list":
         return "[" + ", ".join(expr_text(x) for x in e[1]) + "]"
     if tag == "rec":
-        return "(" + ", ".join(f"{k}: {expr_text(x)}" for k, x in e[1]) + ")"
+        return "(" + ", ".join(f"{typesys.key_text(k)}: {expr_text(x)}" for k, x in e[1]) + ")"
     if tag == "get":
-        return f"{_operand(e[1])}.{e[2]}"
+        return field_text(_operand(e[1]), e[2])
     if tag == "idx":
         return f"{_operand(e[1])}[{expr_text(e[2])}]"
     if tag == "op":
@@ -162,12 +162,22 @@ def expr_text(e: list) -> str:
         return f"not {_operand(e[1])}"
     if tag == "neg":
         return f"-{_operand(e[1])}"
+    if tag == "dflt":
+        return f"{_operand(e[1])} ?? {_operand(e[2])}"
+    if tag == "opt":
+        return f"{_operand(e[1])}?"
     return tag
+
+
+def field_text(owner: str, key: str) -> str:
+    """`owner.key`, or `owner["Content-Type"]` for a key that is not a name."""
+    text = typesys.key_text(key)
+    return f"{owner}.{key}" if text == key else f"{owner}[{text}]"
 
 
 def _operand(e: list) -> str:
     text = expr_text(e)
-    return f"({text})" if e[0] in ("op", "and", "or", "not", "neg") else text
+    return f"({text})" if e[0] in ("op", "and", "or", "not", "neg", "dflt") else text
 
 
 def param_text(p: dict, limit: int | None = None) -> str:
