@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -14,7 +13,6 @@ from conftest import Weft, run_id
 
 FLOW = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runtime_support", "faults.flow")
 CLI_FLOW = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runtime_support", "cli.flow")
-WEFT = [sys.executable, "-m", "weft.cli.main"]
 
 
 class Faults(Weft):
@@ -104,17 +102,7 @@ def _waits_flow(tmp_path, n: int) -> str:
 
 def _race(weft, rid: str, k: int, last: bool) -> str:
     """Two `weft signal` processes at once to step s<k>: exactly one is delivered; returns the winner's payload."""
-    procs = {
-        who: subprocess.Popen(
-            [*WEFT, "signal", rid, f"s{k}", f"who={who}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=weft.env,
-            cwd=weft.tmp,
-        )
-        for who in (f"a{k}", f"b{k}")
-    }
+    procs = {who: weft.start("signal", rid, f"s{k}", f"who={who}") for who in (f"a{k}", f"b{k}")}
     done = {who: (p.wait(60), p.stdout.read(), p.stderr.read()) for who, p in procs.items()}
     winners = [who for who, (code, _, _) in done.items() if code == 0]
     assert len(winners) == 1, done
@@ -128,7 +116,8 @@ def _race(weft, rid: str, k: int, last: bool) -> str:
 
 
 def _suspended(weft, rid: str, n: int) -> bool:
-    return [s["state"] for s in weft.show(rid)["steps"]] == ["suspended"] * n
+    """Whether all `n` steps of the run are suspended, read from the store (polled: no process each time)."""
+    return [s["state"] for s in weft.steps(rid).values()] == ["suspended"] * n
 
 
 @pytest.mark.slow
@@ -171,7 +160,7 @@ def test_a_closed_stdout_does_not_stop_the_run(weft):
 
 def test_a_pipe_to_head_gets_the_first_line_and_the_run_still_succeeds(weft):
     effects = weft.tmp / "effects"
-    cmd = " ".join([*WEFT, "run", FLOW, "--flow", "chain", "-i", f"path={effects}"])
+    cmd = " ".join(weft.command("run", FLOW, "--flow", "chain", "-i", f"path={effects}"))
     done = subprocess.run(
         ["bash", "-c", f"{cmd} | head -1; exit ${{PIPESTATUS[0]}}"],
         capture_output=True,
