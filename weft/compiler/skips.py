@@ -1,7 +1,7 @@
 """Skip safety: the outputs of a step that may be skipped, read where nothing takes their place.
 
 A step is skipped when its `when` is false, or when it fails under `on error
-skip` (its own policy or the flow's `meta on_error skip`); its outputs are
+skip` (its own policy or the flow's `meta on error skip`); its outputs are
 then absent and whatever reads them fails the run. A read is safe
 
 - inside `e ?? default` (the default takes its place) or `e?` (none does);

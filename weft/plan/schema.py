@@ -14,7 +14,7 @@ from typing import Any, TypedDict
 from weft.errors import WeftError
 
 PLAN_FORMAT = "weft.plan"
-PLAN_VERSION = 1
+PLAN_VERSION = 2  # 2: the dflt and opt expressions, an each step's results (docs/plan-format.md)
 
 Expr = Any  # an expression: nested lists, see weft.plan.expr
 TypeData = Any  # a type: nested lists, see weft.plan.types.to_data
