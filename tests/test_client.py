@@ -61,7 +61,7 @@ def test_a_plain_python_program_starts_waits_for_and_resumes_the_foreman_example
         {"ip": "10.0.0.10", "fqdn": "web1.example.com"},
         ["succeeded"] * 4,
     ]
-    assert out["paused"] == ["paused", ["cancel", "resume", "rollback", "skip"], ["ptr"], "ActionFailed"]
+    assert out["paused"] == ["paused", ["cancel", "rerun", "resume", "rollback", "skip"], ["ptr"], "ActionFailed"]
     assert out["resumed"] == ["succeeded", {"ip": "10.0.0.11", "fqdn": "web2.example.com"}, 2]
     assert out["listed"] == ["Create host web1", "Create host web2"]  # "-started": oldest first
     assert not (tmp_path / ".weft").exists()  # the store named, not the default
@@ -94,7 +94,7 @@ def test_runs_read_back_as_typed_objects(client, tmp_path):
         ("a", "succeeded", 1, {"total": 2}),
         ("b", "succeeded", 1, {"total": 12}),
     ]
-    assert run.actions == {"rollback"} and run.owner is None and run.outcome == "succeeded"
+    assert run.actions == {"rollback", "rerun"} and run.owner is None and run.outcome == "succeeded"
     assert [e.seq for e in run.history] == list(range(1, len(run.history) + 1))
     assert client.events(rid, after=2, limit=2) == run.history[2:4]
     with pytest.raises(AttributeError):
@@ -107,7 +107,7 @@ def test_runs_read_back_as_typed_objects(client, tmp_path):
 def test_a_paused_run_is_resumed_skipped_or_signalled_through_the_client(client, tmp_path):
     rid, _ = _gate(client, tmp_path)
     run = client.get(rid)
-    assert run.actions == {"resume", "skip", "cancel", "rollback"}
+    assert run.actions == {"resume", "skip", "rerun", "cancel", "rollback"}
     assert run.step("gate").error.message == "m is present"
     run = client.skip(rid, "gate", {"value": "by hand"})
     assert client.wait(rid, timeout=30).result == {"value": "one-by hand"}

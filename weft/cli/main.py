@@ -138,6 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN")
     p.add_argument("step", metavar="STEP")
     p.add_argument("--output", metavar="K=V", action="append", default=[])
+    p.add_argument(
+        "--item", type=int, metavar="N", help="STEP is an each step: skip the failed step of item N's sub-run"
+    )
+    p.add_argument("--workers", type=int, metavar="N")
+    _store(p)
+
+    p = command("rerun", "weft.cli.runs:rerun", "run a step of a paused, failed or succeeded run again and continue")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("step", metavar="STEP")
+    p.add_argument("--with-dependents", action="store_true", help="run every step downstream of STEP again too")
+    p.add_argument("--item", type=int, metavar="N", help="STEP is an each step: run item N's sub-run again")
     p.add_argument("--workers", type=int, metavar="N")
     _store(p)
 

@@ -1,4 +1,4 @@
-"""`weft run`, `watch`, `show`, `resume`, `skip`, `cancel`, `rollback` and `signal`: printers over the Client.
+"""`weft run`, `watch`, `show`, `resume`, `skip`, `rerun`, `cancel`, `rollback` and `signal`: printers over the Client.
 
 Exit codes: 0 the run succeeded (or was cancelled / rolled back as asked), 1 it
 failed or was cancelled, 3 it paused (resumable), 2 nothing was started or
@@ -208,8 +208,22 @@ def resume(args: Any) -> int:
 
 def skip(args: Any) -> int:
     with _client(args) as client:
-        run = client.skip(args.run, args.step, texts=args.output, hold=True)
-        say(f"run {run.id}: step {run.step(args.step).id} skipped")
+        run = client.skip(args.run, args.step, texts=args.output, item=args.item, hold=True)
+        if args.item is None:
+            say(f"run {run.id}: step {run.step(args.step).id} skipped")
+        else:
+            skipped = [e.step for e in run.history if e.state == "skipped" and e.detail == "skipped by hand"]
+            say(f"run {run.id} (item {args.item} of {args.run} {args.step}): step {skipped[-1]} skipped")
+        return _go_on(client, run)
+
+
+def rerun(args: Any) -> int:
+    with _client(args) as client:
+        run = client.rerun(args.run, args.step, args.with_dependents, item=args.item, hold=True)
+        last = max(i for i, e in enumerate(run.history) if (e.note or "").startswith("re-run of"))
+        again = [e.step for e in run.history[last:] if e.state == "pending" and (e.detail or "").startswith("re-run")]
+        where = f"run {run.id}" if args.item is None else f"run {run.id} (item {args.item} of {args.run} {args.step})"
+        say(f"{where}: re-running {', '.join(again)}")
         return _go_on(client, run)
 
 
@@ -218,7 +232,12 @@ def cancel(args: Any) -> int:
         done = client.cancel(args.run, hold=True)
         run = done.run
         if run.state == "cancelled":
+            if done.how == "delivered":  # the external tasks of its polling steps are cancelled here
+                run = client.drive(run.id)
             say(f"run {run.id} cancelled")
+            for step in run.steps:
+                if step.cancel is not None and step.cancel.attempt == step.attempts:
+                    say(f"  step {step.id}: {views.task_cancel(step)}")
             return 0
         if done.how == "delivered":  # nobody alive drove it: this process took it over and ends it
             say(f"run {run.id}: no live process drives it; cancelling it here")

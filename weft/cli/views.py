@@ -85,6 +85,18 @@ def _error(step: Step) -> str:
     return ""
 
 
+def task_cancel(step: Step) -> str:
+    """How the cancel of the external task a polling step started went."""
+    c = step.cancel
+    if c.state == "cancelled":
+        text = "its external task was cancelled"
+    elif c.state == "pending":
+        text = "its external task is being cancelled (not confirmed yet)"
+    else:
+        text = "its external task could not be cancelled: it may still run"
+    return f"{text} (attempt {c.attempt})" + (f": {c.detail}" if c.detail else "")
+
+
 def table(rows: list[tuple[str, ...]]) -> list[str]:
     """Columns padded to their widest cell; the last column is not padded."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
@@ -128,6 +140,10 @@ def run_text(run: Run) -> str:
     if failed:
         lines += ["", "failed steps (weft show RUN STEP shows a step's inputs, outputs and traceback)"]
         lines += [f"  {s.id}: {_error(s) or 'failed'}   weft show {run.id} {s.id}" for s in failed]
+    left = [s for s in run.steps if s.cancel is not None and not s.cancel.cancelled]
+    if left:
+        lines += ["", "external tasks that may still run (their cancel did not succeed)"]
+        lines += [f"  {s.id}: {task_cancel(s)}" for s in left]
     origins = [s for s in run.steps if s.origin is not None]
     if origins:
         lines += ["", "steps from extensions"]
@@ -216,6 +232,8 @@ def step_text(d: StepDetail) -> str:
                 lines += ["traceback"] + [f"  {line}" for line in error.traceback.rstrip().splitlines()]
     if s.undo is not None:
         lines.append(f"undo     {s.undo.state or 'to run again'}   attempt {s.undo.attempt}")
+    if s.cancel is not None:
+        lines.append(f"task     {task_cancel(s)}")
     if s.sub_runs is not None:
         subs = s.sub_runs
         lines.append(

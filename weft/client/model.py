@@ -13,7 +13,7 @@ from weft.runtime.core.states import RUN_ENDED, describe_error, outcome
 from weft.runtime.engine import bulk
 from weft.runtime.engine.lease import holder_alive
 
-ACTIONS = ("resume", "skip", "cancel", "rollback", "signal")
+ACTIONS = ("resume", "skip", "rerun", "cancel", "rollback", "signal")
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,19 @@ class Poll:
 
 
 @dataclass(frozen=True)
+class TaskCancel:
+    """The cancel of the external task a polling step started, once the run stopped waiting for that task."""
+
+    state: str  # "pending" (not answered yet), "cancelled", "failed" (it raised or did not answer), "none" (no cancel)
+    attempt: int
+    detail: str | None  # why it was not cancelled
+
+    @property
+    def cancelled(self) -> bool:
+        return self.state == "cancelled"
+
+
+@dataclass(frozen=True)
 class SubRun:
     id: str
     index: int
@@ -119,6 +132,7 @@ class Step:
     sub_runs: SubRuns | None  # an `each` step
     outputs_type: list | None  # its outputs' type as Plan type data (weft.plan.types.to_data): what a skip gives
     signal_fields: list | None  # a `wait` step: the signal's fields' type as Plan type data
+    cancel: TaskCancel | None = None  # a polling step whose external task the run stopped waiting for
 
 
 @dataclass(frozen=True)
@@ -451,6 +465,9 @@ def step(spec: dict, rec: dict, children: list[dict] | None) -> Step:
         sub_runs=None if children is None else sub_runs(rec, children),
         outputs_type=spec.get("outputs"),
         signal_fields=spec["wait"].get("fields") if spec["kind"] == "wait" else None,
+        cancel=None
+        if not rec.get("cancel")
+        else TaskCancel(**{k: rec["cancel"][k] for k in ("state", "attempt", "detail")}),
     )
 
 
@@ -458,13 +475,17 @@ def actions(run: dict, steps: tuple[Step, ...], owner: Owner | None) -> frozense
     """Which steering commands fit the run now (a command may still be refused for a reason found later)."""
     state = run["state"]
     if state in RUN_ENDED:
-        return frozenset() if run.get("rolled_back") else frozenset({"rollback"})
+        if run.get("rolled_back") or run.get("stage") == "rollback":
+            return frozenset() if run.get("rolled_back") else frozenset({"rollback"})
+        return frozenset({"rollback"} if state == "cancelled" else {"rollback", "rerun"})
     if state == "scheduled":
         return frozenset({"cancel"})
     driven = owner is not None and owner.alive
     allowed = {"cancel"}
     if not driven:
         allowed |= {"resume", "rollback"}
+        if state == "paused":
+            allowed.add("rerun")
         if any(s.state == "failed" for s in steps):
             allowed.add("skip")
     if any(s.signal is not None and s.state == "suspended" for s in steps):

@@ -43,6 +43,7 @@ from weft.runtime.core.machine import Machine
 from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED, RunState
 from weft.runtime.engine import session
 from weft.runtime.engine.driver import Driver
+from weft.runtime.engine.each import ENDED
 from weft.runtime.engine.lease import Lease, LeaseHeld
 from weft.runtime.stores import open_store, query, store_dir
 from weft.runtime.stores.port import Checkup, Store, StoreError, Txn
@@ -261,8 +262,8 @@ class Client(Reading, Scheduling):
         while m.run["state"] == RunState.SCHEDULED:  # not due yet, or a lock it needs is held: look again
             time.sleep(min(max(0.02, m.run["due"] - time.time()), 1.0))
             m, lease, _ = self._take(m.run["id"], None)
-        if m.run["state"] not in RUN_STOPPED:  # a paused or ended run was let go as it was taken
-            self._driver(m, lease, observer, workers, until_waiting).drive()
+        if m.run["state"] not in RUN_STOPPED or m.to_cancel:  # a paused or ended run was let go as it was taken
+            self._driver(m, lease, observer, workers, until_waiting).drive()  # (unless tasks are to be cancelled)
         return self.get(m.run["id"])
 
     # -- waiting --------------------------------------------------------------------------------------
@@ -307,8 +308,9 @@ class Client(Reading, Scheduling):
             raise Conflict(str(e), state=state) from None
 
     def _steered(self, m: Machine, lease: Lease, hold: bool, until_waiting: bool = False) -> Run:
-        """Drive a run a command just took, unless it stopped; the run as the command left it."""
-        if m.run["state"] not in RUN_STOPPED:
+        """Drive a run a command just took, unless it stopped (and has no external task to cancel); the run as the
+        command left it."""
+        if m.run["state"] not in RUN_STOPPED or m.to_cancel:
             self._hand(m, lease, hold, until_waiting)
         return self.get(m.run["id"])
 
@@ -331,13 +333,20 @@ class Client(Reading, Scheduling):
         outputs: dict[str, Any] | None = None,
         *,
         texts: Iterable[str] = (),
+        item: int | None = None,
         hold: bool = False,
     ) -> Run:
-        """Mark failed step `step` skipped, with `outputs` (checked against its output type), and go on."""
+        """Mark failed step `step` skipped, with `outputs` (checked against its output type), and go on.
+
+        With `item` (from 1), `step` is an `each` step of the run, and the skip
+        is of the failed step of that item's sub-run (there must be one only).
+        """
         texts = list(texts)
+        if item is not None:
+            run_id = self.sub_run(run_id, step, item)
 
         def apply(m: Machine, now: float) -> None:
-            sid = step_id(m, step)
+            sid = step_id(m, step) if item is None else _only_failed(m)
             given = None
             if outputs is not None or texts:
                 given = checks.record(
@@ -346,6 +355,51 @@ class Client(Reading, Scheduling):
             steer(steering.skip)(m, sid, given, now)
 
         m, lease, _ = self._take(run_id, apply)
+        return self._steered(m, lease, hold)
+
+    def rerun(
+        self,
+        run_id: str,
+        step: str,
+        with_dependents: bool = False,
+        *,
+        item: int | None = None,
+        by: str | None = None,
+        hold: bool = False,
+    ) -> Run:
+        """Run step `step` of a paused, failed or succeeded run again, and go on as `resume` does.
+
+        The step (with `with_dependents`, every step downstream of it too)
+        goes back to pending; `by` (default: the login name) is recorded in the
+        history. With `item` (from 1), `step` is an `each` step of the run, and
+        every step of that item's sub-run runs again. A Conflict while the run
+        runs, for a step whose undo has run, or when a lock the run held is
+        taken by another run meanwhile.
+        """
+        who = by or login()
+        if item is not None:
+            run_id = self.sub_run(run_id, step, item)
+
+        def apply(m: Machine, now: float) -> None:
+            if item is None:
+                steps: tuple[str, ...] = (step_id(m, step),)
+            else:
+                steps = tuple(s for s, spec in m.specs.items() if spec["phase"] in ("run", "finalize"))
+                steps = tuple(s for s in steps if m.steps[s]["state"] in steering.RERUNNABLE)
+            steer(steering.rerun)(m, steps, with_dependents, who, now)
+
+        def relock(t: Txn, rid: str) -> None:  # an ended run let go of its locks: it takes them again
+            run = t.run(rid)
+            if run["state"] in RUN_ENDED and not run.get("rolled_back"):
+                try:
+                    session.take_locks(t, rid, run["locks"], run.get("parent"), "it cannot be re-run now")
+                except WeftError as e:
+                    raise Conflict(str(e), state=run["state"]) from None
+
+        m, lease, _ = self._take(run_id, apply, check=relock)
+        if m.run.get("parent"):  # the parent's looks no longer take this sub-run as ended
+            link = m.run["parent"]
+            ENDED.of(link["run"], link["step"]).pop(link["index"], None)
         return self._steered(m, lease, hold)
 
     def cancel(self, run_id: str, *, by: str | None = None, hold: bool = False) -> Delivery:
@@ -458,6 +512,16 @@ class Client(Reading, Scheduling):
         A repair never deletes a run, step or event record; `remaining` lists what it could not mend.
         """
         return self._open().checkup(repair=repair)
+
+
+def _only_failed(m: Machine) -> str:
+    """The one failed step of a sub-run (what `skip` with an item skips); a Conflict unless there is exactly one."""
+    failed = steering.failed_steps(m)
+    if len(failed) != 1:
+        rid = m.run["id"]
+        which = f"failed steps {', '.join(failed)}" if failed else "no failed step"
+        raise Conflict(f"sub-run {rid} has {which}; weft skip {rid} STEP names the one to skip", state=m.run["state"])
+    return failed[0]
 
 
 def _progress(driver: Driver, events: list[dict]) -> Progress:

@@ -106,6 +106,20 @@ class Reading:
             shown = model.step(spec, hide.step(spec, recs[sid]), children)
             return model.detail(rid, spec, shown, hide.history(t.events(rid)))
 
+    def sub_run(self, run_id: str, step: str, item: int) -> str:
+        """The id of the sub-run that `each` step `step` of run `run_id` made for item `item` (from 1)."""
+        with self._open().read() as t:
+            rid = self._find(t, run_id)
+            plan = t.plan(rid)
+            sid = step_id(Machine(plan, t.run(rid), t.steps(rid), time.time()), step)
+            if next(s for s in plan["steps"] if s["id"] == sid)["kind"] != "each":
+                raise InvalidInput(f"step {sid} of run {rid} is not an `each` step; it has no items", field="item")
+            made = dict(t.children(rid, sid))
+        if not (isinstance(item, int) and item - 1 in made):
+            total = f"items 1 to {max(made) + 1}" if made else "no item yet"
+            raise NotFound(f"step {sid} of run {rid} made no sub-run for item {item} (it made sub-runs for {total})")
+        return made[item - 1]
+
     def events(self, run_id: str, after: int = 0, limit: int = 1000) -> tuple[Event, ...]:
         """Up to `limit` history events of a run after position `after`, oldest first."""
         with self._open().read() as t:

@@ -31,7 +31,7 @@ class Redactor:
     def step(self, spec: dict, rec: dict) -> dict:
         if not self.names:
             return rec
-        shown: dict[str, Any] = {k: mask(rec.get(k), self.secrets) for k in ("outputs", "error", "poll")}
+        shown: dict[str, Any] = {k: mask(rec.get(k), self.secrets) for k in ("outputs", "error", "poll", "cancel")}
         if rec.get("undo"):
             shown["undo"] = {**rec["undo"], "error": mask(rec["undo"].get("error"), self.secrets)}
         names, inputs = spec.get("secret") or (), rec.get("inputs")

@@ -11,9 +11,15 @@
             task = client.task(handle["task"])
             return Pending(progress=task.progress) if task.running else SyncResult(...)
 
+        def cancel(self, handle: Any) -> None:         # optional: stop the external task
+            client.cancel(handle["task"])
+
 The runtime persists the handle, holds no worker thread between polls, and
 polls again after `poll_every` seconds, growing by `poll_factor` up to
 `poll_max`; after a restart, suspended steps go on polling with their handle.
+When the runtime stops waiting for a task it started (the run is cancelled,
+the step times out, a rollback finds it still going), it calls `cancel` with
+the handle; raising says the task could not be cancelled.
 """
 
 from __future__ import annotations
@@ -59,6 +65,9 @@ def define_poller(cls: type, idempotent: bool, undo: Any, name: str | None, spec
     for method, fn in (("start", start), ("poll", poll)):
         if not inspect.isfunction(fn):
             problems.append(f"a polling action needs a method '{method}'")
+    stop = inspect.getattr_static(cls, "cancel", None)
+    if stop is not None and not (inspect.isfunction(stop) and _takes_one(stop)):
+        problems.append("'cancel' must be a method cancel(self, handle) that stops the external task")
     if not (spec.every > 0 and spec.max_every >= spec.every and spec.factor >= 1):
         problems.append("poll_every must be > 0, poll_max >= poll_every and poll_factor >= 1")
     if not (isinstance(name, str) and name.isidentifier()):
@@ -92,6 +101,15 @@ def define_poller(cls: type, idempotent: bool, undo: Any, name: str | None, spec
         context_param=context_param,
         poll=spec,
     )
+
+
+def _takes_one(fn: Any) -> bool:
+    """Whether method `fn` takes one argument besides self."""
+    try:
+        inspect.signature(fn).bind(None, None)
+    except TypeError:
+        return False
+    return True
 
 
 def _without_pending(hint: Any) -> Any:
@@ -132,6 +150,16 @@ def poll(defn: A.ActionDef, handle: Any, ctx: Context | None = None) -> Pending 
             ctx.progress(result.progress)
         return result
     return A.normalize_outputs(defn, result)
+
+
+def cancellable(defn: A.ActionDef) -> bool:
+    """Whether polling action `defn` can stop the external tasks it starts (it defines `cancel`)."""
+    return defn.poll is not None and inspect.getattr_static(defn.func, "cancel", None) is not None
+
+
+def cancel(defn: A.ActionDef, handle: Any) -> None:
+    """Stop the external task `handle`: the action's `cancel` (raising when it could not)."""
+    defn.func().cancel(handle)
 
 
 def run_to_end(defn: A.ActionDef, inputs: dict, ctx: Context | None = None) -> dict:

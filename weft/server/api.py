@@ -34,6 +34,7 @@ from weft.server.schemas import (
     FlowList,
     Many,
     Name,
+    Rerun,
     Result,
     Rollback,
     RunList,
@@ -83,6 +84,7 @@ def _commands(request: Request, run: Run) -> dict[str, str]:
     lines = {
         "resume": ["weft", "resume", run.id],
         "skip": ["weft", "skip", run.id, failed, "--output", "K=V"],
+        "rerun": ["weft", "rerun", run.id, failed],
         "cancel": ["weft", "cancel", run.id],
         "rollback": ["weft", "rollback", run.id],
         "signal": ["weft", "signal", run.id, run.waiting_for[0] if run.waiting_for else "NAME", "K=V"],
@@ -246,6 +248,13 @@ def rollback(request: Request, run_id: str, body: Rollback, _: Operator) -> RunP
 def skip(request: Request, run_id: str, step: str, body: Skip, _: Operator) -> RunPage:
     with within("outputs"):
         return _page(request, client_of(request).skip(run_id, step, body.outputs))
+
+
+@router.post("/runs/{run_id}/steps/{step}/rerun", response_model=RunPage, responses=CHANGES, summary="Run a step again")
+def rerun(request: Request, run_id: str, step: str, body: Rerun, who: Operator) -> RunPage:
+    client = client_of(request)
+    run = client.rerun(run_id, step, body.with_dependents, item=body.item, by=f"the console ({who.role})")
+    return _page(request, run)
 
 
 @router.post(

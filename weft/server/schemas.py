@@ -49,6 +49,13 @@ class Skip(Body):
     outputs: dict[str, Any] | None = Field(None, description="the step's outputs, checked by its output type")
 
 
+class Rerun(Body):
+    with_dependents: bool = Field(False, description="run every step downstream of the step again too")
+    item: int | None = Field(
+        None, ge=1, le=2**31, description="the step is an each step: run the sub-run of this item (from 1) again"
+    )
+
+
 class Filter(Body):
     """The runs a bulk command steers, as GET /api/v1/runs filters them."""
 

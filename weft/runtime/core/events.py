@@ -6,7 +6,7 @@ process. Each is a dataclass of plain values, never changed once made (not
 frozen: a frozen dataclass takes four times as long to make, and a step makes
 several). A new kind of event is a dataclass here and one case in
 `Machine.apply`. A Launch is the other way: work the machine hands out
-(`Machine.launches`).
+(`Machine.launches`); so is a CancelTask (`Machine.cancellations`).
 """
 
 from __future__ import annotations
@@ -77,6 +77,18 @@ class Woken:
 
 
 @dataclass(slots=True)
+class TaskCancelled:
+    """The `cancel` of the external task that attempt `attempt` of polling step `step` started was called:
+    `outcome` is "cancelled", "failed" (it raised, or did not answer; `detail` says) or "none" (the action
+    defines no `cancel`: the task goes on)."""
+
+    step: str
+    attempt: int
+    outcome: str
+    detail: str | None = None
+
+
+@dataclass(slots=True)
 class Logged:
     """The action of `step` logged `line` at time `at`."""
 
@@ -144,6 +156,18 @@ class Rollback:
 
 
 @dataclass(slots=True)
+class Rerun:
+    """Run `steps` again (with `with_dependents`, every step downstream of them too) on a paused or ended run.
+
+    `by` (who asked) goes into the history. See `Steering._rerun`.
+    """
+
+    steps: tuple[str, ...]
+    with_dependents: bool = False
+    by: str | None = None
+
+
+@dataclass(slots=True)
 class Signal:
     """Signal `name` arrived with `fields`: the steps waiting for it succeed with them as outputs."""
 
@@ -157,6 +181,7 @@ Event = (
     | PollStarted
     | PollPending
     | Woken
+    | TaskCancelled
     | Progressed
     | Logged
     | Driven
@@ -165,6 +190,7 @@ Event = (
     | Skip
     | Cancel
     | Rollback
+    | Rerun
     | Signal
 )
 
@@ -181,3 +207,13 @@ class Launch:
     undo: bool = False
     items: list | None = None  # an `each` step's items: one sub-run each
     poll: dict | None = None  # a suspended polling step's poll record: poll its handle once
+
+
+@dataclass(slots=True)
+class CancelTask:
+    """Call the `cancel` of polling `action` with `handle`: the machine no longer waits for that external task."""
+
+    step: str
+    attempt: int
+    action: ActionRef
+    handle: Any

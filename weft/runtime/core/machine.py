@@ -41,7 +41,7 @@ from weft.runtime.core.states import (
 )
 from weft.runtime.core.steering import Steering
 from weft.runtime.core.timers import Timer, TimerKind, retry_delay
-from weft.runtime.core.waiting import Waiting, is_polling, overdue, timeout_error
+from weft.runtime.core.waiting import Waiting, is_polling, overdue, pending_cancels
 from weft.runtime.records import check_serializable
 
 _HALT_RANK = {None: 0, Halt.PAUSE: 1, Halt.FAIL: 2, Halt.ROLLBACK: 3, Halt.CANCEL: 4}
@@ -68,6 +68,7 @@ class Machine(Steering, Waiting, Undoing):
         self.polling: set[str] = {sid for sid, r in steps.items() if is_polling(r)}
         self.poll_due: dict[str, None] = {}  # polling steps whose poll is due, in order
         self.polls_out: set[str] = set()  # polling steps handed out for a poll, not answered yet
+        self.to_cancel = pending_cancels(steps)  # steps whose external task is to be cancelled (waiting.py)
         self.fractions: dict[str, float] = {  # running or polling step -> progress it reported
             sid: steps[sid]["poll"]["progress"] for sid in self.polling if steps[sid]["poll"]["progress"] is not None
         }
@@ -128,7 +129,7 @@ class Machine(Steering, Waiting, Undoing):
                         step, StepState.CANCELLED, now, "stopped by cancel", error=error, ended=now, due=None
                     )
                 elif overdue(rec, now):  # the action saw its deadline (ctx.cancelled()) before the timer fired here
-                    self._fail(step, timeout_error(self.specs[step]), now)
+                    self._time_out(step, now)
                 elif is_polling(rec) and self.specs[step]["kind"] != "each":  # an `each` step's look fails for good
                     self._poll_failed(step, error, now)
                 else:
@@ -143,6 +144,8 @@ class Machine(Steering, Waiting, Undoing):
                 return self._poll_answered(event, now)
             case ev.Woken(step):
                 return self._wake(step, now)
+            case ev.TaskCancelled():
+                return self._task_cancelled(event, now)
             case ev.Progressed(step, attempt, fraction):
                 if self.awaits(step, attempt):
                     self.fractions[step] = fraction
@@ -163,6 +166,8 @@ class Machine(Steering, Waiting, Undoing):
                 return self._rollback(force, retry, skip, now)
             case ev.Signal(name, fields):
                 return self._signal(name, fields, now)
+            case ev.Rerun(steps, with_dependents, by):
+                return self._rerun(steps, with_dependents, by, now)
         raise TypeError(f"not a machine event: {event!r}")
 
     def launches(self, now: float, slots: int) -> list[Launch]:

@@ -20,6 +20,7 @@ from weft.plan.schema import ErrorRecord
 from weft.runtime.core.events import Launch
 from weft.runtime.core.states import RunState, StepState, describe_error, elapsed, error_record
 from weft.runtime.core.steering import interrupted_message, interrupted_undos
+from weft.runtime.core.waiting import holds_task
 
 
 class Undoing:
@@ -27,10 +28,11 @@ class Undoing:
 
     def _enter_rollback(self, now: float) -> None:
         for sid, spec in self.specs.items():
-            if spec["phase"] in ("run", "finalize") and self.steps[sid]["state"] in (
-                StepState.PENDING,
-                StepState.SUSPENDED,
-            ):
+            if spec["phase"] not in ("run", "finalize"):
+                continue
+            if holds_task(self.steps[sid]):  # a polling step that failed (or still waits): its task is cancelled
+                self._forsake(sid, now)
+            if self.steps[sid]["state"] in (StepState.PENDING, StepState.SUSPENDED):
                 self._set_step(sid, StepState.CANCELLED, now, "rolled back before it started")
         self.to_undo = {
             sid

@@ -1,7 +1,7 @@
 """What a person (or a new owner process) does to a run: the Machine's commands.
 
 `Steering` holds the Machine's handling of the command events (Recover,
-Resume, Skip, Cancel, Rollback, Signal): each checks that the command makes
+Resume, Skip, Cancel, Rollback, Rerun, Signal): each checks that the command makes
 sense for the run's state and raises a WeftError saying why not *before*
 changing anything; the caller persists `machine.changes()` afterwards.
 
@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 from weft.errors import WeftError
 from weft.runtime.core import events as ev
 from weft.runtime.core.states import UNFINISHED, Halt, RunState, Stage, StepState, error_record
-from weft.runtime.core.waiting import overdue, timeout_error
+from weft.runtime.core.waiting import holds_task, overdue
 from weft.suggest import suggest
 
 if TYPE_CHECKING:
     from weft.runtime.core.machine import Machine
 
 INTERRUPTED = "Interrupted"
+RERUNNABLE = frozenset({StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED})  # states a re-run starts from
 
 
 class Steering:
@@ -40,7 +41,7 @@ class Steering:
         for sid in sorted(self.running, key=self.pos.__getitem__):
             spec = self.specs[sid]
             if overdue(self.steps[sid], now):
-                self._fail(sid, timeout_error(spec), now)
+                self._time_out(sid, now)
             elif spec["kind"] == "each" or spec["action"]["idempotent"]:  # an each step finds its sub-runs again
                 self._set_step(sid, StepState.PENDING, now, "interrupted; runs again (idempotent)", due=None)
                 self.rerun.append(sid)
@@ -75,22 +76,99 @@ class Steering:
                 raise WeftError(f"step {sid} is {self.steps[sid]['state']}, not failed; only a failed step restarts")
         retried = []
         if self.run["state"] == RunState.PAUSED:
-            phases = ("run", "finalize") if self.run["stage"] in (Stage.RUN, Stage.FINALIZE) else ()
-            for sid, spec in self.specs.items():
-                rec = self.steps[sid]
-                if spec["phase"] not in phases or rec["state"] != StepState.FAILED:
-                    continue
-                if rec.get("poll") is not None and spec["kind"] != "each" and sid not in restart:
-                    deadline = None if spec["timeout"] is None else now + spec["timeout"]
-                    detail = "retried by resume: polls the task it started again"
-                    self._set_step(sid, StepState.SUSPENDED, now, detail, retries_used=0, due=now, deadline=deadline)
-                else:
-                    self._set_step(sid, StepState.PENDING, now, "retried by resume", retries_used=0, due=None)
-                retried.append(sid)
+            retried = self._retry_failed(restart, "resume", now)
             self._clear_halt()
             self._set_run(RunState.RUNNING, now, "resumed", error=None)
         self._enter(self.run["stage"], now)
         return retried
+
+    def _retry_failed(self, restart: tuple[str, ...], by: str, now: float) -> list[str]:
+        """Make the failed run and finalize steps go again (polling ones poll their task again, unless in `restart`)."""
+        retried = []
+        phases = ("run", "finalize") if self.run["stage"] in (Stage.RUN, Stage.FINALIZE) else ()
+        for sid, spec in self.specs.items():
+            rec = self.steps[sid]
+            if spec["phase"] not in phases or rec["state"] != StepState.FAILED:
+                continue
+            cancelled = (rec.get("cancel") or {}).get("attempt") == rec["attempts"]  # its task was let go (a timeout)
+            if rec.get("poll") is not None and spec["kind"] != "each" and sid not in restart and not cancelled:
+                deadline = None if spec["timeout"] is None else now + spec["timeout"]
+                detail = f"retried by {by}: polls the task it started again"
+                self._set_step(sid, StepState.SUSPENDED, now, detail, retries_used=0, due=now, deadline=deadline)
+            else:
+                self._set_step(sid, StepState.PENDING, now, f"retried by {by}", retries_used=0, due=None)
+            retried.append(sid)
+        return retried
+
+    def _rerun(self, steps: tuple[str, ...], with_dependents: bool, by: str | None, now: float) -> list[str]:
+        """Run `steps` again (and, `with_dependents`, every step downstream of them) on a paused or ended run.
+
+        The steps go back to pending and the run goes on as a resume would
+        (its failed steps are retried too). A run that succeeded or failed
+        runs again from there; its hooks that ran do not run again. Refused
+        while the run runs, and for a step whose undo has run. Returns the
+        steps made pending, in plan order.
+        """
+        run = self.run
+        if run["state"] in (RunState.RUNNING, RunState.PENDING):
+            raise WeftError(
+                f"run {run['id']} is {run['state']}; a step re-runs once the run has paused or ended "
+                f"(weft cancel {run['id']} stops it)"
+            )
+        if run["state"] in (RunState.SCHEDULED, RunState.CANCELLED) or run["rolled_back"]:
+            self._refuse_if_ended("re-run")
+        if run["stage"] == Stage.ROLLBACK:
+            raise WeftError(f"run {run['id']} was being rolled back; weft rollback {run['id']} goes on with it")
+        if not steps:
+            raise WeftError(f"run {run['id']} has no step that ran; nothing to re-run")
+        targets = self._rerun_targets(steps, with_dependents)
+        ended = run["state"] in (RunState.SUCCEEDED, RunState.FAILED)
+        asked = f", asked by {by}" if by else ""
+        shown = ", ".join(steps[:5]) + (", ..." if len(steps) > 5 else "")
+        self.note(now, f"re-run of {shown}" + (" and the steps downstream" if with_dependents else "") + asked)
+        if ended:  # it goes on from where it ended: the on success hooks a failure skipped may run now
+            run.update(ended=None, ending=None, result=None)
+            for sid, spec in self.specs.items():
+                if spec["phase"] == "success" and self.steps[sid]["state"] == StepState.SKIPPED:
+                    self._set_step(sid, StepState.PENDING, now, "the run goes on again")
+        again = []
+        for sid in sorted(targets, key=self.pos.__getitem__):
+            if self.steps[sid]["state"] in RERUNNABLE:
+                self._set_step(sid, StepState.PENDING, now, f"re-run{asked}", retries_used=0, due=None, poll=None)
+                again.append(sid)
+        stage = run["stage"] if not ended else Stage.FINALIZE
+        if any(self.specs[sid]["phase"] == "run" for sid in again) or stage not in (Stage.RUN, Stage.FINALIZE):
+            stage = Stage.RUN
+        run["stage"] = stage
+        self._retry_failed((), "re-run", now)
+        self._clear_halt()
+        self._set_run(RunState.RUNNING, now, "re-run" + asked, error=None)
+        self._enter(stage, now)
+        return again
+
+    def _rerun_targets(self, steps: tuple[str, ...], with_dependents: bool) -> set[str]:
+        """`steps` and, `with_dependents`, what follows them (a run step: the finalize steps too); a WeftError
+        naming the first that cannot run again."""
+        for sid in steps:
+            state = self.steps[sid]["state"]
+            _refuse_undone(sid, self.steps[sid])
+            if self.specs[sid]["phase"] not in ("run", "finalize"):
+                raise WeftError(f"step {sid} is an on success / on failure hook; only run and finalize steps re-run")
+            if state not in RERUNNABLE:
+                what = "has not run yet" if state == StepState.PENDING else f"is {state}"
+                raise WeftError(f"step {sid} {what}; only a step that succeeded, failed or was skipped re-runs")
+        targets, todo = set(steps), list(steps)
+        finalize = [sid for sid, spec in self.specs.items() if spec["phase"] == "finalize"]
+        while with_dependents and todo:
+            sid = todo.pop()
+            after = self.dependents.get(sid, [])
+            for d in [*after, *(finalize if self.specs[sid]["phase"] == "run" else ())]:
+                if d not in targets:
+                    targets.add(d)
+                    todo.append(d)
+        for sid in sorted(targets, key=self.pos.__getitem__):
+            _refuse_undone(sid, self.steps[sid])
+        return targets
 
     def _skip(self, sid: str, outputs: dict[str, Any] | None, now: float) -> list[str]:
         """Mark failed step `sid` skipped (with hand-given outputs) so its dependents go on."""
@@ -123,6 +201,8 @@ class Steering:
         for sid in self.specs:
             state = self.steps[sid]["state"]
             if (state in UNFINISHED or state == StepState.FAILED) and sid not in self.running:
+                if holds_task(self.steps[sid]):  # polling, or failed while it polled: its external task is cancelled
+                    self._forsake(sid, now)
                 self._set_step(sid, StepState.CANCELLED, now, "run cancelled", due=None)
                 cancelled.append(sid)
         self._stop(Halt.CANCEL, now)
@@ -203,7 +283,9 @@ class Steering:
         run = self.run
         state = run["state"]
         if state == RunState.SCHEDULED and done != "cancelled":
-            raise WeftError(f"run {run['id']} is scheduled and has not started; it cannot be {done} (weft cancel stops it)")
+            raise WeftError(
+                f"run {run['id']} is scheduled and has not started; it cannot be {done} (weft cancel stops it)"
+            )
         if state == RunState.SUCCEEDED:
             raise WeftError(f"run {run['id']} already succeeded; it cannot be {done}")
         if state == RunState.CANCELLED:
@@ -212,6 +294,15 @@ class Steering:
             if run["rolled_back"]:
                 raise WeftError(f"run {run['id']} was rolled back; it cannot be {done}")
             raise WeftError(f"run {run['id']} failed; it cannot be {done} (weft rollback {run['id']} undoes its steps)")
+
+
+def _refuse_undone(sid: str, rec: dict) -> None:
+    """A WeftError if a rollback ran the undo of step `sid` (a re-run would redo what was taken back)."""
+    undo = rec["undo"]
+    if undo is not None:
+        raise WeftError(
+            f"step {sid} was rolled back (its undo {undo.get('state') or 'ran'}); a step whose undo has run cannot be re-run"
+        )
 
 
 def _interrupted() -> dict:
@@ -268,6 +359,11 @@ def cancel(m: Machine, now: float) -> None:
 def rollback(m: Machine, now: float, force: bool, retry: tuple[str, ...] = (), skip: tuple[str, ...] = ()) -> None:
     """Undo every succeeded step in reverse dependency order (interrupted undos: `retry` or `skip` them)."""
     m.apply(ev.Rollback(force, tuple(retry), tuple(skip)), now)
+
+
+def rerun(m: Machine, steps: tuple[str, ...], with_dependents: bool, by: str | None, now: float) -> list[str]:
+    """Run `steps` again (and what follows them, `with_dependents`) on a paused or ended run; the steps made pending."""
+    return m.apply(ev.Rerun(tuple(steps), with_dependents, by), now)
 
 
 def signal(m: Machine, name: str, fields: dict[str, Any], now: float) -> list[str]:

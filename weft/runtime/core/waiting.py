@@ -21,6 +21,15 @@ A step with a `timeout` records its absolute `deadline` when it starts (a
 signal wait: when it suspends), so the limit holds across restarts: a step
 found past its deadline when a run is taken over fails with a Timeout.
 
+When the machine stops waiting for the external task a polling step started
+(the run is cancelled, the step times out, a rollback finds it failed or
+still waiting), it records a cancel in the step record (`cancel`: the
+attempt, the handle, state "pending") and hands it out once
+(`cancellations`); the driver calls the action's `cancel` and answers with a
+TaskCancelled, recorded in the history and in the record ("cancelled",
+"failed" or "none"). A pending cancel found in a record when a run is taken
+over is handed out again.
+
 `Waiting` holds the Machine's operations on all of this (machine.py joins it
 into the Machine); the functions below it only read.
 """
@@ -31,7 +40,7 @@ import heapq
 
 from weft.plan.schema import ErrorRecord, StepRecord, StepSpec
 from weft.runtime.core import events as ev
-from weft.runtime.core.events import Launch
+from weft.runtime.core.events import CancelTask, Launch
 from weft.runtime.core.states import ACTIVE, Halt, RunState, StepState, describe_error, error_record
 from weft.runtime.core.timers import TimerKind, retry_delay, step_timers
 from weft.sdk.polling import PollSpec
@@ -81,7 +90,50 @@ class Waiting:
                 if is_polling(rec) and sid not in self.polls_out and (rec["due"] or 0) <= now:
                     self.poll_due[sid] = None
             elif rec["state"] in ACTIVE:
-                self._fail(sid, timeout_error(self.specs[sid]), now)
+                self._time_out(sid, now)
+
+    def _time_out(self, sid: str, now: float) -> None:
+        """Step `sid` ran past its deadline: it fails with a Timeout (the external task it polls is cancelled)."""
+        if is_polling(self.steps[sid]):
+            self._forsake(sid, now)
+        self._fail(sid, timeout_error(self.specs[sid]), now)
+
+    def cancellations(self) -> list[CancelTask]:
+        """The external tasks to cancel now, each handed out once (a TaskCancelled answers it)."""
+        out = []
+        for sid in self.to_cancel:
+            cancel = self.steps[sid]["cancel"]
+            out.append(CancelTask(sid, cancel["attempt"], self.specs[sid]["action"], cancel["handle"]))
+        self.to_cancel.clear()
+        return out
+
+    def _forsake(self, sid: str, now: float, handle: object = None) -> None:
+        """Wait no more for the external task step `sid` polls (or that `start` just returned `handle` for):
+        its action's `cancel` is to be called, once per attempt. An `each` step's sub-runs go their own way."""
+        rec = self.steps[sid]
+        if self.specs[sid]["kind"] == "each" or (handle is None and rec.get("poll") is None):
+            return
+        asked = rec.get("cancel")
+        if asked is not None and asked["attempt"] == rec["attempts"]:
+            return
+        handle = rec["poll"]["handle"] if handle is None else handle
+        rec["cancel"] = {"attempt": rec["attempts"], "handle": handle, "state": "pending", "detail": None}
+        self.to_cancel[sid] = None
+        self.dirty.add(sid)
+
+    def _task_cancelled(self, event: ev.TaskCancelled, now: float) -> list[str]:
+        """The `cancel` of a step's external task was called: record how it went."""
+        sid = event.step
+        rec = self.steps[sid]
+        asked = rec.get("cancel")
+        if asked is None or asked["attempt"] != event.attempt or asked["state"] != "pending":
+            return []
+        rec["cancel"] = {**asked, "state": event.outcome, "detail": event.detail}
+        self.dirty.add(sid)
+        said = {"cancelled": "its external task was cancelled", "failed": "its external task could not be cancelled"}
+        line = said.get(event.outcome, "its external task goes on")
+        self.note(now, line + (f": {event.detail}" if event.detail else ""), step=sid)
+        return [sid]
 
     def _launch_polls(self, slots: int) -> list[Launch]:
         """Up to `slots` polls that are due, each recorded as out until it is answered."""
@@ -115,8 +167,9 @@ class Waiting:
         if isinstance(event, ev.PollStarted):
             if rec["state"] != StepState.RUNNING:
                 return []
-            if self.halt == Halt.CANCEL:  # cancelled while it started: nothing will poll it (an `each`: its
-                # child runs are cancelled with it)
+            if self.halt == Halt.CANCEL:  # cancelled while it started: nothing will poll it, its task is cancelled
+                # (an `each`: its child runs are cancelled with it)
+                self._forsake(sid, now, event.handle)
                 self._set_step(sid, StepState.CANCELLED, now, "run cancelled", poll=None, due=None)
                 return [sid]
             interval = PollSpec(event.every, event.max_every, event.factor).next_interval(None)
@@ -190,10 +243,25 @@ class Waiting:
         """The run ended: a step still waiting is cancelled, and no step keeps a timer."""
         for sid, rec in self.steps.items():
             if rec["state"] == StepState.SUSPENDED:
+                if is_polling(rec):
+                    self._forsake(sid, now)
                 self._set_step(sid, StepState.CANCELLED, now, f"the run {outcome}", due=None)
             elif rec["state"] == StepState.PENDING and rec["due"] is not None:
                 rec["due"] = None
                 self.dirty.add(sid)
+
+
+def pending_cancels(steps: dict[str, StepRecord]) -> dict[str, None]:
+    """The steps whose external task's cancel was recorded but not answered (a new owner calls it again)."""
+    return {sid: None for sid, rec in steps.items() if (rec.get("cancel") or {}).get("state") == "pending"}
+
+
+def holds_task(rec: StepRecord) -> bool:
+    """Whether a step stopped without the outcome of the external task it polled, and its cancel was not asked."""
+    if rec.get("poll") is None or rec["state"] not in (StepState.SUSPENDED, StepState.FAILED):
+        return False
+    asked = rec.get("cancel")
+    return asked is None or asked["attempt"] != rec["attempts"]
 
 
 def is_polling(rec: StepRecord) -> bool:

@@ -18,6 +18,10 @@ cancelled) is cancelled through its channel, and the driver waits, up to ACK
 seconds, for it to finish before it saves that round (the step's failure) or
 exits: what the action started (std.exec's program) is gone by the time the
 step is recorded failed, so a resume cannot start a second copy beside it.
+An external task the machine no longer waits for (see waiting.py) is
+cancelled in a thread of this process with its polling action's `cancel`;
+the driver lets go of the run only once each cancel answered (or CANCEL_WAIT
+passed).
 """
 
 from __future__ import annotations
@@ -28,14 +32,14 @@ from collections.abc import Callable
 
 from weft.errors import WeftError
 from weft.runtime.core import events as ev
-from weft.runtime.core.events import Launch
+from weft.runtime.core.events import CancelTask, Launch
 from weft.runtime.core.machine import Machine
 from weft.runtime.core.states import RUN_STOPPED, error_record
 from weft.runtime.crash import crash_point
 from weft.runtime.engine import each
 from weft.runtime.engine.lease import Lease
 from weft.runtime.engine.session import persist
-from weft.runtime.executors.perform import perform
+from weft.runtime.executors.perform import cancel_task, perform
 from weft.runtime.executors.port import Executor, Report, Reports, Task, TaskChannel, event
 from weft.runtime.executors.threads import ThreadExecutor, Threads
 from weft.runtime.stores.port import Store
@@ -44,6 +48,7 @@ DEFAULT_WORKERS = 16
 POLL = 0.2  # seconds between looks at requests from other processes
 QUICK = 0.001  # an action whose calls average less than this may run in the driver's own thread
 ACK = 3.0  # seconds a cancelled task may take to finish before the driver goes on without it (> processes.GRACE)
+CANCEL_WAIT = 30.0  # seconds an external task's `cancel` may take before it counts as failed
 
 Observer = Callable[[list[dict], "Driver"], None]
 
@@ -85,6 +90,7 @@ class Driver:
         self._early: list[Report] = []  # reports that came while waiting for cancelled tasks: for the next round
         self._consumed: list[str] = []  # names of the requests acted on
         self._took: dict[tuple[str, str], float] = {}  # action -> moving average of its call time
+        self._cancelling: dict[int, tuple[Task, CancelTask, float]] = {}  # external tasks' cancels under way
 
     def drive(self) -> dict:
         """Drive the run until it ends or pauses (or, with `until_waiting`, waits for a signal)."""
@@ -118,11 +124,16 @@ class Driver:
                 next_poll = now + POLL
             launches = m.launches(now, 0 if draining else self.workers - len(self.inflight))
             self._abandon_stale()
-            stop = m.run["state"] in RUN_STOPPED or (
-                not self.inflight
-                and not launches
-                and (draining or self.until_waiting and m.waiting_only(self.release_polls))
-            )
+            cancels = m.cancellations()
+            self._give_up_cancels(now)
+            stop = (
+                m.run["state"] in RUN_STOPPED
+                or (
+                    not self.inflight
+                    and not launches
+                    and (draining or self.until_waiting and m.waiting_only(self.release_polls))
+                )
+            ) and not (cancels or self._cancelling)
             self._commit(release=stop)
             if stop:
                 return m.run
@@ -131,6 +142,8 @@ class Driver:
             else:
                 for launch in launches:
                     self._submit(launch)
+            for order in cancels:
+                self._cancel(order)
             reports = self._collect(now)
 
     # -- one round ----------------------------------------------------------------------
@@ -139,6 +152,10 @@ class Driver:
         m = self.machine
         for report in reports:
             task = report.task
+            if id(task) in self._cancelling:  # an external task's cancel answered
+                del self._cancelling[id(task)]
+                m.apply(report.value, now)
+                continue
             if report.kind == "log":  # what an action said is history, even after it was abandoned
                 m.apply(ev.Logged(task.step, report.value, report.at), now)
                 continue
@@ -236,6 +253,20 @@ class Driver:
             channel = self._channel(launch)
             self.executor.submit(channel.task, channel)
 
+    def _cancel(self, order: CancelTask) -> None:
+        """Call the `cancel` of an external task in a thread; its TaskCancelled comes back as a report."""
+        task = Task(self.run_id, order.step, order.attempt, None, {})
+        self._cancelling[id(task)] = (task, order, time.monotonic() + CANCEL_WAIT)
+        self._jobs.run(_cancel_job, order, self.search_path, self._reports.channel(task))
+
+    def _give_up_cancels(self, now: float) -> None:
+        """A cancel that did not answer within CANCEL_WAIT failed; a late answer does not count."""
+        late = [key for key, (_, _, until) in self._cancelling.items() if until < time.monotonic()]
+        for key in late:
+            _, order, _ = self._cancelling.pop(key)
+            detail = f"its cancel did not answer within {CANCEL_WAIT:g}s"
+            self.machine.apply(ev.TaskCancelled(order.step, order.attempt, "failed", detail), now)
+
     def _collect(self, now: float) -> list[Report]:
         """Wait until a task reports, a timer is due, or it is time to poll; what arrived."""
         if self._early:
@@ -243,6 +274,14 @@ class Driver:
             return early + self._reports.take(0)
         due = self.machine.next_timer()
         return self._reports.take(POLL if due is None else min(POLL, max(0.0, due - now)))
+
+
+def _cancel_job(order: CancelTask, search_path: list[str], channel: TaskChannel) -> None:
+    try:
+        answer = cancel_task(order, search_path)
+    except Exception as e:  # noqa: BLE001 - a fault in the lookup: the task was not cancelled
+        answer = ev.TaskCancelled(order.step, order.attempt, "failed", f"{type(e).__name__}: {e}")
+    channel.answer(answer)
 
 
 def _engine_job(job: Callable[[], ev.Event], channel: TaskChannel) -> None:

@@ -258,7 +258,8 @@ def take(
             steering.recover(m, now)
         if apply is not None:
             apply(m, now)
-        persist(t, m, lease, release=m.run["state"] in RUN_STOPPED or m.run["state"] == RunState.SCHEDULED)
+        stopped = m.run["state"] in RUN_STOPPED and not m.to_cancel  # else: held to cancel external tasks (driver)
+        persist(t, m, lease, release=stopped or m.run["state"] == RunState.SCHEDULED)
         return m, lease, run_id
 
     return store.write(write)

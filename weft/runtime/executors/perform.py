@@ -1,7 +1,8 @@
 """Running one Task in this process: find the action, call it with a Context over the channel, say how it went.
 
 Every executor that runs action code calls `perform`, in a thread of the
-driver's process or in a process of its own: only a failed lookup is
+driver's process or in a process of its own (the driver calls `cancel_task`
+itself, to stop an external task its run no longer waits for): only a failed lookup is
 ActionNotFound; whatever the action raises (a KeyError included) fails the
 step with its type, message and traceback. Never raises for the action's faults.
 
@@ -17,6 +18,7 @@ import sys
 import time
 import traceback
 
+from weft.runtime.core.events import CancelTask, TaskCancelled
 from weft.runtime.core.states import error_record
 from weft.runtime.executors import polls
 from weft.runtime.executors.port import Channel, Outcome, Task
@@ -58,6 +60,18 @@ def perform(task: Task, channel: Channel) -> Outcome:
         error = error_record("OutputError", f"outputs cannot be stored: {problem}")
         return Outcome(False, error=error, duration=time.perf_counter() - started)
     return Outcome(True, outputs=outputs, poll=poll, duration=time.perf_counter() - started)
+
+
+def cancel_task(order: CancelTask, search_path: list[str]) -> TaskCancelled:
+    """Stop the external task of `order` with its polling action's `cancel`; how it went."""
+    for folder in search_path:
+        if folder not in sys.path:
+            sys.path.append(folder)
+    try:
+        defn = definition(order.action["module"], order.action["name"])
+    except LookupError as e:
+        return TaskCancelled(order.step, order.attempt, "failed", str(e))
+    return polls.cancel(defn, order.step, order.attempt, order.handle)
 
 
 def definition(module: str, name: str) -> actions.ActionDef:

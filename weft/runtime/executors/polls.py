@@ -5,10 +5,14 @@ poll once. What comes back travels to the driver in an Outcome like any
 action's outputs: a "started" PollReport (the handle and the PollSpec) after
 `start`, a "pending" one while the external task goes on, the outputs once it
 is done. Nothing here sleeps: the waiting between polls is the driver's timer.
+
+`cancel` stops an external task the machine no longer waits for, with the
+action's `cancel(handle)`, and says how that went as a TaskCancelled.
 """
 
 from __future__ import annotations
 
+from weft.runtime.core.events import TaskCancelled
 from weft.runtime.executors.port import PollReport
 from weft.runtime.records import check_serializable
 from weft.sdk import actions, polling
@@ -40,3 +44,14 @@ def call(
         "max_every": spec.max_every,
         "factor": spec.factor,
     }
+
+
+def cancel(defn: actions.ActionDef, step: str, attempt: int, handle: object) -> TaskCancelled:
+    """Call `defn`'s `cancel` with `handle`; never raises for the action's faults."""
+    if not polling.cancellable(defn):
+        return TaskCancelled(step, attempt, "none", f"action '{defn.name}' defines no cancel(self, handle)")
+    try:
+        polling.cancel(defn, handle)
+    except Exception as e:  # noqa: BLE001 - whatever the action raises, the task was not cancelled
+        return TaskCancelled(step, attempt, "failed", f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+    return TaskCancelled(step, attempt, "cancelled")
