@@ -301,6 +301,8 @@ flow f(flag: bool, names: list[str]) {{
         ("", "std.log(message: 'x') when probe.value == 1 and flag", ["E126"]),
         ("", "std.echo(value: probe.value) when flag", []),
         ("", "std.echo(value: probe.value) when not flag", ["E126"]),
+        ("", "p2 = std.echo(value: 1) when flag and names != []\n    std.echo(value: p2) when names != [] and flag", []),
+        ("", "p2 = std.echo(value: 1) when flag and names != []\n    std.echo(value: p2) when flag", ["E126"]),
         ("", "each n in names { std.echo(value: probe.value) } when flag", []),
         ("", "each n in names { std.echo(value: probe) }", ["E126"]),
         ("", "m = each n in names { host(name: n) when flag }", ["E126"]),

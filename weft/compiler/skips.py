@@ -5,10 +5,10 @@ skip` (its own policy or the flow's `meta on error skip`); its outputs are
 then absent and whatever reads them fails the run. A read is safe
 
 - inside `e ?? default` (the default takes its place) or `e?` (none does);
-- in a step that is skipped whenever the producer is: one of the `and` parts
-  of its `when` is the producer's condition (in the reader's own `when`, an
-  earlier part, as `and` stops at the first false part); an `each` step's
-  condition covers its body.
+- in a step that is skipped whenever the producer is: the `and` parts of its
+  `when` include every `and` part of the producer's (in the reader's own
+  `when`, as earlier parts, as `and` stops at the first false part); an
+  `each` step's condition covers its body.
 
 Every other read is reported where the reader holds it, with the path from
 the producer through the lets it passes: E126 (an error) when the producer
@@ -95,8 +95,9 @@ class _Checker:
     def report(self, read: _Read, covered: Covered, where: str) -> None:
         causes = read.scope.skip_causes(read.step)
         if "when" in causes:
-            cond = to_plan(read.step.node.clause("when").value, read.scope)
-            if any(s is read.scope and c == cond for s, c in covered):
+            known = [c for s, c in covered if s is read.scope]
+            parts = _conjuncts(read.step.node.clause("when").value)
+            if all(to_plan(p, read.scope) in known for p in parts):
                 causes = [c for c in causes if c != "when"]
         if not causes:
             return
