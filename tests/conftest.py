@@ -93,6 +93,16 @@ class Weft:
             return t.steps(run)
 
 
+def read_until(proc: subprocess.Popen, text: str) -> str:
+    """A process's output lines up to the first that contains `text` (read as they come)."""
+    seen = ""
+    while text not in seen:
+        line = proc.stdout.readline()
+        assert line, seen + proc.stderr.read()
+        seen += line
+    return seen
+
+
 class Output:
     """A process whose output lines are collected as they come."""
 

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import Weft, run_id
+from conftest import Weft, read_until, run_id
 
 FLOW = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runtime_support", "faults.flow")
 CLI_FLOW = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runtime_support", "cli.flow")
@@ -45,15 +45,6 @@ def until(check, timeout: float = 20.0):
         assert time.monotonic() < end, "timed out"
         time.sleep(0.05)
     return found
-
-
-def read_until(proc: subprocess.Popen, text: str) -> str:
-    seen = ""
-    while text not in seen:
-        line = proc.stdout.readline()
-        assert line, seen + proc.stderr.read()
-        seen += line
-    return seen
 
 
 # -- item 3: a run whose owner died ---------------------------------------------------------

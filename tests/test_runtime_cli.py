@@ -6,10 +6,8 @@ import json
 import os
 import re
 import subprocess
-import sys
-import time
 
-from conftest import run_id
+from conftest import read_until, run_id
 
 FLOW = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runtime_support", "cli.flow")
 LINE = re.compile(r"^\d\d:\d\d:\d\d ")
@@ -128,16 +126,9 @@ def test_list_filters_and_sorts_through_the_indexes(weft):
 
 
 def test_a_run_driven_by_a_live_process_refuses_other_owners_and_takes_a_cancel(weft):
-    owner = subprocess.Popen(
-        [sys.executable, "-m", "weft.cli.main", "run", FLOW, "--flow", "slow", "-i", "seconds=20"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=weft.env,
-        cwd=weft.tmp,
-    )
-    rid = run_id(owner.stdout.readline() + "\n")
-    time.sleep(0.3)
+    owner = weft.start("run", FLOW, "--flow", "slow", "-i", "seconds=20")
+    rid = run_id(owner.stdout.readline())
+    read_until(owner, " s running")
     one_line_error(weft("resume", rid), f"run {rid} is being driven by pid {owner.pid}")
     one_line_error(weft("rollback", rid), "is being driven by pid")
     done = weft("cancel", rid)
@@ -149,16 +140,9 @@ def test_a_run_driven_by_a_live_process_refuses_other_owners_and_takes_a_cancel(
 
 def test_signals_reach_a_live_owner_or_drive_the_run_themselves(weft):
     one_line = lambda *a: weft("signal", *a)  # noqa: E731
-    owner = subprocess.Popen(
-        [sys.executable, "-m", "weft.cli.main", "run", FLOW, "--flow", "approval"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=weft.env,
-        cwd=weft.tmp,
-    )
-    rid = run_id(owner.stdout.readline() + "\n")
-    time.sleep(0.3)
+    owner = weft.start("run", FLOW, "--flow", "approval")
+    rid = run_id(owner.stdout.readline())
+    read_until(owner, "waiting for signal 'approval'")
     one_line_error(
         one_line(rid, "aproval", "ok=true"), "has no step waiting for signal 'aproval' (it waits for: approval)"
     )
@@ -169,16 +153,9 @@ def test_signals_reach_a_live_owner_or_drive_the_run_themselves(weft):
     assert owner.wait(10) == 0
     assert owner.stdout.read().splitlines()[-1] == 'result: {"ok": true}'
 
-    owner = subprocess.Popen(
-        [sys.executable, "-m", "weft.cli.main", "run", FLOW, "--flow", "approval"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=weft.env,
-        cwd=weft.tmp,
-    )
-    rid = run_id(owner.stdout.readline() + "\n")
-    time.sleep(0.3)
+    owner = weft.start("run", FLOW, "--flow", "approval")
+    rid = run_id(owner.stdout.readline())
+    read_until(owner, "waiting for signal 'approval'")
     assert re.search(rf"^owner    pid {owner.pid} on \S+$", weft("show", rid).stdout, re.M)
     owner.kill()
     owner.wait()
