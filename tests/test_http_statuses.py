@@ -94,10 +94,10 @@ def test_a_500_past_its_retries_pauses_and_resume_sends_the_request_again(weft, 
 
 def test_ok_names_the_statuses_that_succeed(weft, service, tmp_path):
     path = flow(tmp_path, '    r = std.http.request(url: "${url}/gone", ok: [200, 404])\n    return (status: r.status)')
-    rid, done = weft.run(path, "-i", f"url={service.url}", code=0)
+    _, done = weft.run(path, "-i", f"url={service.url}", code=0)
     assert 'result: {"status": 404}' in done.stdout
     path = flow(tmp_path, '    r = std.http.request(url: "${url}/flaky", ok: [201])\n    return (status: r.status)')
-    rid, done = weft.run(path, "-i", f"url={service.url}", code=3)
+    _, done = weft.run(path, "-i", f"url={service.url}", code=3)
     assert "answered 200" in done.stdout
 
 
