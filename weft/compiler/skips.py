@@ -50,7 +50,12 @@ Covered = tuple[tuple[Scope, list], ...]  # conditions known true where a read h
 
 def skip_safety(scope: Scope, sink: Sink) -> None:
     """Report every unsafe read of a possibly skipped step's outputs in a flow (and its `each` bodies)."""
-    _Checker(sink).scope(scope, (), "")
+    if _any_skippable(scope):
+        _Checker(sink).scope(scope, (), "")
+
+
+def _any_skippable(scope: Scope) -> bool:
+    return any(scope.skip_causes(d) or (d.body is not None and _any_skippable(d.body)) for d in scope.steps.values())
 
 
 class _Checker:
