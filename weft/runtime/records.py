@@ -7,7 +7,9 @@ from typing import Any
 
 import msgpack
 
-_mine = threading.local()  # each thread's Packer: msgpack.packb would build one per call
+_mine = threading.local()  # each thread's Packer: msgpack.packb makes and frees a 256 KiB buffer per call
+_BUFFER = 16 << 10  # bytes a thread's Packer starts with
+_KEEP = 64 << 10  # a Packer whose buffer grew past this for a big value is let go, with its buffer
 
 
 class Unstorable(ValueError):
@@ -18,11 +20,14 @@ def pack(value: Any) -> bytes:
     """`value` as msgpack bytes; Unstorable if it is not plain data."""
     packer = getattr(_mine, "packer", None)
     if packer is None:
-        packer = _mine.packer = msgpack.Packer(use_bin_type=True)
+        packer = _mine.packer = msgpack.Packer(use_bin_type=True, buf_size=_BUFFER)
     try:
-        return packer.pack(value)
+        data = packer.pack(value)
     except (TypeError, ValueError, OverflowError) as e:  # (the Packer drops what it had packed)
         raise Unstorable(str(e)) from None
+    if len(data) > _KEEP:
+        _mine.packer = None
+    return data
 
 
 def unpack(data: bytes | memoryview) -> Any:

@@ -28,8 +28,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
-
 OVERLAPS = ("skip", "buffer-one", "allow", "cancel-other")
 MISSED_SHOWN = 1000  # missed slots counted one by one at most; beyond, the rest are counted as one entry
 HISTORY = 50  # entries a schedule keeps of what it did
@@ -52,8 +50,15 @@ class Decision:
     next_due: float | None = None  # when to look again (None: never, the schedule is over)
 
 
+def _croniter() -> type:
+    """croniter, imported on first use: it costs a process 4 MB, and most never read a cron line."""
+    from croniter import croniter
+
+    return croniter
+
+
 def valid_cron(line: str) -> bool:
-    return croniter.is_valid(line)
+    return _croniter().is_valid(line)
 
 
 def slots(rec: dict, after: float, limit: int) -> Iterator[float]:
@@ -74,7 +79,7 @@ def slots(rec: dict, after: float, limit: int) -> Iterator[float]:
             k += 1
         return
     tz = ZoneInfo(rec.get("tz") or "UTC")
-    it = croniter(rec["cron"], datetime.fromtimestamp(after, tz))
+    it = _croniter()(rec["cron"], datetime.fromtimestamp(after, tz))
     previous_wall = None
     while count < limit:
         when = it.get_next(datetime)

@@ -13,7 +13,9 @@ Used by one writer at a time (the environment's write lock).
 
 from __future__ import annotations
 
-KEPT = 4096  # records remembered per database: more than a driver has running at once
+from collections.abc import Set as AbstractSet
+
+KEPT = 1024  # records remembered per database: more than a driver has running at once
 
 
 class Derived:
@@ -26,9 +28,9 @@ class Derived:
         known = self._known.get(key)
         return known[1] if known is not None and known[0] == raw else None
 
-    def put(self, key: bytes, raw: bytes, entries: frozenset[bytes]) -> None:
+    def put(self, key: bytes, raw: bytes, entries: AbstractSet[bytes]) -> None:
         """Record `raw` was written at `key`, with `entries`; beyond the size, the first record remembered goes."""
         known = self._known
-        known[key] = (raw, entries)
+        known[key] = (raw, frozenset(entries))  # (no entries: the one empty frozenset)
         if len(known) > self._size:
             del known[next(iter(known))]
