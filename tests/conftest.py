@@ -4,7 +4,9 @@
 process, checked for tracebacks and exit codes), `start` one in the
 background, or `run` one whose first line names its run. Test modules that
 need more (simulated services, side-effect files) subclass `Weft` and
-override the fixture.
+override the fixture. `read_until` and `Output` follow a process's lines.
+Also set here for every test: one bytecode cache for the processes tests
+start, and the Hypothesis profile.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 # Every `weft` process a test starts compiles Weft's modules to bytecode once per machine, not once per process:
 # with PYTHONDONTWRITEBYTECODE set (it keeps __pycache__ out of the tree), each one would compile ~100 modules
@@ -28,6 +31,11 @@ PYCACHE = os.path.join(tempfile.gettempdir(), f"weft-tests-pycache-{os.getuid()}
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 os.environ.setdefault("PYTHONPYCACHEPREFIX", PYCACHE)
 sys.dont_write_bytecode, sys.pycache_prefix = False, os.environ["PYTHONPYCACHEPREFIX"]
+
+# Property tests judge their inputs, not this machine's speed: on a loaded machine (the suite runs on every core)
+# example generation and examples themselves take longer, and neither is a failure.
+settings.register_profile("weft", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("weft")
 
 RUN_LINE = re.compile(r"run ([0-9A-Z]{26})")
 
