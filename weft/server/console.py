@@ -35,13 +35,14 @@ from weft.client import NotFound
 from weft.errors import WeftError
 from weft.render.style import type_text
 from weft.runtime.core.states import RUN_STATES
-from weft.server import api, auth
+from weft.server import api, auth, schedules_api
 from weft.server.problems import Refused
 
 HERE = Path(__file__).resolve().parent
 PAGE = 50  # runs per page of the list
 SUB_PAGE = 25  # sub-runs per page of a run
 LATEST = 8  # runs on the dashboard
+RECENT = 5  # runs of each schedule on the schedules page
 SORTS = ("label", "flow", "state", "user", "started", "ended")
 RESULTS = ("succeeded", "failed", "cancelled", "rolled-back")
 PHASES = (("run", "Run"), ("finalize", "Finalize"), ("hooks", "Hooks"))
@@ -169,7 +170,8 @@ def dashboard(request: Request, who: auth.Caller) -> Response:
 def runs_list(request: Request, who: auth.Caller) -> Response:
     q = request.query_params
     filters = {
-        k: [v for v in q.getlist(k) if v] or None for k in ("state", "result", "flow", "tag", "user", "label", "parent")
+        k: [v for v in q.getlist(k) if v] or None
+        for k in ("state", "result", "flow", "tag", "user", "schedule", "label", "parent")
     }
     sort = q.get("sort", "started")
     order = q.get("order") or None
@@ -255,6 +257,12 @@ def flow_page(request: Request, name: str, who: auth.Caller) -> Response:
     return render(request, "flow.html", who=who, flow=flow, fields=param_fields(flow.params))
 
 
+def schedules_page(request: Request, who: auth.Caller) -> Response:
+    found = schedules_api.schedules(request, who)
+    runs = {s.name: api.list_runs(request, who, schedule=[s.name], limit=RECENT) for s in found}
+    return render(request, "schedules.html", who=who, schedules=found, runs=runs)
+
+
 def mount(app: FastAPI) -> None:
     """Add the console's pages, its sign-in page and its static files to `app`."""
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -279,6 +287,7 @@ def mount(app: FastAPI) -> None:
     page("/runs/{run_id}", run_page)
     page("/flows", flows_page)
     page("/flows/{name}", flow_page)
+    page("/schedules", schedules_page)
 
     @app.get("/login", include_in_schema=False, response_class=HTMLResponse)
     def login(request: Request) -> Response:
