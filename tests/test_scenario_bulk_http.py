@@ -8,6 +8,7 @@ import json
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -27,8 +28,8 @@ flow hosts(names: list[str], url: str) -> (ips: list[(ip: any)?]) {
 class _Proxy(BaseHTTPRequestHandler):
     """POST /hosts/hN makes host N's record (its address 10.0.0.N); while `broken` holds a name, that host is a 500."""
 
-    broken: set[str] = set()
-    made: Counter = Counter()
+    broken: ClassVar[set[str]] = set()
+    made: ClassVar[Counter] = Counter()
     lock = threading.Lock()
 
     def log_message(self, *args):
