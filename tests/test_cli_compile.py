@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from weft.plan.schema import PLAN_VERSION
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 DIAG = FIXTURES / "diagnostics"
@@ -245,7 +247,7 @@ def test_plan_json_is_the_plan():
     proc = weft("plan", "--json", BULK)
     assert proc.returncode == 0, proc.stderr
     plan = json.loads(proc.stdout)
-    assert (plan["format"], plan["version"], plan["flow"]) == ("weft.plan", 1, "bulk_create")
+    assert (plan["format"], plan["version"], plan["flow"]) == ("weft.plan", PLAN_VERSION, "bulk_create")
     assert [s["id"] for s in plan["steps"]] == ["each", "log"]
     assert plan["steps"][0]["each"]["plan"]["steps"][0]["id"] == "create_host/dhcp"
 

@@ -13,6 +13,7 @@ import pytest
 
 from weft.compiler import compile_paths
 from weft.errors import WeftError
+from weft.plan.schema import PLAN_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -102,7 +103,7 @@ def host() -> dict:
 
 def test_host_plan_header(host):
     assert set(host) == PLAN_KEYS
-    assert (host["format"], host["version"], host["flow"]) == ("weft.plan", 1, "create_host")
+    assert (host["format"], host["version"], host["flow"]) == ("weft.plan", PLAN_VERSION, "create_host")
     assert host["file"] == HOST
     assert str(ROOT) in host["search_path"]
     assert [(p["name"], p["type"], p["default"]) for p in host["params"]] == [
