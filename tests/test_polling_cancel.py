@@ -149,7 +149,7 @@ def test_a_cancel_that_fails_or_is_missing_is_shown(tasks):
     rid, _ = tasks.run("tasks.flow", "--flow", "stubborn", "-i", f"folder={tasks.folder}", code=3)
     assert notes(tasks, rid) == ["its external task could not be cancelled: ActionFailed: task s-1 is past cancelling"]
     shown = tasks("show", rid, code=0).stdout
-    assert "external tasks that may still run (their cancel did not succeed)" in shown
+    assert "external tasks that may still run (their cancel did not succeed, or is not confirmed)" in shown
     assert (
         "  s: its external task could not be cancelled: it may still run (attempt 1): "
         "ActionFailed: task s-1 is past cancelling"
@@ -187,3 +187,26 @@ def test_cancel_must_take_the_handle():
                 pass
 
     assert os.environ.get("WEFT_DEBUG") is None
+
+
+BULK = """use ext_tasks as x
+
+flow many(folder: str, items: list[int]) {
+    made = each i in items concurrency 5 {
+        s = x.sync(folder: folder)
+    }
+}
+"""
+
+
+def test_a_bulk_run_cancelled_while_its_sub_runs_wait_between_polls_ends_them_cancelled(tasks):
+    (tasks.folder / "bulk.flow").write_text(BULK)
+    proc = tasks.start("run", "bulk.flow", "-i", f"folder={tasks.folder}", "-i", "items=[1,2]")
+    rid = run_id(proc.stdout.readline().strip())
+    wait_for(lambda: log(tasks) == ["start s-1", "start s-1"])
+    time.sleep(0.5)  # their polls are due every 0.05 s: they are let go between them
+    tasks("cancel", rid, code=0)
+    assert proc.wait(30) == 1
+    shown = tasks.show(rid)
+    subs = [s["id"] for s in shown["steps"][0]["sub_runs"]]
+    wait_for(lambda: all(tasks.show(sub)["state"] == "cancelled" for sub in subs))

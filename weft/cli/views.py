@@ -142,7 +142,7 @@ def run_text(run: Run) -> str:
         lines += [f"  {s.id}: {_error(s) or 'failed'}   weft show {run.id} {s.id}" for s in failed]
     left = [s for s in run.steps if s.cancel is not None and not s.cancel.cancelled]
     if left:
-        lines += ["", "external tasks that may still run (their cancel did not succeed)"]
+        lines += ["", "external tasks that may still run (their cancel did not succeed, or is not confirmed)"]
         lines += [f"  {s.id}: {task_cancel(s)}" for s in left]
     origins = [s for s in run.steps if s.origin is not None]
     if origins:

@@ -111,6 +111,7 @@ def _cancel_children(t: Txn, run_id: str, sid: str, now: float) -> list:
             continue
         m.note(now, f"cancelled with its parent run {run_id}")
         m.apply(ev.Cancel(by=f"run {run_id}"), now)
+        m.launches(now, 0)  # nothing of it runs (no process drives it): it ends cancelled now, not when driven
         out.append((m, lease))
     return out
 
