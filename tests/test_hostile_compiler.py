@@ -90,9 +90,9 @@ LIMITED_AT |= dict.fromkeys(["list-type", "record-type", "wait-fields"], 32)
 
 def compile_text(tmp_path: Path, text: str, name: str = "hostile"):
     path = str(tmp_path / f"{name}.flow")
-    began = time.monotonic()
+    began = time.process_time()  # the compiler's work, not a loaded machine's wait for a core
     result = compile_paths([path], sources={path: text})
-    elapsed = time.monotonic() - began
+    elapsed = time.process_time() - began
     assert elapsed < SECONDS, f"{name} took {elapsed:.1f} s"
     assert all(d.code in CODES for d in result.diagnostics)
     for plan in result.plans.values():
@@ -294,9 +294,9 @@ def test_thousands_of_misspelt_names_check_in_bounded_time(tmp_path):
     n = 3000
     params = ", ".join(f"param{i}: int" for i in range(n))
     body = "\n".join(f"    {log(f'parm{i}')}" for i in range(n))
-    began = time.monotonic()
+    began = time.process_time()
     result = compile_text(tmp_path, flow(body, params))
-    assert time.monotonic() - began < 15
+    assert time.process_time() - began < 15
     undefined = [d for d in result.diagnostics if d.code == "E101"]
     assert len(undefined) == n
     assert undefined[0].hint == "did you mean 'param0'?"
@@ -304,9 +304,9 @@ def test_thousands_of_misspelt_names_check_in_bounded_time(tmp_path):
 
 def test_thousands_of_unnamed_steps_of_one_action_get_ids_in_linear_time(tmp_path):
     n = 10_000
-    began = time.monotonic()
+    began = time.process_time()
     result = compile_text(tmp_path, flow("\n".join(f"    {log('x')}" for _ in range(n))))
-    assert time.monotonic() - began < 20
+    assert time.process_time() - began < 20
     (plan,) = result.plans.values()
     assert [s["id"] for s in plan["steps"]][:3] == ["log", "log_2", "log_3"]
     assert len({s["id"] for s in plan["steps"]}) == n

@@ -113,7 +113,7 @@ def test_parent_takes_a_run_id_prefix_and_bad_queries_say_why(filled):
 
 def test_a_filtered_limited_list_reads_only_a_little(filled):
     store, _ = filled
-    started = time.perf_counter()
+    started = time.process_time()  # the reads' work, not a loaded machine's wait for a core
     for q in (
         Query(flow="flow_05", limit=20),
         Query(state="succeeded", sort="user", limit=20),
@@ -121,7 +121,7 @@ def test_a_filtered_limited_list_reads_only_a_little(filled):
         Query(since=NOW - DAY, limit=20),
     ):
         search(store, q)
-    assert time.perf_counter() - started < 0.5
+    assert time.process_time() - started < 0.5
 
 
 def test_times_parse_as_durations_ago_or_iso_dates():
