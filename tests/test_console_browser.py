@@ -389,3 +389,29 @@ def test_the_viewer_sees_runs_but_no_actions(server, browser):
     page.goto("/runs")
     expect(page).to_have_url(re.compile(r"/login\?next="))
     ctx.close()
+
+
+def test_the_schedules_page_shows_next_slots_and_recent_runs_and_pauses_resumes_and_triggers(server, page):
+    inputs = {"name": "sched1", "mac": "52:54:00:bb:00:01", "subnet": "10.0.0.0/24"}
+    body = {"name": "nightly-web", "flow": "create_host", "inputs": inputs, "cron": "0 3 * * *", "tz": "Europe/Prague"}
+    assert server.api.post("/api/v1/schedules", json=body).status_code == 201
+    page.goto("/schedules")
+    card = page.locator("#schedule-nightly-web")
+    expect(card.locator("[data-upcoming]")).to_contain_text(" 02:00:00")  # 03:00 in Prague is 02:00 UTC in winter
+    card.get_by_role("button", name="Pause").click()
+    dialog = page.locator("dialog[open]")
+    dialog.locator("input[data-field=note]").fill(HOSTILE)
+    dialog.get_by_role("button", name="Pause").click()
+    expect(card.locator("h2 .badge")).to_have_text("paused")
+    expect(card.locator("[data-upcoming]")).to_contain_text(HOSTILE)  # the note, as text
+    card.get_by_role("button", name="Resume").click()
+    page.locator("dialog[open]").get_by_role("button", name="Resume").click()
+    expect(card.locator("h2 .badge")).to_have_count(0)
+    card.get_by_role("button", name="Trigger now").click()
+    page.locator("dialog[open]").get_by_role("button", name="Start").click()
+    expect(card.locator("tr[data-run]")).to_have_count(1)
+    run = server.wait_for(card.locator("tr[data-run]").get_attribute("data-run"), ("succeeded",))
+    assert run["schedule"]["name"] == "nightly-web"
+    page.goto(f"/runs/{run['id']}")
+    expect(page.locator("table.facts")).to_contain_text("nightly-web, slot")
+    page.watch.clean(page)

@@ -36,7 +36,7 @@ from weft.errors import WeftError
 from weft.render.style import type_text
 from weft.runtime.core.states import RUN_STATES
 from weft.server import api, auth, schedules_api
-from weft.server.problems import Refused
+from weft.server.problems import Refused, status_of
 
 HERE = Path(__file__).resolve().parent
 PAGE = 50  # runs per page of the list
@@ -277,7 +277,7 @@ def mount(app: FastAPI) -> None:
             try:
                 return await run_in_threadpool(build, request, who=who, **request.path_params)
             except WeftError as e:
-                status = getattr(e, "status", 400)
+                status = status_of(e)
                 return render(request, "error.html", status=status, who=who, message=str(e))
 
         app.add_api_route(path, handler, methods=["GET"], include_in_schema=False, response_class=HTMLResponse)

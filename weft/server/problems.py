@@ -63,7 +63,8 @@ def answer(status: int, detail: str, headers: dict[str, str] | None = None, **ex
     return JSONResponse(body, status_code=status, media_type=MEDIA, headers=headers)
 
 
-def _status(e: WeftError) -> int:
+def status_of(e: WeftError) -> int:
+    """The HTTP status of a WeftError: the Client's own, 507 for a full store, 503 for one that cannot answer."""
     if isinstance(e, StoreFull):
         return 507
     if isinstance(e, StoreError):
@@ -104,7 +105,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(WeftError)
     async def weft_error(request: Request, e: WeftError) -> JSONResponse:
         return answer(
-            _status(e),
+            status_of(e),
             str(e),
             field=getattr(e, "field", None),
             problems=tuple(getattr(e, "problems", ())) if isinstance(e, InvalidInput) else (),
