@@ -9,7 +9,7 @@ them as dicts (`step["deps"]`), so a stored record is its own type.
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from weft.errors import WeftError
 
@@ -138,6 +138,15 @@ class UndoRecord(TypedDict):
     error: ErrorRecord | None
 
 
+class TaskCancelRecord(TypedDict):
+    """The `cancel` of a polling action, asked for the task that attempt `attempt` started (`handle`)."""
+
+    attempt: int
+    handle: Any
+    state: str  # pending (asked, not answered yet), cancelled, failed, none (the action has no cancel)
+    detail: str | None
+
+
 class StepRecord(TypedDict):
     """Where one step of a run is (weft.runtime.core.states describes the states)."""
 
@@ -153,6 +162,7 @@ class StepRecord(TypedDict):
     deadline: float | None  # when its `timeout` runs out
     poll: PollRecord | None
     undo: UndoRecord | None
+    cancel: NotRequired[TaskCancelRecord]  # a polling step's external task, asked to stop
 
 
 class RunRecord(TypedDict, total=False):
