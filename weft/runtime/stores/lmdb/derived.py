@@ -13,6 +13,7 @@ Used by one writer at a time (the environment's write lock).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Set as AbstractSet
 
 KEPT = 1024  # records remembered per database: more than a driver has running at once
@@ -21,7 +22,8 @@ KEPT = 1024  # records remembered per database: more than a driver has running a
 class Derived:
     def __init__(self, size: int = KEPT) -> None:
         self._size = size
-        self._known: dict[bytes, tuple[bytes, frozenset[bytes]]] = {}
+        # (not a dict: a dict finds its first key by skipping the slots of every key deleted before it)
+        self._known: OrderedDict[bytes, tuple[bytes, frozenset[bytes]]] = OrderedDict()
 
     def get(self, key: bytes, raw: bytes) -> frozenset[bytes] | None:
         """The entries of the record stored at `key` as `raw`, if these are the bytes written last; else None."""
@@ -33,4 +35,4 @@ class Derived:
         known = self._known
         known[key] = (raw, frozenset(entries))  # (no entries: the one empty frozenset)
         if len(known) > self._size:
-            del known[next(iter(known))]
+            known.popitem(last=False)
