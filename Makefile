@@ -18,7 +18,7 @@ demo: $(STAMP)
 	@bash scripts/demo.sh
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -p no:cacheprovider -n 2
+	$(BIN)/python -m pytest -p no:cacheprovider -n 4
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/compile.py 10000
