@@ -211,7 +211,7 @@ class Run(RunSummary):
 
     steps: tuple[Step, ...]
     history: tuple[Event, ...]
-    actions: frozenset[str]  # of ACTIONS
+    actions: tuple[str, ...]  # of ACTIONS, sorted (the same order in every process)
     waiting_for: tuple[str, ...]  # signals that suspended steps wait for
 
     def step(self, name: str) -> Step | None:
@@ -511,7 +511,7 @@ def full(
         **fields,
         steps=steps,
         history=tuple(Event.of(e, seq) for seq, e in history),
-        actions=actions(run, steps, fields["owner"]),
+        actions=tuple(sorted(actions(run, steps, fields["owner"]))),
         waiting_for=waits,
     )
 
