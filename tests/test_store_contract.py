@@ -203,6 +203,14 @@ def test_history_is_append_only_with_seqs_from_one(store):
         assert t.events(b) == [(1, {"n": 9})]
 
 
+def test_a_page_of_history_stops_at_its_limit(store):
+    (a,) = make_ids(1)
+    store.write(lambda t: t.append_events(a, [{"n": n} for n in range(1, 6)]))
+    with store.read() as t:
+        assert t.events(a, after=1, limit=2) == [(2, {"n": 2}), (3, {"n": 3})]
+        assert t.events(a, after=4, limit=10) == [(5, {"n": 5})] and t.events(a, limit=0) == []
+
+
 def test_the_feed_lists_every_runs_events_in_commit_order(store):
     a, b = make_ids(2)
     with store.read() as t:

@@ -10,13 +10,15 @@ from weft.runtime.stores.port import Txn
 def changes(t: Txn, after: int, limit: int) -> tuple[list[Change], int]:
     """Up to `limit` changes after feed place `after`, and the last place read (`after` if none)."""
     entries = t.feed(after, limit)
+    spans: dict[str, tuple[int, int]] = {}  # run -> the first and last seq the entries name
+    for _, rid, seq in entries:
+        first, last = spans.get(rid, (seq, seq))
+        spans[rid] = (min(first, seq), max(last, seq))
     runs: dict[str, tuple[dict | None, dict[int, dict]]] = {}
-    for _, rid, _ in entries:
-        if rid not in runs:
-            run = t.run(rid)
-            first = min(seq for _, r, seq in entries if r == rid)
-            history = Redactor(run).history(t.events(rid, first - 1)) if run is not None else []
-            runs[rid] = (run, dict(history))
+    for rid, (first, last) in spans.items():
+        run = t.run(rid)
+        history = Redactor(run).history(t.events(rid, first - 1, last - first + 1)) if run is not None else []
+        runs[rid] = (run, dict(history))
     found = []
     for place, rid, seq in entries:
         run, history = runs[rid]
@@ -28,7 +30,7 @@ def changes(t: Txn, after: int, limit: int) -> tuple[list[Change], int]:
 def run_changes(t: Txn, run_id: str, after: int, limit: int) -> tuple[dict, list[Change]]:
     """The run's record and up to `limit` changes of its history after seq `after`."""
     run = t.run(run_id)
-    history = Redactor(run).history(t.events(run_id, after)[: max(0, limit)])
+    history = Redactor(run).history(t.events(run_id, after, max(0, limit)))
     return run, [_change(None, run_id, run, Event.of(e, seq)) for seq, e in history]
 
 

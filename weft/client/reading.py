@@ -124,7 +124,7 @@ class Reading:
         """Up to `limit` history events of a run after position `after`, oldest first."""
         with self._open().read() as t:
             rid = self._find(t, run_id)
-            history = Redactor(t.run(rid)).history(t.events(rid, after)[: max(0, limit)])
+            history = Redactor(t.run(rid)).history(t.events(rid, after, max(0, limit)))
         return tuple(Event.of(e, seq) for seq, e in history)
 
     def changes(self, after: int = 0, limit: int = 500) -> Changes:

@@ -27,7 +27,20 @@ from weft.runtime.stores.query import Page, Query, micros
 
 SCHEME = "memory://"
 T = TypeVar("T")
-_TABLES = ("runs", "plans", "steps", "events", "leases", "locks", "requests", "queue", "timers", "meta", "feed", "schedules")
+_TABLES = (
+    "runs",
+    "plans",
+    "steps",
+    "events",
+    "leases",
+    "locks",
+    "requests",
+    "queue",
+    "timers",
+    "meta",
+    "feed",
+    "schedules",
+)
 _CHUNK = 1024  # feed entries per tuple: an append copies one chunk, not the whole feed
 _PER_RUN = frozenset({"steps", "requests", "timers"})  # tables of {run: {key: value}}
 
@@ -255,9 +268,10 @@ class Txn(port.Txn):
             feed["chunks"] = tuple(tuple(rest[i : i + _CHUNK]) for i in range(0, len(rest), _CHUNK))
         return gone
 
-    def events(self, run_id: str, after: int = 0) -> list[tuple[int, dict]]:
+    def events(self, run_id: str, after: int = 0, limit: int | None = None) -> list[tuple[int, dict]]:
         stored = self._table("events").get(run_id, ())
-        return [(seq, records.unpack(stored[seq - 1])) for seq in range(after + 1, len(stored) + 1)]
+        end = len(stored) if limit is None else min(len(stored), after + max(0, limit))
+        return [(seq, records.unpack(stored[seq - 1])) for seq in range(after + 1, end + 1)]
 
     # -- leases, locks, requests -------------------------------------------------------------
 

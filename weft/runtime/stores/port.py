@@ -150,8 +150,8 @@ class Txn(ABC):
         """
 
     @abstractmethod
-    def events(self, run_id: str, after: int = 0) -> list[tuple[int, dict]]:
-        """(seq, event) of the run's events with a seq greater than `after`, in order."""
+    def events(self, run_id: str, after: int = 0, limit: int | None = None) -> list[tuple[int, dict]]:
+        """(seq, event) of the run's events with a seq greater than `after`, in order; at most `limit` of them."""
 
     @abstractmethod
     def feed(self, after: int = 0, limit: int = 1000) -> list[tuple[int, str, int]]:

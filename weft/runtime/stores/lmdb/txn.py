@@ -275,11 +275,13 @@ class Txn(port.Txn):
             self.delete("feed", key)
         return len(drop)
 
-    def events(self, run_id: str, after: int = 0) -> list[tuple[int, dict]]:
+    def events(self, run_id: str, after: int = 0, limit: int | None = None) -> list[tuple[int, dict]]:
         """The history after `after`; CorruptRecord if its numbers are not after+1, after+2, ... (a damaged key)."""
         low, high = K.seq_key(run_id, after + 1), K.after(K.run_key(run_id))
-        found = []
+        found: list[tuple[int, dict]] = []
         for key in self.walk("events", low, high):
+            if limit is not None and len(found) >= limit:
+                break
             if len(key) != K.ID_LEN + 8 or K.seq_of(key) != after + len(found) + 1:
                 missing = after + len(found) + 1
                 raise self._corrupt("events", key, f"the history of run {run_id} has no event {missing}")
