@@ -32,7 +32,20 @@ from weft.runtime.core.states import outcome
 from weft.runtime.core.timers import Timer, TimerKind, step_timers
 from weft.runtime.stores.query import LABEL_KEY_MAX, micros
 
-DATABASES = ("meta", "runs", "plans", "steps", "events", "indexes", "leases", "requests", "queue", "timers", "feed", "schedules")
+DATABASES = (
+    "meta",
+    "runs",
+    "plans",
+    "steps",
+    "events",
+    "indexes",
+    "leases",
+    "requests",
+    "queue",
+    "timers",
+    "feed",
+    "schedules",
+)
 OWNED = ("plans", "steps", "events", "requests", "leases")  # databases whose keys start with <run>
 ID_LEN = 26
 INDEX_VERSION = 4  # the index keys index_keys() makes; older stores are brought up to date by catalog.py
