@@ -269,6 +269,48 @@ def test_roll_back_a_run_listing_what_is_undone(server, page):
     assert server.api.get(f"/api/v1/runs/{run_id}").json()["rolled_back"] is True
 
 
+def test_rerun_a_succeeded_step_from_its_panel_refused_while_another_run_holds_the_lock(server, page):
+    run_id = start(server, host(10))
+    server.wait_for(run_id, ("succeeded",))
+    server.fail_file.write_text("dns_create:PTR\n")
+    holder = start(server, host(10))  # the same host again: it pauses holding lock host:console10
+    server.wait_for(holder, ("paused",))
+    page.goto(f"/runs/{run_id}")
+    expect(page.locator("#rerun-hint")).to_be_visible()
+    page.click("tr[data-step=a] a")
+    page.click("[data-open=do-rerun]")
+    dialog = page.locator("#do-rerun")
+    expect(dialog).to_contain_text("Step a (succeeded) goes back to pending")
+    expect(dialog).to_contain_text("The run, succeeded now, runs again")
+    dialog.locator("[data-dependents]").check()
+    page.click("#do-rerun button[type=submit]")
+    expect(dialog.locator(".problem")).to_contain_text(holder)  # the 409 names the lock's holder
+    assert server.api.post(f"/api/v1/runs/{holder}/cancel").status_code == 200
+    server.wait_for(holder, ("cancelled",))
+    page.click("#do-rerun button[type=submit]")
+    expect(page.locator("#history")).to_contain_text("re-run of a and the steps downstream, asked by the console")
+    expect(page.locator("#run-state")).to_have_text("succeeded", timeout=20_000)
+    run = server.api.get(f"/api/v1/runs/{run_id}").json()
+    runs_of = {s["id"]: s["attempts"] for s in run["steps"]}
+    assert runs_of["a"] == 2 and runs_of["dhcp"] == 1, runs_of  # a ran again, what it follows did not
+    page.click("tr[data-step=ptr] a")  # not downstream of a: its panel still offers a re-run
+    expect(page.locator("[data-open=do-rerun]")).to_have_text("Rerun ptr")
+
+
+def test_a_running_run_offers_no_rerun(server, page):
+    page.goto("/flows/approve_change")
+    page.fill("#param-ticket", "8")
+    page.click("[data-open=do-start]")
+    page.click("#do-start button[type=submit]")
+    expect(page.locator("[data-open=do-signal-1]")).to_be_visible(timeout=20_000)
+    page.click("tr[data-step=approval] a")
+    expect(page.locator("#step")).to_contain_text("Awaits signal")
+    expect(page.locator("[data-open=do-rerun]")).to_have_count(0)
+    expect(page.locator("#rerun-hint")).to_have_count(0)
+    run_id = page.url.split("?")[0].rsplit("/", 1)[1]
+    assert server.api.post(f"/api/v1/runs/{run_id}/cancel").status_code == 200
+
+
 def test_markup_in_a_label_and_inputs_is_shown_as_text_and_never_runs(server, page):
     run_id = start(server, host(5), label=HOSTILE)
     server.wait_for(run_id, ("succeeded",))

@@ -334,6 +334,32 @@ def test_resume_skip_with_typed_outputs_and_rollback(server):
     assert problem(server.api.post(f"/api/v1/runs/{again}/rollback", json={}), 409)
 
 
+def test_rerun_a_step_of_a_succeeded_run_and_its_refusals(server):
+    rid = start(server, "quick", inputs={"n": 4})
+    assert settled(server, rid)["state"] == "succeeded"
+    again = server.api.post(f"/api/v1/runs/{rid}/steps/b/rerun", json={})
+    assert again.status_code == 200 and again.json()["id"] == rid, again.text
+    assert again.json()["state"] == "running"
+    done = server.wait_for(rid, ("succeeded",))
+    assert {s["id"]: s["attempts"] for s in done["steps"]} == {"a": 1, "b": 2} and done["result"] == {"y": 4}
+    assert "re-run of b, asked by the console (operator)" in [e["note"] for e in done["history"]], done["history"]
+    assert "no step 'nope'" in problem(server.api.post(f"/api/v1/runs/{rid}/steps/nope/rerun", json={}), 404)["detail"]
+    assert problem(server.api.post(f"/api/v1/runs/{rid}/steps/b/rerun", json={"item": 0}), 422)["field"] == "item"
+    problem(server.api.post(f"/api/v1/runs/{rid}/steps/b/rerun", json={"with_dependents": "maybe"}), 422)
+    problem(server.api.post("/api/v1/runs/ZZZZZZZZ/steps/b/rerun", json={}), 404)
+
+    live = start(server, "waiter", inputs={"who": "rerun"})
+    waiting(server, live)  # driven by the server's worker, waiting for its signal
+    refused = problem(server.api.post(f"/api/v1/runs/{live}/steps/ask/rerun", json={}), 409)
+    assert refused["state"] == "running" and live in refused["detail"], refused
+    server.api.post(f"/api/v1/runs/{live}/cancel")
+    rolled = start(server, "quick", inputs={"n": 5})
+    settled(server, rolled)
+    assert server.api.post(f"/api/v1/runs/{rolled}/rollback", json={"force": True}).status_code == 200
+    assert settled(server, rolled)["rolled_back"]
+    assert "rolled back" in problem(server.api.post(f"/api/v1/runs/{rolled}/steps/a/rerun", json={}), 409)["detail"]
+
+
 def test_signals_are_checked_by_the_waits_fields(server):
     rid = start(server, "waiter", inputs={"who": "signalled"})
     run = waiting(server, rid)

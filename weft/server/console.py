@@ -31,10 +31,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from weft.client import NotFound
+from weft.client import NotFound, Step
 from weft.errors import WeftError
 from weft.render.style import type_text
 from weft.runtime.core.states import RUN_STATES
+from weft.runtime.core.steering import RERUNNABLE
 from weft.server import api, auth, schedules_api
 from weft.server.problems import Refused, status_of
 
@@ -227,6 +228,7 @@ def run_page(request: Request, run_id: str, who: auth.Caller) -> Response:
         else None
     )
     preview = api.rollback_preview(request, run.id, who) if "rollback" in run.actions else None
+    rerun = detail is not None and "rerun" in run.actions and rerunnable(detail.step)
     return render(
         request,
         "run.html",
@@ -240,12 +242,19 @@ def run_page(request: Request, run_id: str, who: auth.Caller) -> Response:
         sub_prev=_query(request, sub=max(0, sub_offset - SUB_PAGE)) + "#sub-runs" if sub_offset else None,
         sub_next=_query(request, sub=sub_offset + SUB_PAGE) + "#sub-runs" if children and children.more else None,
         preview=preview,
+        rerun=rerun,
         failed=[s for s in run.steps if s.state == "failed"],
         waits=[s for s in run.steps if s.signal is not None and s.state == "suspended"],
         record_fields=record_fields,
         last_seq=max((e.seq or 0 for e in run.history), default=0),
         step_link=lambda sid: _query(request, step=sid) + "#step",
     )
+
+
+def rerunnable(step: Step) -> bool:
+    """Whether the console offers to run `step` again (in a run that allows re-runs): a run or finalize step
+    that succeeded, failed or was skipped, and whose undo has not run."""
+    return step.phase in ("run", "finalize") and step.state in RERUNNABLE and step.undo is None
 
 
 def flows_page(request: Request, who: auth.Caller) -> Response:

@@ -109,6 +109,16 @@
     return $$(".pick:checked").map((box) => box.value);
   }
 
+  function rerunBody(form) {
+    const data = { with_dependents: $("[data-dependents]", form).checked };
+    const item = $("[data-item]", form);
+    if (item && item.value.trim() !== "") {
+      if (!/^\d+$/.test(item.value.trim()) || Number(item.value) < 1) throw new Error("item: a whole number from 1");
+      data.item = Number(item.value.trim());
+    }
+    return data;
+  }
+
   function bodyOf(form) {
     switch (form.dataset.body) {
       case "ids":
@@ -121,6 +131,8 @@
         const force = $("[data-force]", form);
         return { force: Boolean(force && force.checked) };
       }
+      case "rerun":
+        return rerunBody(form);
       case "start":
         return startBody();
       default:
