@@ -18,6 +18,15 @@ cancelled) is cancelled through its channel, and the driver waits, up to ACK
 seconds, for it to finish before it saves that round (the step's failure) or
 exits: what the action started (std.exec's program) is gone by the time the
 step is recorded failed, so a resume cannot start a second copy beside it.
+Quick actions (calls averaging under QUICK in this process, no timeout)
+are called in the driver's own thread, after the round's other tasks were
+handed out: no thread hand-off per step. A round whose launches are all such
+calls of pure or idempotent actions, after a round that did nothing else,
+may skip its commit (up to SHARE seconds since the last one): those steps'
+transitions share the next commit, and a crash loses only work that a
+resume does again. Any other step still commits before it is called and its
+outcome commits before anything starts after it (docs/runtime.md, "Shared
+commits").
 An external task the machine no longer waits for (see waiting.py) is
 cancelled in a thread of this process with its polling action's `cancel`;
 the driver lets go of the run only once each cancel answered (or CANCEL_WAIT
@@ -36,7 +45,7 @@ from weft.runtime.core.events import CancelTask, Launch
 from weft.runtime.core.machine import Machine
 from weft.runtime.core.states import RUN_STOPPED, error_record
 from weft.runtime.crash import crash_point
-from weft.runtime.engine import each
+from weft.runtime.engine import each, remote
 from weft.runtime.engine.lease import Lease
 from weft.runtime.engine.session import persist
 from weft.runtime.executors.perform import cancel_task, perform
@@ -45,8 +54,10 @@ from weft.runtime.executors.threads import ThreadExecutor, Threads
 from weft.runtime.stores.port import Store
 
 DEFAULT_WORKERS = 16
+REMOTE_WORKERS = 1000  # calls in flight on agents at once: they hold no thread here
 POLL = 0.2  # seconds between looks at requests from other processes
-QUICK = 0.001  # an action whose calls average less than this may run in the driver's own thread
+QUICK = 0.001  # an action whose calls average less than this runs in the driver's own thread
+SHARE = 0.05  # seconds of pure and idempotent quick steps that may share one commit (lost and redone by a crash)
 ACK = 3.0  # seconds a cancelled task may take to finish before the driver goes on without it (> processes.GRACE)
 CANCEL_WAIT = 30.0  # seconds an external task's `cancel` may take before it counts as failed
 
@@ -72,7 +83,8 @@ class Driver:
         self.store = store
         self.machine = machine
         self.lease = lease
-        self.workers = max(1, workers or DEFAULT_WORKERS)
+        self.remote = getattr(executor, "remote", False)  # its tasks go to agents: calls recorded before sent
+        self.workers = max(1, workers or (REMOTE_WORKERS if self.remote else DEFAULT_WORKERS))
         self.executor = executor or ThreadExecutor()
         self._own_executor = executor is None
         self._jobs = Threads()  # engine jobs of `each` steps: they need this process's store
@@ -86,16 +98,21 @@ class Driver:
         self.run_id = machine.run["id"]
         self.search_path = list(machine.plan.get("search_path") or ())
         self.inflight: dict[str, TaskChannel] = {}  # step -> the channel of its task now running
+        self.calls: dict[str, str] = {}  # step -> the call id recorded for its launch, for a remote executor
         self._reports = Reports()
         self._early: list[Report] = []  # reports that came while waiting for cancelled tasks: for the next round
         self._consumed: list[str] = []  # names of the requests acted on
-        self._took: dict[tuple[str, str], float] = {}  # action -> moving average of its call time
+        self._inline = isinstance(self.executor, ThreadExecutor)  # quick actions may run in this thread
+        self._here: set[int] = set()  # ids of the redoable tasks called in this thread, not applied yet
+        self._redoable = True  # nothing since the last commit that a crash may not lose (see `_share`)
+        self._committed = time.monotonic()
         self._cancelling: dict[int, tuple[Task, CancelTask, float]] = {}  # external tasks' cancels under way
 
     def drive(self) -> dict:
         """Drive the run until it ends or pauses (or, with `until_waiting`, waits for a signal)."""
         self.lease.keep_alive(self.store)
         pump = each.drive_children(self.store, self.run_id, self.workers, Driver) if self.children else None
+        remote.reattach(self, time.time())
         try:
             return self._loop()
         finally:
@@ -123,6 +140,8 @@ class Driver:
                 self._poll(now)
                 next_poll = now + POLL
             launches = m.launches(now, 0 if draining else self.workers - len(self.inflight))
+            if self.remote:
+                remote.dispatch(self, launches, now)
             self._abandon_stale()
             cancels = m.cancellations()
             self._give_up_cancels(now)
@@ -134,16 +153,19 @@ class Driver:
                     and (draining or self.until_waiting and m.waiting_only(self.release_polls))
                 )
             ) and not (cancels or self._cancelling)
-            self._commit(release=stop)
+            here, there = [], []
+            for launch in launches:
+                (here if self._quick(launch) else there).append(launch)
+            if stop or not self._share(launches, here, cancels):
+                self._commit(release=stop)
             if stop:
                 return m.run
-            if len(launches) == 1 and not self.inflight and self._quick(launches[0]):
-                self._run_here(launches[0])
-            else:
-                for launch in launches:
-                    self._submit(launch)
+            for launch in there:
+                self._submit(launch)
             for order in cancels:
                 self._cancel(order)
+            for launch in here:
+                self._run_here(launch)
             reports = self._collect(now)
 
     # -- one round ----------------------------------------------------------------------
@@ -153,25 +175,35 @@ class Driver:
         for report in reports:
             task = report.task
             if id(task) in self._cancelling:  # an external task's cancel answered
+                self._redoable = False
                 del self._cancelling[id(task)]
                 m.apply(report.value, now)
                 continue
             if report.kind == "log":  # what an action said is history, even after it was abandoned
+                self._redoable = False
                 m.apply(ev.Logged(task.step, report.value, report.at), now)
                 continue
             channel = self.inflight.get(task.step)
             if channel is None or channel.task is not task:
                 continue  # abandoned after a timeout or cancel; its late answer does not count
+            if report.kind in ("placed", "lost"):
+                remote.apply(self, report, now)
+                continue
             if report.kind == "progress":
+                self._redoable = False
                 m.apply(ev.Progressed(task.step, task.attempt, report.value), now)
                 continue
             del self.inflight[task.step]
             if report.kind == "event":  # an engine job answers with the machine's event
+                self._redoable = False
                 m.apply(report.value, now)
                 continue
             outcome = report.value
             key = (task.action["module"], task.action["name"])
-            self._took[key] = outcome.duration if key not in self._took else (self._took[key] + outcome.duration) / 2
+            _TOOK[key] = outcome.duration if key not in _TOOK else (_TOOK[key] + outcome.duration) / 2
+            if id(task) not in self._here:
+                self._redoable = False
+            self._here.discard(id(task))
             m.apply(event(task, outcome), now)
 
     def _poll(self, now: float) -> None:
@@ -214,8 +246,22 @@ class Driver:
                 else:
                     self._early.append(report)
 
+    def _share(self, launches: list[Launch], here: list[Launch], cancels: list[CancelTask]) -> bool:
+        """Whether this round's launches may be called before a commit: each is a pure or idempotent quick step
+        called here, nothing since the last commit is more than such steps' outcomes, and that commit is at most
+        SHARE seconds old. A crash then loses only work that `weft resume` simply does again (docs/runtime.md)."""
+        return (
+            self._redoable
+            and bool(launches)
+            and len(here) == len(launches)
+            and not (cancels or self._cancelling or self._consumed)
+            and all(_redoable(launch.action) and not launch.undo for launch in here)
+            and time.monotonic() - self._committed < SHARE
+        )
+
     def _commit(self, release: bool) -> None:
         m = self.machine
+        self._redoable, self._committed = True, time.monotonic()
         if not (m.has_changes() or release or self._consumed):
             return
         crash_point("before-commit")
@@ -229,20 +275,22 @@ class Driver:
 
     def _channel(self, launch: Launch) -> TaskChannel:
         """A new task's channel, recorded as in flight."""
-        channel = self._reports.channel(Task.of(self.run_id, launch, self.search_path))
+        channel = self._reports.channel(Task.of(self.run_id, launch, self.search_path, self.calls.pop(launch.step, None)))
         self.inflight[launch.step] = channel
         return channel
 
     def _quick(self, launch: Launch) -> bool:
         """Whether to call the action in this thread: no timeout, not a poll, and its calls have been quick."""
-        if launch.action is None or launch.poll is not None or not self._own_executor:
+        if launch.action is None or launch.poll is not None or not self._inline:
             return False
-        took = self._took.get((launch.action["module"], launch.action["name"]))
+        took = _TOOK.get((launch.action["module"], launch.action["name"]))
         return took is not None and took < QUICK and launch.deadline is None
 
     def _run_here(self, launch: Launch) -> None:
-        """Call a quick action here, sparing two thread hand-offs (a chain of quick steps gains most)."""
+        """Call a quick action here, sparing two thread hand-offs per step."""
         channel = self._channel(launch)
+        if _redoable(launch.action) and not launch.undo:
+            self._here.add(id(channel.task))
         channel.finish(perform(channel.task, channel))
 
     def _submit(self, launch: Launch) -> None:
@@ -274,6 +322,14 @@ class Driver:
             return early + self._reports.take(0)
         due = self.machine.next_timer()
         return self._reports.take(POLL if due is None else min(POLL, max(0.0, due - now)))
+
+
+_TOOK: dict[tuple[str, str], float] = {}  # (module, action) -> moving average of its call's seconds, in this process
+
+
+def _redoable(action: dict | None) -> bool:
+    """Whether calling `action` again after a crash is harmless: it is pure or idempotent."""
+    return action is not None and bool(action.get("idempotent") or action.get("pure"))
 
 
 def _cancel_job(order: CancelTask, search_path: list[str], channel: TaskChannel) -> None:
