@@ -50,6 +50,7 @@ VOCABULARY = [
     "when",
     "weight",
     "after",
+    "queue",
     "sequence",
     "finalize",
     "return",

@@ -46,6 +46,7 @@ NODE_FIELDS = {
     "on_error",
     "when",
     "weight",
+    "queue",
     "undo",
     "each",
     "wait",

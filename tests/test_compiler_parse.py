@@ -207,6 +207,7 @@ def test_statements_and_clauses():
         "        when v > 0\n"
         "        weight 3\n"
         "        after t, u\n"
+        '        queue "dc-${v}"\n'
         "    t = wait approved(by: str, ticket?: int)\n"
         "    u = each x in xs concurrency 4 {\n"
         "        std.log(message: x)\n"
@@ -225,12 +226,13 @@ def test_statements_and_clauses():
     assert isinstance(let, ast.Let) and (let.name, let.value.value) == ("v", 1)
     assert isinstance(step, ast.Step) and step.name == "s" and step.head.target == ("std", "echo")
     kinds = [c.kind for c in step.clauses]
-    assert kinds == ["retry", "timeout", "undo", "on_error", "when", "weight", "after"]
+    assert kinds == ["retry", "timeout", "undo", "on_error", "when", "weight", "after", "queue"]
     assert step.clause("retry").extra.value == 1 and step.clause("retry").extra.duration
     assert step.clause("timeout").value.value == 300
     assert isinstance(step.clause("undo").value, ast.Call)
     assert step.clause("on_error").value[0] == "skip"
     assert [n for n, _ in step.clause("after").value] == ["t", "u"]
+    assert isinstance(step.clause("queue").value, ast.Interp) and step.clause("queue").value.parts[0] == "dc-"
     assert isinstance(wait.head, ast.Wait) and wait.head.signal == "approved"
     assert [(f.name, f.optional) for f in wait.head.fields] == [("by", False), ("ticket", True)]
     assert isinstance(each.head, ast.Each) and each.head.var == "x" and each.head.concurrency.value == 4

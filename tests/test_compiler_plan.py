@@ -56,6 +56,7 @@ STEP_KEYS = {
     "on_error",
     "when",
     "weight",
+    "queue",
     "undo",
     "each",
     "wait",

@@ -55,7 +55,7 @@ def test_steps_actions_flows_and_lets_are_named():
 
 def test_keywords_literals_and_comments():
     keywords = RULES["keyword"]["patterns"]
-    for word in ("retry", "backoff", "undo", "finalize", "after", "each", "concurrency", "wait", "return"):
+    for word in ("retry", "backoff", "undo", "finalize", "after", "queue", "each", "concurrency", "wait", "return"):
         assert scope_of(word, keywords) == "keyword.control.weft"
     assert scope_of("on failure", keywords) == "keyword.control.weft"
     expression = RULES["expression"]["patterns"]

@@ -216,3 +216,26 @@ async def test_quick_fixes_apply_the_did_you_mean(client: LanguageClient, tmp_pa
         types.DidChangeTextDocumentParams(types.VersionedTextDocumentIdentifier(uri=uri, version=2), [whole])
     )
     assert await publication(client, uri, mark) == []
+
+
+ROUTED = """\
+use lsp_routed as r
+
+flow f(subnet: str) {
+    r.reserve(subnet: subnet) queue "proxy-${subnet}"
+}
+"""
+
+
+async def test_hover_on_an_action_names_its_default_queue_and_the_queue_clause_is_checked(
+    client: LanguageClient, tmp_path: Path
+):
+    write(
+        tmp_path,
+        "lsp_routed.py",
+        'from weft import action\n\n\n@action(queue="proxy")\ndef reserve(subnet: str) -> None: ...\n',
+    )
+    uri = write(tmp_path, "routed.flow", ROUTED)
+    open_doc(client, uri, ROUTED)
+    assert (await hover_text(client, uri, at(ROUTED, "reserve", 2))).endswith("`lsp_routed` · queue `proxy`")
+    assert await hover_text(client, uri, at(ROUTED, "subnet}", 1)) == "```weft\nparam subnet: str\n```"

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import os
 
-from weft.render.style import action_label, expr_text, field_text, param_text, seconds, type_text
+from weft.render.style import (
+    action_label,
+    expr_text,
+    field_text,
+    param_text,
+    queue_text,
+    result_text,
+    returns_text,
+    seconds,
+)
 
 PHASE_TITLES = {
     "finalize": "finalize (in order, after every run step)",
@@ -45,7 +54,7 @@ def format_plan(plan: dict, extensions: list[dict]) -> str:
             out += [_step_line(s, width) for s in group]
     if plan["returns"]:
         out.append("")
-        out.append("returns " + ", ".join(f"{k}: {expr_text(v)}" for k, v in plan["returns"].items()))
+        out.append("returns " + returns_text(plan["returns"]))
     return "\n".join(out)
 
 
@@ -66,6 +75,8 @@ def _step_line(s: dict, width: int) -> str:
         notes.append(f"timeout {seconds(s['timeout'])}")
     if s["when"] is not None:
         notes.append(f"when {expr_text(s['when'])}")
+    if s.get("queue") is not None:
+        notes.append(f"queue {queue_text(s['queue'])}")
     if s["on_error"] != "pause":
         notes.append(f"on error {s['on_error']}")
     if s["undo"]:
@@ -80,9 +91,11 @@ def _what(s: dict) -> str:
         return f"wait for signal '{s['wait']['signal']}'"
     if s["kind"] == "each":
         e = s["each"]
-        body = e["plan"]["steps"]
+        body = e["plan"]
+        returns = f", each returns ({returns_text(body['returns'])})" if body["returns"] else ""
         return (
-            f"each {e['var']} in {expr_text(e['items'])} (concurrency {e['concurrency']}): {len(body)} steps per item"
+            f"each {e['var']} in {expr_text(e['items'])} (concurrency {e['concurrency']}): "
+            f"{len(body['steps'])} steps per item{returns}"
         )
     return action_label(s["action"]) if s["action"] else "?"
 
@@ -92,7 +105,7 @@ def _params(plan: dict) -> str:
 
 
 def _results(plan: dict) -> str:
-    return ", ".join(f"{r['name']}: {type_text(r['type'])}" for r in plan["results"])
+    return ", ".join(result_text(r) for r in plan["results"])
 
 
 def _rel(path: str) -> str:

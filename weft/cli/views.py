@@ -131,10 +131,12 @@ def run_text(run: Run) -> str:
         lines.append("result   " + ", ".join(f"{k}={_short(v)}" for k, v in run.result.items()))
     if run.error:
         lines.append(f"error    {run.error}")
-    rows = [("STEP", "PHASE", "STATE", "TRIES", "STARTED", "TOOK", "ERROR / WAITING FOR")]
+    queued = any(s.queue for s in run.steps)  # a QUEUE column only for a run that routes some step
+    rows = [("STEP", "PHASE", "STATE", "TRIES", "STARTED", "TOOK") + ("QUEUE",) * queued + ("ERROR / WAITING FOR",)]
     for s in run.steps:
         took = duration(s.started, s.ended) if s.state != "running" else ""
-        rows.append((s.id, s.phase, s.state, str(s.attempts), clock(s.started), took, _error(s)))
+        where = (s.queue or "-",) * queued
+        rows.append((s.id, s.phase, s.state, str(s.attempts), clock(s.started), took) + where + (_error(s),))
     lines += ["", *table(rows)]
     failed = [s for s in run.steps if s.state == "failed" or (s.undo is not None and s.undo.state == "failed")]
     if failed:
@@ -212,6 +214,8 @@ def step_text(d: StepDetail) -> str:
     ]
     if s.action:
         lines.append(f"action   {s.action}" + (f"   undo {d.undo_action}" if d.undo_action else ""))
+    if s.queue:
+        lines.append(f"queue    {s.queue}")
     if d.deps:
         lines.append(f"after    {', '.join(d.deps)}")
     lines.append(f"state    {s.state}   attempts {s.attempts}")

@@ -133,6 +133,7 @@ class Step:
     outputs_type: list | None  # its outputs' type as Plan type data (weft.plan.types.to_data): what a skip gives
     signal_fields: list | None  # a `wait` step: the signal's fields' type as Plan type data
     cancel: TaskCancel | None = None  # a polling step whose external task the run stopped waiting for
+    queue: str | None = None  # the executor queue its latest attempt was sent to (None: the default queue)
 
 
 @dataclass(frozen=True)
@@ -468,6 +469,7 @@ def step(spec: dict, rec: dict, children: list[dict] | None) -> Step:
         cancel=None
         if not rec.get("cancel")
         else TaskCancel(**{k: rec["cancel"][k] for k in ("state", "attempt", "detail")}),
+        queue=rec.get("queue"),
     )
 
 

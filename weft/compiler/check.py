@@ -99,6 +99,8 @@ def _options(decl: StepDecl, scope: Scope, sink: Sink) -> None:
             _number(clause.value, scope, sink, "weight", 0, MAX_WEIGHT, strict=True)
         elif clause.kind == "on_error":
             _policy(clause.value, sink)
+        elif clause.kind == "queue":
+            _queue(decl, clause, sink)
         elif clause.kind == "when":
             value = constant(to_plan(clause.value, scope))
             if is_constant(value):
@@ -110,6 +112,16 @@ def _options(decl: StepDecl, scope: Scope, sink: Sink) -> None:
         if kinds.count(kind) > 1 and kind != "after":
             dup = [c for c in node.clauses if c.kind == kind][1]
             sink.add("E119", dup.span, f"'{kind.replace('_', ' ')}' is given twice for this step")
+
+
+def _queue(decl: StepDecl, clause: ast.Clause, sink: Sink) -> None:
+    """A `queue` routes one action call; a wait, an `each` or a call of a flow makes none itself (E119)."""
+    head = decl.node.head
+    if isinstance(head, ast.Call) and decl.flow is None:
+        return
+    what = {ast.Wait: "a `wait`", ast.Each: "an `each`"}.get(type(head)) or f"a call of flow '{head.target[0]}'"
+    hint = None if isinstance(head, ast.Wait) else "give the `queue` to the action steps it runs"
+    sink.add("E119", clause.span, f"`queue` applies to a step that calls an action, not to {what}", hint)
 
 
 def _number(

@@ -41,7 +41,7 @@ CODES: dict[str, tuple[str, str, str]] = {
     "E119": (
         "invalid-option",
         "error",
-        "a step option (retry, timeout, weight, concurrency, on error) has a bad value",
+        "a step option (retry, timeout, weight, concurrency, on error, queue) has a bad value or does not apply",
     ),
     "E120": ("recursive-flow", "error", "a flow calls itself, directly or through others"),
     "E121": ("import-failed", "error", "an imported .flow file cannot be found or read"),

@@ -23,6 +23,7 @@ _STEP_KEYS = (
     "on_error",
     "when",
     "weight",
+    "queue",
     "undo",
     "each",
     "wait",

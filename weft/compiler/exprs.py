@@ -98,9 +98,10 @@ def data_refs(decl: StepDecl, scope: Scope) -> list[tuple[str, str | None, str]]
     elif isinstance(head, ast.Each):
         fields["inputs"] = {name: symbol_expr(sym, scope) for name, sym in decl.body.captures.items()}
         fields["each"] = {"var": head.var, "items": to_plan(head.items, scope)}
-    clause = decl.node.clause("when")
-    if clause is not None:
-        fields["when"] = to_plan(clause.value, scope)
+    for kind in ("when", "queue"):
+        clause = decl.node.clause(kind)
+        if clause is not None:
+            fields[kind] = to_plan(clause.value, scope)
     return field_refs(fields)
 
 
@@ -118,6 +119,7 @@ def field_refs(fields: dict) -> list[tuple[str, str | None, str]]:
         walk(e, name)
     if fields.get("each"):
         walk(fields["each"]["items"], fields["each"]["var"])
-    if fields.get("when") is not None:
-        walk(fields["when"], "when")
+    for kind in ("when", "queue"):
+        if fields.get(kind) is not None:
+            walk(fields[kind], kind)
     return found

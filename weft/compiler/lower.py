@@ -71,6 +71,7 @@ def step_fields(
         "on_error": None,
         "when": None,
         "weight": 1.0,
+        "queue": None,
         "undo": None,
         "each": None,
         "wait": None,
@@ -120,8 +121,8 @@ def step_fields(
             fields["backoff"] = float(_const(clause.extra, scope, 0.0))
         elif clause.kind in ("timeout", "weight"):
             fields[clause.kind] = float(_const(clause.value, scope, 1.0))
-        elif clause.kind == "when":
-            fields["when"] = to_plan(clause.value, scope)
+        elif clause.kind in ("when", "queue"):
+            fields[clause.kind] = to_plan(clause.value, scope)
         elif clause.kind == "on_error":
             fields["on_error"] = clause.value[0]
         elif clause.kind == "undo" and decl.undo is not None:
@@ -129,6 +130,8 @@ def step_fields(
                 "action": _action_ref(decl.undo),
                 "inputs": {a.name: to_plan(a.value, scope) for a in clause.value.args},
             }
+    if fields["queue"] is None and decl.action is not None and decl.action[1].queue is not None:
+        fields["queue"] = ["lit", decl.action[1].queue]  # the action's default: a step's own `queue` wins
     if fields["undo"] is None and decl.action is not None and decl.action[1].undo:
         fields["undo"] = _default_undo(decl, fields["inputs"])
     fields["secret"] = secret_inputs(fields["inputs"], secrets)

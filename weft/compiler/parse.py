@@ -490,6 +490,7 @@ class Builder(Transformer):
     undo = _make_clause("undo")
     when = _make_clause("when")
     weight = _make_clause("weight")
+    queue = _make_clause("queue")
     del _make_clause
 
     def on_error(self, c):

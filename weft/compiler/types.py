@@ -125,6 +125,16 @@ class _Checker:
         for ret in scope.returns[1:]:
             if scope.flow is None:
                 self.sink.add("E112", ret.span, "this `each` body returns twice")
+        for ret in scope.returns[:1]:
+            self.once(ret.fields, "result")
+
+    def once(self, fields: tuple[ast.Arg, ...], what: str) -> None:
+        """E109 for a key given twice in a record or a `return`."""
+        seen: set[str] = set()
+        for a in fields:
+            if a.name in seen:
+                self.sink.add("E109", a.name_span, f"{what} '{a.name}' is given twice")
+            seen.add(a.name)
 
     def tags(self, scope: Scope, tags: ast.Expr) -> None:
         t = self.expr(scope, tags)
@@ -140,11 +150,12 @@ class _Checker:
         declared = self.typing.results.get(flow.name)
         if declared is None:
             for ret in scope.returns:
+                fields = ", ".join(T.key_text(a.name) + ": ..." for a in ret.fields)
                 self.sink.add(
                     "E112",
                     ret.span,
                     f"flow '{flow.name}' declares no result, so it cannot return one",
-                    f"declare it: flow {flow.name}(...) -> ({', '.join(a.name + ': ...' for a in ret.fields)})",
+                    f"declare it: flow {flow.name}(...) -> ({fields})",
                 )
             return
         if not scope.returns:
@@ -209,8 +220,8 @@ class _Checker:
                 self.expect(scope, clause.value, T.INT if clause.kind == "retry" else T.FLOAT, clause.kind)
                 if clause.extra is not None:
                     self.expect(scope, clause.extra, T.FLOAT, "backoff")
-            elif clause.kind == "timeout":
-                self.expect(scope, clause.value, T.FLOAT, "timeout")
+            elif clause.kind in ("timeout", "queue"):
+                self.expect(scope, clause.value, T.FLOAT if clause.kind == "timeout" else T.STR, clause.kind)
 
     def call_params(self, decl: StepDecl) -> list[tuple[str, T.Type, bool]] | None:
         if decl.flow is not None:
@@ -296,11 +307,7 @@ class _Checker:
                 item = t if item is None else T.join(item, t)
             return T.ListType(item or T.ANY)
         if isinstance(e, ast.RecordLit):
-            seen: set[str] = set()
-            for a in e.fields:
-                if a.name in seen:
-                    self.sink.add("E109", a.name_span, f"field '{a.name}' is given twice")
-                seen.add(a.name)
+            self.once(e.fields, "field")
             return T.RecordType(tuple(T.Field(a.name, self.expr(scope, a.value)) for a in e.fields))
         if isinstance(e, ast.Unary) and e.op == "?":
             return _optional(self.expr(scope, e.operand))

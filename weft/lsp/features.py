@@ -41,7 +41,8 @@ def describe(index: Index, occ: Occurrence) -> str:
         return _code(flow_signature(comp, target))
     if occ.kind == "action":
         defn = target.defn
-        notes = " · ".join([f"`{target.module}`"] + (["idempotent"] if defn.idempotent else []))
+        queue = [f"queue `{defn.queue}`"] if defn.queue else []
+        notes = " · ".join([f"`{target.module}`"] + (["idempotent"] if defn.idempotent else []) + queue)
         return "\n\n".join(x for x in (_code(action_signature(target.written, defn)), defn.doc, notes) if x)
     if occ.kind == "field":
         return _code(f"{source(comp, target.span)}: {comp.typing.exprs.get(id(target), T.ANY)}")

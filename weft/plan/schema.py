@@ -68,6 +68,7 @@ class StepSpec(TypedDict):
     on_error: str | None
     when: Expr | None
     weight: float
+    queue: NotRequired[Expr | None]  # a string expression: the executor queue of its action call; absent in older Plans
     undo: UndoSpec | None
     each: EachSpec | None
     wait: WaitSpec | None
@@ -163,6 +164,7 @@ class StepRecord(TypedDict):
     poll: PollRecord | None
     undo: UndoRecord | None
     cancel: NotRequired[TaskCancelRecord]  # a polling step's external task, asked to stop
+    queue: NotRequired[str]  # the executor queue its latest attempt was sent to (steps that name one only)
 
 
 class RunRecord(TypedDict, total=False):

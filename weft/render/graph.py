@@ -37,6 +37,7 @@ from weft.render.style import (
     html,
     html_label,
     plain_label,
+    queue_text,
     quote,
     seconds,
     shorten,
@@ -148,7 +149,7 @@ def body_summary(plan: dict) -> str:
 
 
 def annotations(step: dict, default_policy: str) -> list[str]:
-    """The small print under a step: retry, timeout, undo, when, error policy."""
+    """The small print under a step: retry, timeout, undo, when, error policy, queue."""
     notes = []
     if step["retry"]:
         backoff = f" backoff {seconds(step['backoff'])}" if step["backoff"] else ""
@@ -161,6 +162,8 @@ def annotations(step: dict, default_policy: str) -> list[str]:
         notes.append(f"when {shorten(expr_text(step['when']), 32)}")
     if step["on_error"] != default_policy:
         notes.append(f"on error {step['on_error']}")
+    if step.get("queue") is not None:
+        notes.append(f"queue: {shorten(queue_text(step['queue']), 32)}")
     return notes
 
 

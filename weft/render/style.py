@@ -175,6 +175,25 @@ def field_text(owner: str, key: str) -> str:
     return f"{owner}.{key}" if text == key else f"{owner}[{text}]"
 
 
+def queue_text(e: list) -> str:
+    """A step's queue expression: a string's text without its quotes (`proxy-${subnet}`), else as written."""
+    if e[0] == "lit" and isinstance(e[1], str):
+        return e[1]
+    if e[0] == "fmt":
+        return json.loads(expr_text(e))
+    return expr_text(e)
+
+
+def result_text(r: dict) -> str:
+    """A declared result of a Plan: `ip: str`, `"Content-Type": str`."""
+    return f"{typesys.key_text(r['name'])}: {type_text(r['type'])}"
+
+
+def returns_text(returns: dict) -> str:
+    """What a Plan's `return` gives: `ip: dhcp.ip, "X-Id": id`."""
+    return ", ".join(f"{typesys.key_text(k)}: {expr_text(v)}" for k, v in returns.items())
+
+
 def _operand(e: list) -> str:
     text = expr_text(e)
     return f"({text})" if e[0] in ("op", "and", "or", "not", "neg", "dflt") else text
@@ -197,7 +216,7 @@ def signature(plan: dict, width: int = 90) -> list[str]:
     words = ["(" + (words[0] if words else "")] + words[1:]
     words[-1] += ")"
     if plan["results"]:
-        words.append("→ (" + ", ".join(f"{r['name']}: {type_text(r['type'])}" for r in plan["results"]) + ")")
+        words.append("→ (" + ", ".join(result_text(r) for r in plan["results"]) + ")")
     lines = [words[0]]
     for word in words[1:]:
         if len(lines[-1]) + 1 + len(word) > width:

@@ -77,6 +77,7 @@ class ActionDef:
     context_param: str | None
     poll: Any = None  # a weft.polling.PollSpec for a polling action (a class with start/poll)
     pure: bool = False  # no side effects: nothing to undo on rollback (std.log, std.echo)
+    queue: str | None = None  # the executor queue its calls go to when a step names none (None: the default)
 
     @property
     def wants_context(self) -> bool:
@@ -94,6 +95,7 @@ def action(
     undo: Callable[..., Any] | str | None = None,
     name: str | None = None,
     pure: bool = False,
+    queue: str | None = None,
     poll_every: float = 1.0,
     poll_max: float = 60.0,
     poll_factor: float = 1.5,
@@ -103,7 +105,8 @@ def action(
     The function is returned unchanged (still callable plainly), carrying its
     ActionDef as `fn.__weft_action__`. Raises ActionDefinitionError listing
     every problem with the signature. `pure=True` declares an action without
-    side effects, which a rollback need not undo. On a class with `start` and `poll`
+    side effects, which a rollback need not undo. `queue="proxy"` sends its calls to that
+    executor queue unless a step says `queue ...`. On a class with `start` and `poll`
     methods it makes a polling action (see weft.sdk.polling); the `poll_*`
     arguments set its timer. `undo` is an @action of the same module, or its
     name (`undo="release"`, for one defined further down).
@@ -117,7 +120,11 @@ def action(
             defn = polling.define_poller(f, idempotent, undo, name, spec)
         else:
             defn = _define(f, idempotent, undo, name)
-        f.__weft_action__ = dataclasses.replace(defn, pure=bool(pure))  # type: ignore[attr-defined]
+        if queue is not None and not (isinstance(queue, str) and queue):
+            raise ActionDefinitionError(
+                f"invalid action {defn.name!r}: queue must be a non-empty string, not {queue!r}"
+            )
+        f.__weft_action__ = dataclasses.replace(defn, pure=bool(pure), queue=queue)  # type: ignore[attr-defined]
         return f
 
     return decorate if fn is None else decorate(fn)

@@ -18,8 +18,9 @@ from weft.plan import expr as px
 def fold_constants(graph: nx.DiGraph, ctx=None) -> nx.DiGraph:
     for _node, fields in graph.nodes(data=True):
         fields["inputs"] = {k: fold(e) for k, e in fields["inputs"].items()}
-        if fields.get("when") is not None:
-            fields["when"] = fold(fields["when"])
+        for kind in ("when", "queue"):
+            if fields.get(kind) is not None:
+                fields[kind] = fold(fields[kind])
         if fields.get("undo"):
             fields["undo"]["inputs"] = {k: fold(e) for k, e in fields["undo"]["inputs"].items()}
         if fields.get("each"):

@@ -47,8 +47,9 @@ def _inline(g: nx.DiGraph, call: str, callee: nx.DiGraph) -> None:
     for node, fields in callee.nodes(data=True):
         new = copy.deepcopy(fields)
         new["inputs"] = {k: rewrite(v) for k, v in new["inputs"].items()}
-        if new["when"] is not None:
-            new["when"] = rewrite(new["when"])
+        for kind in ("when", "queue"):
+            if new[kind] is not None:
+                new[kind] = rewrite(new[kind])
         if site["when"] is not None:
             new["when"] = site["when"] if new["when"] is None else ["and", site["when"], new["when"]]
         if new["undo"]:
@@ -105,8 +106,9 @@ def _replace_outputs(fields: dict, call: str, returns: dict) -> None:
         return px.map_children(e, sub)
 
     fields["inputs"] = {k: sub(v) for k, v in fields["inputs"].items()}
-    if fields["when"] is not None:
-        fields["when"] = sub(fields["when"])
+    for kind in ("when", "queue"):
+        if fields.get(kind) is not None:
+            fields[kind] = sub(fields[kind])
     if fields["undo"]:
         fields["undo"]["inputs"] = {k: sub(v) for k, v in fields["undo"]["inputs"].items()}
     if fields["each"]:

@@ -207,6 +207,7 @@ class Launch:
     undo: bool = False
     items: list | None = None  # an `each` step's items: one sub-run each
     poll: dict | None = None  # a suspended polling step's poll record: poll its handle once
+    queue: str | None = None  # the executor queue the call goes to (None: the default queue)
 
 
 @dataclass(slots=True)

@@ -425,6 +425,7 @@ class Machine(Steering, Waiting, Undoing):
             items = expr.evaluate(spec["each"]["items"], self.env) if spec["kind"] == "each" else None
             if spec["kind"] == "each" and not isinstance(items, list):
                 raise expr.EvalError(f"each needs a list of items, not {expr.type_name(items)}")
+            queue = _queue(spec, self.env)
             problem = check_serializable([inputs, items])
             if problem:
                 raise expr.EvalError(f"inputs cannot be stored: {problem}")
@@ -449,6 +450,7 @@ class Machine(Steering, Waiting, Undoing):
             self._arm(sid, TimerKind.DEADLINE)
             return None
         recorded = inputs if items is None else {"items": items, "with": inputs}
+        routed = {} if queue is None else {"queue": queue}  # kept by the steps that name a queue only
         self._set_step(
             sid,
             StepState.RUNNING,
@@ -460,9 +462,10 @@ class Machine(Steering, Waiting, Undoing):
             error=None,
             deadline=deadline,
             poll=None,
+            **routed,
         )
         self._arm(sid, TimerKind.DEADLINE)
-        return Launch(sid, rec["attempts"], spec["action"], inputs, deadline, items=items)
+        return Launch(sid, rec["attempts"], spec["action"], inputs, deadline, items=items, queue=queue)
 
     def _advance(self, now: float) -> None:
         """Move the run on when a stage is complete or a halt has drained."""
@@ -520,6 +523,20 @@ class Machine(Steering, Waiting, Undoing):
                 if spec["phase"] == "success" and self.steps[sid]["state"] == StepState.PENDING:
                     self._set_step(sid, StepState.SKIPPED, now, "the run failed")
         self._enter(Stage.HOOKS, now)
+
+
+def _queue(spec: dict, env: expr.Env) -> str | None:
+    """The executor queue of a step's call (None: the default queue); an EvalError if it cannot be computed."""
+    if spec.get("queue") is None:  # a Plan compiled before steps had queues has no key
+        return None
+    try:
+        queue = expr.evaluate(spec["queue"], env)
+    except expr.EvalError as e:
+        raise expr.EvalError(f"cannot compute the queue of step {spec['id']}: {e}") from None
+    if not isinstance(queue, str) or not queue:
+        shown = "an empty string" if queue == "" else expr.type_name(queue)
+        raise expr.EvalError(f"the queue of step {spec['id']} must be a non-empty string, not {shown}")
+    return queue
 
 
 def _outputs(steps: dict[str, StepRecord], sid: str) -> dict:

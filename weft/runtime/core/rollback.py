@@ -68,7 +68,7 @@ class Undoing:
             self.dirty.add(sid)
             self.events.append({"t": now, "step": sid, "state": "undoing", "attempt": attempt})
             action = spec["undo"]["action"] if spec["undo"] else None  # an `each` step rolls its child runs back
-            out.append(Launch(sid, attempt, action, inputs, None, undo=True))
+            out.append(Launch(sid, attempt, action, inputs, None, undo=True, queue=rec.get("queue")))  # where it ran
         return out
 
     def _undone(self, sid: str, attempt: int, now: float) -> list[str]:

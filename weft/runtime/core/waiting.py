@@ -145,7 +145,8 @@ class Waiting:
             if is_polling(rec) and sid not in self.polls_out:
                 self.polls_out.add(sid)
                 action = self.specs[sid]["action"]
-                out.append(Launch(sid, rec["attempts"], action, {}, rec["deadline"], poll=rec["poll"]))
+                poll, queue = rec["poll"], rec.get("queue")  # polled where it started
+                out.append(Launch(sid, rec["attempts"], action, {}, rec["deadline"], poll=poll, queue=queue))
         return out
 
     def _wake(self, sid: str, now: float) -> list[str]:

@@ -53,6 +53,7 @@ class Task:
     undo: bool = False
     poll: dict | None = None  # a polling step's poll record: poll its handle once instead of calling
     search_path: list[str] = field(default_factory=list)  # folders to put on sys.path before the import
+    queue: str | None = None  # the executor queue it goes to (a step's `queue`, its action's default); None: default
 
     @property
     def id(self) -> str:
@@ -72,6 +73,7 @@ class Task:
             launch.undo,
             launch.poll,
             list(search_path),
+            launch.queue,
         )
 
     def to_data(self) -> dict[str, Any]:
