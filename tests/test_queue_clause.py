@@ -101,6 +101,27 @@ def test_a_queue_given_twice_is_E119(tmp_path):
     assert codes(comp) == [("E119", 2, 34, "'queue' is given twice for this step")]
 
 
+def test_a_queue_reading_a_step_that_may_be_skipped_needs_a_default(tmp_path):
+    comp = compiled(
+        "flow f(flag: bool) {\n"
+        '    n = std.echo(value: "dc1") when flag\n'
+        "    std.echo(value: 1) queue n.value\n"
+        '    std.echo(value: 2) queue n.value ?? "main"\n'
+        "    std.echo(value: 3) queue n.value when flag\n"
+        "}\n",
+        tmp_path,
+    )
+    assert codes(comp) == [
+        (
+            "E126",
+            3,
+            30,
+            "step 'n' is skipped when its `when` is false, and then n.value is absent: "
+            "n.value -> the queue of step 'echo'",
+        )
+    ]
+
+
 def test_a_queue_reading_a_step_waits_for_it_and_an_inlined_flow_gets_its_callers_arguments(tmp_path):
     comp = compiled(
         "flow site(dc: str) {\n"

@@ -84,6 +84,8 @@ class _Checker:
                 if c.kind == "undo":
                     for arg in c.value.args:
                         self.site(arg.value, scope, inside, f"the undo of {step} (argument '{arg.name}')")
+                elif c.kind == "queue":
+                    self.site(c.value, scope, inside, f"the queue of {step}")
         whose = body or f"flow '{scope.name}'"
         for ret in scope.returns[:1]:
             for arg in ret.fields:
