@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 from itertools import islice
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Collection, Iterable, Iterator
 
 from weft.runtime.core.states import RUN_ENDED, RUN_STATES
 from weft.runtime.stores import query
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 _EXACT = ("state", "result", "flow", "tag", "user", "schedule")
 _RACE_LIMIT = 20_000  # an exact-value index bigger than this is checked per run, never read whole
+_RACE_BATCH = 1_000  # keys read from each racing index in turn
 _IN_MEMORY = 2_000  # candidate sets up to this size are decoded and sorted rather than walking an index
 
 
@@ -75,24 +76,32 @@ class _Search:
         return self._walk_sorted(candidates)
 
     def total(self) -> int:
-        """How many runs match (after `ids`): the narrowest index is walked, in no particular order."""
+        """How many runs match (after `ids`): the narrowest set of ids, then one sorted batch of lookups per
+        index the runs must also be in; the keys are read and looked up by LMDB's cursor, no Python per key."""
         if self.ordered is not None:
             return len(self.ordered)
         q, exact, candidates = self.q, self.exact, self.candidates
+        ids: Collection[bytes]
         if q.sort == "started" and (q.since is not None or q.before is not None):
-            keys: Iterable[bytes] = self._started_range(False)
+            ids = self._ids(*self._started_bounds())
         elif q.sort == "label" and self.needle is not None:
-            keys = filter(self._label_hit, self._walk(b"label\0"))
+            ids = [k[-K.ID_LEN :] for k in self._walk(b"label\0") if self._label_hit(k)]
         elif candidates is not None:
-            return sum(all(check(rid) for check in self._checks(None, exact)) for rid in candidates)
+            ids, candidates = candidates, None
         elif exact:
-            keys, exact = self._walk(exact[0]), exact[1:]
-        elif self.top_only:
-            return sum(1 for _ in self._walk(K.TOP))
+            ids, exact = self._ids(exact[0], K.after(exact[0])), exact[1:]
         else:
-            keys = self._walk(b"started\0")
-        checks = self._checks(candidates, exact)
-        return sum(all(check(k[-K.ID_LEN :]) for check in checks) for k in keys)
+            whole = K.TOP if self.top_only else b"started\0"
+            return self.t.key_count("indexes", whole, K.after(whole))
+        if candidates is not None:
+            ids = [rid for rid in ids if rid in candidates]
+        for prefix in [*exact, *([K.TOP] if self.top_only else [])]:
+            ids = [k[len(prefix) :] for k in self.t.present("indexes", [prefix + rid for rid in ids])]
+        return len(ids)
+
+    def _ids(self, low: bytes, high: bytes, limit: int | None = None) -> list[bytes]:
+        """The run ids at the end of the index keys from `low` to `high` (excluded)."""
+        return [k[-K.ID_LEN :] for k in self.t.key_list("indexes", low, high, limit)]
 
     def _checks(self, candidates: set[bytes] | None, exact: list[bytes]) -> list[Callable[[bytes], bool]]:
         """Checks of one run id: in `candidates`, in every `exact` index, not a sub-run unless asked for."""
@@ -113,11 +122,14 @@ class _Search:
         """Index keys from `low` (included) to `high` (excluded; default: every key starting with `low`)."""
         return self.t.walk("indexes", low, K.after(low) if high is None else high, reverse)
 
-    def _started_range(self, reverse: bool) -> Iterator[bytes]:
+    def _started_bounds(self) -> tuple[bytes, bytes]:
         q = self.q
         low = K.time_key("started", q.since) if q.since is not None else b"started\0"
         high = K.time_key("started", q.before) if q.before is not None else K.after(b"started\0")
-        return self._walk(low, high, reverse)
+        return low, high
+
+    def _started_range(self, reverse: bool) -> Iterator[bytes]:
+        return self._walk(*self._started_bounds(), reverse)
 
     def _lock_holder(self) -> set[bytes]:
         holder = self.t.lock_holder(self.q.lock)
@@ -134,16 +146,18 @@ class _Search:
         return run is not None and self.needle in (run["label"] or "").casefold()
 
     def _race(self) -> list[set[bytes]]:
-        """[the run ids of the smallest exact-value index] if it has at most _RACE_LIMIT entries, else []."""
-        walks = [self._walk(prefix) for prefix in self.exact]
-        seen: list[set[bytes]] = [set() for _ in walks]
-        for _ in range(_RACE_LIMIT + 1):
-            for i, (walk, ids) in enumerate(zip(walks, seen)):
-                key = next(walk, None)
-                if key is None:
+        """[the run ids of the smallest exact-value index] if it has at most _RACE_LIMIT entries, else []:
+        the indexes are read side by side, a batch of keys of each in turn."""
+        lows = list(self.exact)
+        seen: list[set[bytes]] = [set() for _ in lows]
+        for _ in range(0, _RACE_LIMIT + 1, _RACE_BATCH):
+            for i, (prefix, ids) in enumerate(zip(self.exact, seen)):
+                keys = self.t.key_list("indexes", lows[i], K.after(prefix), _RACE_BATCH)
+                ids.update(k[-K.ID_LEN :] for k in keys)
+                if len(keys) < _RACE_BATCH:
                     del self.exact[i]  # the set stands for this filter now
                     return [ids]
-                ids.add(key[-K.ID_LEN :])
+                lows[i] = keys[-1] + b"\0"
         return []
 
     # -- ordering ------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from functools import partial
+from itertools import islice, takewhile
 from typing import TYPE_CHECKING, Any, Iterator
 
 import lmdb
@@ -92,6 +93,25 @@ class Txn(port.Txn):
             if key < low:
                 return
             yield key
+
+    def key_list(self, db: str, low: bytes, high: bytes, limit: int | None = None) -> list[bytes]:
+        """Keys from `low` (included) to `high` (excluded), at most `limit`, read in one go: no Python per key."""
+        cur = self._raw.cursor(db=self._dbs[db])
+        if not cur.set_range(low):
+            return []
+        return list(islice(takewhile(high.__gt__, cur.iternext(values=False)), limit))
+
+    def key_count(self, db: str, low: bytes, high: bytes) -> int:
+        """How many keys lie from `low` (included) to `high` (excluded), counted without holding them."""
+        cur = self._raw.cursor(db=self._dbs[db])
+        if not cur.set_range(low):
+            return 0
+        return sum(1 for _ in takewhile(high.__gt__, cur.iternext(values=False)))
+
+    def present(self, db: str, keys: list[bytes]) -> list[bytes]:
+        """Those of `keys` stored in `db` (in key order, the lookups touch neighbouring pages)."""
+        found = self._raw.cursor(db=self._dbs[db]).set_key
+        return [key for key in sorted(keys) if found(key)]
 
     def keys(self, db: str, prefix: bytes = b"", reverse: bool = False) -> Iterator[bytes]:
         """Keys starting with `prefix`, in key order (or reversed)."""
