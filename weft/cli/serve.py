@@ -54,6 +54,9 @@ def serve(args: Any) -> int:
         sock = socket.create_server((args.host, args.port), family=_family(args.host))
     except OSError as e:
         raise WeftError(f"cannot listen on {args.host}:{args.port}: {e.strerror}") from None
+    # Answers leave at once (no Nagle): asyncio turns Nagle off only for sockets made with proto IPPROTO_TCP,
+    # which create_server's are not, and each answer's second write waited 40 ms for the client's delayed ACK.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     port = sock.getsockname()[1]
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"weft serve: console at http://{shown}:{port}/  (API: /api/v1, docs: /api/docs)")
