@@ -6,7 +6,8 @@ import json
 import os
 import sys
 
-from weft.compiler import Compilation, compile_extension, compile_paths, unknown_extended
+from weft.compiler import Compilation, compile_extension, unknown_extended
+from weft.compiler.cache import compile_cached
 from weft.compiler.loader import searched
 from weft.compiler.report import format_json, format_sarif, format_text, summary
 from weft.errors import WeftError
@@ -14,7 +15,7 @@ from weft.errors import WeftError
 
 def check(args) -> int:
     files = _flow_files(args.paths)
-    results = {path: compile_paths([path], args.extensions, plans=False) for path in files}
+    results = {path: compile_cached([path], args.extensions, plans=False) for path in files}
     hosts = {name: path for path, r in results.items() for name in r.flows}
     diags, sources, seen, applied = [], {}, set(), set()
     for path, result in results.items():
@@ -54,7 +55,7 @@ def compile_or_explain(path: str, extensions: list[str], stopped: str = "nothing
     what the command did not do (`stopped`)."""
     if not os.path.exists(path):
         raise WeftError(f"{path}: no such file")
-    result = compile_paths([path], extensions)
+    result = compile_cached([path], extensions)
     if result.has_errors:
         errors = [d for d in result.diagnostics if d.severity == "error"]
         print(format_text(errors, result.sources, color=sys.stderr.isatty()), file=sys.stderr)

@@ -13,6 +13,7 @@ exit code is still the run's.
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import time
@@ -42,15 +43,15 @@ def run(args: Any) -> int:
     before = None if args.start_before is None else when.duration(args.start_before, "--start-before")
     with _client(args) as client:
         try:
-            rid = client.start(
-                args.file,
-                args.flow,
+            plan = client.compile(args.file, args.flow, args.extensions)
+            gc.freeze()  # what compiling left is kept, never traversed again by the run's collections
+            rid = client.start_plan(
+                plan,
                 given,
                 user=args.user,
                 detach=args.detach,
                 hold=not args.detach,
                 texts=args.inputs,
-                extensions=args.extensions,
                 at=at,
                 start_before=before,
             )

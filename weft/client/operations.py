@@ -113,11 +113,11 @@ class Client(Reading, Scheduling):
 
     def compile(self, path: str, flow: str | None = None, extensions: Iterable[str] = ()) -> dict:
         """The Plan of `flow` in the .flow file `path` (a file with several flows needs `flow`)."""
-        from weft.compiler import compile_paths  # only starting from source needs the compiler
+        from weft.compiler.cache import compile_cached  # only starting from source needs the compiler
 
         if not os.path.exists(path):
             raise NotFound(f"{path}: no such file")
-        result = compile_paths([path], list(extensions))
+        result = compile_cached([path], list(extensions))
         if result.has_errors:
             errors = [d for d in result.diagnostics if d.severity == "error"]
             raise CompileFailed(

@@ -14,8 +14,12 @@ import gc
 import os
 from dataclasses import dataclass, field
 
-from weft.compiler.diagnostics import Diagnostic, Sink
+from typing import TYPE_CHECKING
+
 from weft.errors import WeftError
+
+if TYPE_CHECKING:  # a cached compile (cache.py) answers without the compiler's modules
+    from weft.compiler.diagnostics import Diagnostic
 
 
 @dataclass
@@ -26,6 +30,7 @@ class Compilation:
     flows: list[str] = field(default_factory=list)  # flows of the files named, in source order
     plans: dict[str, dict] = field(default_factory=dict)
     extensions: dict[str, list[dict]] = field(default_factory=dict)
+    defined: set[str] = field(default_factory=set)  # every flow of the program, imported ones too
     # For tools that need more than diagnostics (the editor server): the loaded
     # program, each flow's resolved scope, and the type pass's results.
     program: object = None
@@ -74,6 +79,7 @@ def compile_paths(
 
 def _compile(paths, extensions, sources, plans) -> Compilation:
     from weft.compiler.check import check
+    from weft.compiler.diagnostics import Sink
     from weft.compiler.loader import Loader
     from weft.compiler.resolve import resolve
     from weft.compiler.types import typecheck
@@ -98,6 +104,7 @@ def _compile(paths, extensions, sources, plans) -> Compilation:
         program=program,
         scopes=scopes,
         typing=typing,
+        defined=set(program.flows),
         extensions={
             name: [{"file": e.span.file, "line": e.span.line} for e, _ in exts]
             for name, exts in program.extensions.items()
@@ -157,7 +164,7 @@ def _build_plans(program, scopes, typing, sink) -> dict[str, dict]:
 
 def unknown_extended(result: Compilation) -> set[str]:
     """Flows that `extend` blocks of the files compiled name but the program lacks (E113)."""
-    return {name for name, exts in result.extensions.items() if name not in result.program.flows}
+    return {name for name in result.extensions if name not in result.defined}
 
 
 def compile_extension(

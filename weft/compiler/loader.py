@@ -50,6 +50,7 @@ class Program:
     units: list[Unit] = field(default_factory=list)
     flows: dict[str, FlowDef] = field(default_factory=dict)
     extensions: dict[str, list[tuple[ast.Extend, Unit]]] = field(default_factory=dict)
+    folders: list[str] = field(default_factory=list)  # extension folders searched for .flow files
 
     def search_path(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -189,6 +190,7 @@ class Loader:
             if not os.path.isdir(d):
                 self.sink.add("E121", ast.Span(d, 1, 1, 1, 1), f"extension folder {d} does not exist")
                 continue
+            self.program.folders.append(d)
             for root, subdirs, files in os.walk(d):
                 subdirs[:] = sorted(s for s in subdirs if searched(s))
                 for name in sorted(files):

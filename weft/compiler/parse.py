@@ -47,10 +47,10 @@ def parser() -> Lark:
 def _cache_file(grammar: str) -> str | bool:
     """Where Lark keeps its parse tables between processes (a per-user cache
     folder, keyed by the grammar's hash); building them costs ~0.2 s."""
-    folder = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "weft")
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError:
+    from weft.compiler.cache import folder as cache_folder
+
+    folder = cache_folder()
+    if folder is None:
         return False
     digest = hashlib.sha256(grammar.encode()).hexdigest()[:16]
     return os.path.join(folder, f"flow-{digest}.lark-cache")

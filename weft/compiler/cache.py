@@ -1,0 +1,255 @@
+"""Compiled programs cached between processes, per user, beside Lark's parse tables.
+
+`compile_cached` answers what `compile_paths` would, from an entry written by
+an earlier process when nothing it was made from changed:
+
+- the key: the files and extension folders named, the working directory and
+  Python path (where modules are found), the Python version, and the stat of
+  every source file of the compiler, the Plan schema, the SDK and the standard
+  actions (an upgrade or an edit of Weft itself makes a new key);
+- in the entry: the content hash of every .flow file read (imports and
+  extensions too), of the source files of every action module bound (a
+  package's loaded submodules too), the .flow files found in each extension
+  folder, and the modification times of the site-packages folders (installed
+  packages contribute actions and extensions through entry points).
+
+Only compiles without errors are kept (warnings are kept and shown again), so
+`weft check` prints what it printed before. An entry that cannot be read, does
+not decode or has an unexpected shape is ignored and written anew. Entries
+are msgpack (never pickle), files of mode 0600 in a folder of mode 0700;
+the oldest are removed past MAX_ENTRIES. WEFT_PLAN_CACHE=off turns the cache
+off, WEFT_PLAN_CACHE=debug says on stderr what it did ("plan cache: hit ...").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tempfile
+from types import ModuleType
+
+import msgpack
+
+from weft.compiler import Compilation, compile_paths
+
+FORMAT = 1
+MAX_ENTRIES = 256
+_WEFT_PARTS = ("compiler", "grammar", "plan", "sdk", "stdlib_actions")
+
+
+def folder(*parts: str) -> str | None:
+    """The per-user cache folder (`$XDG_CACHE_HOME/weft`, else `~/.cache/weft`), or a folder in it,
+    made with mode 0700; None when it cannot be made."""
+    path = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "weft", *parts)
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError:
+        return None
+    return path
+
+
+def compile_cached(paths: list[str], extensions: list[str] = (), *, plans: bool = True) -> Compilation:
+    """`compile_paths(paths, extensions, plans=plans)`, from the cache when nothing it read changed."""
+    mode = os.environ.get("WEFT_PLAN_CACHE", "")
+    where = None if mode == "off" else folder("plans")
+    if where is None:
+        return compile_paths(paths, list(extensions), plans=plans)
+    key = _key(paths, extensions, plans)
+    entry = os.path.join(where, key + ".plan")
+    found, why = _load(entry)
+    if found is not None:
+        _say(mode, f"hit {entry}")
+        return found
+    result = compile_paths(paths, list(extensions), plans=plans)
+    if result.has_errors:
+        _say(mode, f"miss ({why}); not stored: the program has errors")
+        return result
+    _store(where, entry, result)
+    _say(mode, f"miss ({why}); stored {entry}")
+    return result
+
+
+def _say(mode: str, text: str) -> None:
+    if mode == "debug":
+        print(f"plan cache: {text}", file=sys.stderr)
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _file_digest(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return _digest(f.read())
+    except OSError:
+        return None
+
+
+def _key(paths: list[str], extensions: list[str], plans: bool) -> str:
+    weft_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    stats = []
+    for part in _WEFT_PARTS:
+        for root, dirs, files in os.walk(os.path.join(weft_root, part)):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            for name in sorted(files):
+                if name.endswith((".py", ".lark")):
+                    st = os.stat(os.path.join(root, name))
+                    stats.append((os.path.relpath(os.path.join(root, name), weft_root), st.st_mtime_ns, st.st_size))
+    material = [
+        FORMAT,
+        [os.path.abspath(p) for p in paths],
+        [os.path.abspath(e) for e in extensions],
+        plans,
+        sys.version,
+        os.getcwd(),
+        sys.path,
+        stats,
+    ]
+    return _digest(msgpack.packb(material))[:40]
+
+
+def _sites() -> list[list]:
+    """The site-packages folders on the path and their modification times (a package installed
+    or removed there changes them)."""
+    found = []
+    for d in sys.path:
+        if os.path.basename(d) in ("site-packages", "dist-packages"):
+            try:
+                found.append([d, os.stat(d).st_mtime_ns])
+            except OSError:
+                found.append([d, None])
+    return found
+
+
+def _flow_files(d: str) -> list[str]:
+    from weft.compiler.loader import searched
+
+    found = []
+    for root, dirs, files in os.walk(d):
+        dirs[:] = sorted(s for s in dirs if searched(s))
+        found += [os.path.join(root, n) for n in sorted(files) if n.endswith(".flow")]
+    return found
+
+
+# -- entries ---------------------------------------------------------------------------------------
+
+
+def _load(entry: str) -> tuple[Compilation | None, str]:
+    """The Compilation an entry holds, or None and why it cannot serve."""
+    try:
+        with open(entry, "rb") as f:
+            data = msgpack.unpackb(f.read(), raw=False)
+    except FileNotFoundError:
+        return None, "no entry"
+    except Exception as e:  # unreadable or undecodable: ignored, and written anew
+        return None, f"entry ignored: {type(e).__name__}"
+    try:
+        if data["format"] != FORMAT:
+            return None, "entry of another format"
+        stale = _stale(data["inputs"])
+        if stale:
+            return None, stale
+        return _compilation(data["result"]), ""
+    except Exception as e:  # a shape this version did not write
+        return None, f"entry ignored: {type(e).__name__}"
+
+
+def _stale(inputs: dict) -> str | None:
+    """What changed since the entry was written, or None."""
+    for path, digest in inputs["files"] + inputs["modules"]:
+        if _file_digest(path) != digest:
+            return f"{path} changed"
+    for d, files in inputs["folders"]:
+        if _flow_files(d) != files:
+            return f"the .flow files in {d} changed"
+    if inputs["sites"] != _sites():
+        return "installed packages changed"
+    return None
+
+
+def _inputs(result: Compilation) -> dict:
+    program = result.program
+    files = [[u.path, _digest(u.text.encode("utf-8"))] for u in program.units]
+    modules: dict[str, str | None] = {}
+    for unit in program.units:
+        for mod in unit.aliases.values():
+            if isinstance(mod, ModuleType):
+                for path in _module_files(mod):
+                    modules.setdefault(path, _file_digest(path))
+    return {
+        "files": files,
+        "modules": [[p, d] for p, d in modules.items()],
+        "folders": [[d, _flow_files(d)] for d in map(os.path.abspath, program.folders)],
+        "sites": _sites(),
+    }
+
+
+def _module_files(mod: ModuleType) -> list[str]:
+    """The source files of an action module: its own, and those of its package's loaded submodules."""
+    files = [getattr(mod, "__file__", None)]
+    if hasattr(mod, "__path__"):
+        prefix = mod.__name__ + "."
+        files += [getattr(m, "__file__", None) for name, m in list(sys.modules.items()) if name.startswith(prefix)]
+    return sorted({f for f in files if f})
+
+
+def _store(where: str, entry: str, result: Compilation) -> None:
+    """Write the entry (atomically, mode 0600); a cache that cannot be written is no error."""
+    named = {d.span.file for d in result.diagnostics}
+    data = {
+        "format": FORMAT,
+        "inputs": _inputs(result),
+        "result": {
+            "files": result.files,
+            "diagnostics": [
+                [d.code, d.severity, [d.span.file, d.span.line, d.span.col, d.span.end_line, d.span.end_col]]
+                + [d.message, d.hint, d.fix]
+                for d in result.diagnostics
+            ],
+            "sources": {p: t for p, t in result.sources.items() if p in named},
+            "flows": result.flows,
+            "plans": result.plans,
+            "extensions": result.extensions,
+            "defined": sorted(result.defined),
+        },
+    }
+    try:
+        fd, tmp = tempfile.mkstemp(dir=where, suffix=".tmp")  # mode 0600
+        with os.fdopen(fd, "wb") as f:
+            f.write(msgpack.packb(data, use_bin_type=True))
+        os.replace(tmp, entry)
+    except (OSError, TypeError, ValueError):
+        return
+    _prune(where)
+
+
+def _prune(where: str) -> None:
+    """Remove the oldest entries once there are more than MAX_ENTRIES."""
+    try:
+        names = [n for n in os.listdir(where) if n.endswith((".plan", ".tmp"))]
+        if len(names) <= MAX_ENTRIES:
+            return
+        aged = sorted(names, key=lambda n: os.stat(os.path.join(where, n)).st_mtime_ns)
+        for name in aged[: len(names) - MAX_ENTRIES * 3 // 4]:
+            os.unlink(os.path.join(where, name))
+    except OSError:
+        return
+
+
+def _compilation(r: dict) -> Compilation:
+    if r["diagnostics"]:
+        from weft.compiler.ast import Span
+        from weft.compiler.diagnostics import Diagnostic
+    return Compilation(
+        files=r["files"],
+        diagnostics=[
+            Diagnostic(c, sev, Span(*span), msg, hint, fix) for c, sev, span, msg, hint, fix in r["diagnostics"]
+        ],
+        sources=r["sources"],
+        flows=r["flows"],
+        plans=r["plans"],
+        extensions=r["extensions"],
+        defined=set(r["defined"]),
+    )
