@@ -7,12 +7,13 @@ run locally, the queue is still evaluated and recorded, so these tests need no b
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import msgpack
 import pytest
 from runtime_support.plans import param, plan, ref, step
 
-from weft import action
+from weft import Pending, action
 from weft.compiler import compile_paths
 from weft.runtime.core.events import Launch, PollStarted, Rollback, Succeeded
 from weft.runtime.core.machine import Machine
@@ -46,6 +47,7 @@ flow host(subnet: str) {
     near = r.reserve(subnet: subnet) queue "proxy-${subnet}"
     dns = std.echo(value: lease.ip) queue "dns-${lease.ip}"
     plain = std.echo(value: subnet)
+    far = std.echo(value: 1) queue lease.ip
 }
 """
 
@@ -150,7 +152,16 @@ def test_an_action_declares_a_default_queue_and_a_bad_one_is_refused():
     @action
     def plain() -> None: ...
 
+    @action(queue="repos", poll_every=5)
+    class sync:
+        def start(self, repo: str) -> str:
+            return repo
+
+        def poll(self, handle: str) -> dict[str, Any] | Pending:
+            return {}
+
     assert definition(reserve).queue == "proxy"
+    assert definition(sync).queue == "repos" and definition(sync).poll is not None
     assert definition(plain).queue is None
     for bad in ("", 3):
         with pytest.raises(ActionDefinitionError, match="queue must be a non-empty string"):
@@ -176,6 +187,7 @@ def test_plan_and_graph_show_the_step_queue_and_the_actions_default_which_a_step
     assert lines["near"].endswith("[queue proxy-${subnet}]")
     assert lines["dns"].endswith("[needs lease.ip; queue dns-${lease.ip}]")
     assert "queue" not in lines["plain"]
+    assert lines["far"].endswith("[needs lease.ip; queue ${lease.ip}]")
     weft("graph", "host.flow", "-o", "host.dot", code=0)
     dot = (weft.folder / "host.dot").read_text()
     assert "queue: proxy-${subnet}" in dot and "queue: dns-${lease.ip}" in dot and "queue: proxy<" in dot
@@ -194,8 +206,9 @@ def test_show_gives_each_steps_evaluated_queue(weft):
         "near": "proxy-10.1",
         "dns": "dns-10.1.7",
         "plain": None,
+        "far": "10.1.7",
     }
-    rows = {line.split()[0]: line.split() for line in weft("show", rid, code=0).stdout.splitlines()[8:13]}
+    rows = {line.split()[0]: line.split() for line in weft("show", rid, code=0).stdout.splitlines()[8:14]}
     assert rows["STEP"][6] == "QUEUE"
     assert [rows[s][6] for s in ("lease", "near", "dns", "plain")] == ["proxy", "proxy-10.1", "dns-10.1.7", "-"]
     assert "queue    dns-10.1.7" in weft("show", rid, "dns", code=0).stdout.splitlines()

@@ -176,12 +176,10 @@ def field_text(owner: str, key: str) -> str:
 
 
 def queue_text(e: list) -> str:
-    """A step's queue expression: a string's text without its quotes (`proxy-${subnet}`), else as written."""
+    """A step's queue expression as the text it makes: `proxy`, `proxy-${subnet}`, `${dc.name}`."""
     if e[0] == "lit" and isinstance(e[1], str):
         return e[1]
-    if e[0] == "fmt":
-        return json.loads(expr_text(e))
-    return expr_text(e)
+    return json.loads(expr_text(e if e[0] == "fmt" else ["fmt", [e]]))
 
 
 def result_text(r: dict) -> str:
