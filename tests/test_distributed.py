@@ -336,7 +336,7 @@ def test_a_new_owner_collects_the_results_of_fifty_calls_in_flight(cluster):
     body = "\n".join(f'    s{i:02d} = x.effect(path: path, tag: "s{i:02d}", seconds: 5)' for i in range(50))
     flow = cluster.flow("fifty.flow", f"flow fifty(path: str) {{\n{body}\n}}\n")
     cluster.agent("b1", concurrency=25), cluster.agent("b2", concurrency=25)
-    proc = cluster.start("run", flow, "-i", f"path={cluster.effects}", "--workers", "64", *cluster.broker)
+    proc = cluster.start("run", flow, "-i", f"path={cluster.effects}", *cluster.broker)
     rid = run_id(proc.stdout.readline())
     cluster.wait_for_lines(lambda lines: len(effect_lines(lines)) == 50)
     proc.kill()  # the orchestrator dies with 50 calls running on the agents
