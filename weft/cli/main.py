@@ -18,6 +18,12 @@ def _store(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", metavar="DIR", help="store folder (default: $WEFT_STORE, else ./.weft)")
 
 
+def _broker(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--broker", metavar="URL", help="run actions on `weft agent`s through this Redis (default: $WEFT_BROKER)"
+    )
+
+
 class _Version(argparse.Action):
     """`weft --version`: the installed distribution's version, looked up only when asked."""
 
@@ -81,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--start-before", metavar="DURATION", help="fail the run if it cannot start within this long of its time"
     )
     p.add_argument("--extensions", metavar="DIR", action="append", default=[])
+    _broker(p)
     _store(p)
 
     p = command("list", "weft.cli.listing:list_runs", "list runs: filter, sort and page through the indexes")
@@ -132,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="start this failed polling step over (a new external task) instead of polling the one it started",
     )
     p.add_argument("--workers", type=int, metavar="N")
+    _broker(p)
     _store(p)
 
     p = command("skip", "weft.cli.runs:skip", "skip a failed step (optionally giving its outputs) and continue")
@@ -142,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--item", type=int, metavar="N", help="STEP is an each step: skip the failed step of item N's sub-run"
     )
     p.add_argument("--workers", type=int, metavar="N")
+    _broker(p)
     _store(p)
 
     p = command("rerun", "weft.cli.runs:rerun", "run a step of a paused, failed or succeeded run again and continue")
@@ -150,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--with-dependents", action="store_true", help="run every step downstream of STEP again too")
     p.add_argument("--item", type=int, metavar="N", help="STEP is an each step: run item N's sub-run again")
     p.add_argument("--workers", type=int, metavar="N")
+    _broker(p)
     _store(p)
 
     p = command("cancel", "weft.cli.runs:cancel", "cancel a run")
@@ -174,12 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="count this step's interrupted undo as done",
     )
     p.add_argument("--workers", type=int, metavar="N")
+    _broker(p)
     _store(p)
 
     p = command("signal", "weft.cli.runs:signal", "deliver a signal to a waiting step")
     p.add_argument("run", metavar="RUN")
     p.add_argument("name", metavar="NAME")
     p.add_argument("fields", nargs="*", metavar="K=V")
+    _broker(p)
     _store(p)
 
     p = command("schedule", "weft.cli.schedules:main", "start runs of a flow on a cron line or an interval")
@@ -231,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-v", "--verbose", action="store_true", help="log every let-go between polls too (as WEFT_LOG=debug does)"
     )
+    _broker(p)
     _store(p)
 
     p = command("serve", "weft.cli.serve:serve", "serve the REST API, live events and the web console")
@@ -242,7 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="the operator token (default: $WEFT_TOKEN, else generated into the store)")
     p.add_argument("--viewer-token", help="the read-only token (default: $WEFT_VIEWER_TOKEN, else generated)")
     p.add_argument("--grace", default="30s", metavar="TIME", help="on stop, how long running steps may finish")
+    _broker(p)
     _store(p)
+
+    p = command("agent", "weft.cli.agent:serve", "run action calls sent by orchestrators through a broker")
+    p.add_argument("--broker", metavar="URL", help="the Redis the orchestrators use (default: $WEFT_BROKER)")
+    p.add_argument("--queue", metavar="NAME", action="append", default=[], help="a queue to serve (default: weft)")
+    p.add_argument("--concurrency", type=int, metavar="N", default=8, help="calls run at once (default 8)")
+    p.add_argument("--name", help="this agent's name, shown for the steps it ran (default: HOST-PID)")
 
     p = command("doctor", "weft.cli.doctor:doctor", "check a store's records and indexes against each other")
     p.add_argument(

@@ -29,7 +29,7 @@ CANCEL_WAIT = 30.0  # seconds `weft cancel` waits for another process to cancel 
 
 
 def _client(args: Any) -> Client:
-    return Client(args.store, workers=getattr(args, "workers", None))
+    return Client(args.store, workers=getattr(args, "workers", None), broker=getattr(args, "broker", None))
 
 
 # -- weft run -------------------------------------------------------------------------------

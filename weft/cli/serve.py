@@ -10,6 +10,7 @@ from typing import Any
 
 from weft.cli.worker import seconds
 from weft.errors import WeftError
+from weft.runtime.executors.celery_app import broker_url
 from weft.runtime.stores import open_store, store_dir
 
 
@@ -48,6 +49,7 @@ def serve(args: Any) -> int:
         worker=not args.no_worker,
         runs=args.workers or Settings.runs,
         grace=seconds(args.grace),
+        broker=broker_url(args.broker),
     )
     app = create_app(settings)
     try:

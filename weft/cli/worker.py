@@ -23,6 +23,8 @@ from weft.errors import WeftError
 from weft.runtime.core.states import RUN_ENDED
 from weft.runtime.engine.driver import Driver
 from weft.runtime.engine.worker import DEFAULT_RUNS, Notice, Worker
+from weft.runtime.executors.celery import CeleryExecutor
+from weft.runtime.executors.celery_app import broker_url
 from weft.runtime.stores import open_store, store_dir
 
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -40,9 +42,19 @@ def serve(args: Any) -> int:
     if args.workers is not None and args.workers < 1:
         raise WeftError(f"--workers must be at least 1, not {args.workers}")
     grace = seconds(args.grace)
+    broker = broker_url(args.broker)
     with open_store(store_dir(args.store), create=True) as store:
         log = Log(store.path, grace, debug=args.verbose or os.environ.get("WEFT_LOG", "").lower() == "debug")
-        worker = Worker(store, Driver, runs=args.workers or DEFAULT_RUNS, grace=grace, once=args.once, observer=log)
+        executor = None if broker is None else CeleryExecutor(broker)
+        worker = Worker(
+            store,
+            Driver,
+            runs=args.workers or DEFAULT_RUNS,
+            grace=grace,
+            once=args.once,
+            observer=log,
+            executor=executor,
+        )
         for sig in (signal.SIGTERM, signal.SIGINT):  # the handler only counts and wakes: it can never block
             signal.signal(sig, lambda *_: worker.signalled())
         if not worker.serve():

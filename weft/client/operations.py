@@ -45,6 +45,8 @@ from weft.runtime.engine import session
 from weft.runtime.engine.driver import Driver
 from weft.runtime.engine.each import ENDED
 from weft.runtime.engine.lease import Lease, LeaseHeld
+from weft.runtime.executors.celery_app import broker_url
+from weft.runtime.executors.port import Executor
 from weft.runtime.stores import open_store, query, store_dir
 from weft.runtime.stores.port import Checkup, Store, StoreError, Txn
 from weft.runtime.stores.prune import prune as prune_runs
@@ -63,9 +65,13 @@ def login() -> str:
 class Client(Reading, Scheduling):
     """Operations on the runs of one store: `store` folder, else $WEFT_STORE, else ./.weft."""
 
-    def __init__(self, store: str | os.PathLike | None = None, *, workers: int | None = None) -> None:
+    def __init__(
+        self, store: str | os.PathLike | None = None, *, workers: int | None = None, broker: str | None = None
+    ) -> None:
         self.path = store_dir(None if store is None else os.fspath(store))
         self.workers = workers  # action threads per run driven here (default: the driver's)
+        self.broker = broker_url(broker)  # Celery's Redis, else $WEFT_BROKER: actions run on agents; None: here
+        self._executor: Executor | None = None
         self._store: Store | None = None
         self._guard = threading.Lock()
         self._held: dict[str, tuple[Machine, Lease, bool]] = {}  # run -> what `drive` takes up
@@ -102,6 +108,20 @@ class Client(Reading, Scheduling):
             if held:
                 store.write(lambda t: [lease.release(t) for _, lease, _ in held])
             store.close()
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
+
+    def executor(self) -> Executor | None:
+        """Where the actions of the runs driven here go: the broker's agents (one executor per Client), else None."""
+        if self.broker is None:
+            return None
+        with self._guard:
+            if self._executor is None:
+                from weft.runtime.executors.celery import CeleryExecutor
+
+                self._executor = CeleryExecutor(self.broker)
+            return self._executor
 
     def _open(self, create: bool = False) -> Store:
         with self._guard:
@@ -242,6 +262,7 @@ class Client(Reading, Scheduling):
             m,
             lease,
             workers=workers or self.workers,
+            executor=self.executor(),
             observer=None if observer is None else report,
             until_waiting=until_waiting,
         )

@@ -148,6 +148,14 @@ class TaskCancelRecord(TypedDict):
     detail: str | None
 
 
+class CallRecord(TypedDict):
+    """A step's attempt sent to an agent as call `id`; `agent` names who took it, once one did."""
+
+    id: str
+    attempt: int
+    agent: str | None
+
+
 class StepRecord(TypedDict):
     """Where one step of a run is (weft.runtime.core.states describes the states)."""
 
@@ -165,6 +173,7 @@ class StepRecord(TypedDict):
     undo: UndoRecord | None
     cancel: NotRequired[TaskCancelRecord]  # a polling step's external task, asked to stop
     queue: NotRequired[str]  # the executor queue its latest attempt was sent to (steps that name one only)
+    call: NotRequired[CallRecord]  # its attempt sent to an agent
 
 
 class RunRecord(TypedDict, total=False):

@@ -27,16 +27,19 @@ class Settings:
     worker: bool = True  # drive the store's runs in this process too
     runs: int = DEFAULT_RUNS  # runs the embedded worker drives at once
     grace: float = 30.0  # on stop, how long running steps may take to finish
+    broker: str | None = None  # actions run on agents through this Redis (None: $WEFT_BROKER, else here)
 
 
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = Client(settings.store)
+        client = Client(settings.store, broker=settings.broker)
         store = open_store(client.path, create=True)
         worker = None
         if settings.worker:
-            worker = Worker(store, Driver, runs=settings.runs, grace=settings.grace, kind="server")
+            worker = Worker(
+                store, Driver, runs=settings.runs, grace=settings.grace, kind="server", executor=client.executor()
+            )
             thread = threading.Thread(target=worker.serve, name="weft-embedded-worker", daemon=True)
             thread.start()
         app.state.client = client

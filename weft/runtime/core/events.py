@@ -98,6 +98,34 @@ class Logged:
 
 
 @dataclass(slots=True)
+class Dispatched:
+    """Attempt `attempt` of `step` is to be sent to an agent as call `call` (recorded before it is sent)."""
+
+    step: str
+    attempt: int
+    call: str
+
+
+@dataclass(slots=True)
+class Placed:
+    """Agent `agent` took call `call` of `step` and runs it now."""
+
+    step: str
+    attempt: int
+    call: str
+    agent: str
+
+
+@dataclass(slots=True)
+class Lost:
+    """The agent running attempt `attempt` of `step` stopped answering (`detail`): as if its process had died."""
+
+    step: str
+    attempt: int
+    detail: str
+
+
+@dataclass(slots=True)
 class Driven:
     """Process `pid` on `host` drives the run now: the run record says so (a child run records its driver)."""
 
@@ -178,6 +206,9 @@ class Signal:
 Event = (
     Succeeded
     | Failed
+    | Dispatched
+    | Placed
+    | Lost
     | PollStarted
     | PollPending
     | Woken

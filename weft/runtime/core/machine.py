@@ -100,6 +100,7 @@ class Machine(Steering, Waiting, Undoing):
         self.timers: list[Timer] = []
         self.to_undo: set[str] = set()
         self.rerun: list[str] = []  # interrupted idempotent steps: they restart even while halting
+        self.reattach: list[str] = []  # running steps whose calls agents hold: a new owner collects them
         self.halt = run["halt"]
         self._enter(run["stage"], now)
 
@@ -135,6 +136,8 @@ class Machine(Steering, Waiting, Undoing):
                 else:
                     self._fail(step, error, now)
                 return [step]
+            case ev.Dispatched() | ev.Placed() | ev.Lost():
+                return self._remote(event, now)
             case ev.Driven(pid, host):
                 if self.run.get("driver") != {"pid": pid, "host": host}:
                     self.run["driver"] = {"pid": pid, "host": host}

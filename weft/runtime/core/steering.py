@@ -39,14 +39,13 @@ class Steering:
         """
         interrupted = []
         for sid in sorted(self.running, key=self.pos.__getitem__):
-            spec = self.specs[sid]
-            if overdue(self.steps[sid], now):
+            rec = self.steps[sid]
+            if overdue(rec, now):
                 self._time_out(sid, now)
-            elif spec["kind"] == "each" or spec["action"]["idempotent"]:  # an each step finds its sub-runs again
-                self._set_step(sid, StepState.PENDING, now, "interrupted; runs again (idempotent)", due=None)
-                self.rerun.append(sid)
-            else:
-                self._set_step(sid, StepState.FAILED, now, "interrupted", ended=now, error=_interrupted())
+            elif (rec.get("call") or {}).get("attempt") == rec["attempts"]:  # an agent may still run it
+                self.reattach.append(sid)
+                self.note(now, f"call {rec['call']['id']} taken over from the agent running it", sid)
+            elif self._interrupt(sid, now, "interrupted"):
                 interrupted.append(sid)
         for sid in sorted(self.undoing, key=self.pos.__getitem__):
             rec = self.steps[sid]
@@ -63,6 +62,37 @@ class Steering:
             self._set_error(f"step {interrupted[0]} was interrupted")
         self._enter(self.run["stage"], now)
         return interrupted
+
+    def _interrupt(self, sid: str, now: float, detail: str) -> bool:
+        """Running step `sid` lost its process: re-run it if idempotent, else fail it; True if it failed."""
+        spec = self.specs[sid]
+        if spec["kind"] == "each" or spec["action"]["idempotent"]:  # an each step finds its sub-runs again
+            self._set_step(sid, StepState.PENDING, now, f"{detail}; runs again (idempotent)", due=None)
+            self.rerun.append(sid)
+            return False
+        self._set_step(sid, StepState.FAILED, now, detail, ended=now, error=_interrupted(detail))
+        return True
+
+    def _remote(self, event: ev.Dispatched | ev.Placed | ev.Lost, now: float) -> list[str]:
+        """A call of a step's attempt sent to an agent: recorded, taken by an agent, or lost with its agent."""
+        rec = self.steps[event.step]
+        if rec["state"] != StepState.RUNNING or rec["attempts"] != event.attempt:
+            return []  # an attempt that ended meanwhile (timed out, cancelled)
+        match event:
+            case ev.Dispatched(step, attempt, call):
+                rec["call"] = {"id": call, "attempt": attempt, "agent": None}
+                self.dirty.add(step)
+            case ev.Placed(step, _, call, agent):
+                rec["call"] = {**rec["call"], "id": call, "agent": agent}
+                self.dirty.add(step)
+                self.note(now, f"running on agent {agent}", step)
+            case ev.Lost(step, _, detail):  # re-run if idempotent; else failed, and the step's error policy applies
+                spec = self.specs[step]
+                if spec["kind"] == "each" or spec["action"]["idempotent"]:
+                    self._interrupt(step, now, detail)
+                else:
+                    self._fail(step, _interrupted(detail), now, retry=False)
+        return [event.step]
 
     def _resume(self, restart: tuple[str, ...], now: float) -> list[str]:
         """Retry the failed steps of a paused run and go on; returns their ids.
@@ -305,8 +335,9 @@ def _refuse_undone(sid: str, rec: dict) -> None:
         )
 
 
-def _interrupted() -> dict:
-    return error_record(INTERRUPTED, "interrupted: the process running it stopped")
+def _interrupted(detail: str = "interrupted") -> dict:
+    why = "the process running it stopped" if detail == "interrupted" else detail
+    return error_record(INTERRUPTED, f"interrupted: {why}")
 
 
 def _was_interrupted(undo: dict) -> bool:

@@ -43,6 +43,7 @@ from weft.runtime.stores.port import Store, Timer, Txn
 
 if TYPE_CHECKING:
     from weft.runtime.engine.driver import Driver
+    from weft.runtime.executors.port import Executor
 
 POLL = 0.25  # seconds between looks at the queue and the timers
 TIMER_SCAN = 1000  # due timers read per look
@@ -140,8 +141,10 @@ class Worker:
         observer: Callable[[Notice], None] | None = None,
         scope: str | None = None,
         kind: str = "worker",
+        executor: Executor | None = None,
     ) -> None:
         self.store = store
+        self.executor = executor  # where the runs' actions go (None: each driver's own threads)
         self.driver = driver  # the Driver class (passed in: the driver serves child runs with a Worker)
         self.limit = max(1, runs)
         self.grace = grace

@@ -54,14 +54,16 @@ class Task:
     poll: dict | None = None  # a polling step's poll record: poll its handle once instead of calling
     search_path: list[str] = field(default_factory=list)  # folders to put on sys.path before the import
     queue: str | None = None  # the executor queue it goes to (a step's `queue`, its action's default); None: default
+    idempotent: bool = False  # whether calling it twice is harmless: a remote executor may then send it again
+    call: str | None = None  # a remote call's id, recorded in the store before the call is sent
 
     @property
     def id(self) -> str:
         return f"{self.run}/{self.step}/{self.attempt}" + ("/undo" if self.undo else "")
 
     @classmethod
-    def of(cls, run: str, launch: Launch, search_path: list[str]) -> Task:
-        """The task for a machine's Launch."""
+    def of(cls, run: str, launch: Launch, search_path: list[str], call: str | None = None) -> Task:
+        """The task for a machine's Launch (sent as remote call `call`)."""
         action = launch.action
         return cls(
             run,
@@ -74,6 +76,8 @@ class Task:
             launch.poll,
             list(search_path),
             launch.queue,
+            bool(action and action.get("idempotent")),
+            call,
         )
 
     def to_data(self) -> dict[str, Any]:
@@ -144,7 +148,8 @@ class Executor(Protocol):
 
 @dataclass(slots=True)
 class Report:
-    """One message from a task: kind "progress" (value: fraction), "log" (line), "done" (Outcome) or "event"."""
+    """One message from a task: kind "progress" (value: fraction), "log" (line), "done" (Outcome), "event", or, of a
+    remote task, "placed" ((call, agent)) and "lost" (why)."""
 
     task: Task
     kind: str
@@ -212,6 +217,14 @@ class TaskChannel:
     def answer(self, event: ev.Event) -> None:
         """An engine job's end (an `each` step's look at its child runs): the machine's event itself."""
         self._sink.put(Report(self.task, "event", event, time.time()))
+
+    def placed(self, call: str, agent: str) -> None:
+        """A remote task's call `call` was taken by agent `agent`."""
+        self._sink.put(Report(self.task, "placed", (call, agent), time.time()))
+
+    def lost(self, detail: str) -> None:
+        """A remote task's agent stopped answering while it ran the call: it ends unanswered."""
+        self._sink.put(Report(self.task, "lost", detail, time.time()))
 
     def cancel(self) -> None:
         self._event().set()
