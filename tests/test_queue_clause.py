@@ -98,6 +98,25 @@ def test_a_queue_on_a_step_that_calls_no_action_itself_is_E119(tmp_path):
     assert [d.hint for d in comp.diagnostics][1:] == ["give the `queue` to the action steps it runs"] * 2
 
 
+def test_queue_stays_a_name_where_no_option_can_be_and_a_step_named_so_below_a_step_is_told_why(tmp_path):
+    comp = compiled(
+        "flow f(queue: str) -> (queue: str) {\n"
+        "    q = std.echo(value: (queue: queue))\n"
+        "    return (queue: q.value.queue)\n"
+        "}\n"
+        "flow g() {\n"
+        "    queue = std.echo(value: 1)\n"
+        "    std.echo(value: queue.value)\n"
+        "    queue = std.echo(value: 2)\n"
+        "}\n",
+        tmp_path,
+    )
+    assert codes(comp) == [("E001", 8, 11, "unexpected '='; expected an expression")]
+    assert (
+        comp.diagnostics[0].hint == "after a step, `queue` begins an option of that step: give this step another name"
+    )
+
+
 def test_a_queue_given_twice_is_E119(tmp_path):
     comp = compiled('flow f() {\n    std.echo(value: 1) queue "a" queue "b"\n}\n', tmp_path)
     assert codes(comp) == [("E119", 2, 34, "'queue' is given twice for this step")]

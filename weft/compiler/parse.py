@@ -266,7 +266,7 @@ def _report(e: UnexpectedInput, file: str, sink: Sink, line_off: int, lines: lis
         expected = set(e.accepts or e.expected)
         words = _expected_words(expected)
         message = f"unexpected {_token_text(tok)}" + (f"; expected {words}" if words else "")
-        hint = _hint_for(tok, expected)
+        hint = _hint_for(tok, expected, lines)
         if tok.type == "$END":  # point just past the last text, where the closer belongs
             n = next((i for i in range(len(lines), 0, -1) if lines[i - 1].strip()), 1)
             end = len(lines[n - 1].rstrip()) + 1 if lines else 1
@@ -279,7 +279,10 @@ def _report(e: UnexpectedInput, file: str, sink: Sink, line_off: int, lines: lis
     sink.add("E001", span, message, hint)
 
 
-def _hint_for(tok: Token, expected: set[str]) -> str | None:
+_OPTION_WORDS = re.compile(r"\s*(retry|timeout|undo|when|weight|after|queue)\s*")
+
+
+def _hint_for(tok: Token, expected: set[str], lines: list[str]) -> str | None:
     if expected == {"COLON"} or expected == {"COLON", "OPTMARK"}:
         return "arguments and fields are named: write `name: value`"
     if tok.type == "EQUAL" and "COLON" in expected:
@@ -289,6 +292,10 @@ def _hint_for(tok: Token, expected: set[str]) -> str | None:
         return f"a '{opener}' is not closed"
     if tok.type == "NAME" and "RPAR" in expected and "COMMA" in expected:
         return "separate arguments with ','"
+    line = lines[tok.line - 1] if tok.type == "EQUAL" and 0 < (tok.line or 0) <= len(lines) else ""
+    option = _OPTION_WORDS.fullmatch(line[: tok.column - 1])  # `queue = ...` below a step
+    if option:
+        return f"after a step, `{option[1]}` begins an option of that step: give this step another name"
     return None
 
 
