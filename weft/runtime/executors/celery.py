@@ -37,6 +37,7 @@ from weft.runtime.executors import celery_app as proto
 from weft.runtime.executors.port import Outcome, Task, TaskChannel
 
 TICK = 0.02  # seconds between the pump's rounds
+CURSORS = 10_000  # runs whose report lists' read positions are kept
 
 
 @dataclass
@@ -126,11 +127,11 @@ class CeleryExecutor:
         for call, attached in new:
             self._calls[call.task.call] = call
             (self._check if attached else self._unsent).append(call)
+        now = time.monotonic()
+        if now >= self._next_beat:  # also with no call in flight: a restart of Redis is seen when it happens
+            self._beat(now)
         if not self._calls:
             return
-        now = time.monotonic()
-        if now >= self._next_beat:
-            self._beat(now)
         if self._check:
             self._look_up()
         if self._unsent:
@@ -162,7 +163,7 @@ class CeleryExecutor:
         for run in runs:
             pipe.lrange(proto.reports_key(run), self._cursors.get(run, 0), -1)
         for run, entries in zip(runs, pipe.execute(), strict=True):
-            self._cursors[run] = self._cursors.get(run, 0) + len(entries)
+            self._cursors[run] = self._cursors.pop(run, 0) + len(entries)  # (re)inserted last: the newest
             for entry in entries:
                 call_id, kind, value, _ = msgpack.unpackb(entry)
                 call = self._calls.get(call_id)
@@ -177,6 +178,8 @@ class CeleryExecutor:
                     call.channel.log(value)
                 elif kind == "done":
                     call.done = True
+        while len(self._cursors) > CURSORS:  # forget the runs read longest ago (their lists expire in Redis)
+            del self._cursors[next(iter(self._cursors))]
 
     def _collect(self) -> None:
         """Hand over the outcomes of the calls whose agents said "done"."""
