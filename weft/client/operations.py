@@ -322,7 +322,7 @@ class Client(Reading, Scheduling):
         store = self._open()
         rid = self.resolve(run_id)
         try:
-            return session.take(store, rid, apply, request=request, check=check)
+            return session.take(store, rid, apply, request=request, check=check, remote=self.broker is not None)
         except LeaseHeld as e:
             with store.read() as t:
                 state = t.run(rid)["state"]

@@ -44,7 +44,7 @@ class Steering:
                 self._time_out(sid, now)
             elif (rec.get("call") or {}).get("attempt") == rec["attempts"]:  # an agent may still run it
                 self.reattach.append(sid)
-                self.note(now, f"call {rec['call']['id']} taken over from the agent running it", sid)
+                self.note(now, f"call {rec['call']['id']} in flight on agents: this owner collects it", sid)
             elif self._interrupt(sid, now, "interrupted"):
                 interrupted.append(sid)
         for sid in sorted(self.undoing, key=self.pos.__getitem__):

@@ -7,19 +7,22 @@ owner's recovery keeps such a step running (`Machine.reattach`) and the
 driver asks its executor to collect the call (`attach`): the call's outcome
 if an agent finished it, the agent's beat if one runs it, or the call sent
 again if none has it (the agent's claim keeps it from running twice). A
-process with no broker cannot reach the call: the step is lost, as after a
-crash (re-run if idempotent, else failed as interrupted).
+process with no broker cannot reach the call: an idempotent step runs
+again here; a non-idempotent one is refused (the agent may run it still),
+for a process with the broker to collect.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from weft.errors import WeftError
 from weft.runtime.core import events as ev
 from weft.runtime.core.events import Launch
 from weft.runtime.executors.port import Report
 
 if TYPE_CHECKING:
+    from weft.runtime.core.machine import Machine
     from weft.runtime.engine.driver import Driver
 
 
@@ -42,8 +45,8 @@ def reattach(driver: Driver, now: float) -> None:
     for sid in steps:
         rec = m.steps[sid]
         call = rec["call"]["id"]
-        if not driver.remote:
-            detail = f"its call {call} went to an agent, and this process has no broker to collect it (--broker)"
+        if not driver.remote:  # idempotent: run again here
+            detail = f"its call {call} went to an agent, and this process has no broker to collect it"
             m.apply(ev.Lost(sid, rec["attempts"], detail), now)
             continue
         launch = Launch(sid, rec["attempts"], m.specs[sid]["action"], rec["inputs"] or {}, rec["deadline"])
@@ -51,6 +54,17 @@ def reattach(driver: Driver, now: float) -> None:
         driver.calls[sid] = call
         channel = driver._channel(launch)
         driver.executor.attach(channel.task, channel)
+
+
+def refuse_unreachable(m: Machine, remote: bool) -> None:
+    """Refuse to own a run whose non-idempotent calls agents may still run, without a broker to collect them."""
+    held = [] if remote else [sid for sid in m.reattach if not m.specs[sid]["action"]["idempotent"]]
+    if held:  # running it here could run it twice: the agent may run or have run it
+        calls = ", ".join(f"step {sid} (call {m.steps[sid]['call']['id']})" for sid in held)
+        raise WeftError(
+            f"run {m.run['id']} has calls in flight on agents: {calls}; "
+            "drive it with --broker (or $WEFT_BROKER) to collect them"
+        )
 
 
 def apply(driver: Driver, report: Report, now: float) -> None:

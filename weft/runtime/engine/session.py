@@ -18,6 +18,7 @@ from weft.runtime.core import steering
 from weft.runtime.core.machine import Machine
 from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED, RunState, new_run, new_step
 from weft.runtime.engine import family
+from weft.runtime.engine import remote as remote_calls
 from weft.runtime.engine.lease import Lease, LeaseHeld, describe
 from weft.runtime.ids import new_run_id
 from weft.runtime.stores.port import Store, Txn
@@ -225,8 +226,11 @@ def take(
     *,
     request: tuple[str, dict] | None = None,
     check: Callable[[Txn, str], object] | None = None,
+    remote: bool = False,
 ) -> tuple[Machine | None, Lease | None, str]:
     """Own run `text` (an id or unique prefix), recover it, apply a command, persist.
+
+    `remote`: the taker reaches the agents (a broker), so it may collect calls a dead owner left on them.
 
     With `request` (name, payload), a run driven by a live process gets the
     request instead, for its owner to act on: returns (None, None, run id).
@@ -256,6 +260,7 @@ def take(
             start_due(t, m.run, now)  # to drive it: it starts if it is due and its locks are free
         if m.run["state"] in ("running", "pending"):
             steering.recover(m, now)
+            remote_calls.refuse_unreachable(m, remote)
         if apply is not None:
             apply(m, now)
         stopped = m.run["state"] in RUN_STOPPED and not m.to_cancel  # else: held to cancel external tasks (driver)

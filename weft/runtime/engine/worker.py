@@ -36,9 +36,10 @@ from weft.runtime.core import steering
 from weft.runtime.core.machine import Machine
 from weft.runtime.core.states import RUN_STOPPED, RunState
 from weft.runtime.engine.lease import HEARTBEAT, HOST, Lease, LeaseHeld, LeaseLost, describe, holder_alive
-from weft.runtime.engine import schedules
+from weft.runtime.engine import remote, schedules
 from weft.runtime.engine.registry import Announcement, Registry
 from weft.runtime.engine.session import check_plan, persist, start_due
+from weft.runtime.executors.threads import Threads
 from weft.runtime.stores.port import Store, Timer, Txn
 
 if TYPE_CHECKING:
@@ -297,6 +298,7 @@ class Worker:
             if previous is not None:
                 m.note(now, f"taken over from {describe(previous, now)}")
             steering.recover(m, now)
+            remote.refuse_unreachable(m, self.executor is not None)
             events = persist(t, m, lease)
             return m, lease, events
 

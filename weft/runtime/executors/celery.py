@@ -132,11 +132,11 @@ class CeleryExecutor:
             self._beat(now)
         if not self._calls:
             return
+        self._read_reports()  # first: an attached call's "started" and log lines come before its outcome
         if self._check:
             self._look_up()
         if self._unsent:
             self._send()
-        self._read_reports()
         self._collect()
         self._cancel()
 
