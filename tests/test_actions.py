@@ -191,8 +191,8 @@ def test_decorator_option_problems(options, problem):
 
 
 def test_signature_problems():
-    async def fetch(url: str) -> None:
-        pass
+    def fetch(url: str) -> None:
+        yield url
 
     def union(x: int | str, ctx) -> dict[int, str]:
         pass
@@ -207,7 +207,7 @@ def test_signature_problems():
         pass
 
     cases = [
-        (fetch, "an action is a plain function, not async or a generator"),
+        (fetch, "an action is a plain or async function, not a generator"),
         (union, "parameter 'x' type int | str is unsupported: only 'T | None' unions are supported, not int | str"),
         (union, "parameter 'ctx' has no type hint (annotate it 'ctx: Context' to receive the run context)"),
         (union, "return type dict[int, str] is unsupported: dict keys must be str, not int"),

@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flow", metavar="NAME")
     p.add_argument("-i", "--input", metavar="KEY=VALUE", action="append", default=[], dest="inputs")
     p.add_argument("--inputs", metavar="FILE.json", dest="inputs_file")
-    p.add_argument("--workers", type=int, metavar="N", help="worker threads (default 16)")
+    p.add_argument("--workers", type=int, metavar="N", help="threads for plain actions' calls (default 64)")
+    p.add_argument("--concurrency", type=int, metavar="N", help="async actions' calls in flight at once (default 1000)")
     p.add_argument("--user", help="who starts the run (default: login name)")
     p.add_argument("--detach", action="store_true", help="queue the run for `weft worker`, print its id and return")
     p.add_argument(
@@ -139,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="start this failed polling step over (a new external task) instead of polling the one it started",
     )
     p.add_argument("--workers", type=int, metavar="N")
+    p.add_argument("--concurrency", type=int, metavar="N", help="async actions' calls in flight at once (default 1000)")
     _broker(p)
     _store(p)
 
@@ -150,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--item", type=int, metavar="N", help="STEP is an each step: skip the failed step of item N's sub-run"
     )
     p.add_argument("--workers", type=int, metavar="N")
+    p.add_argument("--concurrency", type=int, metavar="N", help="async actions' calls in flight at once (default 1000)")
     _broker(p)
     _store(p)
 
@@ -159,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--with-dependents", action="store_true", help="run every step downstream of STEP again too")
     p.add_argument("--item", type=int, metavar="N", help="STEP is an each step: run item N's sub-run again")
     p.add_argument("--workers", type=int, metavar="N")
+    p.add_argument("--concurrency", type=int, metavar="N", help="async actions' calls in flight at once (default 1000)")
     _broker(p)
     _store(p)
 
@@ -184,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="count this step's interrupted undo as done",
     )
     p.add_argument("--workers", type=int, metavar="N")
+    p.add_argument("--concurrency", type=int, metavar="N", help="async actions' calls in flight at once (default 1000)")
     _broker(p)
     _store(p)
 
@@ -233,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("worker", "weft.cli.worker:serve", "drive the runs of a store as a service, until SIGTERM")
     p.add_argument("--workers", type=int, metavar="N", help="runs driven at once (default 8)")
+    p.add_argument(
+        "--concurrency", type=int, metavar="N", help="async actions' calls in flight at once per run (default 1000)"
+    )
     p.add_argument(
         "--grace",
         default="30s",

@@ -29,7 +29,15 @@ CANCEL_WAIT = 30.0  # seconds `weft cancel` waits for another process to cancel 
 
 
 def _client(args: Any) -> Client:
-    return Client(args.store, workers=getattr(args, "workers", None), broker=getattr(args, "broker", None))
+    concurrency = getattr(args, "concurrency", None)
+    if concurrency is not None and concurrency < 1:
+        raise WeftError(f"--concurrency must be at least 1, not {concurrency}")
+    return Client(
+        args.store,
+        workers=getattr(args, "workers", None),
+        broker=getattr(args, "broker", None),
+        concurrency=concurrency,
+    )
 
 
 # -- weft run -------------------------------------------------------------------------------

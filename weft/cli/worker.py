@@ -15,6 +15,7 @@ import re
 import signal
 import sys
 import threading
+from functools import partial
 from typing import Any
 
 from weft.cli.views import clock, duration, event_text
@@ -41,6 +42,8 @@ def seconds(text: str) -> float:
 def serve(args: Any) -> int:
     if args.workers is not None and args.workers < 1:
         raise WeftError(f"--workers must be at least 1, not {args.workers}")
+    if args.concurrency is not None and args.concurrency < 1:
+        raise WeftError(f"--concurrency must be at least 1, not {args.concurrency}")
     grace = seconds(args.grace)
     broker = broker_url(args.broker)
     with open_store(store_dir(args.store), create=True) as store:
@@ -48,7 +51,7 @@ def serve(args: Any) -> int:
         executor = None if broker is None else CeleryExecutor(broker)
         worker = Worker(
             store,
-            Driver,
+            partial(Driver, concurrency=args.concurrency),
             runs=args.workers or DEFAULT_RUNS,
             grace=grace,
             once=args.once,

@@ -66,10 +66,16 @@ class Client(Reading, Scheduling):
     """Operations on the runs of one store: `store` folder, else $WEFT_STORE, else ./.weft."""
 
     def __init__(
-        self, store: str | os.PathLike | None = None, *, workers: int | None = None, broker: str | None = None
+        self,
+        store: str | os.PathLike | None = None,
+        *,
+        workers: int | None = None,
+        broker: str | None = None,
+        concurrency: int | None = None,
     ) -> None:
         self.path = store_dir(None if store is None else os.fspath(store))
         self.workers = workers  # action threads per run driven here (default: the driver's)
+        self.concurrency = concurrency  # async actions' calls in flight per run driven here (default: the driver's)
         self.broker = broker_url(broker)  # Celery's Redis, else $WEFT_BROKER: actions run on agents; None: here
         self._executor: Executor | None = None
         self._store: Store | None = None
@@ -252,7 +258,13 @@ class Client(Reading, Scheduling):
                 self._drivers.pop(driver.run_id, None)
 
     def _driver(
-        self, m: Machine, lease: Lease, observer: Observer | None, workers: int | None, until_waiting: bool
+        self,
+        m: Machine,
+        lease: Lease,
+        observer: Observer | None,
+        workers: int | None,
+        until_waiting: bool,
+        concurrency: int | None = None,
     ) -> Driver:
         def report(events: list[dict], driver: Driver) -> None:
             observer(_progress(driver, events))
@@ -262,13 +274,24 @@ class Client(Reading, Scheduling):
             m,
             lease,
             workers=workers or self.workers,
+            concurrency=concurrency or self.concurrency,
             executor=self.executor(),
             observer=None if observer is None else report,
             until_waiting=until_waiting,
         )
 
-    def drive(self, run_id: str, *, observer: Observer | None = None, workers: int | None = None) -> Run:
+    def drive(
+        self,
+        run_id: str,
+        *,
+        observer: Observer | None = None,
+        workers: int | None = None,
+        concurrency: int | None = None,
+    ) -> Run:
         """Drive a run in the calling thread until it ends or pauses; `observer` sees every commit.
+
+        `workers` bounds the plain actions' calls in flight (threads), `concurrency`
+        the `async def` actions' (the Client's, else the driver's defaults).
 
         The run is the one a `hold=True` command left for this call, else it is
         taken over (Conflict while another live process drives it).
@@ -284,7 +307,8 @@ class Client(Reading, Scheduling):
             time.sleep(min(max(0.02, m.run["due"] - time.time()), 1.0))
             m, lease, _ = self._take(m.run["id"], None)
         if m.run["state"] not in RUN_STOPPED or m.to_cancel:  # a paused or ended run was let go as it was taken
-            self._driver(m, lease, observer, workers, until_waiting).drive()  # (unless tasks are to be cancelled)
+            driver = self._driver(m, lease, observer, workers, until_waiting, concurrency)
+            driver.drive()  # (unless tasks are to be cancelled)
         return self.get(m.run["id"])
 
     # -- waiting --------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ decorator checks all of it at import time and reports every problem at once.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import importlib
 import inspect
@@ -78,6 +79,8 @@ class ActionDef:
     poll: Any = None  # a weft.polling.PollSpec for a polling action (a class with start/poll)
     pure: bool = False  # no side effects: nothing to undo on rollback (std.log, std.echo)
     queue: str | None = None  # the executor queue its calls go to when a step names none (None: the default)
+    asynchronous: bool = False  # an `async def` (a polling action: a coroutine start or poll), run on an event loop
+    concurrency: int | None = None  # at most this many calls at once in one executor (None: no limit of its own)
 
     @property
     def wants_context(self) -> bool:
@@ -96,6 +99,7 @@ def action(
     name: str | None = None,
     pure: bool = False,
     queue: str | None = None,
+    concurrency: int | None = None,
     poll_every: float = 1.0,
     poll_max: float = 60.0,
     poll_factor: float = 1.5,
@@ -106,7 +110,9 @@ def action(
     ActionDef as `fn.__weft_action__`. Raises ActionDefinitionError listing
     every problem with the signature. `pure=True` declares an action without
     side effects, which a rollback need not undo. `queue="proxy"` sends its calls to that
-    executor queue unless a step says `queue ...`. On a class with `start` and `poll`
+    executor queue unless a step says `queue ...`. `concurrency=N` lets at most N
+    calls of it run at once in one executor (the others wait their turn). An
+    `async def` action runs on the executor's event loop. On a class with `start` and `poll`
     methods it makes a polling action (see weft.sdk.polling); the `poll_*`
     arguments set its timer. `undo` is an @action of the same module, or its
     name (`undo="release"`, for one defined further down).
@@ -124,7 +130,13 @@ def action(
             raise ActionDefinitionError(
                 f"invalid action {defn.name!r}: queue must be a non-empty string, not {queue!r}"
             )
-        f.__weft_action__ = dataclasses.replace(defn, pure=bool(pure), queue=queue)  # type: ignore[attr-defined]
+        if concurrency is not None and not (type(concurrency) is int and concurrency > 0):
+            raise ActionDefinitionError(
+                f"invalid action {defn.name!r}: concurrency must be a positive int, not {concurrency!r}"
+            )
+        f.__weft_action__ = dataclasses.replace(  # type: ignore[attr-defined]
+            defn, pure=bool(pure), queue=queue, concurrency=concurrency
+        )
         return f
 
     return decorate if fn is None else decorate(fn)
@@ -151,8 +163,8 @@ def _define(fn: Callable[..., Any], idempotent: bool, undo: Any, name: str | Non
     problems: list[str] = []
     if not (isinstance(name, str) and name.isidentifier()):
         problems.append(f"name {name!r} is not a plain identifier")
-    if inspect.iscoroutinefunction(fn) or inspect.isgeneratorfunction(fn):
-        problems.append("an action is a plain function, not async or a generator")
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        problems.append("an action is a plain or async function, not a generator")
     if not isinstance(idempotent, bool):
         problems.append(f"idempotent must be True or False, not {idempotent!r}")
     undo_name = _undo_name(fn, undo, problems)
@@ -175,6 +187,7 @@ def _define(fn: Callable[..., Any], idempotent: bool, undo: Any, name: str | Non
         file=file,
         line=line,
         context_param=context_param,
+        asynchronous=inspect.iscoroutinefunction(fn),
     )
 
 
@@ -384,15 +397,36 @@ def call(defn: ActionDef, inputs: Mapping[str, Any], ctx: Context | None = None)
     A Context parameter gets `ctx`, or a local one printing its log lines.
     Returns the outputs as plain data; raises ActionInputError or
     ActionResultError on a contract breach, and whatever the action raises.
+    An `async def` action runs to completion on an event loop of its own
+    (from a coroutine, await `call_async` instead).
     """
     if defn.poll is not None:
         from weft.sdk import polling
 
         return polling.run_to_end(defn, dict(inputs), ctx)
+    return normalize_outputs(defn, settled(defn.func(**_arguments(defn, inputs, ctx))))
+
+
+async def call_async(defn: ActionDef, inputs: Mapping[str, Any], ctx: Context | None = None) -> dict[str, Any]:
+    """`call` of a plain or `async def` action from a coroutine: a coroutine's result is awaited."""
+    return normalize_outputs(defn, await awaited(defn.func(**_arguments(defn, inputs, ctx))))
+
+
+def _arguments(defn: ActionDef, inputs: Mapping[str, Any], ctx: Context | None) -> dict[str, Any]:
     kwargs = _bind(defn, inputs)
     if defn.context_param is not None:
         kwargs[defn.context_param] = Context("local", defn.name) if ctx is None else ctx
-    return normalize_outputs(defn, defn.func(**kwargs))
+    return kwargs
+
+
+def settled(value: Any) -> Any:
+    """What an action's method returned, a coroutine run to completion on an event loop of its own."""
+    return asyncio.run(awaited(value)) if inspect.isawaitable(value) else value
+
+
+async def awaited(value: Any) -> Any:
+    """What an action's method returned, a coroutine awaited."""
+    return await value if inspect.isawaitable(value) else value
 
 
 # -- lookup ---------------------------------------------------------------------------

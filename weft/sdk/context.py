@@ -2,13 +2,19 @@
 
 An action receives it through a parameter annotated `Context`: ids of the
 run and step, the attempt number, progress and log reporting, a deadline,
-and cancellation. The runtime builds one per attempt.
+and cancellation. The runtime builds one per attempt. All of it works from
+an `async def` action too, where `await ctx.sleep(s)` waits without blocking
+the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from typing import Callable
+
+CHECK = 0.25  # seconds between looks at the cancellation while `sleep` waits
 
 
 class Context:
@@ -52,5 +58,16 @@ class Context:
         return self._cancel.is_set()
 
     def wait(self, seconds: float) -> bool:
-        """Sleep up to `seconds`, waking at once on cancellation; True if cancelled."""
+        """Sleep up to `seconds`, waking at once on cancellation; True if cancelled (blocks: not in a coroutine)."""
         return self._cancel.wait(max(0.0, seconds))
+
+    async def sleep(self, seconds: float) -> bool:
+        """`wait` for a coroutine: sleep up to `seconds` without blocking the event loop; True if cancelled.
+
+        On Weft's executors a cancel (or the step's deadline) also cancels the
+        coroutine itself, so this ends at once with CancelledError.
+        """
+        end = time.monotonic() + max(0.0, seconds)
+        while not self.cancelled() and (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, CHECK))
+        return self.cancelled()

@@ -14,6 +14,9 @@
         def cancel(self, handle: Any) -> None:         # optional: stop the external task
             client.cancel(handle["task"])
 
+`start`, `poll` and `cancel` may be coroutines (`async def`): the action then
+runs on the executor's event loop like any `async def` action.
+
 The runtime persists the handle, holds no worker thread between polls, and
 polls again after `poll_every` seconds, growing by `poll_factor` up to
 `poll_max`; after a restart, suspended steps go on polling with their handle.
@@ -100,6 +103,7 @@ def define_poller(cls: type, idempotent: bool, undo: Any, name: str | None, spec
         line=line,
         context_param=context_param,
         poll=spec,
+        asynchronous=inspect.iscoroutinefunction(start) or inspect.iscoroutinefunction(poll),
     )
 
 
@@ -128,11 +132,24 @@ def _class_location(cls: type) -> tuple[str, int]:
 
 def start(defn: A.ActionDef, inputs: dict, ctx: Context | None = None) -> Any:
     """Start the external task; the handle it returns, as plain data."""
+    return _handle(defn, A.settled(_start(defn, inputs, ctx)))
+
+
+async def start_async(defn: A.ActionDef, inputs: dict, ctx: Context | None = None) -> Any:
+    """`start` from a coroutine: a coroutine `start` is awaited."""
+    return _handle(defn, await A.awaited(_start(defn, inputs, ctx)))
+
+
+def _start(defn: A.ActionDef, inputs: dict, ctx: Context | None) -> Any:
     kwargs = A._bind(defn, inputs)
     if defn.context_param is not None:
         kwargs[defn.context_param] = ctx or Context("local", defn.name)
+    return defn.func().start(**kwargs)
+
+
+def _handle(defn: A.ActionDef, value: Any) -> Any:
     problems: list[str] = []
-    handle = A._plain(defn.func().start(**kwargs), "handle", problems)
+    handle = A._plain(value, "handle", problems)
     if problems:
         raise A.ActionResultError(
             A._listing(f"action '{defn.name}' started with a handle that is not plain data", problems)
@@ -142,9 +159,21 @@ def start(defn: A.ActionDef, inputs: dict, ctx: Context | None = None) -> Any:
 
 def poll(defn: A.ActionDef, handle: Any, ctx: Context | None = None) -> Pending | dict:
     """Poll once: Pending, or the outputs (checked like any action's)."""
+    return _polled(defn, A.settled(_poll(defn, handle, ctx)), ctx)
+
+
+async def poll_async(defn: A.ActionDef, handle: Any, ctx: Context | None = None) -> Pending | dict:
+    """`poll` from a coroutine: a coroutine `poll` is awaited."""
+    return _polled(defn, await A.awaited(_poll(defn, handle, ctx)), ctx)
+
+
+def _poll(defn: A.ActionDef, handle: Any, ctx: Context | None) -> Any:
     method = defn.func().poll
     takes_ctx = len(inspect.signature(method).parameters) > 1
-    result = method(handle, ctx or Context("local", defn.name)) if takes_ctx else method(handle)
+    return method(handle, ctx or Context("local", defn.name)) if takes_ctx else method(handle)
+
+
+def _polled(defn: A.ActionDef, result: Any, ctx: Context | None) -> Pending | dict:
     if isinstance(result, Pending):
         if ctx is not None and result.progress is not None:
             ctx.progress(result.progress)
@@ -159,7 +188,7 @@ def cancellable(defn: A.ActionDef) -> bool:
 
 def cancel(defn: A.ActionDef, handle: Any) -> None:
     """Stop the external task `handle`: the action's `cancel` (raising when it could not)."""
-    defn.func().cancel(handle)
+    A.settled(defn.func().cancel(handle))
 
 
 def run_to_end(defn: A.ActionDef, inputs: dict, ctx: Context | None = None) -> dict:

@@ -31,9 +31,9 @@ def echo(value: Any) -> Echoed:
 
 
 @action(idempotent=True, pure=True)
-def sleep(seconds: float, *, ctx: Context) -> None:
-    """Wait `seconds`; cancelling the run ends the wait at once (and fails the step)."""
-    if ctx.wait(seconds):
+async def sleep(seconds: float, *, ctx: Context) -> None:
+    """Wait `seconds`, holding no thread; cancelling the run ends the wait at once (and fails the step)."""
+    if await ctx.sleep(seconds):
         raise ActionFailed(f"cancelled while sleeping {seconds:g}s")
 
 

@@ -1,15 +1,19 @@
-"""`std.http.request`: one HTTP request (urllib); a status outside `ok` fails the step, unless `check` is false."""
+"""`std.http.request`: one HTTP request (httpx, async); a status outside `ok` fails the step, unless `check` is false.
+
+The calls on one event loop (the local executor's: the runs this process
+drives) share one httpx.AsyncClient over one connection pool (pool.py), so
+repeated calls to a service reuse their connections.
+"""
 
 from __future__ import annotations
 
-import http.client
-import json as jsonlib
-import urllib.error
-import urllib.request
-from email.message import Message
 from typing import Any, TypedDict
 
+import httpx
+
 from weft.sdk.actions import ActionFailed, action
+from weft.sdk.loops import shared
+from weft.stdlib_actions.pool import Pool
 
 BODY_SHOWN = 200  # characters of a failing response's body its error message quotes
 
@@ -22,7 +26,7 @@ class Response(TypedDict):
 
 
 @action
-def request(
+async def request(
     url: str,
     method: str = "GET",
     json: Any = None,
@@ -37,34 +41,28 @@ def request(
     default any 2xx or 3xx) fails the step, naming the status and the start
     of the body, so `retry`, pause and resume act on the request itself;
     with `check: false` every status is returned as data. A connection
-    failure or timeout fails the step. `json` in the result is the parsed body
-    when the response is JSON, else none; header names are lower-case.
+    failure or timeout fails the step. Redirects are followed. `json` in the
+    result is the parsed body when the response is JSON, else none; header
+    names are lower-case.
     """
     verb = method.upper()
     if not url.startswith(("http://", "https://")):
         raise ActionFailed(f"url must start with http:// or https://, not {url!r}")
-    sent = dict(headers or {})
-    data = None
-    if json is not None:
-        data = jsonlib.dumps(json).encode("utf-8")
-        if not any(k.lower() == "content-type" for k in sent):
-            sent["Content-Type"] = "application/json"
+    client: httpx.AsyncClient = shared("std.http", _client)
     try:
-        req = urllib.request.Request(url, data=data, headers=sent, method=verb)
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            out = _response(resp.status, resp.headers, resp.read())
-    except urllib.error.HTTPError as e:
-        try:
-            out = _response(e.code, e.headers, e.read())
-        finally:
-            e.close()
-    except urllib.error.URLError as e:
-        raise ActionFailed(f"{verb} {url} failed: {e.reason}") from e
-    except (OSError, http.client.HTTPException, ValueError) as e:
+        resp = await client.request(verb, url, json=json, headers=headers, timeout=timeout)
+    except httpx.TimeoutException as e:
+        raise ActionFailed(f"{verb} {url} failed: timed out") from e
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as e:
         raise ActionFailed(f"{verb} {url} failed: {e or type(e).__name__}") from e
+    out = _response(resp)
     if check and not (out["status"] in ok if ok is not None else 200 <= out["status"] < 400):
         raise ActionFailed(f"{verb} {url} answered {out['status']}: {_start(out['body'])}")
     return out
+
+
+def _client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=Pool(), follow_redirects=True)
 
 
 def _start(body: str) -> str:
@@ -75,19 +73,18 @@ def _start(body: str) -> str:
     return repr(text[:BODY_SHOWN] + ("..." if len(text) > BODY_SHOWN else ""))
 
 
-def _response(status: int, headers: Message, raw: bytes) -> Response:
+def _response(resp: httpx.Response) -> Response:
     try:
-        body = raw.decode(headers.get_content_charset() or "utf-8", errors="replace")
+        body = resp.content.decode(resp.charset_encoding or "utf-8", errors="replace")
     except LookupError:  # a charset Python does not know
-        body = raw.decode("utf-8", errors="replace")
+        body = resp.content.decode("utf-8", errors="replace")
     parsed = None
-    if "json" in headers.get_content_type():
+    if "json" in resp.headers.get("content-type", ""):
         try:
-            parsed = jsonlib.loads(body)
+            parsed = resp.json()
         except ValueError:
             parsed = None
     merged: dict[str, str] = {}
-    for key, value in headers.items():
-        key = key.lower()
+    for key, value in resp.headers.multi_items():
         merged[key] = f"{merged[key]}, {value}" if key in merged else value
-    return {"status": status, "body": body, "json": parsed, "headers": merged}
+    return {"status": resp.status_code, "body": body, "json": parsed, "headers": merged}

@@ -50,10 +50,12 @@ from weft.runtime.engine.lease import Lease
 from weft.runtime.engine.session import persist
 from weft.runtime.executors.perform import cancel_task, perform
 from weft.runtime.executors.port import Executor, Report, Reports, Task, TaskChannel, event
-from weft.runtime.executors.threads import ThreadExecutor, Threads
+from weft.runtime.executors.local import LocalExecutor
+from weft.runtime.executors.threads import Threads
 from weft.runtime.stores.port import Store
 
-DEFAULT_WORKERS = 16
+DEFAULT_WORKERS = 64  # plain actions' calls in flight, one thread each: sized for calls that wait on I/O
+DEFAULT_CONCURRENCY = 1000  # `async def` actions' calls in flight on the local executor's event loop
 REMOTE_WORKERS = 1000  # calls in flight on agents at once: they hold no thread here
 POLL = 0.2  # seconds between looks at requests from other processes
 QUICK = 0.001  # an action whose calls average less than this runs in the driver's own thread
@@ -74,6 +76,7 @@ class Driver:
         lease: Lease,
         *,
         workers: int | None = None,
+        concurrency: int | None = None,
         executor: Executor | None = None,
         observer: Observer | None = None,
         until_waiting: bool = False,
@@ -85,7 +88,8 @@ class Driver:
         self.lease = lease
         self.remote = getattr(executor, "remote", False)  # its tasks go to agents: calls recorded before sent
         self.workers = max(1, workers or (REMOTE_WORKERS if self.remote else DEFAULT_WORKERS))
-        self.executor = executor or ThreadExecutor()
+        self.concurrency = max(1, concurrency or DEFAULT_CONCURRENCY)
+        self.executor = executor or LocalExecutor()
         self._own_executor = executor is None
         self._jobs = Threads()  # engine jobs of `each` steps: they need this process's store
         self.observer = observer
@@ -102,7 +106,9 @@ class Driver:
         self._reports = Reports()
         self._early: list[Report] = []  # reports that came while waiting for cancelled tasks: for the next round
         self._consumed: list[str] = []  # names of the requests acted on
-        self._inline = isinstance(self.executor, ThreadExecutor)  # quick actions may run in this thread
+        self._inline = isinstance(self.executor, LocalExecutor)  # quick actions may run in this thread
+        # calls in flight at once: threads and async calls have bounds of their own on the local executor
+        self.room = self.executor.room(machine.plan, self.workers, self.concurrency) if self._inline else self.workers
         self._here: set[int] = set()  # ids of the redoable tasks called in this thread, not applied yet
         self._redoable = True  # nothing since the last commit that a crash may not lose (see `_share`)
         self._committed = time.monotonic()
@@ -139,7 +145,7 @@ class Driver:
             if now >= next_poll or draining:  # a stopping driver acts on every request before it lets go
                 self._poll(now)
                 next_poll = now + POLL
-            launches = m.launches(now, 0 if draining else self.workers - len(self.inflight))
+            launches = m.launches(now, 0 if draining else self.room - len(self.inflight))
             if self.remote:
                 remote.dispatch(self, launches, now)
             self._abandon_stale()
@@ -283,6 +289,8 @@ class Driver:
         """Whether to call the action in this thread: no timeout, not a poll, and its calls have been quick."""
         if launch.action is None or launch.poll is not None or not self._inline:
             return False
+        if self.executor.asynchronous(launch.action, self.search_path):
+            return False  # here it would need an event loop of its own: the executor's loop runs it
         took = _TOOK.get((launch.action["module"], launch.action["name"]))
         return took is not None and took < QUICK and launch.deadline is None
 

@@ -6,6 +6,12 @@ itself, to stop an external task its run no longer waits for): only a failed loo
 ActionNotFound; whatever the action raises (a KeyError included) fails the
 step with its type, message and traceback. Never raises for the action's faults.
 
+An `async def` action runs to completion in the caller's thread, on an event
+loop of its own (asyncio.run); the local executor instead awaits
+`perform_async` on its one loop. Either way a cancel of the channel cancels
+the coroutine (CancelledError inside the action) and so does the task's
+deadline (the call then fails with Timeout).
+
 The action's `ctx.cancelled()` turns true when the channel is cancelled or
 the task's deadline passes, whichever comes first, so a step's `timeout`
 reaches the action where it runs (a thread, a child process, another host)
@@ -14,6 +20,7 @@ without waiting for the driver to notice it.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 import traceback
@@ -25,6 +32,9 @@ from weft.runtime.executors.port import Channel, Outcome, Task
 from weft.runtime.records import check_serializable
 from weft.sdk import actions
 from weft.sdk.context import Context
+from weft.sdk.loops import close_shared
+
+WATCH = 0.05  # seconds between looks at the channel's cancellation while an async call runs on a loop of its own
 
 _defs: dict[tuple[str, str], actions.ActionDef] = {}
 
@@ -32,14 +42,69 @@ _defs: dict[tuple[str, str], actions.ActionDef] = {}
 def perform(task: Task, channel: Channel) -> Outcome:
     """Call the action of `task` (start or poll a polling action); its Outcome."""
     started = time.perf_counter()
-    for folder in task.search_path:
-        if folder not in sys.path:
-            sys.path.append(folder)
+    defn = _lookup(task, started)
+    if isinstance(defn, Outcome):
+        return defn
+    if defn.asynchronous:
+        return asyncio.run(_watched(_call_async(task, channel, defn, started), channel))
     try:
-        defn = definition(task.action["module"], task.action["name"])
+        answer = polls.call(defn, task.inputs, _context(task, channel), task.poll)
+    except KeyboardInterrupt:  # reaches only an action the driver called in the main thread
+        raise
+    except BaseException as e:  # noqa: BLE001 - the action's failure, whatever it is, fails the step
+        return _failed(e, started)
+    return _answered(answer, started)
+
+
+async def perform_async(task: Task, channel: Channel) -> Outcome:
+    """`perform` on the running event loop; cancelling this coroutine cancels the action's."""
+    started = time.perf_counter()
+    defn = _lookup(task, started)
+    if isinstance(defn, Outcome):
+        return defn
+    return await _call_async(task, channel, defn, started)
+
+
+async def _call_async(task: Task, channel: Channel, defn: actions.ActionDef, started: float) -> Outcome:
+    deadline = asyncio.timeout(None if task.deadline is None else task.deadline - time.time())
+    try:
+        async with deadline:
+            answer = await polls.call_async(defn, task.inputs, _context(task, channel), task.poll)
+    except asyncio.CancelledError:
+        return Outcome(False, error=error_record("Cancelled", "the call was cancelled"), duration=_since(started))
+    except TimeoutError as e:
+        if not deadline.expired():
+            return _failed(e, started)
+        return Outcome(False, error=error_record("Timeout", "the step's deadline passed"), duration=_since(started))
+    except BaseException as e:  # noqa: BLE001 - the action's failure, whatever it is, fails the step
+        return _failed(e, started)
+    return _answered(answer, started)
+
+
+async def _watched(call: object, channel: Channel) -> Outcome:
+    """Await `call`, cancelling it once `channel` is cancelled; then close what its loop shared."""
+    running = asyncio.ensure_future(call)
+    try:
+        while not running.done():
+            await asyncio.wait([running], timeout=WATCH)
+            if channel.cancelled() and not running.done():
+                running.cancel()
+                await asyncio.wait([running])
+        return running.result()
+    finally:
+        await close_shared()
+
+
+def _lookup(task: Task, started: float) -> actions.ActionDef | Outcome:
+    """The task's ActionDef, or the Outcome saying it cannot be found."""
+    try:
+        return action_of(task.action, task.search_path)
     except LookupError as e:
-        return Outcome(False, error=error_record("ActionNotFound", str(e)), duration=time.perf_counter() - started)
-    ctx = Context(
+        return Outcome(False, error=error_record("ActionNotFound", str(e)), duration=_since(started))
+
+
+def _context(task: Task, channel: Channel) -> Context:
+    return Context(
         task.run,
         task.step,
         task.attempt,
@@ -48,30 +113,41 @@ def perform(task: Task, channel: Channel) -> Outcome:
         deadline=task.deadline,
         cancel_event=_Cancellation(channel, task.deadline),
     )
-    try:
-        outputs, poll = polls.call(defn, task.inputs, ctx, task.poll)
-    except KeyboardInterrupt:  # reaches only an action the driver called in the main thread
-        raise
-    except BaseException as e:  # noqa: BLE001 - the action's failure, whatever it is, fails the step
-        error = error_record(type(e).__name__, str(e) or type(e).__name__, traceback.format_exc())
-        return Outcome(False, error=error, duration=time.perf_counter() - started)
+
+
+def _failed(e: BaseException, started: float) -> Outcome:
+    error = error_record(type(e).__name__, str(e) or type(e).__name__, traceback.format_exc())
+    return Outcome(False, error=error, duration=_since(started))
+
+
+def _answered(answer: polls.Answer, started: float) -> Outcome:
+    outputs, poll = answer
     problem = None if outputs is None else check_serializable(outputs)
     if problem:
         error = error_record("OutputError", f"outputs cannot be stored: {problem}")
-        return Outcome(False, error=error, duration=time.perf_counter() - started)
-    return Outcome(True, outputs=outputs, poll=poll, duration=time.perf_counter() - started)
+        return Outcome(False, error=error, duration=_since(started))
+    return Outcome(True, outputs=outputs, poll=poll, duration=_since(started))
+
+
+def _since(started: float) -> float:
+    return time.perf_counter() - started
 
 
 def cancel_task(order: CancelTask, search_path: list[str]) -> TaskCancelled:
     """Stop the external task of `order` with its polling action's `cancel`; how it went."""
-    for folder in search_path:
-        if folder not in sys.path:
-            sys.path.append(folder)
     try:
-        defn = definition(order.action["module"], order.action["name"])
+        defn = action_of(order.action, search_path)
     except LookupError as e:
         return TaskCancelled(order.step, order.attempt, "failed", str(e))
     return polls.cancel(defn, order.step, order.attempt, order.handle)
+
+
+def action_of(ref: dict[str, str], search_path: list[str]) -> actions.ActionDef:
+    """The ActionDef of action reference `ref` ({"module", "name"}), importable from `search_path` too."""
+    for folder in search_path:
+        if folder not in sys.path:
+            sys.path.append(folder)
+    return definition(ref["module"], ref["name"])
 
 
 def definition(module: str, name: str) -> actions.ActionDef:

@@ -1,8 +1,9 @@
-"""Where actions run by default: threads of the driver's own process.
+"""Plain (not async) actions in threads of the driver's own process.
 
-`ThreadExecutor` is the executor port's local implementation: each task runs
-`perform` in a thread and reports through its channel directly (no Future:
-the channel is the answer).
+`ThreadExecutor` is the executor port over threads, the half of the local
+executor (local.py) that runs plain actions: each task runs `perform` in a
+thread and reports through its channel directly (no Future: the channel is
+the answer).
 
 `Threads`, the pool under it, is a `concurrent.futures.Executor` that differs
 from `ThreadPoolExecutor` in three ways a durable runtime needs: its threads
@@ -69,8 +70,9 @@ class ThreadExecutor:
     def __init__(self) -> None:
         self.threads = Threads()
 
-    def submit(self, task: Task, channel: Channel) -> None:
-        self.threads.run(_run, task, channel)
+    def submit(self, task: Task, channel: Channel, done: Callable[[], None] | None = None) -> None:
+        """Run `task` in a thread; `done()` is called there once its channel heard the outcome."""
+        self.threads.run(_run, task, channel, done)
 
     def close(self) -> None:
         self.threads.shutdown(wait=False)
@@ -84,5 +86,7 @@ def _settle(future: Future, fn: Callable[..., Any], args: tuple, kwargs: dict) -
             future.set_exception(e)
 
 
-def _run(task: Task, channel: Channel) -> None:
+def _run(task: Task, channel: Channel, done: Callable[[], None] | None) -> None:
     channel.finish(perform(task, channel))
+    if done is not None:
+        done()

@@ -1,0 +1,101 @@
+"""Where actions run by default: the local executor, threads for plain actions and one event loop for `async def` ones.
+
+`LocalExecutor.submit` looks the task's action up (the driver's process
+imports it anyway) and hands the task of an `async def` action to its
+AsyncExecutor, any other to its ThreadExecutor. An action declared
+`@action(concurrency=N)` has at most N calls running here at once; the others
+wait in line (their steps are running as far as the run is concerned, and
+their timeouts count) and start as earlier ones finish.
+
+`room` tells the driver how many calls of a plan it may have in flight: its
+thread bound (`workers`) for plain actions and its separate, higher bound
+(`concurrency`) for async ones. The driver cannot tell which kind the next
+ready steps call, so a plan with more plain-action steps than either bound,
+and async ones too, keeps the lower bound for all of them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+
+from weft.runtime.executors.asyncio import AsyncExecutor
+from weft.runtime.executors.perform import action_of
+from weft.runtime.executors.port import Channel, Task
+from weft.runtime.executors.threads import ThreadExecutor
+from weft.sdk.actions import ActionDef
+
+
+class LocalExecutor:
+    """The executor port in this process: threads for plain actions, one event loop for `async def` ones."""
+
+    def __init__(self) -> None:
+        self.threaded = ThreadExecutor()
+        self.looped = AsyncExecutor()
+        self._gate = _Gate()
+
+    def submit(self, task: Task, channel: Channel) -> None:
+        defn = _action(task.action, task.search_path)
+        executor = self.looped if defn is not None and defn.asynchronous else self.threaded
+        if defn is None or defn.concurrency is None:
+            executor.submit(task, channel)
+            return
+        key = (defn.module, defn.name)
+        self._gate.enter(key, defn.concurrency, lambda: executor.submit(task, channel, lambda: self._gate.leave(key)))
+
+    def asynchronous(self, ref: dict[str, str], search_path: list[str]) -> bool:
+        """Whether the action `ref` names is an `async def` one (run on the loop)."""
+        defn = _action(ref, search_path)
+        return defn is not None and defn.asynchronous
+
+    def room(self, plan: dict, workers: int, concurrency: int) -> int:
+        """How many calls of `plan`'s steps may be in flight at once: `workers` threads, `concurrency` async calls."""
+        search_path = list(plan.get("search_path") or ())
+        refs = [s["action"] for s in plan["steps"] if s.get("action")]
+        refs += [s["undo"]["action"] for s in plan["steps"] if (s.get("undo") or {}).get("action")]
+        kinds = [self.asynchronous(ref, search_path) for ref in refs]
+        plain = kinds.count(False)
+        if plain == len(kinds):
+            return workers
+        return concurrency if plain <= min(workers, concurrency) else min(workers, concurrency)
+
+    def close(self) -> None:
+        self.threaded.close()
+        self.looped.close()
+
+
+def _action(ref: dict[str, str] | None, search_path: list[str]) -> ActionDef | None:
+    """The action `ref` names, or None when there is none to be found (its call reports that)."""
+    if ref is None:
+        return None
+    try:
+        return action_of(ref, search_path)
+    except Exception:  # noqa: BLE001 - a module that does not import: the call itself reports it
+        return None
+
+
+class _Gate:
+    """At most `limit` calls of one action running at once; the others wait in line, first come first served."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[tuple[str, str], int] = {}
+        self._waiting: dict[tuple[str, str], deque[Callable[[], None]]] = {}
+
+    def enter(self, key: tuple[str, str], limit: int, start: Callable[[], None]) -> None:
+        with self._lock:
+            if self._running.get(key, 0) >= limit:
+                self._waiting.setdefault(key, deque()).append(start)
+                return
+            self._running[key] = self._running.get(key, 0) + 1
+        start()
+
+    def leave(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            line = self._waiting.get(key)
+            if not line:
+                self._running[key] -= 1
+                return
+            start = line.popleft()
+        start()
