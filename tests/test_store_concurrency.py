@@ -20,7 +20,10 @@ SLICES = 4
 
 def test_two_threads_read_runs_while_a_driver_commits_a_1000_step_run(tmp_path):
     with open_store(str(tmp_path / "store")) as store:
-        m, lease = session.create(store, fan(STEPS - 2), {}, user="test", label=None, locks=[])
+        plan = fan(STEPS - 2)
+        for step in plan["steps"]:  # not idempotent: every round commits (idempotent quick steps share commits)
+            step["action"]["idempotent"] = False
+        m, lease = session.create(store, plan, {}, user="test", label=None, locks=[])
         rid = m.run["id"]
         writes: list[tuple[float, float]] = []  # from a write transaction's begin (its fn) to its commit's end
         write = store.write

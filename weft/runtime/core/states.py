@@ -145,3 +145,8 @@ def describe_error(error: ErrorRecord | None) -> str:
 def elapsed(rec: dict, now: float) -> str | None:
     """How long a step (or undo) record has been going at `now`, as history shows it ("1.5s")."""
     return None if rec.get("started") is None else f"{now - rec['started']:.1f}s"
+
+
+def redoable(action: dict | None) -> bool:
+    """Whether calling `action` again after a crash is harmless: it is pure or idempotent."""
+    return action is not None and bool(action.get("idempotent") or action.get("pure"))

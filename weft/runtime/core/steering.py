@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from weft.errors import WeftError
 from weft.runtime.core import events as ev
-from weft.runtime.core.states import UNFINISHED, Halt, RunState, Stage, StepState, error_record
+from weft.runtime.core.states import UNFINISHED, Halt, RunState, Stage, StepState, error_record, redoable
 from weft.runtime.core.waiting import holds_task, overdue
 from weft.suggest import suggest
 
@@ -64,9 +64,9 @@ class Steering:
         return interrupted
 
     def _interrupt(self, sid: str, now: float, detail: str) -> bool:
-        """Running step `sid` lost its process: re-run it if idempotent, else fail it; True if it failed."""
+        """Running step `sid` lost its process: re-run it if pure or idempotent, else fail it; True if it failed."""
         spec = self.specs[sid]
-        if spec["kind"] == "each" or spec["action"]["idempotent"]:  # an each step finds its sub-runs again
+        if spec["kind"] == "each" or redoable(spec["action"]):  # an each step finds its sub-runs again
             self._set_step(sid, StepState.PENDING, now, f"{detail}; runs again (idempotent)", due=None)
             self.rerun.append(sid)
             return False

@@ -38,12 +38,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 
 from weft.errors import WeftError
 from weft.runtime.core import events as ev
 from weft.runtime.core.events import CancelTask, Launch
 from weft.runtime.core.machine import Machine
-from weft.runtime.core.states import RUN_STOPPED, error_record
+from weft.runtime.core.states import RUN_STOPPED, error_record, redoable
 from weft.runtime.crash import crash_point
 from weft.runtime.engine import each, remote
 from weft.runtime.engine.lease import Lease
@@ -112,18 +113,21 @@ class Driver:
         self._here: set[int] = set()  # ids of the redoable tasks called in this thread, not applied yet
         self._redoable = True  # nothing since the last commit that a crash may not lose (see `_share`)
         self._committed = time.monotonic()
+        self._pump: each.Children | None = None  # this process serving the run's sub-runs
+        self._poked = False  # a sub-run driven here stopped: look at the requests now
         self._cancelling: dict[int, tuple[Task, CancelTask, float]] = {}  # external tasks' cancels under way
 
     def drive(self) -> dict:
         """Drive the run until it ends or pauses (or, with `until_waiting`, waits for a signal)."""
         self.lease.keep_alive(self.store)
-        pump = each.drive_children(self.store, self.run_id, self.workers, Driver) if self.children else None
+        sub = partial(Driver, executor=self.executor)  # sub-runs driven here share this driver's executor
+        self._pump = each.drive_children(self.store, self, sub) if self.children else None
         remote.reattach(self, time.time())
         try:
             return self._loop()
         finally:
-            if pump is not None:
-                pump.stop()
+            if self._pump is not None:
+                self._pump.stop()
             self.lease.stop()
             for channel in self.inflight.values():
                 channel.cancel()
@@ -142,7 +146,8 @@ class Driver:
                 self._apply(reports, now)
                 crash_point("after-action-before-commit")
             draining = self.draining.is_set()
-            if now >= next_poll or draining:  # a stopping driver acts on every request before it lets go
+            if now >= next_poll or draining or self._poked:  # a stopping driver acts on every request first
+                self._poked = False
                 self._poll(now)
                 next_poll = now + POLL
             launches = m.launches(now, 0 if draining else self.room - len(self.inflight))
@@ -174,6 +179,11 @@ class Driver:
                 self._run_here(launch)
             reports = self._collect(now)
 
+    def poke(self) -> None:
+        """Look at the requests left for this run now, not at the next POLL (from any thread)."""
+        self._poked = True
+        self._reports.channel(_POKE).finish(None)  # wakes the loop; answers no task in flight
+
     # -- one round ----------------------------------------------------------------------
 
     def _apply(self, reports: list[Report], now: float) -> None:
@@ -202,6 +212,8 @@ class Driver:
             del self.inflight[task.step]
             if report.kind == "event":  # an engine job answers with the machine's event
                 self._redoable = False
+                if self._pump is not None:
+                    self._pump.worker.wake()  # a look may have made sub-runs: claim them now
                 m.apply(report.value, now)
                 continue
             outcome = report.value
@@ -227,6 +239,7 @@ class Driver:
                     self.machine.apply(ev.Signal(req["name"], req["fields"]), now)
                 elif req["kind"] == "child" and not each.woken(self.machine, req, now):
                     self._consumed.pop()  # a look at the children is out: this wakes the step once it answers
+                    self._poked = True  # (read again in the next round)
             except WeftError as e:
                 self.machine.note(now, f"{req['kind']} request ignored: {e}")
 
@@ -261,7 +274,7 @@ class Driver:
             and bool(launches)
             and len(here) == len(launches)
             and not (cancels or self._cancelling or self._consumed)
-            and all(_redoable(launch.action) and not launch.undo for launch in here)
+            and all(redoable(launch.action) and not launch.undo for launch in here)
             and time.monotonic() - self._committed < SHARE
         )
 
@@ -297,7 +310,7 @@ class Driver:
     def _run_here(self, launch: Launch) -> None:
         """Call a quick action here, sparing two thread hand-offs per step."""
         channel = self._channel(launch)
-        if _redoable(launch.action) and not launch.undo:
+        if redoable(launch.action) and not launch.undo:
             self._here.add(id(channel.task))
         channel.finish(perform(channel.task, channel))
 
@@ -332,12 +345,8 @@ class Driver:
         return self._reports.take(POLL if due is None else min(POLL, max(0.0, due - now)))
 
 
+_POKE = Task("", "", 0, None, {})  # the task of `poke`'s report, which no channel in flight has
 _TOOK: dict[tuple[str, str], float] = {}  # (module, action) -> moving average of its call's seconds, in this process
-
-
-def _redoable(action: dict | None) -> bool:
-    """Whether calling `action` again after a crash is harmless: it is pure or idempotent."""
-    return action is not None and bool(action.get("idempotent") or action.get("pure"))
 
 
 def _cancel_job(order: CancelTask, search_path: list[str], channel: TaskChannel) -> None:

@@ -33,7 +33,7 @@ from weft.plan import expr
 from weft.runtime.core import children as C
 from weft.runtime.core import events as ev
 from weft.runtime.core.machine import Launch, Machine
-from weft.runtime.core.states import RUN_ENDED, error_record
+from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED, error_record
 from weft.runtime.engine import session
 from weft.runtime.engine.worker import Worker
 from weft.runtime.executors.threads import Threads
@@ -238,27 +238,43 @@ class Rollback:
 def woken(m: Machine, request: dict, now: float) -> bool:
     """A child run stopped (its `child` request): log it and look at the children now.
 
-    False while a look is out: the request waits for the next round, as that look may have missed it.
+    False while a look is out: the request waits for the round that applies the look's answer, as that
+    look may have missed it.
     """
     sid = request["step"]
     rec = m.steps.get(sid)
     if sid in m.polls_out or (rec is not None and rec["state"] == "running"):  # its first look is out
         return False
-    if rec is not None and rec["state"] == "suspended":
+    if rec is not None and rec["state"] in ("suspended", "succeeded", "failed"):  # (a look may have seen it first)
         total = len((rec["inputs"] or {}).get("items") or ())
         line = C.item_line(request["index"], total, request["run"], request["state"], request.get("error"))
         m.apply(ev.Logged(sid, line, now), now)
-        m.apply(ev.Woken(sid), now)
+        if rec["state"] == "suspended":
+            m.apply(ev.Woken(sid), now)
     return True
 
 
 class Children:
-    """This process serving the queued descendants of one run, as a worker would (quietly), in a thread."""
+    """This process serving the queued descendants of one run, as a worker would (quietly), in a thread.
 
-    def __init__(self, store: Store, run_id: str, runs: int, driver: Any) -> None:
-        self.worker = Worker(store, driver, runs=runs, scope=run_id)
-        self.thread = threading.Thread(target=self.worker.serve, name=f"weft-children-{run_id}", daemon=True)
+    A descendant driven here that stops pokes the driver of its parent run (`top`, or one of the
+    descendants' drivers), so the parent's `each` step looks at its sub-runs at once.
+    """
+
+    def __init__(self, store: Store, top: Any, runs: int, driver: Any) -> None:
+        self.top = top
+        self.worker = Worker(store, driver, runs=runs, scope=top.run_id, observer=self._noticed)
+        self.thread = threading.Thread(target=self.worker.serve, name=f"weft-children-{top.run_id}", daemon=True)
         self.thread.start()
+
+    def _noticed(self, notice: Any) -> None:
+        run = notice.run
+        if notice.kind != "events" or run is None or run["state"] not in RUN_STOPPED or not run.get("parent"):
+            return
+        parent = run["parent"]["run"]
+        driver = self.top if parent == self.top.run_id else self.worker.active.get(parent)
+        if driver is not None:
+            driver.poke()
 
     def stop(self) -> None:
         """Claim no more children; let those driven here finish their running steps and hand them back."""
@@ -266,9 +282,9 @@ class Children:
         self.thread.join()
 
 
-def drive_children(store: Store, run_id: str, runs: int, driver: Any) -> Children:
-    """Serve the children (and their children) of run `run_id` from this process until `stop()`.
+def drive_children(store: Store, top: Any, driver: Any) -> Children:
+    """Serve the children (and their children) of the run Driver `top` drives from this process until `stop()`.
 
-    `driver` is the Driver class they are driven with.
+    `driver` makes the Driver of each (the Driver class, or a partial of it).
     """
-    return Children(store, run_id, max(runs, CHILD_RUNS), driver)
+    return Children(store, top, max(top.workers, CHILD_RUNS), driver)

@@ -4,8 +4,9 @@ A lease is (pid, host, process start time, heartbeat, token) in the `leases`
 database. Another process may take it over only when the holder is gone: its
 pid is not alive on this host (or is a different process reusing the pid), or
 its heartbeat is older than TTL. The owner refreshes the heartbeat from a
-thread and checks its token in every transaction it commits (fencing), so a
-process whose lease was taken over stops instead of writing over the new owner.
+thread (one per store and process, for every lease it holds there) and
+checks its token in every transaction it commits (fencing), so a process
+whose lease was taken over stops instead of writing over the new owner.
 """
 
 from __future__ import annotations
@@ -39,6 +40,16 @@ def _start_time(pid: int) -> str | None:
             return f.read().rsplit(b")", 1)[1].split()[19].decode()
     except (OSError, IndexError):
         return None
+
+
+def _own_start(pid: int) -> str | None:
+    """This process's start time, read once per pid (a forked child reads its own)."""
+    if _OWN.get("pid") != pid:
+        _OWN.update(pid=pid, start=_start_time(pid))
+    return _OWN["start"]
+
+
+_OWN: dict = {}
 
 
 def _pid_alive(pid: int) -> bool:
@@ -78,14 +89,14 @@ class Lease:
         self.run_id = run_id
         self.token = secrets.token_hex(8)
         self.pid = os.getpid()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.pid_start = _own_start(self.pid)
+        self._beat: _Heartbeat | None = None
 
     def record(self, now: float) -> dict:
         return {
             "pid": self.pid,
             "host": HOST,
-            "pid_start": _start_time(self.pid),
+            "pid_start": self.pid_start,
             "heartbeat": now,
             "token": self.token,
         }
@@ -111,23 +122,65 @@ class Lease:
             txn.drop_lease(self.run_id)
 
     def keep_alive(self, store: Store) -> None:
-        """Refresh the heartbeat from a daemon thread until `stop()`."""
-
-        def beat(txn: Txn) -> None:
-            self.check(txn)
-            txn.put_lease(self.run_id, self.record(time.time()))
-
-        def loop() -> None:
-            while not self._stop.wait(HEARTBEAT):
-                try:
-                    store.write(beat)
-                except WeftError:
-                    return  # lost, or the store failed: the driver's own commit reports it
-
-        self._thread = threading.Thread(target=loop, name=f"weft-lease-{self.run_id}", daemon=True)
-        self._thread.start()
+        """Have the heartbeat of `store` in this process refresh this lease until `stop()`."""
+        with _BEATING:
+            beat = _BEATS.get(id(store))
+            if beat is None:
+                beat = _BEATS[id(store)] = _Heartbeat(store)
+            beat.leases[self.token] = self
+        self._beat = beat
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        """No more heartbeats for this lease; the last lease of a store stops its heartbeat's thread."""
+        beat, self._beat = self._beat, None
+        if beat is None:
+            return
+        with _BEATING:
+            beat.leases.pop(self.token, None)  # (gone already if the heartbeat found it taken over)
+            last = not beat.leases and _BEATS.get(id(beat.store)) is beat
+            if last:
+                del _BEATS[id(beat.store)]
+                beat.stopping.set()
+        if last:
+            beat.thread.join()
+
+
+class _Heartbeat:
+    """One thread per store and process that refreshes every lease the process holds on it, in one transaction
+    each HEARTBEAT seconds: a thousand sub-runs driven here cost one thread and one commit a second, not a
+    thousand. A lease found taken over is dropped from it (its driver's next commit stops with LeaseLost)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.leases: dict[str, Lease] = {}  # token -> lease (guarded by _BEATING)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="weft-heartbeat", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.stopping.wait(HEARTBEAT):
+            with _BEATING:
+                leases = list(self.leases.values())
+            try:
+                lost = self.store.write(lambda t: _beat(t, leases, time.time()))
+            except WeftError:
+                continue  # the store failed: each driver's own commit reports it
+            with _BEATING:
+                for lease in lost:
+                    self.leases.pop(lease.token, None)
+
+
+def _beat(txn: Txn, leases: list[Lease], now: float) -> list[Lease]:
+    """Refresh `leases` inside `txn`; returns those another process took over."""
+    lost = []
+    for lease in leases:
+        current = txn.lease(lease.run_id)
+        if current is None or current["token"] != lease.token:
+            lost.append(lease)
+        else:
+            txn.put_lease(lease.run_id, lease.record(now))
+    return lost
+
+
+_BEATS: dict[int, _Heartbeat] = {}  # id(store) -> its heartbeat in this process
+_BEATING = threading.Lock()

@@ -112,6 +112,8 @@ class _Env:
         self.path = path
         self.max = max_map_size()
         self.writer = threading.Lock()
+        self.queued = threading.Lock()  # guards `waiting`
+        self.waiting: list = []  # the writers (store._Writer) whose next commit has not begun
         self.derived = {"runs": Derived(), "steps": Derived()}  # for the writer (txn.py)
         self.gate = _Gate()
         self.handles = 0
@@ -270,57 +272,122 @@ class Store(port.Store):
     def write(self, fn: Callable[[Txn], T]) -> T:
         """Run `fn` in a write transaction and commit it durably; grow the map when full.
 
-        Not from inside a `read()` of this thread: growing the map waits for every reader to finish.
+        Writers of this process that come while a commit is under way share the next one (group commit):
+        the first of them runs every waiting `fn`, each in a nested transaction, so one that raises leaves
+        no trace and is answered with its exception while the others commit, with one fsync for all. Each
+        `write` returns once its changes are durable. Not from inside a `read()` of this thread: growing
+        the map waits for every reader to finish.
         """
         env = self._opened()
+        mine = _Writer(self, fn)
+        with env.queued:
+            env.waiting.append(mine)
         with env.writer:
-            while True:
-                env.gate.enter()
-                try:
-                    done, result = self._attempt(env, fn)
-                finally:
-                    env.gate.leave()
-                if done == "resized":
-                    env.adopt_size()
-                elif done == "full":
-                    env.grow()
-                else:
-                    return result
+            if not mine.done:
+                with env.queued:
+                    batch, env.waiting = env.waiting, []
+                _commit(env, batch)
+        return mine.outcome()
 
-    def _attempt(self, env: _Env, fn: Callable[[Txn], T]) -> tuple[str, T | None]:
-        """One try at `fn`: ("ok", result), or ("full" | "resized", None) to grow or resize and retry."""
+
+class _Writer:
+    """One `Store.write` waiting for its commit: its function, then its result or exception."""
+
+    __slots__ = ("done", "error", "fn", "result", "store")
+
+    def __init__(self, store: Store, fn: Callable[[Txn], object]) -> None:
+        self.store = store
+        self.fn = fn
+        self.done = False
+        self.result: object = None
+        self.error: BaseException | None = None
+
+    def outcome(self) -> object:
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def _commit(env: _Env, batch: list[_Writer]) -> None:
+    """Commit the functions of `batch` in one transaction, growing or resizing the map and trying again as
+    needed; answer each writer. A fault of the transaction itself answers every writer of it."""
+    try:
+        while True:
+            env.gate.enter()
+            try:
+                done = _attempt(env, batch)
+            finally:
+                env.gate.leave()
+            if done == "resized":
+                env.adopt_size()
+            elif done == "full":
+                env.grow()
+            else:
+                break
+    except BaseException as e:  # noqa: BLE001 - answered to each writer of the batch, in its own thread
+        for writer in batch:
+            writer.error = e
+    for writer in batch:
+        writer.done = True
+
+
+def _attempt(env: _Env, batch: list[_Writer]) -> str:
+    """One try at the functions of `batch`: "ok", or "full" | "resized" to grow or resize and retry."""
+    path = batch[0].store.path
+    try:
+        txn = env.env.begin(write=True)
+    except lmdb.MapResizedError:
+        return "resized"
+    except lmdb.Error as e:
+        raise StoreError(f"cannot write to store {path}: {_reason(e)}") from None
+    for writer in batch:
+        writer.result, writer.error = None, None
         try:
-            txn = env.env.begin(write=True)
-        except lmdb.MapResizedError:
-            return "resized", None
+            inner = txn if len(batch) == 1 else env.env.begin(write=True, parent=txn)
         except lmdb.Error as e:
-            raise StoreError(f"cannot write to store {self.path}: {_reason(e)}") from None
+            txn.abort()
+            raise StoreError(f"cannot write to store {path}: {_reason(e)}") from None
         try:
-            result = fn(Txn(self, txn, env.dbs, env.derived))
+            writer.result = writer.fn(Txn(writer.store, inner, env.dbs, env.derived))
+            if inner is not txn:
+                inner.commit()
         except lmdb.MapFullError:
+            inner.abort()
             txn.abort()
-            return "full", None
-        except lmdb.Error as e:
-            txn.abort()
-            raise StoreError(f"cannot write to store {self.path}: {_reason(e)}") from None
-        except codec.BadValue as e:
-            txn.abort()
-            raise StoreError(f"cannot write to store {self.path}: {e}") from None
+            return "full"
+        except Exception as e:  # noqa: BLE001 - this writer's fault, answered to it alone
+            inner.abort()
+            if len(batch) == 1:
+                txn.abort()
+            writer.error = _fault(writer.store.path, e)
+            if len(batch) == 1:
+                return "ok"
         except BaseException:
-            txn.abort()
+            inner.abort()
+            if inner is not txn:
+                txn.abort()
             raise
-        try:
-            env.check_identity()
-        except StoreGone:
-            txn.abort()
-            raise
-        try:
-            txn.commit()
-        except lmdb.MapFullError:
-            return "full", None
-        except lmdb.Error as e:
-            raise _write_error(self.path, e) from None
-        return "ok", result
+    try:
+        env.check_identity()
+    except StoreGone:
+        txn.abort()
+        raise
+    try:
+        txn.commit()
+    except lmdb.MapFullError:
+        return "full"
+    except lmdb.Error as e:
+        raise _write_error(path, e) from None
+    return "ok"
+
+
+def _fault(path: str, e: Exception) -> Exception:
+    """What a writer whose function raised `e` is answered: the store's faults as StoreError, others as they are."""
+    if isinstance(e, lmdb.Error):
+        return StoreError(f"cannot write to store {path}: {_reason(e)}")
+    if isinstance(e, codec.BadValue):
+        return StoreError(f"cannot write to store {path}: {e}")
+    return e
 
 
 class StoreGone(StoreError):
