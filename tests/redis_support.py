@@ -27,7 +27,8 @@ import pytest
 from conftest import Output
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-HEARTBEAT = "0.5"  # seconds between an agent's heartbeats; a call is lost after 3 missed ones
+HEARTBEAT = "0.5"  # seconds between an agent's heartbeats ($WEFT_HEARTBEAT); a call is lost after 3 missed ones
+REDELIVER = "2"  # seconds before Redis gives a call that a dead agent took, unclaimed, to another ($WEFT_REDELIVER)
 
 
 def free_port() -> int:
@@ -115,7 +116,7 @@ class Agent:
                 stdout=subprocess.PIPE,
                 stderr=err,
                 text=True,
-                env={**env, "WEFT_AGENT_TAG": name},
+                env={**env, "TEST_AGENT_NAME": name},
                 cwd=cwd,
                 start_new_session=True,  # its own process group: a SIGKILL takes its pool processes with it
             )
@@ -123,16 +124,20 @@ class Agent:
 
     def ready(self, queues: tuple[str, ...] = ("weft",), url: str = "", timeout: float = 30.0) -> Agent:
         """Wait for the agent's ready line and check that it names its queues and broker; returns the agent."""
-        ready = re.compile(rf"^agent {re.escape(self.name)} ready: queues? (.+) on (\S+)$")
         end = time.monotonic() + timeout
-        while not (found := [m for m in map(ready.match, self.output.lines) if m]):
+        while (found := self.ready_line()) is None:
             if not self.alive() or time.monotonic() > end:
                 self.kill()
                 raise AssertionError(f"agent {self.name} not ready (exit {self.proc.poll()}): {self.errors()}")
             time.sleep(0.02)
-        served, broker = found[0].groups()
-        assert set(served.split(", ")) == set(queues) and broker.startswith(url), found[0].group(0)
+        served, broker = found.groups()
+        assert set(served.split(", ")) == set(queues) and broker.startswith(url), found.group(0)
         return self
+
+    def ready_line(self) -> re.Match | None:
+        """The agent's `agent NAME ready: queues Q, ... on URL` line, once it printed it."""
+        ready = re.compile(rf"^agent {re.escape(self.name)} ready: queues? (.+) on (\S+)$")
+        return next((m for m in map(ready.match, self.output.lines) if m), None)
 
     def errors(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
