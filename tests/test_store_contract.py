@@ -220,7 +220,12 @@ def test_the_feed_lists_every_runs_events_in_commit_order(store):
     with store.read() as t:
         assert t.feed() == [(1, a, 1), (2, a, 2), (3, b, 1), (4, a, 3)]
         assert t.feed(after=2, limit=1) == [(3, b, 1)] and t.feed(after=4) == [] and t.feed(limit=0) == []
+        assert t.feed(after=1) == [(2, a, 2), (3, b, 1), (4, a, 3)] and t.feed(limit=1) == [(1, a, 1)]
         assert t.feed_end() == 4
+    store.write(lambda t: t.append_events(b, [{"n": n} for n in range(2, 7)]))  # one write, five places
+    with store.read() as t:
+        assert t.feed(after=5, limit=2) == [(6, b, 3), (7, b, 4)] and t.feed(after=8) == [(9, b, 6)]
+        assert t.feed_end() == 9 and [p for p, _, _ in t.feed(after=3)] == [4, 5, 6, 7, 8, 9]
 
 
 def test_trimming_the_feed_drops_deleted_runs_at_its_head_and_places_go_on(store):

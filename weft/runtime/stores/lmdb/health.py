@@ -294,11 +294,10 @@ class _Checkup:
     def feed(self) -> None:
         entries = self.values("feed")
         for key, entry in entries.items():
-            well = isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
-            place = entry[2] if well and isinstance(entry[1], int) and isinstance(entry[2], int) else None
-            if place is not None and key == K.place_key(place):
+            span = K.feed_span(entry)
+            home = K.feed_key(span) if span is not None else None
+            if key == home:
                 continue
-            home = K.place_key(place) if place is not None and 0 < place < 1 << 64 else None
             fix = (
                 (lambda k=key, h=home: self.move("feed", k, h))
                 if home is not None and home not in entries

@@ -18,7 +18,9 @@ Run ids are 26 ASCII characters, so keys that start with one need no separator.
     queue     at\\0<u64 BE µs><run>      runs a worker should pick up, by when
               of\\0<run>                 that time (µs), to move or drop the entry
     timers    <u64 BE µs due><run><step>\\0<kind>   steps' next poll, retry, deadline
-    feed      <u64 BE place>            [run, seq, place]: every run's events in commit order
+    feed      <u64 BE last place>       [run, seq, place, count]: every run's events in commit order, one
+                                        entry for the `count` events one write appended to a run's history:
+                                        seq, seq+1, ... at place, place+1, ... ([run, seq, place]: one event)
     schedules <name>                    schedule record (weft.runtime.core.schedule)
     meta      <name>                    format, indexes (store format and index keys versions), ...
 """
@@ -26,6 +28,7 @@ Run ids are 26 ASCII characters, so keys that start with one need no separator.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from weft.runtime import ids
 from weft.runtime.core.states import outcome
@@ -97,6 +100,26 @@ def place_key(place: int) -> bytes:
 def place_of(key: bytes) -> int | None:
     """The feed place a key holds, or None if it is not one."""
     return _U64.unpack(key)[0] if len(key) == _U64.size else None
+
+
+def feed_entry(run_id: str, seq: int, place: int, count: int) -> list:
+    """The feed entry of `count` events of run `run_id` from `seq`, at places from `place` on."""
+    return [run_id, seq, place] if count == 1 else [run_id, seq, place, count]
+
+
+def feed_span(entry: Any) -> tuple[int, str, int, int] | None:
+    """(first place, run id, first seq, count) of a decoded feed entry, or None if it is not one."""
+    if not (isinstance(entry, list) and len(entry) in (3, 4)):
+        return None
+    rid, seq, place, *more = entry
+    count = more[0] if more else 1
+    fits = isinstance(rid, str) and all(type(n) is int and n >= 1 for n in (seq, place, count))
+    return (place, rid, seq, count) if fits and place + count <= 1 << 64 else None
+
+
+def feed_key(span: tuple[int, str, int, int]) -> bytes:
+    """The key a feed entry is stored under: the place of its last event."""
+    return place_key(span[0] + span[3] - 1)
 
 
 def lock_key(name: str) -> bytes:

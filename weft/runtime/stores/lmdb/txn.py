@@ -254,28 +254,34 @@ class Txn(port.Txn):
         return 0
 
     def append_events(self, run_id: str, events: list[dict]) -> int:
+        """Append `events` to the run's history, and one feed entry that gives them their places."""
         seq = self.last_seq(run_id)
-        place = self.feed_end()
-        db, feed = self._dbs["events"], self._dbs["feed"]
+        if not events:
+            return seq
+        db = self._dbs["events"]
         for event in events:
             seq += 1
-            place += 1
             self._raw.put(K.seq_key(run_id, seq), codec.encode(event), db=db, overwrite=False)
-            self._raw.put(K.place_key(place), codec.encode([run_id, seq, place]), db=feed, append=True)
+        count = len(events)
+        last = self.feed_end() + count
+        entry = codec.encode(K.feed_entry(run_id, seq - count + 1, last - count + 1, count))
+        self._raw.put(K.place_key(last), entry, db=self._dbs["feed"], append=True)
         return seq
 
     def feed(self, after: int = 0, limit: int = 1000) -> list[tuple[int, str, int]]:
         found: list[tuple[int, str, int]] = []
         if limit <= 0:
             return found
-        for key, entry in self.scan_from("feed", K.place_key(after + 1)):
-            place = K.place_of(key)
-            if place is None or not (isinstance(entry, list) and len(entry) == 3 and entry[2] == place):
+        for key, entry in self.scan_from("feed", K.place_key(after + 1)):  # from the entry holding after + 1
+            span = K.feed_span(entry)
+            if span is None or key != K.feed_key(span):
                 self._skip("feed", key, "the entry does not parse or is not under its place")
                 continue
-            found.append((place, entry[0], entry[1]))
-            if len(found) >= limit:
-                break
+            place, rid, seq, count = span
+            for i in range(max(0, after + 1 - place), count):
+                found.append((place + i, rid, seq + i))
+                if len(found) >= limit:
+                    return found
         return found
 
     def feed_end(self) -> int:
