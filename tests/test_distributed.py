@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 from conftest import run_id
 from redis_support import HEARTBEAT, REDELIVER, Agent, Redis, redis  # noqa: F401 (redis: the fixture)
-from test_scenarios import HOST, ORGANIZATION, Scenario, host_inputs, steps
+from server_support import EXAMPLES, Server
+from test_scenarios import HOST, ORGANIZATION, SUBNET, Scenario, host_inputs, steps
 
 # Actions of the tests; written into each test's folder as `ext_dist.py`, where the agents find it.
 EXT = '''
@@ -137,10 +138,11 @@ class Cluster(Scenario):
             time.sleep(0.02)
         return lines
 
-    def finish(self, proc: subprocess.Popen, timeout: float = 90.0) -> tuple[int, str]:
+    def finish(self, proc: subprocess.Popen, timeout: float = 90.0) -> tuple[int, str, str]:
+        """A background command's exit code, stdout and stderr once it ended (without a traceback)."""
         out, err = proc.communicate(timeout=timeout)
         assert "Traceback" not in err, err
-        return proc.returncode, out
+        return proc.returncode, out, err
 
     def close(self) -> None:
         for agent in self.agents:
@@ -207,6 +209,22 @@ def test_katello_organization_on_two_agents(cluster):
     state = cluster.state("katello")
     assert all(r["packages"] for r in state["repositories"].values())
     assert [k["name"] for k in state["activation_keys"].values()] == ["acme-dev"]
+
+
+@pytest.mark.slow
+def test_weft_serve_with_a_broker_runs_what_the_api_starts_on_agents(cluster):
+    cluster.agent("s1")
+    env = {k: v for k, v in cluster.env.items() if k != "WEFT_STORE"}  # the server's store is the same folder's
+    with Server(cluster.folder, flows=[EXAMPLES / "foreman"], args=cluster.broker, env=env) as server:
+        inputs = {"name": "web7", "mac": "52:54:00:aa:00:07", "subnet": SUBNET}
+        answer = server.api.post("/api/v1/runs", json={"flow": "create_host", "inputs": inputs})
+        assert answer.status_code in (200, 201, 202), answer.text
+        rid = answer.json()["id"]
+        end = time.monotonic() + 60
+        while (state := server.api.get(f"/api/v1/runs/{rid}").json()["state"]) != "succeeded":
+            assert state in ("pending", "running") and time.monotonic() < end, state
+            time.sleep(0.1)
+    assert set(ran_on(cluster.show(rid)).values()) == {"s1"}
 
 
 # -- Routing ----------------------------------------------------------------------------------------------
@@ -289,7 +307,7 @@ def test_twenty_agent_kills_run_no_call_twice_and_every_run_succeeds(cluster):
         if proc is not None and proc.poll() is None:
             return proc
         if proc is not None:
-            code, out = cluster.finish(proc)
+            code, out, _ = cluster.finish(proc)
             if code == 3:  # paused: a non-idempotent call was interrupted, and a person resumes the run
                 assert "interrupted" in out, out
                 resumed[runs[-1]] += 1
@@ -382,8 +400,9 @@ def test_redis_down_for_five_seconds_loses_nothing(cluster):
     cluster.redis.stop()
     time.sleep(5)
     cluster.redis.start()
-    code, out = cluster.finish(proc)
+    code, out, err = cluster.finish(proc)
     assert code == 0, out  # not failed, not paused: it went on once Redis was back
+    assert err.count(f"the broker {cluster.redis.url} does not answer") == 1, err  # said once
     shown = cluster.show(rid)
     assert [s["state"] for s in shown["steps"]] == ["succeeded"] * 12
     calls = effect_lines(cluster.lines())
@@ -412,7 +431,7 @@ def test_cancel_revokes_queued_calls_and_stops_the_running_one(cluster):
     time.sleep(1.0)  # the other three wait in the queue: the agent's one slot is taken
     assert cluster.lines() == [started]
     cluster("cancel", rid, code=0)
-    code, out = cluster.finish(proc)
+    code, out, _ = cluster.finish(proc)
     assert code == 1 and f"run {rid} cancelled" in out, out
     tag = started.split()[0]
     cluster.wait_for_lines(lambda lines: f"cancelled {tag}" in lines, timeout=10)  # it saw ctx.cancelled
