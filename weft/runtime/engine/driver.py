@@ -212,6 +212,7 @@ class Driver:
             del self.inflight[task.step]
             if report.kind == "event":  # an engine job answers with the machine's event
                 self._redoable = False
+                self._poked = True  # the requests of sub-runs that stopped while it looked, now
                 if self._pump is not None:
                     self._pump.worker.wake()  # a look may have made sub-runs: claim them now
                 m.apply(report.value, now)
@@ -239,7 +240,6 @@ class Driver:
                     self.machine.apply(ev.Signal(req["name"], req["fields"]), now)
                 elif req["kind"] == "child" and not each.woken(self.machine, req, now):
                     self._consumed.pop()  # a look at the children is out: this wakes the step once it answers
-                    self._poked = True  # (read again in the next round)
             except WeftError as e:
                 self.machine.note(now, f"{req['kind']} request ignored: {e}")
 
