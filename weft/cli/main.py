@@ -128,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN")
     p.add_argument("step", metavar="STEP", nargs="?", help="show this step's inputs, outputs, error and traceback")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--steps",
+        metavar="N|all",
+        help="show N steps (failed, running and suspended first) and the last N events"
+        " (default: 50 as text, all with --json)",
+    )
     _store(p)
 
     p = command("resume", "weft.cli.runs:resume", "retry failed steps and continue a run")

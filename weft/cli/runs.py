@@ -193,16 +193,31 @@ def watch_run(client: Client, run_id: str) -> int:
 # -- show -----------------------------------------------------------------------------
 
 
+SHOWN = 50  # steps and events `weft show` prints of a run unless --steps says otherwise
+
+
 def show(args: Any) -> int:
+    limit = _steps_shown(args.steps, SHOWN if not args.json else None)
     with _client(args) as client:
         if args.step is None:
-            run = client.get(args.run)
+            run = client.get(args.run, steps=limit, history=limit)
             text = json.dumps(views.run_json(run), indent=2, default=str) if args.json else views.run_text(run)
         else:
             detail = client.step(args.run, args.step)
             text = json.dumps(views.step_json(detail), indent=2, default=str) if args.json else views.step_text(detail)
     say(text)
     return 0
+
+
+def _steps_shown(text: str | None, default: int | None) -> int | None:
+    """What `--steps N|all` asks for: N, None for all."""
+    if text is None:
+        return default
+    if text == "all":
+        return None
+    if not text.isdigit():
+        raise WeftError(f"--steps takes a number or 'all', not {text!r}")
+    return int(text)
 
 
 # -- steering ------------------------------------------------------------------------------------

@@ -131,6 +131,8 @@ def run_text(run: Run) -> str:
         lines.append("result   " + ", ".join(f"{k}={_short(v)}" for k, v in run.result.items()))
     if run.error:
         lines.append(f"error    {run.error}")
+    if len(run.steps) < run.steps_total:
+        lines.append(f"steps    {run.steps_total} in all: {phase_counts(run.counts)}")
     queued = any(s.queue for s in run.steps)  # a QUEUE column only for a run that routes some step
     rows = [("STEP", "PHASE", "STATE", "TRIES", "STARTED", "TOOK") + ("QUEUE",) * queued + ("ERROR / WAITING FOR",)]
     for s in run.steps:
@@ -138,6 +140,9 @@ def run_text(run: Run) -> str:
         where = (s.queue or "-",) * queued
         rows.append((s.id, s.phase, s.state, str(s.attempts), clock(s.started), took) + where + (_error(s),))
     lines += ["", *table(rows)]
+    if len(run.steps) < run.steps_total:
+        more = run.steps_total - len(run.steps)
+        lines.append(f"... {more} more step{'s' * (more != 1)} (weft show {run.id} --steps all prints every one)")
     failed = [s for s in run.steps if s.state == "failed" or (s.undo is not None and s.undo.state == "failed")]
     if failed:
         lines += ["", "failed steps (weft show RUN STEP shows a step's inputs, outputs and traceback)"]
@@ -163,9 +168,20 @@ def run_text(run: Run) -> str:
         lines += [f"  {r.index + 1:>4}  {r.id}  {r.state:<9}  {r.label or ''}".rstrip() for r in shown]
         if len(shown) < len(subs.runs):
             lines.append(f"  (weft list --parent {run.id} lists all {len(subs.runs)})")
-    lines += ["", "history"]
+    if len(run.history) < run.history_total:
+        lines += ["", f"history (the last {len(run.history)} of {run.history_total} events; --steps all prints all)"]
+    else:
+        lines += ["", "history"]
     lines += [f"{e.seq:>5}  {clock(e.t)}  {event_text(e)}" for e in run.history]
     return "\n".join(line.rstrip() for line in lines)
+
+
+def phase_counts(by_phase: dict[str, dict[str, int]]) -> str:
+    """`run phase: 49990 succeeded, 10 failed; finalize phase: 2 pending`."""
+    return "; ".join(
+        f"{phase} phase: " + ", ".join(f"{n} {state}" for state, n in states.items())
+        for phase, states in by_phase.items()
+    )
 
 
 def _event_json(e: Event) -> dict[str, Any]:

@@ -210,10 +210,13 @@ class RunSummary:
 class Run(RunSummary):
     """One run in full: steps, history, and which steering commands fit it now."""
 
-    steps: tuple[Step, ...]
-    history: tuple[Event, ...]
+    steps: tuple[Step, ...]  # every step in plan order, or a page of them (see steps_total)
+    history: tuple[Event, ...]  # every event, or the last of them (see history_total)
     actions: tuple[str, ...]  # of ACTIONS, sorted (the same order in every process)
     waiting_for: tuple[str, ...]  # signals that suspended steps wait for
+    counts: dict[str, dict[str, int]]  # phase -> state -> how many of all its steps are in it
+    steps_total: int  # steps of the run in all
+    history_total: int  # events of its history in all
 
     def step(self, name: str) -> Step | None:
         return next((s for s in self.steps if s.id == name or s.name == name), None)
@@ -473,7 +476,7 @@ def step(spec: dict, rec: dict, children: list[dict] | None) -> Step:
     )
 
 
-def actions(run: dict, steps: tuple[Step, ...], owner: Owner | None) -> frozenset[str]:
+def actions(run: dict, failed: bool, signals: bool, owner: Owner | None) -> frozenset[str]:
     """Which steering commands fit the run now (a command may still be refused for a reason found later)."""
     state = run["state"]
     if state in RUN_ENDED:
@@ -488,33 +491,53 @@ def actions(run: dict, steps: tuple[Step, ...], owner: Owner | None) -> frozense
         allowed |= {"resume", "rollback"}
         if state == "paused":
             allowed.add("rerun")
-        if any(s.state == "failed" for s in steps):
+        if failed:
             allowed.add("skip")
-    if any(s.signal is not None and s.state == "suspended" for s in steps):
+    if signals:
         allowed.add("signal")
     return frozenset(allowed)
 
 
+@dataclass(frozen=True)
+class Overview:
+    """What a run's page says of all its steps, whichever of them it shows."""
+
+    states: dict[str, str]  # step id -> state, every step
+    outline: list[tuple[str, str, str]]  # (id, phase, kind) of every step, in plan order
+    signals: dict[str, str]  # suspended `wait` step -> the signal it waits for
+    history_total: int
+
+
 def full(
     run: dict,
-    plan: dict,
+    specs: list[dict],
     recs: dict[str, dict],
     history: list[tuple[int, dict]],
     lease: dict | None,
     children: dict[str, list[dict]],
     now: float,
+    seen: Overview,
 ) -> Run:
+    """The run with the steps of `specs` (every step, or a page of them) and `history` (all of it, or its end)."""
     fields = _summary_fields(run, lease, now)
     hide = Redactor(run)
-    recs, history = hide.steps(plan, recs), hide.history(history)
-    steps = tuple(step(spec, recs[spec["id"]], children.get(spec["id"])) for spec in plan["steps"])
-    waits = tuple(sorted({s.signal for s in steps if s.signal is not None and s.state == "suspended"}))
+    history = hide.history(history)
+    steps = tuple(step(spec, hide.step(spec, recs[spec["id"]]), children.get(spec["id"])) for spec in specs)
+    counts = Counter((phase, seen.states[sid]) for sid, phase, _ in seen.outline)
+    by_phase: dict[str, dict[str, int]] = {}
+    for (phase, state), n in counts.items():  # phases in plan order, states by name
+        by_phase.setdefault(phase, {})[state] = n
+    by_phase = {phase: dict(sorted(states.items())) for phase, states in by_phase.items()}
+    failed = "failed" in seen.states.values()
     return Run(
         **fields,
         steps=steps,
         history=tuple(Event.of(e, seq) for seq, e in history),
-        actions=tuple(sorted(actions(run, steps, fields["owner"]))),
-        waiting_for=waits,
+        actions=tuple(sorted(actions(run, failed, bool(seen.signals), fields["owner"]))),
+        waiting_for=tuple(sorted(set(seen.signals.values()))),
+        counts=by_phase,
+        steps_total=len(seen.outline),
+        history_total=seen.history_total,
     )
 
 

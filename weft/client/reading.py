@@ -34,7 +34,7 @@ from weft.runtime.core.rollback import undoable
 from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED
 from weft.runtime.engine import bulk
 from weft.runtime.engine.registry import Registry
-from weft.runtime.stores.port import Store, StoreError, Txn
+from weft.runtime.stores.port import CorruptRecord, Store, StoreError, Txn, unplanned
 
 WAIT_STEP = 0.05  # seconds between looks at a run's state while following or waiting for it
 
@@ -85,14 +85,32 @@ class Reading:
         except WeftError as e:  # a filter, sort or page no store can answer
             raise InvalidInput(str(e)) from None
 
-    def get(self, run_id: str) -> Run:
-        """Run `run_id` in full, read in one transaction."""
+    def get(self, run_id: str, steps: int | None = None, history: int | None = None) -> Run:
+        """Run `run_id`, read in one transaction: every step and event, or a page of a big run: its first
+        `steps` steps (failed, running and suspended ones first, then the others in plan order) and the
+        last `history` events. Its `counts`, `steps_total` and `history_total` are of all of them."""
         with self._open().read() as t:
             rid = self._find(t, run_id)
-            plan = t.plan(rid)
-            return model.full(
-                t.run(rid), plan, t.steps(rid), t.events(rid), t.lease(rid), _children(t, rid, plan), time.time()
-            )
+            run, (_, outline) = t.run(rid), t.plan_outline(rid)
+            if steps is None:
+                recs = t.steps(rid)
+                states = {sid: rec["state"] for sid, rec in recs.items()}
+                shown = [o[0] for o in outline]
+            else:
+                states = t.step_states(rid)
+                why = unplanned(rid, states, [o[0] for o in outline])
+                if why is not None:
+                    raise CorruptRecord(f"corrupt store {self.path}: {why}")
+                shown = page(outline, states, max(0, steps))
+                recs = {sid: t.step(rid, sid) for sid in shown}
+            waits = [sid for sid, _, kind in outline if kind == "wait" and states[sid] == "suspended"]
+            specs = t.plan_steps(rid, [*shown, *waits])
+            last = t.last_seq(rid)
+            events = t.events(rid, 0 if history is None else max(0, last - max(0, history)))
+            seen = model.Overview(states, outline, {sid: specs[sid]["wait"]["signal"] for sid in waits}, last)
+            shown_specs = [specs[sid] for sid in shown]
+            children = _children(t, rid, shown_specs)
+            return model.full(run, shown_specs, recs, events, t.lease(rid), children, time.time(), seen)
 
     def step(self, run_id: str, step: str) -> StepDetail:
         """Step `step` (its id or name) of run `run_id`: inputs, outputs, error with traceback, its history."""
@@ -101,7 +119,7 @@ class Reading:
             plan, recs = t.plan(rid), t.steps(rid)
             sid = step_id(Machine(plan, t.run(rid), recs, time.time()), step)
             spec = next(s for s in plan["steps"] if s["id"] == sid)
-            children = _children(t, rid, plan).get(sid)
+            children = _children(t, rid, [spec]).get(sid)
             hide = Redactor(t.run(rid))
             shown = model.step(spec, hide.step(spec, recs[sid]), children)
             return model.detail(rid, spec, shown, hide.history(t.events(rid)))
@@ -194,13 +212,30 @@ class Reading:
         )
 
 
-def _children(t: Txn, run_id: str, plan: dict) -> dict[str, list[dict]]:
-    """Each `each` step's sub-run records, by item."""
+def _children(t: Txn, run_id: str, specs: list[dict]) -> dict[str, list[dict]]:
+    """The sub-run records of each `each` step of `specs`, by item."""
     return {
         s["id"]: [r for r in (t.run(rid) for _, rid in t.children(run_id, s["id"])) if r is not None]
-        for s in plan["steps"]
+        for s in specs
         if s["kind"] == "each"
     }
+
+
+FIRST = ("failed", "running", "suspended")  # the states of the steps a page shows before the others
+
+
+def page(outline: list[tuple[str, str, str]], states: dict[str, str], limit: int) -> list[str]:
+    """The ids of the first `limit` steps of a page: failed, running and suspended ones, then the others in
+    plan order."""
+    first: dict[str, list[str]] = {state: [] for state in FIRST}
+    rest = []
+    for sid, _, _ in outline:
+        state = states[sid]
+        if state in first:
+            first[state].append(sid)
+        elif len(rest) < limit:
+            rest.append(sid)
+    return ([sid for state in FIRST for sid in first[state]] + rest)[:limit]
 
 
 def step_id(m: Machine, name: str) -> str:

@@ -22,12 +22,6 @@ class Redactor:
         shown = {k: mask(run.get(k), self.secrets) for k in ("label", "result", "error")}
         return {**run, **shown, "inputs": hide(run.get("inputs") or {}, self.names, self.secrets)}
 
-    def steps(self, plan: dict, recs: dict[str, dict]) -> dict[str, dict]:
-        if not self.names:
-            return recs
-        specs = {s["id"]: s for s in plan["steps"]}
-        return {sid: self.step(specs.get(sid) or {}, rec) for sid, rec in recs.items()}
-
     def step(self, spec: dict, rec: dict) -> dict:
         if not self.names:
             return rec

@@ -166,7 +166,8 @@ class Txn(port.Txn):
 
     def steps(self, run_id: str) -> dict[str, dict]:
         steps = self._table("steps").get(run_id) or {}
-        why = port.unplanned(run_id, steps, self.plan(run_id))
+        plan = self.plan(run_id)
+        why = port.unplanned(run_id, steps, None if plan is None else [s["id"] for s in plan.get("steps", ())])
         if why is not None:
             raise port.CorruptRecord(f"corrupt store {self.store.path}: {why}")
         return {sid: records.unpack(steps[sid]) for sid in sorted(steps)}

@@ -25,7 +25,7 @@ import time
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from weft.errors import WeftError
 from weft.runtime import ids
@@ -48,11 +48,11 @@ class StoreFull(StoreError):
     """The store reached its maximum size (WEFT_STORE_MAX_MB) or the disk is full."""
 
 
-def unplanned(run_id: str, steps: dict, plan: dict | None) -> str | None:
-    """Why a run's step records do not match its plan's steps (a damaged key), or None if they do."""
-    if plan is None:
+def unplanned(run_id: str, steps: dict, want: list[str] | None) -> str | None:
+    """Why a run's step records do not match its plan's step ids `want` (a damaged key), or None if they do
+    (or the run has no plan: `want` is None)."""
+    if want is None:
         return None
-    want = [s["id"] for s in plan.get("steps", ())]
     for sid in steps.keys() - set(want):
         return f"run {run_id}'s plan has no step {sid!r}"
     for sid in (s for s in want if s not in steps):
@@ -90,6 +90,30 @@ class Txn(ABC):
     @abstractmethod
     def put_step(self, run_id: str, step_id: str, rec: dict) -> None:
         """Write a step record; the backend brings the step's timers (core.timers.step_timers) up to date."""
+
+    # Reads of a part of a run, for pages of a big one; a backend may answer them without decoding the rest.
+
+    def step(self, run_id: str, step_id: str) -> dict | None:
+        """One step record; None if the run has no step `step_id`."""
+        return self.steps(run_id).get(step_id)
+
+    def step_states(self, run_id: str) -> dict[str, str]:
+        """The state of each of the run's steps, by step id, in step id order."""
+        return {sid: rec["state"] for sid, rec in self.steps(run_id).items()}
+
+    def plan_outline(self, run_id: str) -> tuple[dict, list[tuple[str, str, str]]] | None:
+        """The run's Plan without its steps, and (id, phase, kind) of each step in plan order; None if no run."""
+        plan = self.plan(run_id)
+        if plan is None:
+            return None
+        return {k: v for k, v in plan.items() if k != "steps"}, [
+            (s["id"], s["phase"], s["kind"]) for s in plan["steps"]
+        ]
+
+    def plan_steps(self, run_id: str, step_ids: Iterable[str]) -> dict[str, dict]:
+        """The Plan's specs of the steps `step_ids` (those it has), in plan order."""
+        want = set(step_ids)
+        return {s["id"]: s for s in (self.plan(run_id) or {}).get("steps", ()) if s["id"] in want}
 
     @abstractmethod
     def run_ids(self, prefix: str = "") -> Iterator[str]:

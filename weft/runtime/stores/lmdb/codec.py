@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import msgpack
@@ -50,3 +51,26 @@ def decode(raw: bytes) -> Any:
         return records.unpack(payload)
     except (ValueError, msgpack.UnpackException) as e:
         raise BadValue(f"undecodable payload ({e})") from None
+
+
+def leading_texts(pairs: Iterable[tuple[bytes, bytes]], field: bytes) -> Iterator[tuple[bytes, bytes, str | None]]:
+    """(key, stored value, the value of the record's first field) of each (key, stored value): read without decoding the
+    rest when that field is `field` and its value a short string (the states of a run's 50,000 step records
+    in a fraction of the time), else None. The checksum is checked all the same: None for an altered value."""
+    h = _HEADER.size
+    tag = bytes([0xA0 | len(field)]) + field
+    at = h + 1 + len(tag)  # after the map's header byte and the key
+    crc, header, texts = zlib.crc32, _HEADER.unpack_from, {}
+    for key, raw in pairs:
+        text = None
+        if raw[h + 1 : at] == tag and 0x80 <= raw[h] <= 0x8F and len(raw) > at:
+            end = at + 1 + raw[at] - 0xA0
+            if at < end <= min(len(raw), at + 32) and header(raw) == (RECORD_VERSION, crc(memoryview(raw)[h:])):
+                value = raw[at + 1 : end]
+                text = texts.get(value)
+                if text is None:
+                    try:
+                        text = texts[value] = value.decode()
+                    except UnicodeDecodeError:
+                        pass
+        yield key, raw, text

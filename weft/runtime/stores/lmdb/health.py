@@ -28,6 +28,7 @@ from weft.runtime.core.states import RUN_ENDED
 from weft.runtime.stores.lmdb import codec
 from weft.runtime.stores.lmdb import keys as K
 from weft.runtime.stores.lmdb.keys import run_id_of, shown
+from weft.runtime.stores.lmdb.plans import step_ids as plan_step_ids
 
 if TYPE_CHECKING:
     from weft.runtime.stores.lmdb.txn import Txn
@@ -137,7 +138,7 @@ class _Checkup:
         """Plans, steps, events, requests and leases: each names an existing run (and a step of its plan)."""
         plans = self.values("plans")
         step_ids = {
-            rid: {s["id"] for s in plan.get("steps", ())}
+            rid: set(plan_step_ids(plan))
             for rid, plan in ((k.decode(), p) for k, p in plans.items() if run_id_of(k) in runs and isinstance(p, dict))
         }
         requests = self.values("requests")

@@ -17,12 +17,12 @@ import struct
 from collections.abc import Callable
 from functools import partial
 from itertools import islice, takewhile
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import lmdb
 
 from weft.runtime.stores import port
-from weft.runtime.stores.lmdb import catalog, codec, corrupt, health
+from weft.runtime.stores.lmdb import catalog, codec, corrupt, health, plans
 from weft.runtime.stores.lmdb import keys as K
 from weft.runtime.stores.lmdb.derived import Derived
 from weft.runtime.stores.port import CorruptRecord, Timer
@@ -141,14 +141,26 @@ class Txn(port.Txn):
     def put_run(self, run: dict) -> None:
         self._put_derived("runs", K.run_key(run["id"]), run, "indexes", K.index_keys)
 
-    def plan(self, run_id: str) -> dict | None:
-        plan = self.get("plans", K.run_key(run_id))
-        if plan is None and self.has("runs", K.run_key(run_id)):
+    def _stored_plan(self, run_id: str) -> dict | None:
+        value = self.get("plans", K.run_key(run_id))
+        if value is None and self.has("runs", K.run_key(run_id)):
             raise self._corrupt("plans", K.run_key(run_id), f"run {run_id} has no plan")
-        return plan
+        return value
+
+    def plan(self, run_id: str) -> dict | None:
+        value = self._stored_plan(run_id)
+        return None if value is None else plans.whole(value)
 
     def put_plan(self, run_id: str, plan: dict) -> None:
-        self.put("plans", K.run_key(run_id), plan)
+        self.put("plans", K.run_key(run_id), plans.stored(plan))
+
+    def plan_outline(self, run_id: str) -> tuple[dict, list[tuple[str, str, str]]] | None:
+        value = self._stored_plan(run_id)
+        return None if value is None else plans.outline(value)
+
+    def plan_steps(self, run_id: str, step_ids: Iterable[str]) -> dict[str, dict]:
+        value = self._stored_plan(run_id)
+        return {} if value is None else plans.specs(value, step_ids)
 
     def steps(self, run_id: str) -> dict[str, dict]:
         found = {}
@@ -157,9 +169,26 @@ class Txn(port.Txn):
                 found[K.step_of(key)] = rec
             except UnicodeDecodeError:
                 raise self._corrupt("steps", key, "the step id does not parse") from None
-        why = port.unplanned(run_id, found, self.get("plans", K.run_key(run_id)))
+        value = self.get("plans", K.run_key(run_id))
+        why = port.unplanned(run_id, found, None if value is None else plans.step_ids(value))
         if why is not None:
             raise self._corrupt("steps", K.run_key(run_id), why)
+        return found
+
+    def step(self, run_id: str, step_id: str) -> dict | None:
+        return self.get("steps", K.step_key(run_id, step_id))
+
+    def step_states(self, run_id: str) -> dict[str, str]:
+        """From each record's first field where it is the state (records are written so), else decoded."""
+        prefix, found = K.run_key(run_id), {}
+        with self._raw.cursor(db=self._dbs["steps"]) as cur:
+            pairs = takewhile(lambda kv: kv[0].startswith(prefix), cur.iternext() if cur.set_range(prefix) else ())
+            for key, raw, state in codec.leading_texts(pairs, b"state"):
+                try:
+                    sid = K.step_of(key)
+                except UnicodeDecodeError:
+                    raise self._corrupt("steps", key, "the step id does not parse") from None
+                found[sid] = self._decode("steps", key, raw)["state"] if state is None else state
         return found
 
     def put_step(self, run_id: str, step_id: str, rec: dict) -> None:
