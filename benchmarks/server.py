@@ -77,6 +77,10 @@ def serve(folder: str, flows: str) -> tuple[subprocess.Popen, str, str]:
     return proc, url, re.search(r"operator token (\S+)", text).group(1)
 
 
+def load() -> str:
+    return " ".join(f"{n:.2f}" for n in os.getloadavg())
+
+
 def cpu_seconds(pid: int) -> float:
     """User and system CPU time of process `pid` so far (load on the machine does not change it)."""
     with open(f"/proc/{pid}/stat") as f:
@@ -114,6 +118,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--starts", type=int, default=1000)
     opts = parser.parse_args()
+    print(f"load average at start {load()} ({os.cpu_count()} cores)")
     folder = tempfile.mkdtemp(prefix="weft-server-")
     store_path, flows = os.path.join(folder, "store"), os.path.join(folder, "flows")
     os.makedirs(flows)
@@ -180,6 +185,7 @@ def main() -> None:
         f"{'server CPU per run started and driven':<44} {server_cpu * 1000:6.2f} ms"
         f"  (one process: at most {1 / server_cpu:,.0f} runs/s on one core, whatever the load)"
     )
+    print(f"load average at the end {load()}: wall times above include waits for a core when it exceeds the cores")
     print(
         f"\nratios: list {statistics.median(api_list) / statistics.median(floor_list):.1f}x, "
         f"run page {statistics.median(api_page) / statistics.median(floor_page):.1f}x, "
