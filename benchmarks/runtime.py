@@ -1,6 +1,6 @@
 """Runtime benchmarks: durable steps per second on LMDB against a plain thread pool.
 
-    python benchmarks/runtime.py [--steps 1000] [--memory-steps 10000]
+    python benchmarks/runtime.py [--steps 1000] [--memory-steps 10000] [--async-calls 10000] [--only-async]
 
 Prints figures; asserts nothing. Every durable run commits each transition
 (fsync) before acting on it, in a temporary store.
@@ -9,11 +9,15 @@ Prints figures; asserts nothing. Every durable run commits each transition
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
+
+import httpx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
@@ -23,6 +27,7 @@ from weft.sdk import actions
 from weft.runtime.engine import session
 from weft.runtime.engine.driver import Driver  # noqa: E402
 from weft.runtime.stores.lmdb.store import Store  # noqa: E402
+from weft.stdlib_actions.pool import Pool  # noqa: E402
 
 sys.path.append(plans.HERE)
 
@@ -87,16 +92,118 @@ def report(name: str, n: int, took: float, cpu: float, base: float, rounds: int)
     )
 
 
+# -- async actions: the local executor's event loop against a bare asyncio loop ------------------------
+
+STD = "weft.stdlib_actions"
+
+
+def os_threads() -> int:
+    """OS threads of this process now."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+
+
+def served(delay: float) -> tuple[subprocess.Popen, str]:
+    """A benchmarks/slow_server.py process answering every request after `delay` seconds, and its URL."""
+    server = os.path.join(ROOT, "benchmarks", "slow_server.py")
+    proc = subprocess.Popen([sys.executable, server, str(delay)], stdout=subprocess.PIPE, text=True)
+    return proc, f"http://127.0.0.1:{int(proc.stdout.readline())}/"
+
+
+def fan_of(n: int, module: str, action: str, inputs: dict) -> dict:
+    """One root, `n` independent calls of `module.action` after it, one sink after them all."""
+    middle = [plans.step(f"s{i}", action, module=module, inputs=inputs, after=("root",)) for i in range(n)]
+    return plans.plan("fan", [plans.step("root"), *middle, plans.step("sink", after=tuple(s["id"] for s in middle))])
+
+
+def watched(store: Store, plan: dict, **options) -> tuple[float, int]:
+    """(wall seconds, most OS threads of this process seen at a commit) of one durable run."""
+    m, lease = session.create(store, plan, {}, user="bench", label=None, locks=[])
+    most = os_threads()
+
+    def observe(events: list, driver: Driver) -> None:
+        nonlocal most
+        most = max(most, os_threads())
+
+    t0 = time.perf_counter()
+    run = Driver(store, m, lease, observer=observe, **options).drive()
+    took = time.perf_counter() - t0
+    assert run["state"] == "succeeded", run
+    return took, most
+
+
+def bare_loop(calls: int, call) -> float:
+    """Seconds a bare asyncio loop takes to await `calls` concurrent `call()`s."""
+
+    async def all_of_them() -> float:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(call() for _ in range(calls)))
+        return time.perf_counter() - t0
+
+    return asyncio.run(all_of_them())
+
+
+def bare_http(url: str, calls: int) -> float:
+    """`bare_loop` of GETs of `url` through std.http's client (httpx over its pool), connections opened first."""
+
+    async def all_of_them() -> float:
+        async with httpx.AsyncClient(transport=Pool()) as client:
+            await asyncio.gather(*(client.get(url) for _ in range(min(calls, 500))))  # as a warmed-up driver has
+            t0 = time.perf_counter()
+            await asyncio.gather(*(client.get(url, timeout=60) for _ in range(calls)))
+            return time.perf_counter() - t0
+
+    return asyncio.run(all_of_them())
+
+
+def async_rows(store: Store, many: int) -> None:
+    """The rows of issue 13 for async actions, each beside its floor measured here."""
+    print("async actions on the local executor's loop, durable, vs a bare asyncio loop doing the same calls")
+    sleepers = fan_of(200, STD, "sleep", {"seconds": 0.1})
+    watched(store, fan_of(10, STD, "sleep", {"seconds": 0.01}))  # warm up: the loop thread, imports
+    took, threads = watched(store, sleepers)
+    floor = bare_loop(200, lambda: asyncio.sleep(0.1))
+    print(f"  200 x std.sleep(0.1), default settings: {took:.3f}s, bare loop {floor:.3f}s (target < 0.15s)")
+    proc, url = served(0.05)
+    try:
+        watched(store, fan_of(500, f"{STD}.http", "request", {"url": url}))  # warm up: imports, connections
+        took, threads = watched(store, fan_of(500, f"{STD}.http", "request", {"url": url}))
+        floor = bare_http(url, 500)
+        print(
+            f"  500 HTTP calls of 50 ms, default settings: {took:.3f}s, bare loop {floor:.3f}s (target < 0.15s), "
+            f"{threads} OS threads"
+        )
+    finally:
+        proc.kill()
+    proc, url = served(1.0)
+    try:
+        took, threads = watched(
+            store, fan_of(many, f"{STD}.http", "request", {"url": url, "timeout": 60.0}), concurrency=many
+        )
+        floor = bare_http(url, many)
+        print(
+            f"  {many} concurrent HTTP calls of 1 s (--concurrency {many}): {took:.3f}s, bare loop {floor:.3f}s "
+            f"(target < 2.5s), {threads} OS threads (target < 30)"
+        )
+    finally:
+        proc.kill()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--memory-steps", type=int, default=10000)
+    parser.add_argument("--async-calls", type=int, default=10000, help="concurrent HTTP calls of 1 s")
+    parser.add_argument("--only-async", action="store_true", help="only the async actions' rows")
     args = parser.parse_args()
     n = args.steps
     noop = actions.lookup(plans.MODULE, "noop")
     sleep = actions.lookup(plans.MODULE, "hang")
     with tempfile.TemporaryDirectory() as folder, Store(os.path.join(folder, "store")) as store:
         durable(store, plans.fan(50))  # warm up: imports, first map growth
+        if args.only_async:
+            async_rows(store, args.async_calls)
+            return
         print(f"one durable commit: {commit_latency(store) * 1e3:.2f} ms (median)")
         print(f"{n} no-op steps, durable on LMDB (fsync per commit) vs ThreadPoolExecutor in-process")
         took, cpu, run = durable(store, plans.chain(n))
@@ -114,6 +221,7 @@ def main() -> None:
         for i in range(3):
             took, _, _ = durable(store, big)
             print(f"  after run {i + 1} ({args.memory_steps / took:.0f} steps/s): {memory()}")
+        async_rows(store, args.async_calls)
 
 
 if __name__ == "__main__":

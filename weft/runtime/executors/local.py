@@ -17,7 +17,7 @@ and async ones too, keeps the lower bound for all of them.
 from __future__ import annotations
 
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 
 from weft.runtime.executors.asyncio import AsyncExecutor
@@ -52,11 +52,18 @@ class LocalExecutor:
     def room(self, plan: dict, workers: int, concurrency: int) -> int:
         """How many calls of `plan`'s steps may be in flight at once: `workers` threads, `concurrency` async calls."""
         search_path = list(plan.get("search_path") or ())
-        refs = [s["action"] for s in plan["steps"] if s.get("action")]
-        refs += [s["undo"]["action"] for s in plan["steps"] if (s.get("undo") or {}).get("action")]
-        kinds = [self.asynchronous(ref, search_path) for ref in refs]
-        plain = kinds.count(False)
-        if plain == len(kinds):
+        calls = Counter((s["action"]["module"], s["action"]["name"]) for s in plan["steps"] if s.get("action"))
+        calls.update(
+            (s["undo"]["action"]["module"], s["undo"]["action"]["name"])
+            for s in plan["steps"]
+            if (s.get("undo") or {}).get("action")
+        )
+        plain = sum(
+            n
+            for (module, name), n in calls.items()
+            if not self.asynchronous({"module": module, "name": name}, search_path)
+        )
+        if plain == sum(calls.values()):
             return workers
         return concurrency if plain <= min(workers, concurrency) else min(workers, concurrency)
 
