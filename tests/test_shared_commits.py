@@ -18,6 +18,7 @@ import os
 import random
 import re
 import subprocess
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -190,3 +191,44 @@ def test_kill_loop_of_shared_commits_reruns_pure_steps_and_never_a_non_idempoten
     missing = person.printed - recorded
     assert not missing, f"seed {seed}: printed but not in the history: {list(missing)[:5]}"
     assert kills >= 3, f"seed {seed}: only {kills} kills struck a live process"
+
+
+def test_writers_that_wait_share_one_commit_and_one_that_raises_leaves_no_trace(tmp_path):
+    """The LMDB store's group commit: writers of one process that queue behind a commit share the next one."""
+    with Store(str(tmp_path / "store")) as store:
+        inside, release = threading.Event(), threading.Event()
+
+        def first(t):
+            t.put_meta("first", 1)
+            inside.set()
+            release.wait(5)  # the others queue up meanwhile: they share the next commit
+
+        def ok(n):
+            return lambda t: (t.put_meta(f"ok{n}", n), n)[1]
+
+        def bad(t):
+            t.put_meta("bad", 1)
+            raise KeyError("refused")
+
+        results: dict[str, object] = {}
+
+        def write(name, fn):
+            try:
+                results[name] = store.write(fn)
+            except KeyError as e:
+                results[name] = e
+
+        threads = [threading.Thread(target=write, args=("first", first))]
+        threads[0].start()
+        assert inside.wait(5)
+        queued = [("ok1", ok(1)), ("bad", bad), ("ok2", ok(2))]
+        for name, fn in queued:
+            threads.append(threading.Thread(target=write, args=(name, fn)))
+            threads[-1].start()
+            time.sleep(0.05)  # in this order
+        release.set()
+        for thread in threads:
+            thread.join(10)
+        assert results["ok1"] == 1 and results["ok2"] == 2 and isinstance(results["bad"], KeyError)
+        with store.read() as t:
+            assert (t.meta("first"), t.meta("ok1"), t.meta("ok2"), t.meta("bad")) == (1, 1, 2, None)
