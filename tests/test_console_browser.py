@@ -297,6 +297,30 @@ def test_rerun_a_succeeded_step_from_its_panel_refused_while_another_run_holds_t
     expect(page.locator("[data-open=do-rerun]")).to_have_text("Rerun ptr")
 
 
+def test_rerun_one_item_of_a_bulk_run_from_its_each_step(server, page):
+    hosts = [{"name": f"item{n}", "mac": f"52:54:00:cc:00:{n:02x}"} for n in (1, 2)]
+    run_id = start(server, {"hosts": hosts, "subnet": "10.8.0.0/24"}, flow="bulk_create")
+    run = server.wait_for(run_id, ("succeeded",))
+    each = next(s["id"] for s in run["steps"] if s["kind"] == "each")
+    page.goto(f"/runs/{run_id}?step={each}#step")
+    page.click("[data-open=do-rerun]")
+    dialog = page.locator("#do-rerun")
+    expect(dialog).to_contain_text("only that item's sub-run runs again")
+    page.fill("#rerun-item", "3")
+    page.click("#do-rerun button[type=submit]")
+    expect(dialog.locator(".problem")).to_contain_text("made no sub-run for item 3 (it made sub-runs for items 1 to 2)")
+    page.fill("#rerun-item", "2")
+    page.click("#do-rerun button[type=submit]")
+    expect(page.locator("#run-state")).to_have_text("succeeded", timeout=20_000)
+    children = server.api.get("/api/v1/runs", params={"parent": run_id, "sort": "label", "order": "asc"}).json()
+    notes = {}
+    for child in children["items"]:
+        done = server.wait_for(child["id"], ("succeeded",))
+        notes[done["label"]] = [e["note"] for e in done["history"] if e["note"] and "re-run" in e["note"]]
+    assert notes == {"Create host item1": [], "Create host item2": [notes["Create host item2"][0]]}, notes
+    assert "asked by the console (operator)" in notes["Create host item2"][0]
+
+
 def test_a_running_run_offers_no_rerun(server, page):
     page.goto("/flows/approve_change")
     page.fill("#param-ticket", "8")
