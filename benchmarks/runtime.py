@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 
@@ -189,12 +190,127 @@ def async_rows(store: Store, many: int) -> None:
         proc.kill()
 
 
+# -- lighter steps and sub-runs (issue 13, items 3 to 5), each beside its floor ------------------------
+
+
+def peak_heap(fn):
+    """(fn()'s result, the most anonymous resident memory of this process while it ran, in MB)."""
+    most, stop = [0.0], threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.01):
+            most[0] = max(most[0], heap_mb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        return fn(), most[0]
+    finally:
+        stop.set()
+        sampler.join()
+
+
+def heap_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssAnon:")) / 1024
+
+
+def weft_run(folder: str, flow: str) -> float:
+    """Wall seconds of one whole `weft run` process (its plan cached by an earlier run of the same file)."""
+    t0 = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "weft.cli", "run", flow, "--store", os.path.join(folder, "cli-store")],
+        check=True,
+        capture_output=True,
+    )
+    return time.perf_counter() - t0
+
+
+def pure_chain_flow(folder: str, n: int) -> str:
+    """A .flow file of a chain of `n` std.echo steps (pure)."""
+    path = os.path.join(folder, f"chain{n}.flow")
+    body = [f"    s{i} = std.echo(value: {i})" + (f" after s{i - 1}" if i else "") for i in range(n)]
+    with open(path, "w") as f:
+        f.write(f"flow chain{n}() {{\n" + "\n".join(body) + "\n}\n")
+    return path
+
+
+def each_plan(folder: str) -> dict:
+    """A flow with one `each` over its `items`, concurrency 50, whose body calls one no-op."""
+    from weft.compiler import compile_paths
+
+    path = os.path.join(folder, "bulk.flow")
+    with open(path, "w") as f:
+        f.write(
+            "use rt_actions as t\nflow bulk(items: list[int]) {\n  each i in items concurrency 50 { t.noop() }\n}\n"
+        )
+    return compile_paths([path]).plan("bulk")
+
+
+def step_rows(store: Store, folder: str, n: int, items: int, big: int) -> None:
+    """The rows of issue 13 for lighter steps, sub-runs and big runs."""
+    commit = commit_latency(store)
+    print(f"lighter steps and sub-runs (one durable commit here: {commit * 1e6:.0f} µs, median)")
+    noop = actions.lookup(plans.MODULE, "noop")
+    took, _, _ = durable(store, plans.fan(n - 2))
+    floor = plain_fan(n, noop)
+    print(
+        f"  {n}-step fan-out, in process: {took * 1e6 / n:.0f} µs/step (target < 40), plain pool {floor * 1e6 / n:.0f}"
+    )
+    small, long = pure_chain_flow(folder, 10), pure_chain_flow(folder, n)
+    weft_run(folder, small), weft_run(folder, long)  # warm up: the plan cache, the bytecode
+    took = (min(weft_run(folder, long) for _ in range(3)) - min(weft_run(folder, small) for _ in range(3))) / (n - 10)
+    print(
+        f"  {n}-step chain of pure steps, whole weft run beyond a 10-step one: {took * 1e6:.0f} µs/step (target < 200)"
+    )
+    chain = plans.chain(n)
+    for step in chain["steps"]:
+        step["action"]["idempotent"] = False
+    took, _, _ = durable(store, chain)
+    print(
+        f"  {n}-step chain of non-idempotent steps, in process: {took * 1e6 / n:.0f} µs/step, "
+        f"{took / n / commit:.2f}x one durable commit (target < 1.3x)"
+    )
+    plan = each_plan(folder)
+    durable_inputs(store, plan, {"items": list(range(50))})  # warm up
+    before = os_threads()
+    (took, most), _ = peak_heap(lambda: durable_inputs(store, plan, {"items": list(range(items))}, watch=True))
+    print(
+        f"  each over {items} items at concurrency 50: {took:.2f}s (target < 6s), {most - before} more OS threads at most"
+    )
+    fan = plans.fan(big - 2)
+    base = heap_mb()
+    (took, _), most = peak_heap(lambda: durable_inputs(store, fan, {}))
+    print(
+        f"  {big}-step fan-out, in process: {took:.2f}s (target < 6s), heap {base:.0f} MB before (the plan built "
+        f"here), {most:.0f} MB at most: {(most - base) * 1024 * 1024 / big / 1024:.1f} KB/step (target < 3 KB)"
+    )
+
+
+def durable_inputs(store: Store, plan: dict, inputs: dict, watch: bool = False) -> tuple[float, int]:
+    """(wall seconds from creation to the end, most OS threads seen at a commit if `watch`) of one durable run."""
+    most = os_threads()
+
+    def observe(events: list, driver: Driver) -> None:
+        nonlocal most
+        most = max(most, os_threads())
+
+    t0 = time.perf_counter()
+    m, lease = session.create(store, plan, inputs, user="bench", label=None, locks=[])
+    run = Driver(store, m, lease, observer=observe if watch else None).drive()
+    assert run["state"] == "succeeded", run
+    return time.perf_counter() - t0, most
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--memory-steps", type=int, default=10000)
     parser.add_argument("--async-calls", type=int, default=10000, help="concurrent HTTP calls of 1 s")
     parser.add_argument("--only-async", action="store_true", help="only the async actions' rows")
+    parser.add_argument("--items", type=int, default=10000, help="items of the each row")
+    parser.add_argument("--big-steps", type=int, default=50000, help="steps of the big fan-out row")
+    parser.add_argument("--only-steps", action="store_true", help="only the rows of lighter steps and sub-runs")
     args = parser.parse_args()
     n = args.steps
     noop = actions.lookup(plans.MODULE, "noop")
@@ -203,6 +319,9 @@ def main() -> None:
         durable(store, plans.fan(50))  # warm up: imports, first map growth
         if args.only_async:
             async_rows(store, args.async_calls)
+            return
+        if args.only_steps:
+            step_rows(store, folder, n, args.items, args.big_steps)
             return
         print(f"one durable commit: {commit_latency(store) * 1e3:.2f} ms (median)")
         print(f"{n} no-op steps, durable on LMDB (fsync per commit) vs ThreadPoolExecutor in-process")
@@ -222,6 +341,7 @@ def main() -> None:
             took, _, _ = durable(store, big)
             print(f"  after run {i + 1} ({args.memory_steps / took:.0f} steps/s): {memory()}")
         async_rows(store, args.async_calls)
+        step_rows(store, folder, n, args.items, args.big_steps)
 
 
 if __name__ == "__main__":
