@@ -25,6 +25,7 @@ from weft.client import Client, CompileFailed, Conflict, FlowRequired, Run, limi
 from weft.errors import WeftError
 
 EXIT = {"succeeded": 0, "failed": 1, "cancelled": 1, "paused": 3, "running": 0, "scheduled": 0}
+SHOWN = 50  # steps and events `weft show` prints of a run unless --steps says otherwise (and `outcome` reads)
 CANCEL_WAIT = 30.0  # seconds `weft cancel` waits for another process to cancel a run it drives
 
 
@@ -122,10 +123,10 @@ def _drive(client: Client, run_id: str) -> int:
     """Drive a run this process holds, showing it live; print how it came out."""
     from weft.cli.console import reporter
 
-    run = client.get(run_id)
+    run = client.get(run_id, steps=0, history=0)  # its label: no step needs reading
     report = reporter(run.label or run.flow)
     try:
-        run = client.drive(run_id, observer=report)
+        run = client.drive(run_id, observer=report, steps=SHOWN, history=0)  # what `outcome` prints
     except KeyboardInterrupt:
         print(
             f"weft: interrupted: run {run_id} stopped here as it was; weft resume {run_id} goes on"
@@ -177,7 +178,7 @@ def watch(args: Any) -> int:
 def watch_run(client: Client, run_id: str) -> int:
     from weft.cli.console import reporter
 
-    run = client.get(run_id)
+    run = client.get(run_id, steps=0, history=0)
     say(f"watching run {run.id} ({run.state})")
     report = reporter(run.label or run.flow)
     try:
@@ -191,9 +192,6 @@ def watch_run(client: Client, run_id: str) -> int:
 
 
 # -- show -----------------------------------------------------------------------------
-
-
-SHOWN = 50  # steps and events `weft show` prints of a run unless --steps says otherwise
 
 
 def show(args: Any) -> int:

@@ -287,11 +287,14 @@ class Client(Reading, Scheduling):
         observer: Observer | None = None,
         workers: int | None = None,
         concurrency: int | None = None,
+        steps: int | None = None,
+        history: int | None = None,
     ) -> Run:
         """Drive a run in the calling thread until it ends or pauses; `observer` sees every commit.
 
         `workers` bounds the plain actions' calls in flight (threads), `concurrency`
-        the `async def` actions' (the Client's, else the driver's defaults).
+        the `async def` actions' (the Client's, else the driver's defaults). The run
+        is returned as `get(run_id, steps, history)` reads it: in full, or a page.
 
         The run is the one a `hold=True` command left for this call, else it is
         taken over (Conflict while another live process drives it).
@@ -309,7 +312,7 @@ class Client(Reading, Scheduling):
         if m.run["state"] not in RUN_STOPPED or m.to_cancel:  # a paused or ended run was let go as it was taken
             driver = self._driver(m, lease, observer, workers, until_waiting, concurrency)
             driver.drive()  # (unless tasks are to be cancelled)
-        return self.get(m.run["id"])
+        return self.get(m.run["id"], steps, history)
 
     # -- waiting --------------------------------------------------------------------------------------
 
