@@ -91,18 +91,33 @@ class countdown:
         return {"polls": count} if count >= handle["n"] else Pending(progress=count / handle["n"])
 
 
-RUNNING = {"now": 0, "most": 0}
+RUNNING = {"narrow": [0, 0], "narrow_plainly": [0, 0]}  # action -> [calls running now, most at once]
 LOCK = threading.Lock()
+
+
+def _begin(name):
+    with LOCK:
+        RUNNING[name][0] += 1
+        RUNNING[name][1] = max(RUNNING[name])
+
+
+def _end(name):
+    with LOCK:
+        RUNNING[name][0] -= 1
 
 
 @action(concurrency=2)
 async def narrow(i: int) -> None:
-    with LOCK:
-        RUNNING["now"] += 1
-        RUNNING["most"] = max(RUNNING["most"], RUNNING["now"])
+    _begin("narrow")
     await asyncio.sleep(0.05)
-    with LOCK:
-        RUNNING["now"] -= 1
+    _end("narrow")
+
+
+@action(concurrency=1)
+def narrow_plainly(i: int) -> None:
+    _begin("narrow_plainly")
+    time.sleep(0.05)
+    _end("narrow_plainly")
 
 
 class Busiest(TypedDict):
@@ -110,8 +125,8 @@ class Busiest(TypedDict):
 
 
 @action
-def busiest() -> Busiest:
-    return {"most": RUNNING["most"]}
+def busiest(name: str) -> Busiest:
+    return {"most": RUNNING[name][1]}
 '''
 
 FLOWS = """
@@ -154,7 +169,16 @@ flow narrowed() -> (most: int) {
     n4 = a.narrow(i: 4)
     n5 = a.narrow(i: 5)
     n6 = a.narrow(i: 6)
-    b = a.busiest() after n1, n2, n3, n4, n5, n6
+    b = a.busiest(name: "narrow") after n1, n2, n3, n4, n5, n6
+    return (most: b.most)
+}
+
+flow narrowed_plainly() -> (most: int) {
+    n1 = a.narrow_plainly(i: 1)
+    n2 = a.narrow_plainly(i: 2)
+    n3 = a.narrow_plainly(i: 3)
+    n4 = a.narrow_plainly(i: 4)
+    b = a.busiest(name: "narrow_plainly") after n1, n2, n3, n4
     return (most: b.most)
 }
 
@@ -248,10 +272,11 @@ def test_a_timeout_cancels_the_coroutine_and_fails_the_step_as_for_a_plain_actio
     assert marker.read_text() == "cancelled"
 
 
-def test_an_action_s_concurrency_bounds_its_calls_in_one_executor(client, folder):
-    run = _run(client, folder, "narrowed")
+@pytest.mark.parametrize(("flow", "most"), [("narrowed", 2), ("narrowed_plainly", 1)])
+def test_an_action_s_concurrency_bounds_its_calls_in_one_executor(client, folder, flow, most):
+    run = _run(client, folder, flow)
     assert run.state == "succeeded", run.error
-    assert run.result == {"most": 2}
+    assert run.result == {"most": most}
 
 
 def _os_threads() -> int:
@@ -341,6 +366,8 @@ def test_weft_run_concurrency_bounds_the_async_calls_in_flight(folder, server):
     assert len(_Handler.seen) == 12
     assert _Handler.most == 3
     done = weft("run", "many.flow", "-i", f"base={server}", "--concurrency", "0", code=2)
+    assert done.stderr.strip().splitlines() == ["weft: error: --concurrency must be at least 1, not 0"]
+    done = weft("worker", "--once", "--concurrency", "0", code=2)
     assert done.stderr.strip().splitlines() == ["weft: error: --concurrency must be at least 1, not 0"]
 
 
