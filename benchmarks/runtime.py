@@ -1,6 +1,7 @@
 """Runtime benchmarks: durable steps per second on LMDB against a plain thread pool.
 
     python benchmarks/runtime.py [--steps 1000] [--memory-steps 10000] [--async-calls 10000] [--only-async]
+                                 [--only-steps] [--only-startup]
 
 Prints figures; asserts nothing. Every durable run commits each transition
 (fsync) before acting on it, in a temporary store.
@@ -302,6 +303,63 @@ def durable_inputs(store: Store, plan: dict, inputs: dict, watch: bool = False) 
     return time.perf_counter() - t0, most
 
 
+def cli(folder: str, *args: str, **env: str) -> tuple[float, str]:
+    """(wall seconds, stdout) of one whole `weft` process, its bytecode cached as an installed Weft's is."""
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}, **env}
+    env.setdefault("PYTHONPYCACHEPREFIX", os.path.join(folder, "pycache"))
+    t0 = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "weft.cli", *args], check=True, capture_output=True, text=True, env=env
+    )
+    return time.perf_counter() - t0, done.stdout
+
+
+def fan_flow(folder: str, n: int) -> str:
+    """A .flow file of `n` independent std.echo steps."""
+    path = os.path.join(folder, f"fan{n}.flow")
+    with open(path, "w") as f:
+        f.write(f"flow fan{n}() {{\n" + "".join(f"    s{i} = std.echo(value: {i})\n" for i in range(n)) + "}\n")
+    return path
+
+
+def startup_rows(folder: str, n: int, big: int) -> None:
+    """The rows of issue 13 for start-up (cached plans) and `weft show` of a big run, beside a bare interpreter."""
+    store = os.path.join(folder, "startup-store")
+    bare = min(timed([sys.executable, "-c", "pass"]) for _ in range(5))
+    print(f"start-up and big runs (a bare `python -c pass` here: {bare:.3f}s)")
+    one = fan_flow(folder, 1)
+    _, out = cli(folder, "run", one, "--store", store)  # fills the plan cache and the bytecode cache
+    cached = min(cli(folder, "run", one, "--store", store)[0] for _ in range(5))
+    uncached = min(cli(folder, "run", one, "--store", store, WEFT_PLAN_CACHE="off")[0] for _ in range(3))
+    print(
+        f"  weft run of a 1-step flow (cached plan): {cached:.3f}s (target < 0.2s); compiled each time {uncached:.3f}s"
+    )
+    small, large = fan_flow(folder, 10), fan_flow(folder, n)
+    cli(folder, "run", small, "--store", store), cli(folder, "run", large, "--store", store)  # their plans cached
+    beyond = min(cli(folder, "run", large, "--store", store)[0] for _ in range(3))
+    beyond -= min(cli(folder, "run", small, "--store", store)[0] for _ in range(3))
+    floor = plain_fan(n, actions.lookup("weft.stdlib_actions", "echo"), inputs={"value": 1})
+    print(
+        f"  {n}-step fan-out, whole weft run beyond a 10-step one: {beyond * 1e6 / (n - 10):.0f} µs/step "
+        f"(target < 100), plain pool in process {floor * 1e6 / n:.0f} µs/step"
+    )
+    with Store(store) as s:
+        _, _, run = durable(s, plans.fan(big - 2))
+    shown = min(cli(folder, "show", run["id"], "--store", store)[0] for _ in range(3))
+    tiny = min(cli(folder, "show", out.split()[1], "--store", store)[0] for _ in range(3))
+    printed = len(cli(folder, "show", run["id"], "--store", store)[1])
+    print(
+        f"  weft show of a {big}-step run: {shown:.3f}s (target < 0.3s), {printed / 1024:.1f} KB printed; "
+        f"of a 1-step run {tiny:.3f}s"
+    )
+
+
+def timed(argv: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(argv, check=True)
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000)
@@ -311,6 +369,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=10000, help="items of the each row")
     parser.add_argument("--big-steps", type=int, default=50000, help="steps of the big fan-out row")
     parser.add_argument("--only-steps", action="store_true", help="only the rows of lighter steps and sub-runs")
+    parser.add_argument("--only-startup", action="store_true", help="only the rows of start-up and weft show")
     args = parser.parse_args()
     n = args.steps
     noop = actions.lookup(plans.MODULE, "noop")
@@ -322,6 +381,9 @@ def main() -> None:
             return
         if args.only_steps:
             step_rows(store, folder, n, args.items, args.big_steps)
+            return
+        if args.only_startup:
+            startup_rows(folder, n, args.big_steps)
             return
         print(f"one durable commit: {commit_latency(store) * 1e3:.2f} ms (median)")
         print(f"{n} no-op steps, durable on LMDB (fsync per commit) vs ThreadPoolExecutor in-process")
@@ -342,6 +404,7 @@ def main() -> None:
             print(f"  after run {i + 1} ({args.memory_steps / took:.0f} steps/s): {memory()}")
         async_rows(store, args.async_calls)
         step_rows(store, folder, n, args.items, args.big_steps)
+        startup_rows(folder, n, args.big_steps)
 
 
 if __name__ == "__main__":
