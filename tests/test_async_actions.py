@@ -22,6 +22,8 @@ from runtime_support.plans import plan, step
 from weft.client.operations import Client
 from weft.runtime.executors.port import Reports, Task
 from weft.runtime.executors.processes import ProcessExecutor
+from weft.sdk.testing import run_action
+from weft.stdlib_actions import http as std_http
 
 ACTIONS = '''
 import asyncio
@@ -355,6 +357,14 @@ def test_std_http_request_calls_a_local_server_from_a_flow(client, folder, serve
     assert run.state == "succeeded", run.error
     assert run.result == {"a": 200, "b": {"got": {"n": 2}}}
     assert sorted(_Handler.seen) == [("GET", "/one"), ("POST", "/two")]
+
+
+def test_std_http_request_goes_through_a_proxy_named_in_the_environment(server, monkeypatch):
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", server)  # the local server stands in for the proxy
+    out = run_action(std_http.request, url="http://hosts.example.invalid/one")
+    assert out["json"] == {"path": "http://hosts.example.invalid/one"}  # the proxy was asked for the whole URL
 
 
 @pytest.mark.slow

@@ -2,12 +2,14 @@
 
 The calls on one event loop (the local executor's: the runs this process
 drives) share one httpx.AsyncClient over one connection pool (pool.py), so
-repeated calls to a service reuse their connections.
+repeated calls to a service reuse their connections. With a proxy in the
+environment (HTTP_PROXY, ...) the client uses httpx's own transport instead.
 """
 
 from __future__ import annotations
 
 from typing import Any, TypedDict
+from urllib.request import getproxies
 
 import httpx
 
@@ -62,6 +64,9 @@ async def request(
 
 
 def _client() -> httpx.AsyncClient:
+    """Weft's pool, unless the environment names a proxy: then httpx's own transport, which goes through it."""
+    if getproxies():
+        return httpx.AsyncClient(follow_redirects=True, limits=httpx.Limits(max_connections=None))
     return httpx.AsyncClient(transport=Pool(), follow_redirects=True)
 
 

@@ -5,7 +5,7 @@ request it starts or ends, so n concurrent requests cost n² (500 concurrent
 calls took 10 s here); this one takes and gives back an idle connection in
 O(1). A connection kept idle that the server has closed meanwhile is
 replaced once. Bodies are read whole (the action returns them whole);
-proxies are not used.
+proxies are not used (std.http takes httpx's transport when one is set).
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ import asyncio
 import sys
 import time
 import traceback
+from collections.abc import Coroutine
+from typing import Any
 
 from weft.runtime.core.events import CancelTask, TaskCancelled
 from weft.runtime.core.states import error_record
@@ -81,7 +83,7 @@ async def _call_async(task: Task, channel: Channel, defn: actions.ActionDef, sta
     return _answered(answer, started)
 
 
-async def _watched(call: object, channel: Channel) -> Outcome:
+async def _watched(call: Coroutine[Any, Any, Outcome], channel: Channel) -> Outcome:
     """Await `call`, cancelling it once `channel` is cancelled; then close what its loop shared."""
     running = asyncio.ensure_future(call)
     try:
