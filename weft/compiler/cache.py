@@ -23,6 +23,7 @@ off, WEFT_PLAN_CACHE=debug says on stderr what it did ("plan cache: hit ...").
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import sys
@@ -36,6 +37,7 @@ from weft.compiler import Compilation, compile_paths
 FORMAT = 1
 MAX_ENTRIES = 256
 _WEFT_PARTS = ("compiler", "grammar", "plan", "sdk", "stdlib_actions")
+_PATH = list(sys.path)  # as the process began: the loader puts the folders of the modules it binds first
 
 
 def folder(*parts: str) -> str | None:
@@ -57,7 +59,13 @@ def compile_cached(paths: list[str], extensions: list[str] = (), *, plans: bool 
         return compile_paths(paths, list(extensions), plans=plans)
     key = _key(paths, extensions, plans)
     entry = os.path.join(where, key + ".plan")
-    found, why = _load(entry)
+    enabled = gc.isenabled()
+    gc.disable()  # a 1,000-step plan decodes to 30,000 containers: collections in between only cost time
+    try:
+        found, why = _load(entry)
+    finally:
+        if enabled:
+            gc.enable()
     if found is not None:
         _say(mode, f"hit {entry}")
         return found
@@ -104,7 +112,7 @@ def _key(paths: list[str], extensions: list[str], plans: bool) -> str:
         plans,
         sys.version,
         os.getcwd(),
-        sys.path,
+        _PATH,
         stats,
     ]
     return _digest(msgpack.packb(material))[:40]
