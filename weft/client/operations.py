@@ -447,7 +447,7 @@ class Client(Reading, Scheduling):
         m, lease, _ = self._take(run_id, apply, check=relock)
         if m.run.get("parent"):  # the parent's looks no longer take this sub-run as ended
             link = m.run["parent"]
-            ENDED.of(link["run"], link["step"]).pop(link["index"], None)
+            ENDED.forget(link["run"], link["step"], link["index"])
         return self._steered(m, lease, hold)
 
     def cancel(self, run_id: str, *, by: str | None = None, hold: bool = False) -> Delivery:

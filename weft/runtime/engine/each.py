@@ -71,7 +71,7 @@ class Look:
 
     def _look(self) -> ev.Event:
         with self.store.read() as t:
-            found = read_children(t, self.parent["id"], self.step, ENDED.of(self.parent["id"], self.step))
+            found = read_children(t, self.parent["id"], self.step, ENDED.of(self.parent["id"], self.step, self.attempt))
         total = len(self.items)
         refused: dict[int, str] = {}
         look = C.look(total, self.concurrency, found, refused, self.results)
@@ -156,23 +156,33 @@ def read_children(t: Txn, run_id: str, step: str, ended: dict[int, C.Child] | No
 
 class _Ended:
     """The children each `each` step of this process's recent looks found ended, so a look at 10,000
-    children reads only those still going (a look at them all takes 0.16 s)."""
+    children reads only those still going (a look at them all takes 0.16 s).
+
+    Kept per attempt of the step: a person's resume or re-run of the step (a new attempt) reads every
+    child again, wherever the child was re-run (`weft rerun PARENT STEP --item N` from another process);
+    a child that stops again while the step waits (its `child` request) is forgotten (`forget`).
+    """
 
     KEPT = 16  # steps remembered
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._steps: dict[tuple[str, str], dict[int, C.Child]] = {}
+        self._steps: dict[tuple[str, str], tuple[int, dict[int, C.Child]]] = {}
 
-    def of(self, run_id: str, step: str) -> dict[int, C.Child]:
+    def of(self, run_id: str, step: str, attempt: int) -> dict[int, C.Child]:
         with self._lock:
-            known = self._steps.pop((run_id, step), None)
-            if known is None:
+            seen, known = self._steps.pop((run_id, step), (None, None))
+            if known is None or seen != attempt:
                 known = {}
                 while len(self._steps) >= self.KEPT:
                     del self._steps[next(iter(self._steps))]
-            self._steps[(run_id, step)] = known  # the latest last
+            self._steps[(run_id, step)] = (attempt, known)  # the latest last
             return known
+
+    def forget(self, run_id: str, step: str, index: int) -> None:
+        with self._lock:
+            _, known = self._steps.get((run_id, step), (None, {}))
+            known.pop(index, None)
 
 
 ENDED = _Ended()
@@ -242,6 +252,7 @@ def woken(m: Machine, request: dict, now: float) -> bool:
     look may have missed it.
     """
     sid = request["step"]
+    ENDED.forget(m.run["id"], sid, request["index"])  # what it is now, not what a look saw before (a re-run)
     rec = m.steps.get(sid)
     if sid in m.polls_out or (rec is not None and rec["state"] == "running"):  # its first look is out
         return False

@@ -5,7 +5,9 @@ so a cascade is as durable and atomic as the command that caused it:
 
 - a sub-run that stops (ends or pauses) tells its parent: a `child` request
   for the parent's owner, and the parent queued for a worker when no process
-  holds it (`notify`);
+  holds it (`notify`); one that succeeded after its `each` step had (a re-run
+  of one item) refreshes its entry of the step's `results`, and the parent's
+  result if it ended succeeded;
 - an `each` step cancelled with its run cancels every unfinished sub-run,
   paused ones too, so each ends and lets go of its locks; a sub-run that a
   live process drives gets a cancel request instead (`cascade`);
@@ -28,6 +30,7 @@ import time
 from typing import Any
 
 from weft.errors import WeftError
+from weft.plan import expr
 from weft.runtime.core import events as ev
 from weft.runtime.core import steering
 from weft.runtime.core.machine import Machine
@@ -60,6 +63,8 @@ def notify(t: Txn, run: dict, now: float) -> None:
     if not link or run["state"] not in RUN_STOPPED:
         return
     parent = t.run(link["run"])
+    if parent is not None and run["state"] == "succeeded" and parent["state"] in RUN_STOPPED:
+        _refresh_result(t, parent, link, run, now)  # (a parent being driven holds its records in memory)
     if parent is None or parent["state"] not in ("pending", "running"):
         return  # a paused parent looks at every sub-run again when it is resumed
     request = {"kind": "child", "step": link["step"], "index": link["index"], "run": run["id"]}
@@ -67,6 +72,35 @@ def notify(t: Txn, run: dict, now: float) -> None:
     t.put_request(link["run"], f"{CHILD}{link['step']}\0{link['index']}", request)
     if t.lease(link["run"]) is None:
         t.enqueue(link["run"], now)
+
+
+def _refresh_result(t: Txn, parent: dict, link: dict, run: dict, now: float) -> None:
+    """A sub-run re-run after its `each` step succeeded (`weft rerun PARENT STEP --item N`) succeeded again:
+    its entry of the step's `results` becomes what it returned now, and so does the parent's result if it
+    ended succeeded (computed again from its plan). Nothing else looks at the sub-runs again."""
+    steps = t.steps(parent["id"])
+    rec = steps.get(link["step"])
+    results = ((rec or {}).get("outputs") or {}).get("results")
+    if rec is None or rec["state"] != "succeeded" or not isinstance(results, list) or link["index"] >= len(results):
+        return
+    if results[link["index"]] == run.get("result"):
+        return
+    results[link["index"]] = run.get("result")
+    t.put_step(parent["id"], link["step"], rec)
+    note = f"results of item {link['index'] + 1} refreshed from its sub-run {run['id']}"
+    events = [{"t": now, "step": link["step"], "note": note}]
+    if parent["state"] == "succeeded":
+        m = Machine(t.plan(parent["id"]), parent, steps, now)
+        try:
+            result = {k: expr.evaluate(e, m.env) for k, e in (m.plan.get("returns") or {}).items()}
+        except expr.EvalError as e:
+            events.append({"t": now, "note": f"the run's result was not computed again: {e}"})
+        else:
+            if result != parent.get("result"):
+                parent["result"] = result
+                t.put_run(parent)
+                events.append({"t": now, "note": "the run's result computed again"})
+    t.append_events(parent["id"], events)
 
 
 def forget_wakes(t: Txn, run_id: str) -> None:
