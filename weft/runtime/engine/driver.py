@@ -127,6 +127,8 @@ class Driver:
             return self._loop()
         finally:
             if self._pump is not None:
+                if self.machine.run["state"] == "cancelled":
+                    self._pump.settle(CANCEL_WAIT)  # sub-runs cancelled with it between polls: their cancels
                 self._pump.stop()
             self.lease.stop()
             for channel in self.inflight.values():

@@ -34,8 +34,9 @@ from weft.runtime.core import children as C
 from weft.runtime.core import events as ev
 from weft.runtime.core.machine import Launch, Machine
 from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED, error_record
+from weft.runtime.core.waiting import pending_cancels
 from weft.runtime.engine import session
-from weft.runtime.engine.worker import Worker
+from weft.runtime.engine.worker import Worker, below
 from weft.runtime.executors.threads import Threads
 from weft.runtime.stores.port import Store, Txn
 from weft.sdk.polling import PollSpec
@@ -273,6 +274,7 @@ class Children:
     """
 
     def __init__(self, store: Store, top: Any, runs: int, driver: Any) -> None:
+        self.store = store
         self.top = top
         self.worker = Worker(store, driver, runs=runs, scope=top.run_id, observer=self._noticed)
         self.thread = threading.Thread(target=self.worker.serve, name=f"weft-children-{top.run_id}", daemon=True)
@@ -286,6 +288,22 @@ class Children:
         driver = self.top if parent == self.top.run_id else self.worker.active.get(parent)
         if driver is not None:
             driver.poke()
+
+    def settle(self, limit: float) -> None:
+        """Before stopping, for up to `limit` seconds: claim and drive here the descendants left queued with
+        external tasks to cancel (cancelled with the run, between their polls), so their cancels are called."""
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            with self.store.read() as t:
+                left = [
+                    rid
+                    for rid in t.due_runs(time.time(), 1000)
+                    if below(t, rid, self.top.run_id) and pending_cancels(t.steps(rid))
+                ]
+            if not left and not self.worker.active:
+                return
+            self.worker.wake()
+            time.sleep(0.02)
 
     def stop(self) -> None:
         """Claim no more children; let those driven here finish their running steps and hand them back."""

@@ -10,7 +10,9 @@ so a cascade is as durable and atomic as the command that caused it:
   result if it ended succeeded;
 - an `each` step cancelled with its run cancels every unfinished sub-run,
   paused ones too, so each ends and lets go of its locks; a sub-run that a
-  live process drives gets a cancel request instead (`cascade`);
+  live process drives gets a cancel request instead (`cascade`); one left
+  with external tasks to cancel (a polling step between polls) is queued, and
+  the process that claims it calls their `cancel` (worker.py);
 - an `each` step a person retried (`resume` of the parent: failed -> pending)
   resumes the sub-runs that paused, and queues them (`cascade`). Nothing
   else ever resumes a sub-run: an interrupted step in one waits for a person
@@ -146,6 +148,8 @@ def _cancel_children(t: Txn, run_id: str, sid: str, now: float) -> list:
         m.note(now, f"cancelled with its parent run {run_id}")
         m.apply(ev.Cancel(by=f"run {run_id}"), now)
         m.launches(now, 0)  # nothing of it runs (no process drives it): it ends cancelled now, not when driven
+        if m.to_cancel:  # its external tasks' cancels are left to call: whoever serves the queue calls them
+            t.enqueue(child["id"], now)
         out.append((m, lease))
     return out
 

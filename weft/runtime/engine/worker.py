@@ -36,6 +36,7 @@ from weft.errors import WeftError
 from weft.runtime.core import steering
 from weft.runtime.core.machine import Machine
 from weft.runtime.core.states import RUN_STOPPED, RunState
+from weft.runtime.core.waiting import pending_cancels
 from weft.runtime.engine.lease import HEARTBEAT, HOST, Lease, LeaseHeld, LeaseLost, describe, holder_alive
 from weft.runtime.engine import remote, schedules
 from weft.runtime.engine.registry import Announcement, Registry
@@ -292,7 +293,7 @@ class Worker:
             found += self._due
             found += t.due_runs(now, 4 * free + 16)
             if self.scope is not None:
-                found = [run_id for run_id in found if _below(t, run_id, self.scope)]
+                found = [run_id for run_id in found if below(t, run_id, self.scope)]
         return list(dict.fromkeys(found))
 
     def _claim(self, run_id: str) -> Driver | None:
@@ -304,8 +305,8 @@ class Worker:
             run = t.run(run_id)
             if run is not None and run["state"] == RunState.SCHEDULED and start_due(t, run, now) != "started":
                 return None  # not due yet, its lock is held (queued again), or it missed its start deadline
-            if run is None or run["state"] not in ("pending", "running"):
-                return None  # ended or paused
+            if run is None or (run["state"] not in ("pending", "running") and not pending_cancels(t.steps(run_id))):
+                return None  # ended or paused (with no external task left to cancel)
             lease = WorkerLease(run_id, self.stopping)
             try:
                 previous = lease.acquire(t, now)
@@ -319,7 +320,8 @@ class Worker:
             m = Machine(plan, run, t.steps(run_id), now)
             if previous is not None:
                 m.note(now, f"taken over from {describe(previous, now)}")
-            steering.recover(m, now)
+            if run["state"] in ("pending", "running"):
+                steering.recover(m, now)
             remote.refuse_unreachable(m, self.executor is not None)
             events = persist(t, m, lease)
             return m, lease, events
@@ -414,7 +416,7 @@ def _unowned(t: Txn, run_id: str, now: float) -> bool:
     return lease is None or not holder_alive(lease, now)
 
 
-def _below(t: Txn, run_id: str, top: str) -> bool:
+def below(t: Txn, run_id: str, top: str) -> bool:
     """Whether run `run_id` is a child run of `top`, or a child of one of its children, and so on."""
     seen = set()
     link = (t.run(run_id) or {}).get("parent")
