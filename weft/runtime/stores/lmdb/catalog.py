@@ -99,9 +99,9 @@ class _Search:
             ids = [k[len(prefix) :] for k in self.t.present("indexes", [prefix + rid for rid in ids])]
         return len(ids)
 
-    def _ids(self, low: bytes, high: bytes, limit: int | None = None) -> list[bytes]:
+    def _ids(self, low: bytes, high: bytes) -> list[bytes]:
         """The run ids at the end of the index keys from `low` to `high` (excluded)."""
-        return [k[-K.ID_LEN :] for k in self.t.key_list("indexes", low, high, limit)]
+        return [k[-K.ID_LEN :] for k in self.t.key_list("indexes", low, high)]
 
     def _checks(self, candidates: set[bytes] | None, exact: list[bytes]) -> list[Callable[[bytes], bool]]:
         """Checks of one run id: in `candidates`, in every `exact` index, not a sub-run unless asked for."""
