@@ -1,6 +1,7 @@
 """`weft agent`: a Celery worker that runs Weft's action calls on this host, for orchestrators elsewhere.
 
-An agent needs no store. For each call it receives it claims the call
+An agent needs no store; it runs each call on its local executor (threads
+for plain actions, one event loop for `async def` ones), as `weft run` does. For each call it receives it claims the call
 (SET NX of its claim key, see celery_app.py) before calling the action, so a
 second delivery of the same call is dropped whoever holds the claim; it
 reports "started", progress and log lines on the run's report list while the
@@ -26,7 +27,7 @@ from typing import Any
 import msgpack
 
 from weft.runtime.executors import celery_app as proto
-from weft.runtime.executors.perform import perform
+from weft.runtime.executors.local import LocalExecutor
 from weft.runtime.core.states import error_record
 from weft.runtime.executors.port import Outcome, Task
 
@@ -50,6 +51,7 @@ class Agent:
         self.app = proto.make_app(broker)
         self.redis = proto.redis_of(broker)
         self.errors = proto.broker_errors()
+        self.local = LocalExecutor()
         self.running: dict[str, _Running] = {}
         self.recent: dict[str, tuple[str, dict, float]] = {}  # call -> (run, outcome data, when it ended)
         self._stop = threading.Event()
@@ -108,7 +110,9 @@ class Agent:
             self._report(task.run, call, "started", self.name)
             if self._wanted_stopped(call):
                 held.cancel.set()
-            outcome = perform(task, _Channel(self, task.run, call, held.cancel))
+            channel = _Channel(self, task.run, call, held.cancel)
+            self.local.submit(task, channel)  # plain actions in threads, `async def` ones on one event loop
+            outcome = channel.outcome()
         finally:
             del self.running[call]
         result = outcome.to_data()
@@ -191,14 +195,24 @@ class Agent:
 
 
 class _Channel:
-    """A call's channel on the agent: progress and log lines go to the run's report list (`perform` returns the
-    outcome, which the agent stores: no `finish`)."""
+    """A call's channel on the agent: progress and log lines go to the run's report list; `outcome()` waits for
+    the call's end."""
 
     def __init__(self, agent: Agent, run: str, call: str, cancel: threading.Event) -> None:
         self._agent = agent
         self._run = run
         self._call = call
         self._cancel = cancel
+        self._ended = threading.Event()
+        self._outcome: Outcome | None = None
+
+    def finish(self, outcome: Outcome) -> None:
+        self._outcome = outcome
+        self._ended.set()
+
+    def outcome(self) -> Outcome:
+        self._ended.wait()
+        return self._outcome
 
     def progress(self, fraction: float) -> None:
         self._agent._report(self._run, self._call, "progress", fraction)

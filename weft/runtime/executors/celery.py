@@ -37,6 +37,7 @@ from weft.runtime.executors import celery_app as proto
 from weft.runtime.executors.port import Outcome, Task, TaskChannel
 
 TICK = 0.02  # seconds between the pump's rounds
+RESEND_MAX = 600.0  # seconds, at most, between two sends of a call no agent claims
 CURSORS = 10_000  # runs whose report lists' read positions are kept
 
 
@@ -46,6 +47,8 @@ class _Call:
     channel: TaskChannel
     sent: bool = False
     agent: str | None = None  # who claimed it
+    resend_at: float = 0.0  # when to send it again if no agent claimed it by then (a message lost with its agent)
+    resend_wait: float = 0.0
     done: bool = False  # its agent said "done": its outcome is to be read
     revoked: bool = False
 
@@ -155,6 +158,8 @@ class CeleryExecutor:
                         retry=False,
                     )
                     call.sent = True
+                    call.resend_wait = call.resend_wait * 2 if call.resend_wait else 2 * proto.redeliver()
+                    call.resend_at = time.monotonic() + min(RESEND_MAX, call.resend_wait)
                 self._unsent.pop(0)
 
     def _read_reports(self) -> None:
@@ -231,6 +236,7 @@ class CeleryExecutor:
             return
         if now - self._up_since < 3 * every or self._recheck_at is not None:
             return  # agents may not have beaten since Redis came back
+        self._learn_holders(now)
         held = [call for call in self._calls.values() if call.agent is not None and not call.done]
         agents = sorted({call.agent for call in held})
         if not agents:
@@ -245,6 +251,18 @@ class CeleryExecutor:
             else:
                 del self._calls[call.task.call]
                 call.channel.lost(f"agent {call.agent} stopped answering while it ran call {call.task.call}")
+
+    def _learn_holders(self, now: float) -> None:
+        """Who claimed the sent calls no agent said "started" for (it may have died between the two); those
+        nobody claimed for long are sent again, in case their message died with an agent before Redis recorded
+        it as taken (the claim keeps a second copy from running: it is dropped)."""
+        unknown = [call for call in self._calls.values() if call.sent and call.agent is None and not call.done]
+        if unknown:
+            for call, holder in zip(unknown, self.redis.mget([proto.claim_key(c.task.call) for c in unknown])):
+                if holder is not None:
+                    call.agent = holder.decode()
+                elif now >= call.resend_at and not call.revoked:
+                    self._unsent.append(call)
 
     def _again(self, call: _Call) -> None:
         """Send an idempotent call whose agent died once more, as a new call."""

@@ -86,7 +86,11 @@ def make_app(broker: str) -> Celery:
         task_reject_on_worker_lost=True,
         task_ignore_result=True,  # the agent stores each outcome itself, retrying until Redis takes it
         worker_prefetch_multiplier=1,
-        broker_transport_options={"visibility_timeout": redeliver()},
+        broker_transport_options={  # a call an agent took and died with, unclaimed, goes to another in time
+            "visibility_timeout": redeliver(),
+            "unacked_restore_interval": max(1, round(redeliver() / 2)),
+            "unacked_restore_throttle": 1,
+        },
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         broker_connection_timeout=2,
