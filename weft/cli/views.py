@@ -134,10 +134,12 @@ def run_text(run: Run) -> str:
     if len(run.steps) < run.steps_total:
         lines.append(f"steps    {run.steps_total} in all: {phase_counts(run.counts)}")
     queued = any(s.queue for s in run.steps)  # a QUEUE column only for a run that routes some step
-    rows = [("STEP", "PHASE", "STATE", "TRIES", "STARTED", "TOOK") + ("QUEUE",) * queued + ("ERROR / WAITING FOR",)]
+    placed = any(s.agent for s in run.steps)  # an AGENT column only for a run that ran steps on agents
+    head = ("STEP", "PHASE", "STATE", "TRIES", "STARTED", "TOOK") + ("QUEUE",) * queued + ("AGENT",) * placed
+    rows = [head + ("ERROR / WAITING FOR",)]
     for s in run.steps:
         took = duration(s.started, s.ended) if s.state != "running" else ""
-        where = (s.queue or "-",) * queued
+        where = (s.queue or "-",) * queued + (s.agent or "-",) * placed
         rows.append((s.id, s.phase, s.state, str(s.attempts), clock(s.started), took) + where + (_error(s),))
     lines += ["", *table(rows)]
     if len(run.steps) < run.steps_total:
@@ -232,6 +234,8 @@ def step_text(d: StepDetail) -> str:
         lines.append(f"action   {s.action}" + (f"   undo {d.undo_action}" if d.undo_action else ""))
     if s.queue:
         lines.append(f"queue    {s.queue}")
+    if s.agent:
+        lines.append(f"agent    {s.agent}")
     if d.deps:
         lines.append(f"after    {', '.join(d.deps)}")
     lines.append(f"state    {s.state}   attempts {s.attempts}")

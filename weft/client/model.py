@@ -134,6 +134,7 @@ class Step:
     signal_fields: list | None  # a `wait` step: the signal's fields' type as Plan type data
     cancel: TaskCancel | None = None  # a polling step whose external task the run stopped waiting for
     queue: str | None = None  # the executor queue its latest attempt was sent to (None: the default queue)
+    agent: str | None = None  # the agent that took its latest attempt's call (None: run locally, or not taken yet)
 
 
 @dataclass(frozen=True)
@@ -473,7 +474,13 @@ def step(spec: dict, rec: dict, children: list[dict] | None) -> Step:
         if not rec.get("cancel")
         else TaskCancel(**{k: rec["cancel"][k] for k in ("state", "attempt", "detail")}),
         queue=rec.get("queue"),
+        agent=_agent(rec),
     )
+
+
+def _agent(rec: dict) -> str | None:
+    call = rec.get("call")
+    return call["agent"] if call and call["attempt"] == rec["attempts"] else None
 
 
 def actions(run: dict, failed: bool, signals: bool, owner: Owner | None) -> frozenset[str]:
