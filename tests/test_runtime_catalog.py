@@ -78,6 +78,8 @@ def queries(runs: list[dict]) -> list[Query]:
         Query(since=NOW - 10 * DAY, user="dave", sort="user"),
         Query(since=NOW - 40 * DAY, before=NOW - 20 * DAY, label="flow 00", result="succeeded", limit=5, offset=5),
         Query(since=NOW + DAY),
+        Query(state="running", since=NOW - 5 * DAY),  # few candidates, a short range: read from its index keys
+        Query(state="running", since=NOW - 59 * DAY, before=NOW - DAY),  # a range too long to read: decoded
         Query(offset=5000),
         Query(sort="ended", offset=2950, limit=100),
         Query(sort="ended", reverse=True, offset=20, limit=30),

@@ -31,6 +31,7 @@ _EXACT = ("state", "result", "flow", "tag", "user", "schedule")
 _RACE_LIMIT = 20_000  # an exact-value index bigger than this is checked per run, never read whole
 _RACE_BATCH = 1_000  # keys read from each racing index in turn
 _IN_MEMORY = 2_000  # candidate sets up to this size are decoded and sorted rather than walking an index
+_KEYS_PER_DECODE = 20  # index keys read for the time it takes to decode one run, and more
 
 
 def search(t: Txn, q: Query) -> Page:
@@ -71,6 +72,8 @@ class _Search:
             sets += self._race()
         self.candidates = candidates = set.intersection(*sorted(sets, key=len)) if sets else None
         if candidates is not None and len(candidates) <= _IN_MEMORY:
+            if q.sort == "started" and (q.since is not None or q.before is not None):
+                candidates = self._started_within(candidates)
             self.ordered = list(self._sorted(candidates))
             return iter(self.ordered)
         return self._walk_sorted(candidates)
@@ -130,6 +133,13 @@ class _Search:
 
     def _started_range(self, reverse: bool) -> Iterator[bytes]:
         return self._walk(*self._started_bounds(), reverse)
+
+    def _started_within(self, candidates: set[bytes]) -> set[bytes]:
+        """`candidates` less the runs started outside the time range, when the range's index keys are few enough
+        to read (a key costs a fraction of decoding a run), else `candidates` as they are."""
+        most = _KEYS_PER_DECODE * len(candidates)
+        keys = self.t.key_list("indexes", *self._started_bounds(), limit=most + 1)
+        return candidates if len(keys) > most else candidates.intersection(k[-K.ID_LEN :] for k in keys)
 
     def _lock_holder(self) -> set[bytes]:
         holder = self.t.lock_holder(self.q.lock)
