@@ -73,6 +73,23 @@ class Redis:
             time.sleep(0.02)
         return self
 
+    def summary(self) -> dict[str, object]:
+        """What the server holds, for a failing test's message: its keys by kind, queue lengths, unacked calls."""
+        import redis as client  # the package, not the fixture below
+
+        r = client.Redis(port=self.port, socket_timeout=2)
+        try:
+            keys = sorted(k.decode() for k in r.keys("*"))
+            kinds: dict[str, int] = {}
+            for k in keys:
+                kinds[k.rsplit(":", 1)[0]] = kinds.get(k.rsplit(":", 1)[0], 0) + 1
+            lists = {k: r.llen(k) for k in keys if r.type(k) == b"list"}
+            return {"kinds": kinds, "lists": lists, "unacked": r.hlen("unacked"), "agents": r.keys("weft:agent:*")}
+        except client.exceptions.RedisError as e:
+            return {"error": str(e)}
+        finally:
+            r.close()
+
     def stop(self) -> None:
         """Shut the server down (SIGTERM; SIGKILL if it lingers); everything it held is gone."""
         if self.proc is None or self.proc.poll() is not None:

@@ -169,7 +169,9 @@ def effect_lines(lines: list[str]) -> Counter:
 
 def interrupted(shown: dict) -> Counter:
     return Counter(
-        e["step"] for e in shown["history"] if e.get("state") == "failed" and "interrupted" in (e.get("detail") or "")
+        e["step"]
+        for e in shown["history"]
+        if e.get("state") == "failed" and "interrupted" in (e.get("detail") or "").lower()
     )
 
 
@@ -309,7 +311,7 @@ def test_twenty_agent_kills_run_no_call_twice_and_every_run_succeeds(cluster):
         if proc is not None:
             code, out, _ = cluster.finish(proc)
             if code == 3:  # paused: a non-idempotent call was interrupted, and a person resumes the run
-                assert "interrupted" in out, out
+                assert "interrupted" in out.lower(), out
                 resumed[runs[-1]] += 1
                 return cluster.start("resume", runs[-1], *cluster.broker)
             assert code == 0, out
@@ -333,7 +335,16 @@ def test_twenty_agent_kills_run_no_call_twice_and_every_run_succeeds(cluster):
         kills += 1
         live.append(cluster.start_agent(f"k{kills + 2}", concurrency=3))
     while proc is not None:  # the last run, to its end
-        proc.wait(90)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, _, err = cluster.finish(proc)
+            left = [(s["id"], s["state"], s["attempts"], s["agent"]) for s in cluster.show(runs[-1])["steps"]]
+            left = [x for x in left if x[1] != "succeeded"]
+            alive = [a.name for a in live if a.alive()]
+            redis = cluster.redis.summary()
+            raise AssertionError(f"run {runs[-1]} stuck 60 s: {left}; agents {alive}; {redis}; {err[-3000:]}") from None
         proc = drive(more=False)
 
     reruns = 0
@@ -350,13 +361,14 @@ def test_twenty_agent_kills_run_no_call_twice_and_every_run_succeeds(cluster):
             reruns += attempts - 1
             if s["action"].endswith("effect_again"):  # idempotent: re-run, never left for a person
                 assert lost[sid] == 0 and calls[(sid, attempts)] >= 1, s
+                reruns += sum(calls[(sid, a)] for a in range(1, attempts + 1)) - attempts
                 continue
             assert attempts == 1 + lost[sid], s  # a non-idempotent step ran again only once a person resumed it
             if s["action"].endswith("file.append"):
                 assert 1 <= appended[sid] <= attempts, (s, appended[sid])  # at most once per attempt
             else:
                 assert all(calls[(sid, a)] <= 1 for a in range(1, attempts)) and calls[(sid, attempts)] == 1, s
-    assert reruns or sum(resumed.values()), "no kill hit a call: the test proved nothing"
+    assert reruns or sum(resumed.values()), f"no kill of {kills} hit a call in {len(runs)} runs: it proved nothing"
 
 
 # -- The orchestrator killed, Redis down ------------------------------------------------------------------
