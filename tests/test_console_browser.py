@@ -305,7 +305,7 @@ def test_rerun_one_item_of_a_bulk_run_from_its_each_step(server, page):
     page.goto(f"/runs/{run_id}?step={each}#step")
     page.click("[data-open=do-rerun]")
     dialog = page.locator("#do-rerun")
-    expect(dialog).to_contain_text("only that item's sub-run runs again")
+    expect(dialog).to_contain_text("with an item, that item's sub-run runs again")
     page.fill("#rerun-item", "3")
     page.click("#do-rerun button[type=submit]")
     expect(dialog.locator(".problem")).to_contain_text("made no sub-run for item 3 (it made sub-runs for items 1 to 2)")
