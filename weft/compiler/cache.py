@@ -103,8 +103,12 @@ def _key(paths: list[str], extensions: list[str], plans: bool) -> str:
             dirs[:] = sorted(d for d in dirs if d != "__pycache__")
             for name in sorted(files):
                 if name.endswith((".py", ".lark")):
-                    st = os.stat(os.path.join(root, name))
-                    stats.append((os.path.relpath(os.path.join(root, name), weft_root), st.st_mtime_ns, st.st_size))
+                    path = os.path.join(root, name)
+                    try:
+                        st = os.stat(path)
+                    except OSError:  # gone since the folder was listed
+                        continue
+                    stats.append((os.path.relpath(path, weft_root), st.st_mtime_ns, st.st_size))
     material = [
         FORMAT,
         [os.path.abspath(p) for p in paths],
