@@ -457,6 +457,19 @@ def test_cancel_revokes_queued_calls_and_stops_the_running_one(cluster):
     assert agent.stop() == 0  # SIGTERM: a clean stop
 
 
+@pytest.mark.slow
+def test_the_orchestrator_enforces_a_remote_steps_timeout(cluster):
+    flow = cluster.flow(
+        "timed.flow", 'flow timed(path: str) {\n    t = x.effect(path: path, tag: "t", seconds: 4) timeout 1s\n}\n'
+    )
+    cluster.agent("t1")
+    rid, done = cluster.run(flow, "-i", f"path={cluster.effects}", *cluster.broker)
+    assert done.returncode == 3 and "step t failed: Timeout: timed out after 1s" in done.stdout, done.stdout
+    t = steps(cluster.show(rid))["t"]
+    assert t["state"] == "failed" and t["agent"] == "t1"
+    assert t["ended"] - t["started"] < 3.0  # the step failed at its deadline, not when the 4 s call ended
+
+
 LOGGED = """\
 flow logged(path: str, gate: str) {
     p = x.hold(path: path, tag: "p", gate: gate)          # logs, reports 0.5, holds
