@@ -64,7 +64,7 @@ def test_two_threads_read_runs_while_a_driver_commits_a_1000_step_run(tmp_path):
             reader.start()
         began = time.perf_counter()
         try:
-            run = Driver(store, m, lease).drive()
+            run = Driver(store, m, lease, workers=16).drive()  # 16 calls a round: 60-odd commits to read beside
         finally:
             ended = time.perf_counter()
             stop.set()
