@@ -77,5 +77,7 @@ def test_weft_serve_with_a_broker_runs_the_runs_it_starts_on_agents(cluster):
         started = server.api.post("/api/v1/runs", json={"flow": "one", "inputs": {"path": str(cluster.effects)}})
         assert started.status_code == 201, started.text
         run = server.wait_for(started.json()["id"], ("succeeded",))
+        page = server.api.get(f"/runs/{run['id']}", params={"step": "s"})  # the console's step panel
+        assert page.status_code == 200 and "<th>Agent</th><td>w1</td>" in page.text, page.text
     assert [(s["id"], s["agent"]) for s in run["steps"]] == [("s", "w1"), ("t", "w1")]
     assert sorted(cluster.lines()) == ["s 1 w1", "t 1 w1"]
