@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+from dataclasses import astuple, fields
 import os
 import sys
 import tempfile
@@ -34,7 +35,7 @@ import msgpack
 
 from weft.compiler import Compilation, compile_paths
 
-FORMAT = 1
+FORMAT = 2
 MAX_ENTRIES = 256
 _WEFT_PARTS = ("compiler", "grammar", "plan", "sdk", "stdlib_actions")
 _PATH = list(sys.path)  # as the process began: the loader puts the folders of the modules it binds first
@@ -216,9 +217,7 @@ def _store(where: str, entry: str, result: Compilation) -> None:
         "result": {
             "files": result.files,
             "diagnostics": [
-                [d.code, d.severity, [d.span.file, d.span.line, d.span.col, d.span.end_line, d.span.end_col]]
-                + [d.message, d.hint, d.fix]
-                for d in result.diagnostics
+                {**{f.name: getattr(d, f.name) for f in fields(d)}, "span": astuple(d.span)} for d in result.diagnostics
             ],
             "sources": {p: t for p, t in result.sources.items() if p in named},
             "flows": result.flows,
@@ -256,9 +255,7 @@ def _compilation(r: dict) -> Compilation:
         from weft.compiler.diagnostics import Diagnostic
     return Compilation(
         files=r["files"],
-        diagnostics=[
-            Diagnostic(c, sev, Span(*span), msg, hint, fix) for c, sev, span, msg, hint, fix in r["diagnostics"]
-        ],
+        diagnostics=[Diagnostic(**{**d, "span": Span(*d["span"])}) for d in r["diagnostics"]],
         sources=r["sources"],
         flows=r["flows"],
         plans=r["plans"],
