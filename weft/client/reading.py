@@ -116,12 +116,18 @@ class Reading:
         """Step `step` (its id or name) of run `run_id`: inputs, outputs, error with traceback, its history."""
         with self._open().read() as t:
             rid = self._find(t, run_id)
-            plan, recs = t.plan(rid), t.steps(rid)
-            sid = step_id(Machine(plan, t.run(rid), recs, time.time()), step)
-            spec = next(s for s in plan["steps"] if s["id"] == sid)
+            rec = t.step(rid, step)  # a step id: only its own records are read
+            if rec is None:  # a step name, or none: found by the run's machine
+                sid = step_id(Machine(t.plan(rid), t.run(rid), t.steps(rid), time.time()), step)
+                rec = t.step(rid, sid)
+            else:
+                sid = step
+            spec = t.plan_steps(rid, [sid]).get(sid)
+            if spec is None:
+                raise CorruptRecord(f"corrupt store {self.path}: run {rid}'s plan has no step {sid!r}")
             children = _children(t, rid, [spec]).get(sid)
             hide = Redactor(t.run(rid))
-            shown = model.step(spec, hide.step(spec, recs[sid]), children)
+            shown = model.step(spec, hide.step(spec, rec), children)
             return model.detail(rid, spec, shown, hide.history(t.events(rid)))
 
     def sub_run(self, run_id: str, step: str, item: int) -> str:
