@@ -148,7 +148,8 @@ class Driver:
                 self._apply(reports, now)
                 crash_point("after-action-before-commit")
             draining = self.draining.is_set()
-            if now >= next_poll or draining or self._poked:  # a stopping driver acts on every request first
+            poked = self._poked and not any(m.specs[sid]["kind"] == "each" for sid in self.inflight)  # (no look out)
+            if now >= next_poll or draining or poked:  # a stopping driver acts on every request before it lets go
                 self._poked = False
                 self._poll(now)
                 next_poll = now + POLL
@@ -246,11 +247,17 @@ class Driver:
                 self.machine.note(now, f"{req['kind']} request ignored: {e}")
 
     def _abandon_stale(self) -> None:
-        """Cancel and forget tasks whose step no longer waits for them (timed out, cancelled), once they finished."""
+        """Cancel and forget tasks whose step no longer waits for them (timed out, cancelled), once they finished.
+
+        Only a step the machine changed since the last commit can have stopped waiting: those are looked at,
+        not every task in flight (10,000 async calls in flight made that scan most of the driver's work).
+        """
+        m = self.machine
         stale = []
-        for sid, channel in list(self.inflight.items()):
+        for sid in [sid for sid in m.dirty | m.unsaved if sid in self.inflight]:
+            channel = self.inflight[sid]
             task = channel.task
-            if not self.machine.awaits(sid, task.attempt, task.undo):
+            if not m.awaits(sid, task.attempt, task.undo):
                 channel.cancel()
                 del self.inflight[sid]
                 stale.append(channel)

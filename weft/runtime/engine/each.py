@@ -253,10 +253,10 @@ def woken(m: Machine, request: dict, now: float) -> bool:
     look may have missed it.
     """
     sid = request["step"]
-    ENDED.forget(m.run["id"], sid, request["index"])  # what it is now, not what a look saw before (a re-run)
     rec = m.steps.get(sid)
     if sid in m.polls_out or (rec is not None and rec["state"] == "running"):  # its first look is out
         return False
+    ENDED.forget(m.run["id"], sid, request["index"])  # what it is now, not what a look saw before (a re-run)
     if rec is not None and rec["state"] in ("suspended", "succeeded", "failed"):  # (a look may have seen it first)
         total = len((rec["inputs"] or {}).get("items") or ())
         line = C.item_line(request["index"], total, request["run"], request["state"], request.get("error"))
