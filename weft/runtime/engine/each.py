@@ -48,11 +48,12 @@ POLLS = PollSpec(every=0.5, max_every=5.0, factor=1.5)  # the fallback when no c
 class Look:
     """One look at an `each` step's children: make the ones to release, answer as a poll would."""
 
-    def __init__(self, store: Store, m: Machine, launch: Launch) -> None:
+    def __init__(self, store: Store, m: Machine, launch: Launch, owner: str) -> None:
         rec, spec = m.steps[launch.step], m.specs[launch.step]
         self.store = store
         self.step = launch.step
         self.attempt = launch.attempt
+        self.owner = owner  # the token of the lease its driver holds the parent with
         self.first = launch.poll is None  # the step's start, not one of its polls
         recorded = rec["inputs"] or {}
         self.items = launch.items if launch.items is not None else recorded.get("items") or []
@@ -71,8 +72,9 @@ class Look:
             return ev.Failed(self.step, self.attempt, error_record("SubRunError", str(e)))
 
     def _look(self) -> ev.Event:
+        known = ENDED.of(self.parent["id"], self.step, self.attempt, self.owner)
         with self.store.read() as t:
-            found = read_children(t, self.parent["id"], self.step, ENDED.of(self.parent["id"], self.step, self.attempt))
+            found = read_children(t, self.parent["id"], self.step, known)
         total = len(self.items)
         refused: dict[int, str] = {}
         look = C.look(total, self.concurrency, found, refused, self.results)
@@ -81,6 +83,7 @@ class Look:
             if made is None:
                 return ev.Failed(self.step, self.attempt, error_record("Cancelled", "the step stopped waiting"))
             found.update(made)
+            known.made.update((i, child.run) for i, child in made.items())
             look = C.look(total, self.concurrency, found, refused, self.results)
         if look.outputs is not None:
             return ev.Succeeded(self.step, self.attempt, look.outputs)
@@ -126,17 +129,25 @@ class Look:
         )
 
 
-def read_children(t: Txn, run_id: str, step: str, ended: dict[int, C.Child] | None = None) -> dict[int, C.Child]:
+def read_children(t: Txn, run_id: str, step: str, known: Known | None = None) -> dict[int, C.Child]:
     """The children step `step` of run `run_id` made so far, by item index.
 
-    `ended` holds children known to have ended (read again: never, an ended run's state is final); those
-    found ended now are added to it.
+    With `known`, the children it knows were made are the ones read (else they are listed, and it knows
+    them from then on), and those it knows ended are not read again (an ended run's state is final);
+    those found ended now are added to it.
     """
-    found = {}
-    for index, rid in t.children(run_id, step):
-        known = None if ended is None else ended.get(index)
+    if known is not None and known.made is not None:
+        pairs = list(known.made.items())
+    else:
+        pairs = t.children(run_id, step)
         if known is not None:
-            found[index] = known
+            known.made = dict(pairs)
+    ended = None if known is None else known.ended
+    found = {}
+    for index, rid in pairs:
+        seen = None if ended is None else ended.get(index)
+        if seen is not None:
+            found[index] = seen
             continue
         run = t.run(rid)
         if run is not None:
@@ -155,45 +166,63 @@ def read_children(t: Txn, run_id: str, step: str, ended: dict[int, C.Child] | No
     return found
 
 
-class _Ended:
-    """The children each `each` step of this process's recent looks found ended, so a look at 10,000
-    children reads only those still going (a look at them all takes 0.16 s).
+class Known:
+    """What one driver's looks at one attempt of an `each` step know of its children: those made (item ->
+    run id; None until listed once) and those found ended (by item)."""
 
-    Kept per attempt of the step: a person's resume or re-run of the step (a new attempt) reads every
-    child again, wherever the child was re-run (`weft rerun PARENT STEP --item N` from another process);
-    a child that stops again while the step waits (its `child` request) is forgotten (`forget`).
+    __slots__ = ("ended", "made")
+
+    def __init__(self) -> None:
+        self.made: dict[int, str] | None = None
+        self.ended: dict[int, C.Child] = {}
+
+
+class _Ended:
+    """What this process's recent looks know of their `each` steps' children (`Known`), so a look at 10,000
+    children reads only those still going, and lists them only once (a look at them all takes 0.16 s;
+    listing them at every look made a 10,000-item run quadratic).
+
+    Kept per attempt of the step and per owner (the lease token of the driver looking): a person's resume
+    or re-run of the step (a new attempt), or another driver of the parent, lists and reads every child
+    again, wherever children were made or re-run meanwhile (`weft rerun PARENT STEP --item N` from another
+    process); a child that stops again while the step waits (its `child` request) is read again (`forget`).
+    Only the driver holding the parent makes its children, so what one owner's looks made is all there is.
     """
 
     KEPT = 16  # steps remembered
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._steps: dict[tuple[str, str], tuple[int, dict[int, C.Child]]] = {}
+        self._steps: dict[tuple[str, str], tuple[tuple[int, str], Known]] = {}
 
-    def of(self, run_id: str, step: str, attempt: int) -> dict[int, C.Child]:
+    def of(self, run_id: str, step: str, attempt: int, owner: str) -> Known:
         with self._lock:
             seen, known = self._steps.pop((run_id, step), (None, None))
-            if known is None or seen != attempt:
-                known = {}
+            if known is None or seen != (attempt, owner):
+                known = Known()
                 while len(self._steps) >= self.KEPT:
                     del self._steps[next(iter(self._steps))]
-            self._steps[(run_id, step)] = (attempt, known)  # the latest last
+            self._steps[(run_id, step)] = ((attempt, owner), known)  # the latest last
             return known
 
     def forget(self, run_id: str, step: str, index: int) -> None:
         with self._lock:
-            _, known = self._steps.get((run_id, step), (None, {}))
-            known.pop(index, None)
+            found = self._steps.get((run_id, step))
+            if found is not None:
+                found[1].ended.pop(index, None)
 
 
 ENDED = _Ended()
 
 
-def job(store: Store, m: Machine, launch: Launch, driver: Any) -> Any:
-    """The callable that does what `launch` asks of an `each` step: a look, or the rollback of its children."""
+def job(store: Store, m: Machine, launch: Launch, driver: Any, owner: str) -> Any:
+    """The callable that does what `launch` asks of an `each` step: a look, or the rollback of its children.
+
+    `owner` is the token of the lease the asking driver holds the run with.
+    """
     if launch.undo:
         return Rollback(store, m, launch, driver)
-    return Look(store, m, launch)
+    return Look(store, m, launch, owner)
 
 
 class Rollback:
