@@ -31,6 +31,8 @@ PYCACHE = os.path.join(tempfile.gettempdir(), f"weft-tests-pycache-{os.getuid()}
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 os.environ.setdefault("PYTHONPYCACHEPREFIX", PYCACHE)
 sys.dont_write_bytecode, sys.pycache_prefix = False, os.environ["PYTHONPYCACHEPREFIX"]
+# Compiled plans and parse tables the tests' processes cache go to a folder of the tests', not the user's cache.
+os.environ["XDG_CACHE_HOME"] = os.path.join(tempfile.gettempdir(), f"weft-tests-cache-{os.getuid()}")
 
 # Property tests judge their inputs, not this machine's speed: on a loaded machine (the suite runs on every core)
 # example generation and examples themselves take longer, and neither is a failure.
