@@ -164,7 +164,9 @@ def create_in(
 
 def take_locks(t: Txn, run_id: str, locks: list[str], parent: dict | None, refused: str) -> None:
     """Give run `run_id` its locks; a WeftError naming the holder (ending in `refused`) if one is held."""
-    above = _ancestors(t, parent)
+    if not locks:
+        return
+    above = _ancestors(t, parent)  # (reads the parent's record, big for a bulk run of many items)
     for name in locks:
         holder = t.lock_holder(name)
         other = t.run(holder) if holder else None
