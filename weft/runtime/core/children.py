@@ -57,16 +57,37 @@ def look(
     """Decide from the sub-runs made so far (`children`, by item) and the items whose sub-run
     could not be made (`refused`: item -> why, e.g. a lock held by another run). `results`: the
     body returns a result, collected into the step's outputs."""
-    active = sum(c.state in ACTIVE for c in children.values())
-    missing = [i for i in range(total) if i not in children and i not in refused]
-    release = missing[: max(0, limit(concurrency, total) - active)]
-    succeeded = sum(c.state == RunState.SUCCEEDED for c in children.values())
+    active = succeeded = 0
+    for c in children.values():
+        if c.state in ACTIVE:
+            active += 1
+        elif c.state == RunState.SUCCEEDED:
+            succeeded += 1
+    missing = total - len(children) - sum(i not in children for i in refused)
+    release = _missing(total, children, refused, max(0, limit(concurrency, total) - active)) if missing else []
     progress = round(succeeded / total, 4) if total else 1.0
     if active or missing:
         return Look(release, progress, False)
     if succeeded == total:
         return Look([], progress, True, outputs=outputs(total, children, results))
     return Look([], progress, True, failure=failure(total, children, refused))
+
+
+def _missing(total: int, children: dict[int, Child], refused: dict[int, str], room: int) -> list[int]:
+    """The first `room` items (lowest first) with no sub-run and not refused. Sub-runs are made lowest
+    first, so they are usually items 0 to n-1: then these are the next ones, found without a scan."""
+    if not room:
+        return []
+    made = len(children)
+    if not refused and (made == 0 or max(children) == made - 1):
+        return list(range(made, min(total, made + room)))
+    found = []
+    for i in range(total):
+        if i not in children and i not in refused:
+            found.append(i)
+            if len(found) == room:
+                break
+    return found
 
 
 def outputs(total: int, children: dict[int, Child], results: bool) -> dict:
