@@ -74,6 +74,8 @@ def make_app(broker: str) -> Celery:
     from celery import Celery
 
     app = Celery("weft", broker=broker, backend=broker, set_as_current=False)
+    if broker.startswith("redis://"):  # (rediss:// and unix:// keep kombu's own, which sets their connections up)
+        app.conf.broker_transport = "weft.runtime.executors.redis_transport:Transport"
     app.conf.update(
         task_serializer="msgpack",
         result_serializer="msgpack",
