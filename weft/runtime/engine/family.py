@@ -64,15 +64,16 @@ def notify(t: Txn, run: dict, now: float) -> None:
     link = run.get("parent")
     if not link or run["state"] not in RUN_STOPPED:
         return
-    parent = t.run(link["run"])
+    held = t.lease(link["run"]) is not None  # its driver reads the request (its record is not read: it holds
+    parent = None if held else t.run(link["run"])  # every item of a big bulk run)
     if parent is not None and run["state"] == "succeeded" and parent["state"] in RUN_STOPPED:
         _refresh_result(t, parent, link, run, now)  # (a parent being driven holds its records in memory)
-    if parent is None or parent["state"] not in ("pending", "running"):
+    if not held and (parent is None or parent["state"] not in ("pending", "running")):
         return  # a paused parent looks at every sub-run again when it is resumed
     request = {"kind": "child", "step": link["step"], "index": link["index"], "run": run["id"]}
     request.update(state=run["state"], error=run.get("error"))
     t.put_request(link["run"], f"{CHILD}{link['step']}\0{link['index']}", request)
-    if t.lease(link["run"]) is None:
+    if not held:
         t.enqueue(link["run"], now)
 
 
