@@ -15,7 +15,7 @@ from weft.runtime.stores import open_store
 from weft.runtime.stores.query import Query
 
 STEPS = 1000
-SLICES = 4
+SLICES = 2  # halves of the run: each sees reads end (a quarter of a fast run is shorter than one read on a loaded machine)
 
 
 def test_two_threads_read_runs_while_a_driver_commits_a_1000_step_run(tmp_path):
@@ -83,7 +83,7 @@ def test_two_threads_read_runs_while_a_driver_commits_a_1000_step_run(tmp_path):
             f"\n{STEPS}-step run: {len(writes)} commits in {took:.2f}s; reads while it ran: "
             f"{sum(began <= r[1] <= ended for r in reads['list']) / took:.0f} lists/s, "
             f"{sum(began <= r[1] <= ended for r in reads['get']) / took:.0f} gets/s; "
-            f"{len(during_writes)} reads began and ended inside a write transaction; per quarter: {per_slice}"
+            f"{len(during_writes)} reads began and ended inside a write transaction; per half: {per_slice}"
         )
         assert len(writes) >= 20
         assert during_writes, "no read completed while a write transaction was in flight"
