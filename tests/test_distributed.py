@@ -226,6 +226,9 @@ def test_weft_serve_with_a_broker_runs_what_the_api_starts_on_agents(cluster):
         while (state := server.api.get(f"/api/v1/runs/{rid}").json()["state"]) != "succeeded":
             assert state in ("pending", "running") and time.monotonic() < end, state
             time.sleep(0.1)
+        first = cluster.show(rid)["steps"][0]["id"]
+        page = server.api.get(f"/runs/{rid}", params={"step": first})  # the console's step panel says where it ran
+        assert page.status_code == 200 and "<th>Agent</th><td>s1</td>" in page.text, page.text
     assert set(ran_on(cluster.show(rid)).values()) == {"s1"}
 
 
@@ -396,6 +399,56 @@ def test_a_new_owner_collects_the_results_of_fifty_calls_in_flight(cluster):
     lines = cluster.lines()
     assert effect_lines(lines) == Counter({(f"s{i:02d}", 1): 1 for i in range(50)})  # each call ran once
     assert sorted(x for x in lines if x.startswith("done ")) == [f"done s{i:02d} 1" for i in range(50)]
+
+
+# A run whose orchestrator died with a call queued for agents, taken over by a process without the broker: an agent
+# may still run the call, so a non-idempotent one must not run here too (refused, nothing changed); an idempotent
+# one simply runs again here.
+
+
+def _orchestrator_dies_with_a_call_queued(cluster, action: str) -> str:
+    flow = cluster.flow(
+        "one.flow", f'flow one(path: str) {{\n    s = x.{action}(path: path, tag: "s", seconds: 0)\n}}\n'
+    )
+    proc = cluster.start("run", flow, "-i", f"path={cluster.effects}", *cluster.broker)
+    rid = run_id(proc.stdout.readline())
+    end = time.monotonic() + 30
+    while cluster.steps(rid)["s"]["state"] != "running":  # recorded dispatched in the same commit, then sent
+        assert time.monotonic() < end
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.kill()
+    proc.wait()
+    return rid
+
+
+@pytest.mark.slow
+def test_a_non_idempotent_call_in_flight_is_left_for_a_process_with_the_broker(cluster):
+    rid = _orchestrator_dies_with_a_call_queued(cluster, "effect")
+    history = cluster.show(rid)["history"]
+
+    refused = cluster("resume", rid, code=2)
+    assert f"run {rid} has calls in flight on agents: step s (call " in refused.stderr
+    assert "drive it with --broker" in refused.stderr
+    assert cluster.show(rid)["history"] == history  # nothing changed: no take-over, no failure recorded
+
+    cluster.agent("c1")  # takes the queued call; the resume below collects it, it does not send it again
+    done = cluster("resume", rid, *cluster.broker, code=0)
+    assert "succeeded" in done.stdout
+    assert effect_lines(cluster.lines()) == {("s", 1): 1}
+    assert cluster.show(rid)["steps"][0]["agent"] == "c1"
+
+
+@pytest.mark.slow
+def test_an_idempotent_call_in_flight_runs_again_without_the_broker(cluster):
+    rid = _orchestrator_dies_with_a_call_queued(cluster, "effect_again")
+
+    cluster("resume", rid, code=0)
+    shown = cluster.show(rid)
+    assert shown["state"] == "succeeded"
+    assert shown["steps"][0]["agent"] is None  # ran here, as a new attempt (the first never ran: no agent took it)
+    assert effect_lines(cluster.lines()) == {("s", 2): 1}
+    assert any("no broker to collect it" in (e.get("detail") or "") for e in shown["history"])
 
 
 @pytest.mark.slow
