@@ -215,9 +215,15 @@ class Machine(Steering, Waiting, Undoing):
         return bool(self.events or self.dirty or self.run_dirty)
 
     def changes(self) -> tuple[RunRecord | None, list[tuple[str, StepRecord]], list[dict]]:
-        """What changed since the last call: (run record or None, step records, events)."""
-        self.run["progress"] = self.progress()
-        run = self.run if (self.run_dirty or self.dirty) else None
+        """What changed since the last call: (run record or None, step records, events).
+
+        The run record is in it only when it changed (its progress too), not for every step's change.
+        """
+        progress = self.progress()
+        if progress != self.run.get("progress"):
+            self.run["progress"] = progress
+            self.run_dirty = True
+        run = self.run if self.run_dirty else None
         steps = [(sid, self.steps[sid]) for sid in sorted(self.dirty | self.unsaved, key=self.pos.__getitem__)]
         events, self.events = self.events, []
         self.dirty, self.unsaved = set(), set()
