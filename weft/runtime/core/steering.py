@@ -86,9 +86,9 @@ class Steering:
                 rec["call"] = {**rec["call"], "id": call, "agent": agent}
                 self.dirty.add(step)
                 self.note(now, f"running on agent {agent}", step)
-            case ev.Lost(step, _, detail):  # re-run if idempotent; else failed, and the step's error policy applies
+            case ev.Lost(step, _, detail):  # re-run if redoable; else failed, and the step's error policy applies
                 spec = self.specs[step]
-                if spec["kind"] == "each" or spec["action"]["idempotent"]:
+                if spec["kind"] == "each" or redoable(spec["action"]):
                     self._interrupt(step, now, detail)
                 else:
                     self._fail(step, _interrupted(detail), now, retry=False)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from weft.errors import WeftError
 from weft.runtime.core import events as ev
 from weft.runtime.core.events import Launch
+from weft.runtime.core.states import redoable
 from weft.runtime.executors.port import Report
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def reattach(driver: Driver, now: float) -> None:
     for sid in steps:
         rec = m.steps[sid]
         call = rec["call"]["id"]
-        if not driver.remote:  # idempotent: run again here
+        if not driver.remote:  # pure or idempotent: run again here
             detail = f"its call {call} went to an agent, and this process has no broker to collect it"
             m.apply(ev.Lost(sid, rec["attempts"], detail), now)
             continue
@@ -58,7 +59,7 @@ def reattach(driver: Driver, now: float) -> None:
 
 def refuse_unreachable(m: Machine, remote: bool) -> None:
     """Refuse to own a run whose non-idempotent calls agents may still run, without a broker to collect them."""
-    held = [] if remote else [sid for sid in m.reattach if not m.specs[sid]["action"]["idempotent"]]
+    held = [] if remote else [sid for sid in m.reattach if not redoable(m.specs[sid]["action"])]
     if held:  # running it here could run it twice: the agent may run or have run it
         calls = ", ".join(f"step {sid} (call {m.steps[sid]['call']['id']})" for sid in held)
         raise WeftError(

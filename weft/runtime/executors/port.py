@@ -27,6 +27,7 @@ from typing import Any, Literal, Protocol, TypedDict
 from weft.plan.schema import ErrorRecord
 from weft.runtime.core import events as ev
 from weft.runtime.core.events import Launch
+from weft.runtime.core.states import redoable
 
 
 class PollReport(TypedDict, total=False):
@@ -54,7 +55,7 @@ class Task:
     poll: dict | None = None  # a polling step's poll record: poll its handle once instead of calling
     search_path: list[str] = field(default_factory=list)  # folders to put on sys.path before the import
     queue: str | None = None  # the executor queue it goes to (a step's `queue`, its action's default); None: default
-    idempotent: bool = False  # whether calling it twice is harmless: a remote executor may then send it again
+    idempotent: bool = False  # pure or idempotent: calling it twice is harmless, a remote executor may send it again
     call: str | None = None  # a remote call's id, recorded in the store before the call is sent
 
     @property
@@ -76,7 +77,7 @@ class Task:
             launch.poll,
             list(search_path),
             launch.queue,
-            bool(action and action.get("idempotent")),
+            redoable(action),
             call,
         )
 
