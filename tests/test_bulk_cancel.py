@@ -12,7 +12,16 @@ import time
 
 import pytest
 from conftest import run_id
-from test_polling_cancel import BULK, TASKS, log, wait_for
+from test_polling_cancel import TASKS, log, wait_for
+
+BULK = """use ext_tasks as x
+
+flow many(folder: str, items: list[int]) {
+    made = each i in items concurrency 5 {
+        s = x.sync(folder: folder)
+    }
+}
+"""
 
 
 @pytest.fixture
