@@ -179,7 +179,9 @@ def test_two_thousand_suspended_polling_steps_hold_no_threads(store):
         f"\n{n} polling steps, {workers} workers: {took:.1f}s, {calls} calls, at most {peak['polling']} "
         f"suspended at once, at most {os_threads} OS threads ({python_threads} Python threads)"
     )
-    assert os_threads <= workers + 4 and python_threads <= workers + 4
+    # the workers, and a few threads of a fixed number (main, lease heartbeat, engine jobs, xdist's channel): none
+    # per suspended step
+    assert os_threads <= workers + 6 and python_threads <= workers + 6
     assert index_problems(store) == []
     with store.read() as t:
         assert t.next_due() is None
