@@ -24,6 +24,14 @@ def _broker(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _driving(p: argparse.ArgumentParser) -> None:
+    """The options of a command that drives a run in this process: its bounds, the broker, the store."""
+    p.add_argument("--workers", type=int, metavar="N", help="threads for plain actions' calls (default 64)")
+    p.add_argument("--concurrency", type=int, metavar="N", help="async actions' calls in flight at once (default 1000)")
+    _broker(p)
+    _store(p)
+
+
 class _Version(argparse.Action):
     """`weft --version`: the installed distribution's version, looked up only when asked."""
 
@@ -76,8 +84,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flow", metavar="NAME")
     p.add_argument("-i", "--input", metavar="KEY=VALUE", action="append", default=[], dest="inputs")
     p.add_argument("--inputs", metavar="FILE.json", dest="inputs_file")
-    p.add_argument("--workers", type=int, metavar="N", help="threads for plain actions' calls (default 64)")
-    p.add_argument("--concurrency", type=int, metavar="N", help="async actions' calls in flight at once (default 1000)")
     p.add_argument("--user", help="who starts the run (default: login name)")
     p.add_argument("--detach", action="store_true", help="queue the run for `weft worker`, print its id and return")
     p.add_argument(
@@ -88,8 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--start-before", metavar="DURATION", help="fail the run if it cannot start within this long of its time"
     )
     p.add_argument("--extensions", metavar="DIR", action="append", default=[])
-    _broker(p)
-    _store(p)
+    _driving(p)
 
     p = command("list", "weft.cli.listing:list_runs", "list runs: filter, sort and page through the indexes")
     for name, what, text in (
@@ -145,10 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="start this failed polling step over (a new external task) instead of polling the one it started",
     )
-    p.add_argument("--workers", type=int, metavar="N")
-    p.add_argument("--concurrency", type=int, metavar="N", help="async actions' calls in flight at once (default 1000)")
-    _broker(p)
-    _store(p)
+    _driving(p)
 
     p = command("skip", "weft.cli.runs:skip", "skip a failed step (optionally giving its outputs) and continue")
     p.add_argument("run", metavar="RUN")
@@ -157,20 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--item", type=int, metavar="N", help="STEP is an each step: skip the failed step of item N's sub-run"
     )
-    p.add_argument("--workers", type=int, metavar="N")
-    p.add_argument("--concurrency", type=int, metavar="N", help="async actions' calls in flight at once (default 1000)")
-    _broker(p)
-    _store(p)
+    _driving(p)
 
     p = command("rerun", "weft.cli.runs:rerun", "run a step of a paused, failed or succeeded run again and continue")
     p.add_argument("run", metavar="RUN")
     p.add_argument("step", metavar="STEP")
     p.add_argument("--with-dependents", action="store_true", help="run every step downstream of STEP again too")
     p.add_argument("--item", type=int, metavar="N", help="STEP is an each step: run item N's sub-run again")
-    p.add_argument("--workers", type=int, metavar="N")
-    p.add_argument("--concurrency", type=int, metavar="N", help="async actions' calls in flight at once (default 1000)")
-    _broker(p)
-    _store(p)
+    _driving(p)
 
     p = command("cancel", "weft.cli.runs:cancel", "cancel a run")
     p.add_argument("run", metavar="RUN")
@@ -193,10 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="count this step's interrupted undo as done",
     )
-    p.add_argument("--workers", type=int, metavar="N")
-    p.add_argument("--concurrency", type=int, metavar="N", help="async actions' calls in flight at once (default 1000)")
-    _broker(p)
-    _store(p)
+    _driving(p)
 
     p = command("signal", "weft.cli.runs:signal", "deliver a signal to a waiting step")
     p.add_argument("run", metavar="RUN")

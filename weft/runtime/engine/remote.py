@@ -50,8 +50,9 @@ def reattach(driver: Driver, now: float) -> None:
             detail = f"its call {call} went to an agent, and this process has no broker to collect it"
             m.apply(ev.Lost(sid, rec["attempts"], detail), now)
             continue
-        launch = Launch(sid, rec["attempts"], m.specs[sid]["action"], rec["inputs"] or {}, rec["deadline"])
-        launch.queue = rec.get("queue")
+        launch = Launch(
+            sid, rec["attempts"], m.specs[sid]["action"], rec["inputs"] or {}, rec["deadline"], queue=rec.get("queue")
+        )
         driver.calls[sid] = call
         channel = driver._channel(launch)
         driver.executor.attach(channel.task, channel)

@@ -103,12 +103,13 @@ class Agent:
             error = error_record("AgentError", f"agent {self.name} cannot read call {call}: {e}")
             self._until_answered(lambda: self._store(str(data.get("run")), call, Outcome(False, error=error).to_data()))
             return
-        if not self._until_answered(lambda: self._claim(call)):
+        claimed, unwanted = self._until_answered(lambda: self._claim(call))
+        if not claimed:
             raise Ignore()  # delivered again: it runs (or ran) elsewhere, or its agent died and the call is lost
         held = self.running[call] = _Running(task.run)
         try:
             self._report(task.run, call, "started", self.name)
-            if self._wanted_stopped(call):
+            if unwanted:
                 held.cancel.set()
             channel = _Channel(self, task.run, call, held.cancel)
             self.local.submit(task, channel)  # plain actions in threads, `async def` ones on one event loop
@@ -119,23 +120,22 @@ class Agent:
         self.recent[call] = (task.run, result, time.time())
         self._until_answered(lambda: self._store(task.run, call, result))
 
-    def _claim(self, call: str) -> bool:
-        return bool(self.redis.set(proto.claim_key(call), self.name, nx=True, ex=proto.CLAIM_TTL))
+    def _claim(self, call: str) -> tuple[bool, bool]:
+        """Claim `call` (one round trip); whether it was claimed here, and whether it is already cancelled."""
+        from celery.worker import state
+
+        pipe = self.redis.pipeline(transaction=False)
+        claimed, cancelled = (
+            pipe.set(proto.claim_key(call), self.name, nx=True, ex=proto.CLAIM_TTL)
+            .exists(proto.cancel_key(call))
+            .execute()
+        )
+        return bool(claimed), bool(cancelled) or call in state.revoked
 
     def _store(self, run: str, call: str, result: dict) -> bool:
         self.app.backend.store_result(call, result, "SUCCESS")
         self._report(run, call, "done", None, best_effort=False)
         return True
-
-    def _wanted_stopped(self, call: str) -> bool:
-        from celery.worker import state
-
-        if call in state.revoked:
-            return True
-        try:
-            return bool(self.redis.exists(proto.cancel_key(call)))
-        except self.errors:
-            return False
 
     def _until_answered(self, attempt: Any) -> Any:
         """`attempt()`, again every half second while Redis does not answer (the call's outcome must not be lost)."""

@@ -10,7 +10,7 @@ thread per process does all the talking, every TICK seconds:
 - reads each run's report list: "started" (the agent that claimed the call),
   progress and log lines, "done" (its outcome is then read from Celery's result);
 - every beat, looks at the heartbeats of the agents holding calls: a call
-  whose agent is gone is sent again as a new call if its action is idempotent,
+  whose agent is gone is sent again as a new call if its action is pure or idempotent,
   else it ends as lost (the step fails as interrupted, as after a local crash);
 - cancels: a call the driver no longer wants is revoked and marked cancelled
   (the agent's `ctx.cancelled()` turns true); a call no agent took yet ends at once.
@@ -246,7 +246,7 @@ class CeleryExecutor:
         for call, outcome in zip(gone, self._outcomes(gone), strict=True):
             if outcome is not None:
                 self._finish(call, outcome)
-            elif call.task.idempotent:
+            elif call.task.redoable:
                 self._again(call)
             else:
                 del self._calls[call.task.call]
@@ -265,7 +265,7 @@ class CeleryExecutor:
                     self._unsent.append(call)
 
     def _again(self, call: _Call) -> None:
-        """Send an idempotent call whose agent died once more, as a new call."""
+        """Send a redoable call whose agent died once more, as a new call."""
         del self._calls[call.task.call]
         again = _Call(replace(call.task, call=self.call_id()), call.channel)
         self._calls[again.task.call] = again

@@ -55,7 +55,7 @@ class Task:
     poll: dict | None = None  # a polling step's poll record: poll its handle once instead of calling
     search_path: list[str] = field(default_factory=list)  # folders to put on sys.path before the import
     queue: str | None = None  # the executor queue it goes to (a step's `queue`, its action's default); None: default
-    idempotent: bool = False  # pure or idempotent: calling it twice is harmless, a remote executor may send it again
+    redoable: bool = False  # its action is pure or idempotent: a remote executor may send it again
     call: str | None = None  # a remote call's id, recorded in the store before the call is sent
 
     @property
