@@ -51,6 +51,7 @@ VOCABULARY = [
     "weight",
     "after",
     "queue",
+    "concurrency",
     "sequence",
     "finalize",
     "return",

@@ -47,6 +47,7 @@ NODE_FIELDS = {
     "when",
     "weight",
     "queue",
+    "concurrency",
     "undo",
     "each",
     "wait",

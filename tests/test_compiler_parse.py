@@ -208,6 +208,7 @@ def test_statements_and_clauses():
         "        weight 3\n"
         "        after t, u\n"
         '        queue "dc-${v}"\n'
+        "        concurrency 3\n"
         "    t = wait approved(by: str, ticket?: int)\n"
         "    u = each x in xs concurrency 4 {\n"
         "        std.log(message: x)\n"
@@ -226,7 +227,8 @@ def test_statements_and_clauses():
     assert isinstance(let, ast.Let) and (let.name, let.value.value) == ("v", 1)
     assert isinstance(step, ast.Step) and step.name == "s" and step.head.target == ("std", "echo")
     kinds = [c.kind for c in step.clauses]
-    assert kinds == ["retry", "timeout", "undo", "on_error", "when", "weight", "after", "queue"]
+    assert kinds == ["retry", "timeout", "undo", "on_error", "when", "weight", "after", "queue", "concurrency"]
+    assert step.clause("concurrency").value.value == 3
     assert step.clause("retry").extra.value == 1 and step.clause("retry").extra.duration
     assert step.clause("timeout").value.value == 300
     assert isinstance(step.clause("undo").value, ast.Call)

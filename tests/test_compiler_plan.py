@@ -57,6 +57,7 @@ STEP_KEYS = {
     "when",
     "weight",
     "queue",
+    "concurrency",
     "undo",
     "each",
     "wait",

@@ -182,7 +182,7 @@ class Each:
 
 @dataclass(frozen=True, slots=True)
 class Clause:
-    """A step option: retry, timeout, undo, on error, when, weight, after, queue."""
+    """A step option: retry, timeout, undo, on error, when, weight, after, queue, concurrency."""
 
     kind: str
     value: object  # Expr, Call, str policy, or tuple of (name, span) for `after`

@@ -100,7 +100,10 @@ def _options(decl: StepDecl, scope: Scope, sink: Sink) -> None:
         elif clause.kind == "on_error":
             _policy(clause.value, sink)
         elif clause.kind == "queue":
-            _queue(decl, clause, sink)
+            _action_only(decl, clause, sink)
+        elif clause.kind == "concurrency":
+            if _action_only(decl, clause, sink):
+                _number(clause.value, scope, sink, "concurrency", 1, MAX_CONCURRENCY, integer=True)
         elif clause.kind == "when":
             value = constant(to_plan(clause.value, scope))
             if is_constant(value):
@@ -114,14 +117,18 @@ def _options(decl: StepDecl, scope: Scope, sink: Sink) -> None:
             sink.add("E119", dup.span, f"'{kind.replace('_', ' ')}' is given twice for this step")
 
 
-def _queue(decl: StepDecl, clause: ast.Clause, sink: Sink) -> None:
-    """A `queue` routes one action call; a wait, an `each` or a call of a flow makes none itself (E119)."""
+def _action_only(decl: StepDecl, clause: ast.Clause, sink: Sink) -> bool:
+    """A `queue` routes one action call and a step's `concurrency` bounds its calls; a wait, an `each` or a
+    call of a flow makes none itself (E119). Whether the step calls an action."""
     head = decl.node.head
     if isinstance(head, ast.Call) and decl.flow is None:
-        return
+        return True
     what = {ast.Wait: "a `wait`", ast.Each: "an `each`"}.get(type(head)) or f"a call of flow '{head.target[0]}'"
-    hint = None if isinstance(head, ast.Wait) else "give the `queue` to the action steps it runs"
-    sink.add("E119", clause.span, f"`queue` applies to a step that calls an action, not to {what}", hint)
+    hint = None if isinstance(head, ast.Wait) else f"give the `{clause.kind}` to the action steps it runs"
+    if isinstance(head, ast.Each) and clause.kind == "concurrency":
+        hint = "to bound its sub-runs, write it before the block: `each x in xs concurrency N { ... }`"
+    sink.add("E119", clause.span, f"`{clause.kind}` applies to a step that calls an action, not to {what}", hint)
+    return False
 
 
 def _number(

@@ -24,6 +24,7 @@ _STEP_KEYS = (
     "when",
     "weight",
     "queue",
+    "concurrency",
     "undo",
     "each",
     "wait",

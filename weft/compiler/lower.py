@@ -72,6 +72,7 @@ def step_fields(
         "when": None,
         "weight": 1.0,
         "queue": None,
+        "concurrency": None,
         "undo": None,
         "each": None,
         "wait": None,
@@ -119,6 +120,8 @@ def step_fields(
         if clause.kind == "retry":
             fields["retry"] = _const(clause.value, scope, 0)
             fields["backoff"] = float(_const(clause.extra, scope, 0.0))
+        elif clause.kind == "concurrency" and decl.action is not None:
+            fields["concurrency"] = _const(clause.value, scope, None)
         elif clause.kind in ("timeout", "weight"):
             fields[clause.kind] = float(_const(clause.value, scope, 1.0))
         elif clause.kind in ("when", "queue"):

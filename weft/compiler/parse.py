@@ -279,7 +279,7 @@ def _report(e: UnexpectedInput, file: str, sink: Sink, line_off: int, lines: lis
     sink.add("E001", span, message, hint)
 
 
-_OPTION_WORDS = re.compile(r"\s*(retry|timeout|undo|when|weight|after|queue)\s*")
+_OPTION_WORDS = re.compile(r"\s*(retry|timeout|undo|when|weight|after|queue|concurrency)\s*")
 
 
 def _hint_for(tok: Token, expected: set[str], lines: list[str]) -> str | None:
@@ -480,7 +480,7 @@ class Builder(Transformer):
         return ast.Wait(str(c[1]), tuple(c[2] or ()), self.span(c))
 
     def each(self, c):
-        kw, var, items, concurrency, body = c
+        kw, var, items, _concurrency, concurrency, body = c
         each = ast.Each(str(var), items, concurrency, body[0], self.span(kw, body[1]), self.span(var))
         return self.nesting.block(each, body[0])
 
@@ -498,6 +498,7 @@ class Builder(Transformer):
     when = _make_clause("when")
     weight = _make_clause("weight")
     queue = _make_clause("queue")
+    concurrency = _make_clause("concurrency")
     del _make_clause
 
     def on_error(self, c):

@@ -216,8 +216,8 @@ class _Checker:
                 self.args(scope, clause.value, params, ".".join(clause.value.target))
             elif clause.kind == "when":
                 self.expect(scope, clause.value, T.BOOL, "a `when` condition")
-            elif clause.kind in ("retry", "weight"):
-                self.expect(scope, clause.value, T.INT if clause.kind == "retry" else T.FLOAT, clause.kind)
+            elif clause.kind in ("retry", "weight", "concurrency"):
+                self.expect(scope, clause.value, T.FLOAT if clause.kind == "weight" else T.INT, clause.kind)
                 if clause.extra is not None:
                     self.expect(scope, clause.extra, T.FLOAT, "backoff")
             elif clause.kind in ("timeout", "queue"):

@@ -69,6 +69,7 @@ class StepSpec(TypedDict):
     when: Expr | None
     weight: float
     queue: NotRequired[Expr | None]  # a string expression: the executor queue of its action call; absent in older Plans
+    concurrency: NotRequired[int | None]  # its calls in flight at once, in the run and sub-runs; absent: no bound
     undo: UndoSpec | None
     each: EachSpec | None
     wait: WaitSpec | None

@@ -51,6 +51,7 @@ from weft.runtime.engine.lease import Lease
 from weft.runtime.engine.session import persist
 from weft.runtime.executors.perform import cancel_task, perform
 from weft.runtime.executors.port import Executor, Report, Reports, Task, TaskChannel, event
+from weft.runtime.executors.limits import StepLimits
 from weft.runtime.executors.local import LocalExecutor
 from weft.runtime.executors.threads import Threads
 from weft.runtime.stores.port import Store
@@ -104,6 +105,7 @@ class Driver:
         self.search_path = list(machine.plan.get("search_path") or ())
         self.inflight: dict[str, TaskChannel] = {}  # step -> the channel of its task now running
         self.calls: dict[str, str] = {}  # step -> the call id recorded for its launch, for a remote executor
+        self.limits = StepLimits(store, machine.run, machine.plan)  # steps declaring `concurrency N` (limits.py)
         self._reports = Reports()
         self._early: list[Report] = []  # reports that came while waiting for cancelled tasks: for the next round
         self._consumed: list[str] = []  # names of the requests acted on
@@ -303,14 +305,15 @@ class Driver:
 
     def _channel(self, launch: Launch) -> TaskChannel:
         """A new task's channel, recorded as in flight."""
-        channel = self._reports.channel(Task.of(self.run_id, launch, self.search_path, self.calls.pop(launch.step, None)))
+        call, limit = self.calls.pop(launch.step, None), self.limits.of(launch)
+        channel = self._reports.channel(Task.of(self.run_id, launch, self.search_path, call, limit))
         self.inflight[launch.step] = channel
         return channel
 
     def _quick(self, launch: Launch) -> bool:
         """Whether to call the action in this thread: no timeout, not a poll, and its calls have been quick."""
-        if launch.action is None or launch.poll is not None or not self._inline:
-            return False
+        if launch.action is None or launch.poll is not None or not self._inline or self.limits.limited(launch):
+            return False  # (a step's `concurrency` is counted by the executor)
         if self.executor.asynchronous(launch.action, self.search_path):
             return False  # here it would need an event loop of its own: the executor's loop runs it
         took = _TOOK.get((launch.action["module"], launch.action["name"]))

@@ -3,9 +3,11 @@
 `LocalExecutor.submit` looks the task's action up (the driver's process
 imports it anyway) and hands the task of an `async def` action to its
 AsyncExecutor, any other to its ThreadExecutor. An action declared
-`@action(concurrency=N)` has at most N calls running here at once; the others
-wait in line (their steps are running as far as the run is concerned, and
-their timeouts count) and start as earlier ones finish.
+`@action(concurrency=N)` has at most N calls running here at once, and a step
+declared `concurrency N` at most N in this process across its run's family;
+the others wait in line (their steps are running as far as the run is
+concerned, and their timeouts count) and start as earlier ones finish
+(limits.py).
 
 `room` tells the driver how many calls of a plan it may have in flight: its
 thread bound (`workers`) for plain actions and its separate, higher bound
@@ -16,10 +18,9 @@ and async ones too, keeps the lower bound for all of them.
 
 from __future__ import annotations
 
-import threading
-from collections import Counter, deque
-from collections.abc import Callable
+from collections import Counter
 
+from weft.runtime.executors import limits
 from weft.runtime.executors.asyncio import AsyncExecutor
 from weft.runtime.executors.perform import action_of
 from weft.runtime.executors.port import Channel, Task
@@ -33,16 +34,15 @@ class LocalExecutor:
     def __init__(self) -> None:
         self.threaded = ThreadExecutor()
         self.looped = AsyncExecutor()
-        self._gate = _Gate()
+        self._gate = limits.Gate()  # the actions' bounds, keyed by action
 
     def submit(self, task: Task, channel: Channel) -> None:
         defn = _action(task.action, task.search_path)
         executor = self.looped if defn is not None and defn.asynchronous else self.threaded
-        if defn is None or defn.concurrency is None:
-            executor.submit(task, channel)
-            return
-        key = (defn.module, defn.name)
-        self._gate.enter(key, defn.concurrency, lambda: executor.submit(task, channel, lambda: self._gate.leave(key)))
+        gates = [] if task.limit is None else [(limits.STEPS, task.limit_key, task.limit)]  # the step's bound
+        if defn is not None and defn.concurrency is not None:
+            gates.append((self._gate, (defn.module, defn.name), defn.concurrency))
+        limits.submit_within(gates, executor.submit, task, channel)
 
     def asynchronous(self, ref: dict[str, str], search_path: list[str]) -> bool:
         """Whether the action `ref` names is an `async def` one (run on the loop)."""
@@ -80,29 +80,3 @@ def _action(ref: dict[str, str] | None, search_path: list[str]) -> ActionDef | N
         return action_of(ref, search_path)
     except Exception:  # noqa: BLE001 - a module that does not import: the call itself reports it
         return None
-
-
-class _Gate:
-    """At most `limit` calls of one action running at once; the others wait in line, first come first served."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._running: dict[tuple[str, str], int] = {}
-        self._waiting: dict[tuple[str, str], deque[Callable[[], None]]] = {}
-
-    def enter(self, key: tuple[str, str], limit: int, start: Callable[[], None]) -> None:
-        with self._lock:
-            if self._running.get(key, 0) >= limit:
-                self._waiting.setdefault(key, deque()).append(start)
-                return
-            self._running[key] = self._running.get(key, 0) + 1
-        start()
-
-    def leave(self, key: tuple[str, str]) -> None:
-        with self._lock:
-            line = self._waiting.get(key)
-            if not line:
-                self._running[key] -= 1
-                return
-            start = line.popleft()
-        start()

@@ -2,7 +2,8 @@
 
 The driver turns each Launch of the machine into a `Task` (plain data: the
 action's module and name, its inputs, attempt, deadline, a polling step's
-poll record, the folders to import the action module from) and submits it
+poll record, the folders to import the action module from, its step's bound
+on calls in flight) and submits it
 with a `Channel`. An executor runs the task wherever it likes (a thread here,
 a subprocess, an agent across the network) and reports through the channel:
 `progress(f)` and `log(line)` while it runs, `finish(outcome)` once; it looks
@@ -57,15 +58,20 @@ class Task:
     queue: str | None = None  # the executor queue it goes to (a step's `queue`, its action's default); None: default
     redoable: bool = False  # its action is pure or idempotent: a remote executor may send it again
     call: str | None = None  # a remote call's id, recorded in the store before the call is sent
+    limit: int | None = None  # its step's `concurrency`: at most this many tasks with its limit_key run at once
+    limit_key: str | None = None  # "ROOT/each/.../step", shared by the step's tasks in every sub-run (limits.py)
 
     @property
     def id(self) -> str:
         return f"{self.run}/{self.step}/{self.attempt}" + ("/undo" if self.undo else "")
 
     @classmethod
-    def of(cls, run: str, launch: Launch, search_path: list[str], call: str | None = None) -> Task:
-        """The task for a machine's Launch (sent as remote call `call`)."""
+    def of(
+        cls, run: str, launch: Launch, search_path: list[str], call: str | None = None, limit: tuple | None = None
+    ) -> Task:
+        """The task for a machine's Launch (sent as remote call `call`), bounded by `limit` (key, n) if given."""
         action = launch.action
+        key, n = limit or (None, None)
         return cls(
             run,
             launch.step,
@@ -79,6 +85,8 @@ class Task:
             launch.queue,
             redoable(action),
             call,
+            n,
+            key,
         )
 
     def to_data(self) -> dict[str, Any]:
