@@ -328,7 +328,7 @@ class Driver:
 
     def _submit(self, launch: Launch) -> None:
         if self.machine.specs[launch.step]["kind"] == "each":
-            job = each.job(self.store, self.machine, launch, Driver, self.lease.token)
+            job = each.job(self.store, self.machine, launch, Driver, self.lease.token, self._pump)
             self._jobs.run(_engine_job, job, self._channel(launch))
         else:
             channel = self._channel(launch)

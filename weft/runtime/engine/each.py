@@ -33,11 +33,13 @@ from weft.plan import expr
 from weft.runtime.core import children as C
 from weft.runtime.core import events as ev
 from weft.runtime.core.machine import Launch, Machine
-from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED, error_record
+from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED, error_record, new_step
 from weft.runtime.core.waiting import pending_cancels
 from weft.runtime.engine import session
+from weft.runtime.engine.lease import Lease
 from weft.runtime.engine.worker import Worker, below
 from weft.runtime.executors.threads import Threads
+from weft.runtime.ids import new_run_id
 from weft.runtime.stores.port import Store, Txn
 from weft.sdk.polling import PollSpec
 
@@ -48,9 +50,10 @@ POLLS = PollSpec(every=0.5, max_every=5.0, factor=1.5)  # the fallback when no c
 class Look:
     """One look at an `each` step's children: make the ones to release, answer as a poll would."""
 
-    def __init__(self, store: Store, m: Machine, launch: Launch, owner: str) -> None:
+    def __init__(self, store: Store, m: Machine, launch: Launch, owner: str, pump: Children | None = None) -> None:
         rec, spec = m.steps[launch.step], m.specs[launch.step]
         self.store = store
+        self.pump = pump  # this process serving the parent's sub-runs: those it has room for are driven there
         self.step = launch.step
         self.attempt = launch.attempt
         self.owner = owner  # the token of the lease its driver holds the parent with
@@ -79,9 +82,16 @@ class Look:
         refused: dict[int, str] = {}
         look = C.look(total, self.concurrency, found, refused, self.results)
         if look.release:
-            made = self.store.write(lambda t: self._make(t, look.release, refused))
-            if made is None:
+            room = 0 if self.pump is None else self.pump.worker.room()
+            answer = self.store.write(lambda t: self._make(t, look.release, refused, room))
+            if answer is None:
                 return ev.Failed(self.step, self.attempt, error_record("Cancelled", "the step stopped waiting"))
+            made, held = answer
+            if held:
+                now = time.time()
+                self.pump.worker.adopt(
+                    [(Machine(self.body, run, _new_steps(self.body), now), lease) for run, lease in held]
+                )
             found.update(made)
             known.made.update((i, child.run) for i, child in made.items())
             look = C.look(total, self.concurrency, found, refused, self.results)
@@ -95,23 +105,29 @@ class Look:
             return ev.PollStarted(self.step, self.attempt, {"items": total}, POLLS.every, POLLS.max_every, POLLS.factor)
         return ev.PollPending(self.step, self.attempt, look.progress)
 
-    def _make(self, t: Txn, release: list[int], refused: dict[int, str]) -> dict[int, C.Child] | None:
-        """Make the children of items `release` (None if the step no longer waits for them)."""
-        rec = t.steps(self.parent["id"]).get(self.step)
+    def _make(
+        self, t: Txn, release: list[int], refused: dict[int, str], room: int
+    ) -> tuple[dict[int, C.Child], list[tuple[dict, Lease]]] | None:
+        """Make the children of items `release` (None if the step no longer waits for them): the first `room`
+        held by this process's pump (their records and leases), the others queued for any worker."""
+        rec = t.step(self.parent["id"], self.step)
         if rec is None or rec["state"] not in ("running", "suspended") or rec["attempts"] != self.attempt:
             return None  # cancelled, timed out or retried meanwhile: a late look makes nothing
-        made = {}
+        made, held = {}, []
         now = time.time()
         for i in release:
+            lease = self.pump.worker.lease(new_run_id(now)) if len(held) < room else None
             try:
-                run = self._make_one(t, i, now)
+                run = self._make_one(t, i, now, lease)
             except (WeftError, expr.EvalError) as e:
                 refused[i] = str(e)
                 continue
             made[i] = C.Child(i, run["id"], run["state"], run["label"])
-        return made
+            if lease is not None:
+                held.append((run, lease))
+        return made, held
 
-    def _make_one(self, t: Txn, index: int, now: float) -> dict:
+    def _make_one(self, t: Txn, index: int, now: float, lease: Lease | None) -> dict:
         inputs = {self.var: self.items[index], **self.captured}
         env = expr.Env(inputs)
         body = self.body
@@ -126,7 +142,14 @@ class Look:
             parent={"run": self.parent["id"], "step": self.step, "index": index},
             now=now,
             detach=True,
+            run_id=None if lease is None else lease.run_id,
+            lease=lease,
         )
+
+
+def _new_steps(plan: dict) -> dict[str, dict]:
+    """The step records of a run just made from `plan`, as `session.create_in` stored them."""
+    return {s["id"]: new_step() for s in plan["steps"]}
 
 
 def read_children(t: Txn, run_id: str, step: str, known: Known | None = None) -> dict[int, C.Child]:
@@ -215,14 +238,15 @@ class _Ended:
 ENDED = _Ended()
 
 
-def job(store: Store, m: Machine, launch: Launch, driver: Any, owner: str) -> Any:
+def job(store: Store, m: Machine, launch: Launch, driver: Any, owner: str, pump: Children | None = None) -> Any:
     """The callable that does what `launch` asks of an `each` step: a look, or the rollback of its children.
 
-    `owner` is the token of the lease the asking driver holds the run with.
+    `owner` is the token of the lease the asking driver holds the run with; `pump` this process serving the
+    run's sub-runs, if it does.
     """
     if launch.undo:
         return Rollback(store, m, launch, driver)
-    return Look(store, m, launch, owner)
+    return Look(store, m, launch, owner, pump)
 
 
 class Rollback:

@@ -132,8 +132,12 @@ def create_in(
     at: float | None = None,
     start_by: float | None = None,
     schedule: dict | None = None,
+    lease: Lease | None = None,
 ) -> dict:
     """Write a new pending run inside `t` (queued for a worker with `detach`); returns its record.
+
+    With `lease` (of the new run's id), the run is taken by that lease in `t` instead of being queued:
+    a sub-run this process drives at once, with no claim of its own.
 
     With `at`, the run is stored `scheduled` instead and queued for that time:
     it takes its locks when it starts (`start_due`), which must be by
@@ -157,7 +161,9 @@ def create_in(
         t.put_step(run_id, s["id"], new_step())
     t.put_run(run)
     t.append_events(run_id, [created])
-    if detach or at is not None:
+    if lease is not None and at is None:
+        lease.acquire(t, now)
+    elif detach or at is not None:
         t.enqueue(run_id, now if at is None else at)
     return run
 

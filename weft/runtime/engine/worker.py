@@ -38,7 +38,7 @@ from weft.runtime.core.machine import Machine
 from weft.runtime.core.states import RUN_STOPPED, RunState
 from weft.runtime.core.waiting import pending_cancels
 from weft.runtime.engine.lease import HEARTBEAT, HOST, Lease, LeaseHeld, LeaseLost, describe, holder_alive
-from weft.runtime.engine import remote, schedules
+from weft.runtime.engine import remote
 from weft.runtime.engine.registry import Announcement, Registry
 from weft.runtime.engine.session import check_plan, persist, start_due
 from weft.runtime.executors.threads import Threads
@@ -220,6 +220,8 @@ class Worker:
         if self._registry is None or now < self._next_schedules:
             return
         self._next_schedules = now + SCHEDULES
+        from weft.runtime.engine import schedules  # a process serving no worker never loads the rules of slots
+
         try:
             started = schedules.fire_due(self.store, now)
         except WeftError as e:
@@ -336,6 +338,9 @@ class Worker:
             return None
         m, lease, events = claim
         self._tell("events", run_id=run_id, run=m.run, events=tuple(events))
+        return self._driver_of(m, lease)
+
+    def _driver_of(self, m: Machine, lease: WorkerLease) -> Driver:
         driver = self.driver(
             self.store,
             m,
@@ -346,10 +351,24 @@ class Worker:
             release_polls=True,
             children=False,
         )
-        self.active[run_id] = driver
+        self.active[m.run["id"]] = driver
         if self.stopping.is_set():
             driver.draining.set()
         return driver
+
+    def adopt(self, runs: list[tuple[Machine, WorkerLease]]) -> None:
+        """Drive here runs this process already holds (with leases of `lease()`, taken in the transaction that
+        made them: sub-runs made by the run this worker serves), as if claimed."""
+        for m, lease in runs:
+            self._threads.run(self._drive, self._driver_of(m, lease))
+
+    def lease(self, run_id: str) -> WorkerLease:
+        """A lease for a run this worker is to `adopt`."""
+        return WorkerLease(run_id, self.stopping)
+
+    def room(self) -> int:
+        """How many more runs it may drive now (none once stopping)."""
+        return 0 if self.stopping.is_set() else max(0, self.limit - len(self.active))
 
     def _observe(self, events: list[dict], driver: Driver) -> None:
         self._tell("events", run_id=driver.run_id, run=driver.machine.run, events=tuple(events))
