@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import networkx as nx
@@ -57,3 +59,60 @@ def test_layers_import_downwards():
         if (a == layer or a.startswith(layer + ".")) and any(b == x or b.startswith(x + ".") for x in below)
     ]
     assert wrong == []
+
+
+# -- what a command imports ----------------------------------------------------------------------
+
+# Packages a command must not import unless it needs them: the event loop and TLS (async actions, the HTTP
+# client), time zones and cron lines (schedules), the server, the broker, the compiler's parser and graphs
+# (a cached plan), the live terminal report (stdout is not a terminal here).
+HEAVY = (
+    "asyncio",
+    "ssl",
+    "zoneinfo",
+    "croniter",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "celery",
+    "redis",
+    "kombu",
+    "networkx",
+    "lark",
+    "rich",
+    "httpx",
+    "pygraphviz",
+)
+_IMPORTS_OF = (
+    "import atexit, sys\n"
+    f"heavy = {HEAVY!r}\n"
+    "atexit.register(lambda: print('IMPORTED', ','.join(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))))\n"
+    "from weft.cli.main import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def _loaded(folder: Path, *args: str) -> tuple[str, str]:
+    """(the HEAVY packages one `weft ARGS` process imported, its output); the store is `folder`/store."""
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_OF, *args, "--store", str(folder / "store")],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    *out, imported = done.stdout.splitlines()
+    return imported.removeprefix("IMPORTED "), "\n".join(out)
+
+
+def test_commands_on_a_sync_flow_import_only_what_they_need(tmp_path):
+    flow = tmp_path / "one.flow"
+    flow.write_text('flow one() {\n    a = std.echo(value: 1)\n    std.log(message: "done")\n}\n', encoding="utf-8")
+    out = _loaded(tmp_path, "run", str(flow))[1]  # compiles the flow and caches its plan
+    rid = out.split()[1]
+    assert _loaded(tmp_path, "run", str(flow))[0] == ""  # the cached plan
+    assert _loaded(tmp_path, "list")[0] == ""
+    assert _loaded(tmp_path, "show", rid)[0] == ""
+    assert _loaded(tmp_path, "show", rid, "a")[0] == ""
+    assert _loaded(tmp_path, "show", rid, "--json")[0] == ""

@@ -3,6 +3,10 @@
 A schedule starts runs of one compiled flow with fixed inputs (checked when
 it is added) on a cron line in a time zone or every so long; workers and
 `weft serve` fire its slots (weft.runtime.engine.schedules).
+
+The rules of slots (weft.runtime.core.schedule: cron lines, time zones) are
+imported by the methods that use them, so a Client that only runs flows never
+loads them.
 """
 
 from __future__ import annotations
@@ -12,14 +16,11 @@ import time
 from abc import abstractmethod
 from collections.abc import Iterable
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from weft.client import inputs as checks
 from weft.client.errors import Conflict, InvalidInput, NotFound
 from weft.client.model import Schedule, schedule_of
 from weft.errors import WeftError
-from weft.runtime.core import schedule as rules
-from weft.runtime.engine import schedules as engine
 from weft.runtime.stores.port import Store, StoreError, Txn
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
@@ -97,6 +98,8 @@ class Scheduling:
             "buffered": None,
             "history": [],
         }
+        from weft.runtime.core import schedule as rules
+
         _check(rec)
         rec["next_due"] = rules.next_due(rec)
 
@@ -110,12 +113,16 @@ class Scheduling:
 
     def schedules(self) -> tuple[Schedule, ...]:
         """Every schedule of the store, by name."""
+        from weft.runtime.core import schedule as rules
+
         now = time.time()
         with self._open().read() as t:
             return tuple(schedule_of(rec, rules.upcoming(rec, now, _SHOWN)) for rec in t.schedules())
 
     def schedule(self, name: str) -> Schedule:
         """Schedule `name`: its settings, next slot times and what it did (its runs: `runs(schedule=name)`)."""
+        from weft.runtime.core import schedule as rules
+
         with self._open().read() as t:
             rec = _find(t, name)
         return schedule_of(rec, rules.upcoming(rec, time.time(), _SHOWN))
@@ -126,6 +133,7 @@ class Scheduling:
 
     def resume_schedule(self, name: str) -> Schedule:
         """Fire schedule `name` again, from its next slot after now (slots passed while paused do not fire)."""
+        from weft.runtime.core import schedule as rules
 
         def resumed(rec: dict, now: float) -> dict:
             last = max(rec.get("last_slot") or rec["start"] - 1, now)
@@ -136,6 +144,7 @@ class Scheduling:
 
     def trigger_schedule(self, name: str) -> str:
         """Start one run of schedule `name` now, outside its slots; its id."""
+        from weft.runtime.engine import schedules as engine
 
         def write(t: Txn) -> str:
             _find(t, name)
@@ -172,6 +181,8 @@ def _find(t: Txn, name: str) -> dict:
 def _zone(tz: str | None) -> str:
     if tz is None:
         return "UTC"
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
@@ -181,6 +192,8 @@ def _zone(tz: str | None) -> str:
 
 def _check(rec: dict) -> None:
     """InvalidInput naming the first setting of a schedule record that cannot work."""
+    from weft.runtime.core import schedule as rules
+
     if (rec["cron"] is None) == (rec["every"] is None):
         raise InvalidInput("a schedule takes a cron line or an interval (every), one of them", field="cron")
     if rec["cron"] is not None and not rules.valid_cron(rec["cron"]):

@@ -13,7 +13,6 @@ decorator checks all of it at import time and reports every problem at once.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import importlib
 import inspect
@@ -421,7 +420,11 @@ def _arguments(defn: ActionDef, inputs: Mapping[str, Any], ctx: Context | None) 
 
 def settled(value: Any) -> Any:
     """What an action's method returned, a coroutine run to completion on an event loop of its own."""
-    return asyncio.run(awaited(value)) if inspect.isawaitable(value) else value
+    if not inspect.isawaitable(value):
+        return value
+    import asyncio  # only where a coroutine is run: a sync flow's `weft run` never imports it
+
+    return asyncio.run(awaited(value))
 
 
 async def awaited(value: Any) -> Any:

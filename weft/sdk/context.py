@@ -9,7 +9,6 @@ the event loop.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from typing import Callable
@@ -67,6 +66,8 @@ class Context:
         On Weft's executors a cancel (or the step's deadline) also cancels the
         coroutine itself, so this ends at once with CancelledError.
         """
+        import asyncio  # imported by coroutines only
+
         end = time.monotonic() + max(0.0, seconds)
         while not self.cancelled() and (left := end - time.monotonic()) > 0:
             await asyncio.sleep(min(left, CHECK))

@@ -19,13 +19,16 @@ and async ones too, keeps the lower bound for all of them.
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from weft.runtime.executors import limits
-from weft.runtime.executors.asyncio import AsyncExecutor
 from weft.runtime.executors.perform import action_of
 from weft.runtime.executors.port import Channel, Task
 from weft.runtime.executors.threads import ThreadExecutor
 from weft.sdk.actions import ActionDef
+
+if TYPE_CHECKING:
+    from weft.runtime.executors.asyncio import AsyncExecutor
 
 
 class LocalExecutor:
@@ -33,8 +36,16 @@ class LocalExecutor:
 
     def __init__(self) -> None:
         self.threaded = ThreadExecutor()
-        self.looped = AsyncExecutor()
+        self._looped: AsyncExecutor | None = None  # made for the first `async def` call: asyncio is imported then
         self._gate = limits.Gate()  # the actions' bounds, keyed by action
+
+    @property
+    def looped(self) -> AsyncExecutor:
+        if self._looped is None:
+            from weft.runtime.executors.asyncio import AsyncExecutor
+
+            self._looped = AsyncExecutor()
+        return self._looped
 
     def submit(self, task: Task, channel: Channel) -> None:
         defn = _action(task.action, task.search_path)
@@ -69,7 +80,8 @@ class LocalExecutor:
 
     def close(self) -> None:
         self.threaded.close()
-        self.looped.close()
+        if self._looped is not None:
+            self._looped.close()
 
 
 def _action(ref: dict[str, str] | None, search_path: list[str]) -> ActionDef | None:

@@ -20,7 +20,6 @@ without waiting for the driver to notice it.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 import traceback
@@ -34,7 +33,6 @@ from weft.runtime.executors.port import Channel, Outcome, Task
 from weft.runtime.records import check_serializable
 from weft.sdk import actions
 from weft.sdk.context import Context
-from weft.sdk.loops import close_shared
 
 WATCH = 0.05  # seconds between looks at the channel's cancellation while an async call runs on a loop of its own
 
@@ -48,6 +46,8 @@ def perform(task: Task, channel: Channel) -> Outcome:
     if isinstance(defn, Outcome):
         return defn
     if defn.asynchronous:
+        import asyncio  # here and below: a process that calls no coroutine never imports asyncio
+
         return asyncio.run(_watched(_call_async(task, channel, defn, started), channel))
     try:
         answer = polls.call(defn, task.inputs, _context(task, channel), task.poll)
@@ -68,6 +68,8 @@ async def perform_async(task: Task, channel: Channel) -> Outcome:
 
 
 async def _call_async(task: Task, channel: Channel, defn: actions.ActionDef, started: float) -> Outcome:
+    import asyncio
+
     deadline = asyncio.timeout(None if task.deadline is None else task.deadline - time.time())
     try:
         async with deadline:
@@ -85,6 +87,10 @@ async def _call_async(task: Task, channel: Channel, defn: actions.ActionDef, sta
 
 async def _watched(call: Coroutine[Any, Any, Outcome], channel: Channel) -> Outcome:
     """Await `call`, cancelling it once `channel` is cancelled; then close what its loop shared."""
+    import asyncio
+
+    from weft.sdk.loops import close_shared
+
     running = asyncio.ensure_future(call)
     try:
         while not running.done():
