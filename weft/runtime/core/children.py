@@ -13,6 +13,7 @@ of them succeeded.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from weft.runtime.core.states import RunState
@@ -46,6 +47,47 @@ class Look:
     failure: str | None = None  # when done and some did not
 
 
+class Tally:
+    """The sub-runs made so far, by item, with how many are active and succeeded kept as they change, so a
+    look at 10,000 of them costs what changed since the last one, not a pass over them all."""
+
+    __slots__ = ("active", "children", "succeeded", "top")
+
+    def __init__(self, children: Iterable[Child] = ()) -> None:
+        self.children: dict[int, Child] = {}
+        self.active = self.succeeded = 0
+        self.top = -1  # the highest item with a sub-run
+        for child in children:
+            self.put(child)
+
+    def put(self, child: Child) -> None:
+        """What sub-run `child` is now (made, or read again)."""
+        old = self.children.get(child.index)
+        if old is not None:
+            self._count(old, -1)
+        self.children[child.index] = child
+        self._count(child, +1)
+        self.top = max(self.top, child.index)
+
+    def _count(self, child: Child, sign: int) -> None:
+        if child.state in ACTIVE:
+            self.active += sign
+        elif child.state == RunState.SUCCEEDED:
+            self.succeeded += sign
+
+    def look(self, total: int, concurrency: int | None, refused: dict[int, str], results: bool = False) -> Look:
+        """See `look`."""
+        children, active, succeeded = self.children, self.active, self.succeeded
+        missing = total - len(children) - sum(i not in children for i in refused)
+        release = _missing(total, self, refused, max(0, limit(concurrency, total) - active)) if missing else []
+        progress = round(succeeded / total, 4) if total else 1.0
+        if active or missing:
+            return Look(release, progress, False)
+        if succeeded == total:
+            return Look([], progress, True, outputs=outputs(total, children, results))
+        return Look([], progress, True, failure=failure(total, children, refused))
+
+
 def limit(concurrency: int | None, total: int) -> int:
     """How many sub-runs may be active at once."""
     return max(1, int(concurrency or total or 1))
@@ -57,29 +99,16 @@ def look(
     """Decide from the sub-runs made so far (`children`, by item) and the items whose sub-run
     could not be made (`refused`: item -> why, e.g. a lock held by another run). `results`: the
     body returns a result, collected into the step's outputs."""
-    active = succeeded = 0
-    for c in children.values():
-        if c.state in ACTIVE:
-            active += 1
-        elif c.state == RunState.SUCCEEDED:
-            succeeded += 1
-    missing = total - len(children) - sum(i not in children for i in refused)
-    release = _missing(total, children, refused, max(0, limit(concurrency, total) - active)) if missing else []
-    progress = round(succeeded / total, 4) if total else 1.0
-    if active or missing:
-        return Look(release, progress, False)
-    if succeeded == total:
-        return Look([], progress, True, outputs=outputs(total, children, results))
-    return Look([], progress, True, failure=failure(total, children, refused))
+    return Tally(children.values()).look(total, concurrency, refused, results)
 
 
-def _missing(total: int, children: dict[int, Child], refused: dict[int, str], room: int) -> list[int]:
+def _missing(total: int, tally: Tally, refused: dict[int, str], room: int) -> list[int]:
     """The first `room` items (lowest first) with no sub-run and not refused. Sub-runs are made lowest
     first, so they are usually items 0 to n-1: then these are the next ones, found without a scan."""
     if not room:
         return []
-    made = len(children)
-    if not refused and (made == 0 or max(children) == made - 1):
+    children, made = tally.children, len(tally.children)
+    if not refused and tally.top == made - 1:
         return list(range(made, min(total, made + room)))
     found = []
     for i in range(total):

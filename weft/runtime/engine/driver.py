@@ -223,8 +223,7 @@ class Driver:
                 m.apply(report.value, now)
                 continue
             outcome = report.value
-            key = (task.action["module"], task.action["name"])
-            _TOOK[key] = outcome.duration if key not in _TOOK else (_TOOK[key] + outcome.duration) / 2
+            self.clock(task.action, outcome.duration)
             if id(task) not in self._here:
                 self._redoable = False
             self._here.discard(id(task))
@@ -314,10 +313,20 @@ class Driver:
         """Whether to call the action in this thread: no timeout, not a poll, and its calls have been quick."""
         if launch.action is None or launch.poll is not None or not self._inline or self.limits.limited(launch):
             return False  # (a step's `concurrency` is counted by the executor)
-        if self.executor.asynchronous(launch.action, self.search_path):
+        return launch.deadline is None and self.quick_action(launch.action)
+
+    def quick_action(self, action: dict) -> bool:
+        """Whether `action` is a plain (not async) one whose calls have averaged under QUICK in this process."""
+        if not self._inline or self.executor.asynchronous(action, self.search_path):
             return False  # here it would need an event loop of its own: the executor's loop runs it
-        took = _TOOK.get((launch.action["module"], launch.action["name"]))
-        return took is not None and took < QUICK and launch.deadline is None
+        took = _TOOK.get((action["module"], action["name"]))
+        return took is not None and took < QUICK
+
+    @staticmethod
+    def clock(action: dict, took: float) -> None:
+        """A call of `action` took `took` seconds in this process (what `quick_action` goes by)."""
+        key = (action["module"], action["name"])
+        _TOOK[key] = took if key not in _TOOK else (_TOOK[key] + took) / 2
 
     def _run_here(self, launch: Launch) -> None:
         """Call a quick action here, sparing two thread hand-offs per step."""
@@ -328,7 +337,7 @@ class Driver:
 
     def _submit(self, launch: Launch) -> None:
         if self.machine.specs[launch.step]["kind"] == "each":
-            job = each.job(self.store, self.machine, launch, Driver, self.lease.token, self._pump)
+            job = each.job(self.store, self.machine, launch, self, self._pump)
             self._jobs.run(_engine_job, job, self._channel(launch))
         else:
             channel = self._channel(launch)

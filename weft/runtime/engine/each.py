@@ -33,10 +33,11 @@ from weft.plan import expr
 from weft.runtime.core import children as C
 from weft.runtime.core import events as ev
 from weft.runtime.core.machine import Launch, Machine
-from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED, error_record, new_step
+from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED, error_record, new_run, new_step
 from weft.runtime.core.waiting import pending_cancels
-from weft.runtime.engine import session
+from weft.runtime.engine import inline, session
 from weft.runtime.engine.lease import Lease
+from weft.runtime.engine.session import persist
 from weft.runtime.engine.worker import Worker, below
 from weft.runtime.executors.threads import Threads
 from weft.runtime.ids import new_run_id
@@ -44,19 +45,21 @@ from weft.runtime.stores.port import Store, Txn
 from weft.sdk.polling import PollSpec
 
 CHILD_RUNS = 32  # children a process drives at once for the run it drives
+BUDGET = 0.1  # seconds a look goes on making and driving sub-runs inline before it answers
 POLLS = PollSpec(every=0.5, max_every=5.0, factor=1.5)  # the fallback when no child's wake-up arrives
 
 
 class Look:
     """One look at an `each` step's children: make the ones to release, answer as a poll would."""
 
-    def __init__(self, store: Store, m: Machine, launch: Launch, owner: str, pump: Children | None = None) -> None:
+    def __init__(self, store: Store, m: Machine, launch: Launch, driver: Any, pump: Children | None = None) -> None:
         rec, spec = m.steps[launch.step], m.specs[launch.step]
         self.store = store
+        self.driver = driver  # the parent's
         self.pump = pump  # this process serving the parent's sub-runs: those it has room for are driven there
         self.step = launch.step
         self.attempt = launch.attempt
-        self.owner = owner  # the token of the lease its driver holds the parent with
+        self.owner = driver.lease.token  # of the lease its driver holds the parent with
         self.first = launch.poll is None  # the step's start, not one of its polls
         recorded = rec["inputs"] or {}
         self.items = launch.items if launch.items is not None else recorded.get("items") or []
@@ -80,21 +83,25 @@ class Look:
             found = read_children(t, self.parent["id"], self.step, known)
         total = len(self.items)
         refused: dict[int, str] = {}
-        look = C.look(total, self.concurrency, found, refused, self.results)
-        if look.release:
-            room = 0 if self.pump is None else self.pump.worker.room()
-            answer = self.store.write(lambda t: self._make(t, look.release, refused, room))
+        look = found.look(total, self.concurrency, refused, self.results)
+        if look.release and self.pump is not None and inline.fits(self.body, self.driver):
+            look = self._here(found, known, look, refused)
+            if look is None:
+                return ev.Failed(self.step, self.attempt, error_record("Cancelled", "the step stopped waiting"))
+        elif look.release:
+            answer = self.store.write(lambda t: self._make(t, look.release, refused))
             if answer is None:
                 return ev.Failed(self.step, self.attempt, error_record("Cancelled", "the step stopped waiting"))
             made, held = answer
+            for child in made.values():
+                found.put(child)
+                known.open[child.index] = child.run
             if held:
                 now = time.time()
                 self.pump.worker.adopt(
                     [(Machine(self.body, run, _new_steps(self.body), now), lease) for run, lease in held]
                 )
-            found.update(made)
-            known.made.update((i, child.run) for i, child in made.items())
-            look = C.look(total, self.concurrency, found, refused, self.results)
+            look = found.look(total, self.concurrency, refused, self.results)
         if look.outputs is not None:
             return ev.Succeeded(self.step, self.attempt, look.outputs)
         if look.failure is not None:
@@ -105,21 +112,86 @@ class Look:
             return ev.PollStarted(self.step, self.attempt, {"items": total}, POLLS.every, POLLS.max_every, POLLS.factor)
         return ev.PollPending(self.step, self.attempt, look.progress)
 
-    def _make(
-        self, t: Txn, release: list[int], refused: dict[int, str], room: int
-    ) -> tuple[dict[int, C.Child], list[tuple[dict, Lease]]] | None:
-        """Make the children of items `release` (None if the step no longer waits for them): the first `room`
-        held by this process's pump (their records and leases), the others queued for any worker."""
+    def _here(self, found: C.Tally, known: Known, look: C.Look, refused: dict[int, str]) -> C.Look | None:
+        """Make sub-runs and drive them here (inline.py) for up to BUDGET seconds, then write them all in one
+        commit; the look after them (None if the step no longer waits for them: nothing is written)."""
+        total, made = len(self.items), []
+        end = time.monotonic() + BUDGET
+        while look.release and time.monotonic() < end:
+            for i in look.release:
+                now = time.time()
+                try:
+                    args = self._args(i)
+                except (WeftError, expr.EvalError) as e:
+                    refused[i] = str(e)
+                    continue
+                run = new_run(new_run_id(now), self.body, user=self.parent["user"], now=now, **args)
+                run["detached"] = True
+                m = Machine(self.body, run, _new_steps(self.body), now)
+                inline.run(m, self.driver.clock)
+                made.append((args, now, m, self.pump.worker.lease(run["id"])))
+                found.put(_child(i, m.run))
+            look = found.look(total, self.concurrency, refused, self.results)
+        if made and self.store.write(lambda t: self._store(t, made)) is None:
+            return None
+        left = []
+        for _, _, m, lease in made:
+            index = m.run["parent"]["index"]
+            if m.run["state"] in RUN_ENDED:
+                known.open.pop(index, None)
+            else:
+                known.open[index] = m.run["id"]
+                if m.run["state"] not in RUN_STOPPED:
+                    left.append((m, lease))
+        if left:
+            self.pump.worker.adopt(left)  # (waiting for a retry): driven on from where they are
+        return look
+
+    def _store(self, t: Txn, made: list[tuple[dict, float, Machine, Lease]]) -> bool | None:
+        """Write the sub-runs `_here` made and drove: as made, then as they are now (those that stopped let go)."""
+        if not self._waits(t):
+            return None
+        for args, now, m, lease in made:
+            session.create_in(
+                t, self.body, user=self.parent["user"], now=now, detach=True, run_id=m.run["id"], lease=lease, **args
+            )
+            persist(t, m, lease, release=m.run["state"] in RUN_STOPPED)
+        return True
+
+    def _waits(self, t: Txn) -> bool:
+        """Whether the step still waits for the sub-runs of this look's attempt."""
         rec = t.step(self.parent["id"], self.step)
-        if rec is None or rec["state"] not in ("running", "suspended") or rec["attempts"] != self.attempt:
+        return rec is not None and rec["state"] in ("running", "suspended") and rec["attempts"] == self.attempt
+
+    def _make(
+        self, t: Txn, release: list[int], refused: dict[int, str]
+    ) -> tuple[dict[int, C.Child], list[tuple[dict, Lease]]] | None:
+        """Make the children of items `release` (None if the step no longer waits for them): as many as this
+        process's pump has room for held by it (their records and leases), the others queued for any worker."""
+        if not self._waits(t):
             return None  # cancelled, timed out or retried meanwhile: a late look makes nothing
+        room = 0 if self.pump is None else self.pump.worker.room()
         made, held = {}, []
         now = time.time()
         for i in release:
             lease = self.pump.worker.lease(new_run_id(now)) if len(held) < room else None
             try:
-                run = self._make_one(t, i, now, lease)
+                args = self._args(i)
             except (WeftError, expr.EvalError) as e:
+                refused[i] = str(e)
+                continue
+            try:
+                run = session.create_in(
+                    t,
+                    self.body,
+                    user=self.parent["user"],
+                    now=now,
+                    detach=True,
+                    run_id=None if lease is None else lease.run_id,
+                    lease=lease,
+                    **args,
+                )
+            except WeftError as e:  # a lock held by another run
                 refused[i] = str(e)
                 continue
             made[i] = C.Child(i, run["id"], run["state"], run["label"])
@@ -127,24 +199,18 @@ class Look:
                 held.append((run, lease))
         return made, held
 
-    def _make_one(self, t: Txn, index: int, now: float, lease: Lease | None) -> dict:
+    def _args(self, index: int) -> dict:
+        """What the sub-run of item `index` is made with: its inputs, label, locks and parent link."""
         inputs = {self.var: self.items[index], **self.captured}
         env = expr.Env(inputs)
         body = self.body
         label = expr.show(expr.evaluate(body["label"], env)) if body.get("label") else None
-        return session.create_in(
-            t,
-            body,
-            inputs,
-            user=self.parent["user"],
-            label=label or f"{self.parent['title']} [{index + 1}]",
-            locks=[expr.show(expr.evaluate(e, env)) for e in body.get("locks") or ()],
-            parent={"run": self.parent["id"], "step": self.step, "index": index},
-            now=now,
-            detach=True,
-            run_id=None if lease is None else lease.run_id,
-            lease=lease,
-        )
+        return {
+            "inputs": inputs,
+            "label": label or f"{self.parent['title']} [{index + 1}]",
+            "locks": [expr.show(expr.evaluate(e, env)) for e in body.get("locks") or ()],
+            "parent": {"run": self.parent["id"], "step": self.step, "index": index},
+        }
 
 
 def _new_steps(plan: dict) -> dict[str, dict]:
@@ -152,52 +218,57 @@ def _new_steps(plan: dict) -> dict[str, dict]:
     return {s["id"]: new_step() for s in plan["steps"]}
 
 
-def read_children(t: Txn, run_id: str, step: str, known: Known | None = None) -> dict[int, C.Child]:
+def read_children(t: Txn, run_id: str, step: str, known: Known | None = None) -> C.Tally:
     """The children step `step` of run `run_id` made so far, by item index.
 
-    With `known`, the children it knows were made are the ones read (else they are listed, and it knows
-    them from then on), and those it knows ended are not read again (an ended run's state is final);
-    those found ended now are added to it.
+    With `known`, only the children it knows were made and not ended are read (else they are listed, and it
+    knows them from then on): an ended run's state is final.
     """
-    if known is not None and known.made is not None:
-        pairs = list(known.made.items())
+    if known is not None and known.open is not None:
+        pairs = list(known.open.items())
     else:
         pairs = t.children(run_id, step)
         if known is not None:
-            known.made = dict(pairs)
-    ended = None if known is None else known.ended
-    found = {}
+            known.open, known.tally = {}, C.Tally()
+    found = C.Tally() if known is None else known.tally
     for index, rid in pairs:
-        seen = None if ended is None else ended.get(index)
-        if seen is not None:
-            found[index] = seen
-            continue
         run = t.run(rid)
-        if run is not None:
-            found[index] = child = C.Child(
-                index,
-                rid,
-                run["state"],
-                run["label"],
-                run.get("error"),
-                run.get("ended"),
-                run.get("rolled_back"),
-                run.get("result"),
-            )
-            if ended is not None and child.state in RUN_ENDED:
-                ended[index] = child
+        if run is None:
+            continue
+        child = _child(index, run)
+        found.put(child)
+        if known is not None:
+            if child.state in RUN_ENDED:
+                known.open.pop(index, None)
+            else:
+                known.open[index] = rid
     return found
 
 
-class Known:
-    """What one driver's looks at one attempt of an `each` step know of its children: those made (item ->
-    run id; None until listed once) and those found ended (by item)."""
+def _child(index: int, run: dict) -> C.Child:
+    """What the parent needs of sub-run `run` of item `index`."""
+    return C.Child(
+        index,
+        run["id"],
+        run["state"],
+        run["label"],
+        run.get("error"),
+        run.get("ended"),
+        run.get("rolled_back"),
+        run.get("result"),
+    )
 
-    __slots__ = ("ended", "made")
+
+class Known:
+    """What one driver's looks at one attempt of an `each` step know of its children: all of them with what
+    they were when last read (`tally`), and those not found ended yet (`open`: item -> run id; None until the
+    children were listed once)."""
+
+    __slots__ = ("open", "tally")
 
     def __init__(self) -> None:
-        self.made: dict[int, str] | None = None
-        self.ended: dict[int, C.Child] = {}
+        self.open: dict[int, str] | None = None
+        self.tally = C.Tally()
 
 
 class _Ended:
@@ -232,21 +303,23 @@ class _Ended:
         with self._lock:
             found = self._steps.get((run_id, step))
             if found is not None:
-                found[1].ended.pop(index, None)
+                known = found[1]
+                child = known.tally.children.get(index)
+                if known.open is not None and child is not None:
+                    known.open[index] = child.run
 
 
 ENDED = _Ended()
 
 
-def job(store: Store, m: Machine, launch: Launch, driver: Any, owner: str, pump: Children | None = None) -> Any:
+def job(store: Store, m: Machine, launch: Launch, driver: Any, pump: Children | None = None) -> Any:
     """The callable that does what `launch` asks of an `each` step: a look, or the rollback of its children.
 
-    `owner` is the token of the lease the asking driver holds the run with; `pump` this process serving the
-    run's sub-runs, if it does.
+    `driver` is the Driver asking; `pump` this process serving the run's sub-runs, if it does.
     """
     if launch.undo:
-        return Rollback(store, m, launch, driver)
-    return Look(store, m, launch, owner, pump)
+        return Rollback(store, m, launch, type(driver))
+    return Look(store, m, launch, driver, pump)
 
 
 class Rollback:
@@ -263,7 +336,7 @@ class Rollback:
     def __call__(self) -> ev.Event:
         with self.store.read() as t:
             found = read_children(t, self.run_id, self.step)
-        order = C.to_roll_back(list(found.values()))
+        order = C.to_roll_back(list(found.children.values()))
         width = C.limit(self.concurrency, len(order))
         pool = Threads()
         running: dict[Future, C.Child] = {}
@@ -283,7 +356,7 @@ class Rollback:
             pool.shutdown(wait=False)
         if problems:
             shown = "; ".join(problems[: C.SHOWN]) + ("; ..." if len(problems) > C.SHOWN else "")
-            message = f"{len(problems)} of {len(found)} sub-runs were not rolled back: {shown}"
+            message = f"{len(problems)} of {len(found.children)} sub-runs were not rolled back: {shown}"
             return ev.Failed(self.step, self.attempt, error_record("SubRunsNotRolledBack", message), undo=True)
         return ev.Succeeded(self.step, self.attempt, {}, undo=True)
 
