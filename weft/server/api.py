@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 from collections.abc import Collection, Iterator
@@ -24,11 +25,13 @@ from weft.client import (
     StepDetail,
     WorkerProcess,
 )
+from weft.client.limits import MAX_PAGE
 from weft.runtime.stores.query import NEWEST_FIRST
 from weft.server import auth, stream
 from weft.server.catalog import Catalog, FlowSummary
 from weft.server.problems import Problem
 from weft.server.schemas import (
+    COUNT,
     WHEN,
     Counts,
     FlowList,
@@ -61,6 +64,7 @@ CHANGES: dict[int | str, dict[str, Any]] = {
 SVG = {200: {"content": {"image/svg+xml": {}}, "description": "the diagram"}}
 WINDOWS = {"12h": "12h", "24h": "24h", "7d": "7d"}
 COUNTED = ("running", "paused", "failed", "succeeded", "scheduled")
+STEPS = 200  # steps of a run that GET /runs/ID answers with unless `steps` says otherwise
 
 Reader = Annotated[auth.Caller, Depends(auth.reader)]
 Operator = Annotated[auth.Caller, Depends(auth.operator)]
@@ -92,8 +96,17 @@ def _commands(request: Request, run: Run) -> dict[str, str]:
     return {action: shlex.join(lines[action] + store) for action in sorted(run.actions)}
 
 
-def _page(request: Request, run: Run) -> RunPage:
-    return RunPage.of(run, _commands(request, run))
+def _page(request: Request, run: Run, offset: int = 0) -> RunPage:
+    return RunPage.of(run, _commands(request, run), offset)
+
+
+def _count(text: str, name: str) -> int | None:
+    """A `steps` or `history` parameter: a number, or None for `all` (InvalidInput naming `name`)."""
+    if text == "all":
+        return None
+    if text.isascii() and text.isdigit() and int(text) <= MAX_PAGE:
+        return int(text)
+    raise InvalidInput(f"{name} must be a number from 0 to {MAX_PAGE:,} or 'all', not {text!r}", field=name)
 
 
 @contextmanager
@@ -195,9 +208,28 @@ def _targets(body: Many) -> tuple[list[str] | None, dict[str, Any]]:
     return body.ids, ({} if body.filter is None else body.filter.given())
 
 
-@router.get("/runs/{run_id}", response_model=RunPage, summary="A run in full: steps, history, allowed actions")
-def get_run(request: Request, run_id: str, _: Reader) -> RunPage:
-    return _page(request, client_of(request).get(run_id))
+@router.get("/runs/{run_id}", response_model=RunPage, summary="A run: a page of its steps, history, allowed actions")
+def get_run(
+    request: Request,
+    run_id: str,
+    _: Reader,
+    steps: Annotated[
+        str,
+        Query(
+            max_length=12,
+            json_schema_extra=COUNT,
+            description="how many steps: failed, running and suspended ones first, then the others in plan order, "
+            "as `weft show` pages them; `all`: every step in plan order. steps_total and counts are of all of them",
+        ),
+    ] = str(STEPS),
+    offset: Annotated[int, Query(ge=0, le=MAX_PAGE, description="steps of that order to pass over first")] = 0,
+    history: Annotated[
+        str, Query(max_length=12, json_schema_extra=COUNT, description="the last N events, or `all` (history_total)")
+    ] = "all",
+) -> RunPage:
+    shown, last = _count(steps, "steps"), _count(history, "history")
+    run = client_of(request).get(run_id, steps=None if shown is None else offset + shown, history=last)
+    return _page(request, dataclasses.replace(run, steps=run.steps[offset:]) if offset else run, offset)
 
 
 @router.get("/runs/{run_id}/steps/{step}", response_model=StepDetail, summary="One step in full")

@@ -1,7 +1,8 @@
 """The web console: server-rendered pages over the API's own functions, with a little script for live updates.
 
 Pages: the dashboard (`/`), the runs list (`/runs`), a run (`/runs/ID`, with
-`?step=ID` for a step's panel and `?sub=N` to page its sub-runs), the
+`?step=ID` for a step's panel, `?sub=N` to page its sub-runs and `?steps=N` to
+show its first N steps, a page more at each "show more"), the
 catalogue (`/flows`, `/flows/NAME` with the start form) and the sign-in page
 (`/login`). Each page reads through the functions of `weft.server.api`, so
 it shows what the API answers; the script in static/console.js follows the
@@ -32,6 +33,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from weft.client import NotFound, Step
+from weft.client.limits import MAX_PAGE
 from weft.errors import WeftError
 from weft.render.style import type_text
 from weft.runtime.core.states import RUN_STATES
@@ -42,6 +44,8 @@ from weft.server.problems import Refused, status_of
 HERE = Path(__file__).resolve().parent
 PAGE = 50  # runs per page of the list
 SUB_PAGE = 25  # sub-runs per page of a run
+STEP_PAGE = api.STEPS  # steps a run's page shows at first, and how many more each "show more" adds
+HISTORY = 1000  # events a run's page shows, the latest
 LATEST = 8  # runs on the dashboard
 RECENT = 5  # runs of each schedule on the schedules page
 SORTS = ("label", "flow", "state", "user", "started", "ended")
@@ -159,7 +163,7 @@ def _query(request: Request, **changes: Any) -> str:
 
 def _int(request: Request, name: str, default: int = 0) -> int:
     text = request.query_params.get(name, "")
-    return int(text) if text.isdigit() else default
+    return int(text) if text.isascii() and text.isdigit() else default
 
 
 def dashboard(request: Request, who: auth.Caller) -> Response:
@@ -207,7 +211,8 @@ def runs_list(request: Request, who: auth.Caller) -> Response:
 
 
 def run_page(request: Request, run_id: str, who: auth.Caller) -> Response:
-    run = api.get_run(request, run_id, who)
+    shown = min(max(STEP_PAGE, _int(request, "steps", STEP_PAGE)), MAX_PAGE)
+    run = api.get_run(request, run_id, who, steps=str(shown), history=str(HISTORY))
     if run.id != run_id:
         return RedirectResponse(f"/runs/{quote(run.id)}{_query(request)}", status_code=303)
     phases = [
@@ -248,6 +253,8 @@ def run_page(request: Request, run_id: str, who: auth.Caller) -> Response:
         record_fields=record_fields,
         last_seq=max((e.seq or 0 for e in run.history), default=0),
         step_link=lambda sid: _query(request, step=sid) + "#step",
+        more_steps=_query(request, steps=shown + STEP_PAGE) + "#steps-page" if run.steps_total > shown else None,
+        step_page=STEP_PAGE,
     )
 
 

@@ -20,6 +20,8 @@ WHEN = {
     r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?)?)$"
 }
 
+COUNT = {"pattern": r"^([0-9]+|all)$"}  # a number of steps or events, or all of them (checked by the API)
+
 Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME)]  # a filter value (the Client counts bytes)
 Names = Annotated[list[Name], Field(min_length=1)]
 State = Literal[tuple(s.value for s in RUN_STATES)]  # type: ignore[valid-type]
@@ -110,13 +112,15 @@ class RunList:
 
 @dataclass(frozen=True)
 class RunPage(Run):
-    """A run in full, with the CLI command that does each action allowed now."""
+    """A run (its steps in full, or a page of them from `steps_offset` on), with the CLI command that does each
+    action allowed now."""
 
     commands: dict[str, str]
+    steps_offset: int  # the place of its first step in the page order (steps_total: how many in all)
 
     @classmethod
-    def of(cls, run: Run, commands: dict[str, str]) -> RunPage:
-        return cls(**{f.name: getattr(run, f.name) for f in fields(run)}, commands=commands)
+    def of(cls, run: Run, commands: dict[str, str], offset: int = 0) -> RunPage:
+        return cls(**{f.name: getattr(run, f.name) for f in fields(run)}, commands=commands, steps_offset=offset)
 
 
 @dataclass(frozen=True)
