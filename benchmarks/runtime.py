@@ -30,7 +30,9 @@ from weft.sdk import actions
 from weft.runtime.engine import session
 from weft.runtime.engine.driver import Driver  # noqa: E402
 from weft.runtime.stores.lmdb.store import Store  # noqa: E402
-from weft.stdlib_actions.pool import Pool  # noqa: E402
+from weft.runtime.executors.asyncio import new_loop  # noqa: E402
+from weft.stdlib_actions.http1.client import Client  # noqa: E402
+from weft.stdlib_actions.http1.pool import Origin, Pool  # noqa: E402
 
 sys.path.append(plans.HERE)
 
@@ -135,45 +137,87 @@ def watched(store: Store, plan: dict, **options) -> tuple[float, int]:
     return took, most
 
 
-def bare_loop(calls: int, call) -> float:
-    """Seconds a bare asyncio loop takes to await `calls` concurrent `call()`s."""
+def bare_loop(calls: int, call, client=None) -> float:
+    """Seconds a bare event loop (the kind the local executor runs: uvloop's when installed) takes to await
+    `calls` concurrent `call(c)`s, `c` made by `client()` on the loop (and closed after), or None."""
 
     async def all_of_them() -> float:
+        made = client() if client is not None else None
         t0 = time.perf_counter()
-        await asyncio.gather(*(call() for _ in range(calls)))
-        return time.perf_counter() - t0
+        await asyncio.gather(*(call(made) for _ in range(calls)))
+        took = time.perf_counter() - t0
+        if made is not None:
+            await made.aclose()
+        return took
 
-    return asyncio.run(all_of_them())
+    loop = new_loop()
+    try:
+        return loop.run_until_complete(all_of_them())
+    finally:
+        loop.close()
 
 
-def bare_http(url: str, calls: int) -> float:
-    """`bare_loop` of GETs of `url` through std.http's client (httpx over its pool), a new pool as a run has."""
+def raw_get(url: str):
+    """A GET of `url` on a connection of its own, over asyncio streams, its answer read by its Content-Length: the
+    least any HTTP client can do."""
+    host, port = url.split("//")[1].rstrip("/").split(":")
+    request = f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
 
-    async def all_of_them() -> float:
-        t0 = time.perf_counter()
-        async with httpx.AsyncClient(transport=Pool()) as client:
-            await asyncio.gather(*(client.get(url, timeout=60) for _ in range(calls)))
-        return time.perf_counter() - t0
+    async def get(_) -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(int(v) for k, _, v in (h.partition(b":") for h in head.split(b"\r\n")) if k == b"Content-Length")
+        await reader.readexactly(length)
+        writer.close()
 
-    return asyncio.run(all_of_them())
+    return get
+
+
+class OverWire(httpx.AsyncBaseTransport):
+    """httpx over std.http's pool: what std.http.request cost when it was httpx's client on a pool of Weft's own."""
+
+    def __init__(self) -> None:
+        self.pool = Pool()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        origin = Origin(url.scheme, url.host, url.port or 80, None)
+        head = [
+            b"%s %s HTTP/1.1" % (request.method.encode(), url.raw_path),
+            *(b"%s: %s" % h for h in request.headers.raw),
+        ]
+        reply = await self.pool.send(origin, b"\r\n".join(head) + b"\r\n\r\n" + await request.aread(), 60.0)
+        return httpx.Response(reply.status, headers=reply.headers, content=reply.body, request=request)
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+
+
+def http_floors(url: str, calls: int) -> str:
+    """The bare loop's seconds for `calls` concurrent GETs of `url`: raw sockets, std.http's client, httpx on it."""
+    raw = bare_loop(calls, raw_get(url))
+    ours = bare_loop(calls, lambda c: c.request("GET", url, timeout=60.0), Client)
+    theirs = bare_loop(calls, lambda c: c.get(url, timeout=60.0), lambda: httpx.AsyncClient(transport=OverWire()))
+    return f"bare loop: raw sockets {raw:.3f}s, std.http's client {ours:.3f}s, httpx over its pool {theirs:.3f}s"
 
 
 def async_rows(store: Store, many: int) -> None:
-    """The rows of issue 13 for async actions, each beside its floor measured here."""
-    print("async actions on the local executor's loop, durable, vs a bare asyncio loop doing the same calls")
+    """The rows of issue 13 for async actions, each beside its floors measured here (a new pool for each, as a run
+    on a fresh worker has; the server is benchmarks/slow_server.py in a process of its own)."""
+    print("async actions on the local executor's loop, durable, vs a bare event loop doing the same calls")
     sleepers = fan_of(200, STD, "sleep", {"seconds": 0.1})
     watched(store, fan_of(10, STD, "sleep", {"seconds": 0.01}))  # warm up: the loop thread, imports
     took, threads = watched(store, sleepers)
-    floor = bare_loop(200, lambda: asyncio.sleep(0.1))
+    floor = bare_loop(200, lambda _: asyncio.sleep(0.1))
     print(f"  200 x std.sleep(0.1), default settings: {took:.3f}s, bare loop {floor:.3f}s (target < 0.15s)")
     proc, url = served(0.05)
     try:
         watched(store, fan_of(500, f"{STD}.http", "request", {"url": url}))  # warm up: imports, connections
         took, threads = watched(store, fan_of(500, f"{STD}.http", "request", {"url": url}))
-        floor = bare_http(url, 500)
         print(
-            f"  500 HTTP calls of 50 ms, default settings: {took:.3f}s, bare loop {floor:.3f}s (target < 0.15s), "
-            f"{threads} OS threads"
+            f"  500 HTTP calls of 50 ms, default settings: {took:.3f}s (target < 0.15s), {threads} OS threads; "
+            f"{http_floors(url, 500)}"
         )
     finally:
         proc.kill()
@@ -182,10 +226,9 @@ def async_rows(store: Store, many: int) -> None:
         took, threads = watched(
             store, fan_of(many, f"{STD}.http", "request", {"url": url, "timeout": 60.0}), concurrency=many
         )
-        floor = bare_http(url, many)
         print(
-            f"  {many} concurrent HTTP calls of 1 s (--concurrency {many}): {took:.3f}s, bare loop {floor:.3f}s "
-            f"(target < 2.5s), {threads} OS threads (target < 30)"
+            f"  {many} concurrent HTTP calls of 1 s (--concurrency {many}): {took:.3f}s (target < 2.5s), {threads} OS "
+            f"threads (target < 30); {http_floors(url, many)}"
         )
     finally:
         proc.kill()
@@ -336,8 +379,11 @@ def startup_rows(folder: str, n: int, big: int) -> None:
     """The rows of issue 13 for start-up (cached plans) and `weft show` of a big run, beside a bare interpreter
     (wall seconds, then CPU seconds of the process)."""
     store = os.path.join(folder, "startup-store")
-    bare = min(timed([sys.executable, "-c", "pass"]) for _ in range(5))
-    print(f"start-up and big runs, whole processes, wall (CPU) seconds (a bare `python -c pass` here: {bare:.3f}s)")
+    bare = [timed([sys.executable, "-c", "pass"]) for _ in range(5)]
+    print(
+        "start-up and big runs, whole processes, wall (CPU) seconds (a bare `python -c pass` here: "
+        f"{min(w for w, _ in bare):.3f}s ({min(c for _, c in bare):.3f}s))"
+    )
     one = fan_flow(folder, 1)
     out = cli(folder, "run", one, "--store", store)[2]  # fills the plan cache and the bytecode cache
     cached = best(folder, 5, "run", one, "--store", store)
@@ -366,10 +412,14 @@ def startup_rows(folder: str, n: int, big: int) -> None:
     )
 
 
-def timed(argv: list[str]) -> float:
+def timed(argv: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(argv, check=True)
-    return time.perf_counter() - t0
+    took = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return took, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def main() -> None:

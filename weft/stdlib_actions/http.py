@@ -1,21 +1,19 @@
-"""`std.http.request`: one HTTP request (httpx, async); a status outside `ok` fails the step, unless `check` is false.
+"""`std.http.request`: one HTTP request (async); a status outside `ok` fails the step, unless `check` is false.
 
 The calls on one event loop (the local executor's: the runs this process
-drives) share one httpx.AsyncClient over one connection pool (pool.py), so
-repeated calls to a service reuse their connections. With a proxy in the
-environment (HTTP_PROXY, ...) the client uses httpx's own transport instead.
+drives) share one client (http1/: HTTP/1.1 over asyncio, responses parsed by
+httptools) and so its connections: repeated calls to a service reuse them.
 """
 
 from __future__ import annotations
 
+import json as jsonlib
 from typing import Any, TypedDict
-from urllib.request import getproxies
-
-import httpx
 
 from weft.sdk.actions import ActionFailed, action
 from weft.sdk.loops import shared
-from weft.stdlib_actions.pool import Pool
+from weft.stdlib_actions.http1.client import Client
+from weft.stdlib_actions.http1.wire import Failure, Reply, TimedOut
 
 BODY_SHOWN = 200  # characters of a failing response's body its error message quotes
 
@@ -43,31 +41,24 @@ async def request(
     default any 2xx or 3xx) fails the step, naming the status and the start
     of the body, so `retry`, pause and resume act on the request itself;
     with `check: false` every status is returned as data. A connection
-    failure or timeout fails the step. Redirects are followed. `json` in the
-    result is the parsed body when the response is JSON, else none; header
-    names are lower-case.
+    failure or timeout fails the step, and so does a body over 16 MiB.
+    Redirects are followed. `json` in the result is the parsed body when the
+    response is JSON, else none; header names are lower-case.
     """
     verb = method.upper()
     if not url.startswith(("http://", "https://")):
         raise ActionFailed(f"url must start with http:// or https://, not {url!r}")
-    client: httpx.AsyncClient = shared("std.http", _client)
+    client: Client = shared("std.http", Client)
     try:
-        resp = await client.request(verb, url, json=json, headers=headers, timeout=timeout)
-    except httpx.TimeoutException as e:
+        _, reply = await client.request(verb, url, json=json, headers=headers, timeout=timeout)
+    except TimedOut as e:
         raise ActionFailed(f"{verb} {url} failed: timed out") from e
-    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as e:
-        raise ActionFailed(f"{verb} {url} failed: {e or type(e).__name__}") from e
-    out = _response(resp)
+    except Failure as e:
+        raise ActionFailed(f"{verb} {url} failed: {e}") from e
+    out = _response(reply)
     if check and not (out["status"] in ok if ok is not None else 200 <= out["status"] < 400):
         raise ActionFailed(f"{verb} {url} answered {out['status']}: {_start(out['body'])}")
     return out
-
-
-def _client() -> httpx.AsyncClient:
-    """Weft's pool, unless the environment names a proxy: then httpx's own transport, which goes through it."""
-    if getproxies():
-        return httpx.AsyncClient(follow_redirects=True, limits=httpx.Limits(max_connections=None))
-    return httpx.AsyncClient(transport=Pool(), follow_redirects=True)
 
 
 def _start(body: str) -> str:
@@ -78,18 +69,35 @@ def _start(body: str) -> str:
     return repr(text[:BODY_SHOWN] + ("..." if len(text) > BODY_SHOWN else ""))
 
 
-def _response(resp: httpx.Response) -> Response:
+def _response(reply: Reply) -> Response:
+    merged: dict[str, str] = {}
+    for key, value in reply.headers:
+        name, text = key.decode("latin-1"), _text(value)
+        merged[name] = f"{merged[name]}, {text}" if name in merged else text
+    kind = merged.get("content-type", "")
     try:
-        body = resp.content.decode(resp.charset_encoding or "utf-8", errors="replace")
+        body = reply.body.decode(_charset(kind), errors="replace")
     except LookupError:  # a charset Python does not know
-        body = resp.content.decode("utf-8", errors="replace")
+        body = reply.body.decode("utf-8", errors="replace")
     parsed = None
-    if "json" in resp.headers.get("content-type", ""):
+    if "json" in kind:
         try:
-            parsed = resp.json()
+            parsed = jsonlib.loads(reply.body)
         except ValueError:
             parsed = None
-    merged: dict[str, str] = {}
-    for key, value in resp.headers.multi_items():
-        merged[key] = f"{merged[key]}, {value}" if key in merged else value
-    return {"status": resp.status_code, "body": body, "json": parsed, "headers": merged}
+    return {"status": reply.status, "body": body, "json": parsed, "headers": merged}
+
+
+def _charset(content_type: str) -> str:
+    for param in content_type.split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset" and value.strip():
+            return value.strip().strip("\"'")
+    return "utf-8"
+
+
+def _text(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
