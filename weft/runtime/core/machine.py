@@ -45,6 +45,11 @@ from weft.runtime.core.waiting import Waiting, is_polling, overdue, pending_canc
 from weft.runtime.records import check_serializable
 
 _HALT_RANK = {None: 0, Halt.PAUSE: 1, Halt.FAIL: 2, Halt.ROLLBACK: 3, Halt.CANCEL: 4}
+# Members read for every step, bound once: reading an attribute of an enum class costs several times a global's.
+_PENDING, _RUNNING, _SUCCEEDED, _UNDONE = StepState.PENDING, StepState.RUNNING, StepState.SUCCEEDED, StepState.UNDONE
+_RUN_PENDING, _RUN_RUNNING, _CANCEL, _IN_ROLLBACK = RunState.PENDING, RunState.RUNNING, Halt.CANCEL, Stage.ROLLBACK
+_RUN, _FINALIZE, _HOOKS, _DEADLINE = Stage.RUN, Stage.FINALIZE, Stage.HOOKS, TimerKind.DEADLINE
+_WEIGHED = ("run", "finalize")  # the phases whose steps count towards a run's progress
 
 
 class Machine(Steering, Waiting, Undoing):
@@ -175,29 +180,32 @@ class Machine(Steering, Waiting, Undoing):
 
     def launches(self, now: float, slots: int) -> list[Launch]:
         """Work to start now (at most `slots` actions), recorded as started; fires due timers, advances the run."""
-        if self.run["state"] == RunState.PENDING:
+        run = self.run
+        if run["state"] == _RUN_PENDING:
             self._set_run(RunState.RUNNING, now)
-        self._tick(now)
+        if self.timers and self.timers[0].due <= now:
+            self._tick(now)
         out: list[Launch] = []
-        if self.halt != Halt.CANCEL:
+        if self.halt != _CANCEL:
             while self.rerun and slots > len(out):
                 launch = self._start(self.rerun.pop(0), now)
                 if launch is not None:
                     out.append(launch)
+        ready = self.ready
         while True:
-            if self.run["state"] == RunState.RUNNING and not self.halt:
-                if self.run["stage"] == Stage.ROLLBACK:
+            if run["state"] == _RUN_RUNNING and not self.halt:
+                if run["stage"] == _IN_ROLLBACK:
                     out += self._launch_undos(now, slots - len(out))
                 else:
-                    while slots > len(out) and self.ready and not self.halt:
-                        launch = self._start(heapq.heappop(self.ready)[2], now)
+                    while slots > len(out) and ready and not self.halt:
+                        launch = self._start(heapq.heappop(ready)[2], now)
                         if launch is not None:
                             out.append(launch)
-            stage = self.run["stage"], self.run["state"]
+            stage = run["stage"], run["state"]
             self._advance(now)
-            if stage == (self.run["stage"], self.run["state"]) or not self.ready:
+            if stage == (run["stage"], run["state"]) or not ready:
                 break
-        if self.halt != Halt.CANCEL:  # due polls take the slots left, even while halting (like running steps)
+        if self.poll_due and self.halt != _CANCEL:  # due polls take the slots left, even while halting
             out += self._launch_polls(slots - len(out))
         return out
 
@@ -264,12 +272,12 @@ class Machine(Steering, Waiting, Undoing):
         phase = spec["phase"]
         if state not in DONE:
             self.open[phase] += sign
-        elif phase in ("run", "finalize"):
+            if state in UNFINISHED:
+                self.unfinished[phase] += sign
+            elif state == _UNDONE and phase in _WEIGHED:
+                self.undone_weight += sign * spec["weight"]
+        elif phase in _WEIGHED:
             self.done_weight += sign * spec["weight"]
-        if state == StepState.UNDONE and phase in ("run", "finalize"):
-            self.undone_weight += sign * spec["weight"]
-        if state in UNFINISHED:
-            self.unfinished[phase] += sign
 
     def _set_step(self, sid: str, state: StepState, now: float, detail: str | None = None, **fields: Any) -> StepRecord:
         """Move a step to `state`, recording the event; returns the record."""
@@ -279,19 +287,23 @@ class Machine(Steering, Waiting, Undoing):
             self._count(sid, old, -1)
             self._count(sid, state, +1)
             rec["state"] = state
-            (self.running.add if state == StepState.RUNNING else self.running.discard)(sid)
-            if state not in ACTIVE:
-                self.fractions.pop(sid, None)
+            if state == _RUNNING:
+                self.running.add(sid)
+            else:
+                self.running.discard(sid)
+                if state not in ACTIVE:
+                    self.fractions.pop(sid, None)
         rec.update(fields)
         if is_polling(rec):
             self.polling.add(sid)
-        else:
+        elif self.polling:
             self.polling.discard(sid)
             self.polls_out.discard(sid)
         self.dirty.add(sid)
-        event = {"t": now, "step": sid, "state": state}
-        if state == StepState.RUNNING:
-            event["attempt"] = rec["attempts"]
+        if state == _RUNNING:
+            event = {"t": now, "step": sid, "state": state, "attempt": rec["attempts"]}
+        else:
+            event = {"t": now, "step": sid, "state": state}
         if detail:
             event["detail"] = detail
         self.events.append(event)
@@ -372,10 +384,11 @@ class Machine(Steering, Waiting, Undoing):
 
     def _release(self, sid: str, now: float) -> None:
         """`sid` succeeded or was skipped: unblock its dependents."""
+        blocking = self.blocking
         for d in self.dependents.get(sid, ()):
-            if d in self.blocking:
-                self.blocking[d] -= 1
-                if self.blocking[d] == 0 and self.steps[d]["state"] == StepState.PENDING:
+            if d in blocking:
+                blocking[d] -= 1
+                if blocking[d] == 0 and self.steps[d]["state"] == _PENDING:
                     self._queue(d, now)
 
     def _skip_dependents(self, sid: str, now: float) -> None:
@@ -388,10 +401,10 @@ class Machine(Steering, Waiting, Undoing):
 
     def _succeeded(self, sid: str, attempt: int, outputs: dict, now: float) -> list[str]:
         rec = self.steps[sid]
-        if rec["state"] != StepState.RUNNING or rec["attempts"] != attempt:
+        if rec["state"] != _RUNNING or rec["attempts"] != attempt:
             return []  # a late answer for an attempt that timed out or was interrupted
         took = elapsed(rec, now)
-        self._set_step(sid, StepState.SUCCEEDED, now, took, outputs=outputs, ended=now)
+        self._set_step(sid, _SUCCEEDED, now, took, outputs=outputs, ended=now)
         self._release(sid, now)
         return [sid]
 
@@ -422,20 +435,23 @@ class Machine(Steering, Waiting, Undoing):
 
     def _start(self, sid: str, now: float) -> Launch | None:
         rec = self.steps[sid]
-        if rec["state"] != StepState.PENDING or self.blocking.get(sid) or (rec["due"] or 0) > now:
+        if rec["state"] != _PENDING or self.blocking.get(sid) or (rec["due"] or 0) > now:
             return None
         spec = self.specs[sid]
+        env = self.env
         try:
-            if spec["when"] is not None and not expr.truthy(expr.evaluate(spec["when"], self.env)):
+            if spec["when"] is not None and not expr.truthy(expr.evaluate(spec["when"], env)):
                 self._set_step(sid, StepState.SKIPPED, now, "when is false", due=None)
                 self._release(sid, now)
                 return None
-            inputs = {k: expr.evaluate(e, self.env) for k, e in spec["inputs"].items()}
-            items = expr.evaluate(spec["each"]["items"], self.env) if spec["kind"] == "each" else None
-            if spec["kind"] == "each" and not isinstance(items, list):
-                raise expr.EvalError(f"each needs a list of items, not {expr.type_name(items)}")
-            queue = _queue(spec, self.env)
-            problem = check_serializable([inputs, items])
+            inputs = {k: expr.evaluate(e, env) for k, e in spec["inputs"].items()}
+            items = None
+            if spec["kind"] == "each":
+                items = expr.evaluate(spec["each"]["items"], env)
+                if not isinstance(items, list):
+                    raise expr.EvalError(f"each needs a list of items, not {expr.type_name(items)}")
+            queue = _queue(spec, env)
+            problem = check_serializable([inputs, items]) if inputs or items is not None else None
             if problem:
                 raise expr.EvalError(f"inputs cannot be stored: {problem}")
         except expr.EvalError as e:
@@ -458,29 +474,29 @@ class Machine(Steering, Waiting, Undoing):
             )
             self._arm(sid, TimerKind.DEADLINE)
             return None
-        recorded = inputs if items is None else {"items": items, "with": inputs}
-        routed = {} if queue is None else {"queue": queue}  # kept by the steps that name a queue only
-        self._set_step(
-            sid,
-            StepState.RUNNING,
-            now,
-            inputs=recorded,
+        rec.update(
+            inputs=inputs if items is None else {"items": items, "with": inputs},
             started=now,
             ended=None,
             due=None,
             error=None,
             deadline=deadline,
             poll=None,
-            **routed,
         )
-        self._arm(sid, TimerKind.DEADLINE)
+        if queue is not None:
+            rec["queue"] = queue  # kept by the steps that name a queue only
+        self._set_step(sid, _RUNNING, now)
+        if deadline is not None:
+            self._arm(sid, _DEADLINE)
         return Launch(sid, rec["attempts"], spec["action"], inputs, deadline, items=items, queue=queue)
 
     def _advance(self, now: float) -> None:
         """Move the run on when a stage is complete or a halt has drained."""
         run = self.run
-        while run["state"] == RunState.RUNNING:
+        while run["state"] == _RUN_RUNNING:
             stage = run["stage"]
+            if stage == _RUN and not self.halt and self.open["run"]:
+                return  # (the usual case: a run going on)
             if self.halt:
                 if self.running or self.polling or self.undoing:
                     return
@@ -496,11 +512,11 @@ class Machine(Steering, Waiting, Undoing):
                     self._clear_halt()
                     self._enter(Stage.ROLLBACK, now)
                 continue
-            if stage == Stage.RUN and not self.open["run"]:
-                self._enter(Stage.FINALIZE, now)
-            elif stage == Stage.FINALIZE and not self.open["finalize"]:
+            if stage == _RUN:
+                self._enter(_FINALIZE, now)
+            elif stage == _FINALIZE and not self.open["finalize"]:
                 self._succeed(now)
-            elif stage == Stage.HOOKS and not self.unfinished[self._hook_phase()]:
+            elif stage == _HOOKS and not self.unfinished[self._hook_phase()]:
                 ending = run["ending"]
                 detail = "rolled back" if run["rolled_back"] else run["error"] if ending == RunState.FAILED else None
                 self._set_run(RunState(ending), now, detail)

@@ -267,7 +267,10 @@ def holds_task(rec: StepRecord) -> bool:
 
 def is_polling(rec: StepRecord) -> bool:
     """Whether a step record is a polling action between polls."""
-    return rec["state"] == StepState.SUSPENDED and rec.get("poll") is not None
+    return rec["state"] == _SUSPENDED and rec.get("poll") is not None
+
+
+_SUSPENDED = StepState.SUSPENDED  # (read for every step: an enum class's attribute costs several times a global)
 
 
 def timeout_error(spec: StepSpec) -> ErrorRecord:

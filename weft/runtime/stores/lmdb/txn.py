@@ -94,6 +94,15 @@ class Txn(port.Txn):
                 return
             yield key
 
+    def _last(self, db: str, low: bytes = b"", high: bytes | None = None) -> bytes | None:
+        """The greatest key from `low` (included) to `high` (excluded; None: to the end), or None: two cursor moves
+        (every commit appends to a history and the feed after their last keys)."""
+        cur = self._raw.cursor(db=self._dbs[db])
+        if not (cur.prev() if high is not None and cur.set_range(high) else cur.last()):
+            return None
+        key = cur.key()
+        return key if key >= low else None
+
     def key_list(self, db: str, low: bytes, high: bytes, limit: int | None = None) -> list[bytes]:
         """Keys from `low` (included) to `high` (excluded), at most `limit`, read in one go: no Python per key."""
         cur = self._raw.cursor(db=self._dbs[db])
@@ -278,9 +287,9 @@ class Txn(port.Txn):
     # -- history -----------------------------------------------------------------------------
 
     def last_seq(self, run_id: str) -> int:
-        for key in self.keys("events", K.run_key(run_id), reverse=True):
-            return K.seq_of(key)
-        return 0
+        prefix = K.run_key(run_id)
+        key = self._last("events", prefix, K.after(prefix))
+        return 0 if key is None else K.seq_of(key)
 
     def append_events(self, run_id: str, events: list[dict]) -> int:
         """Append `events` to the run's history, and one feed entry that gives them their places."""
@@ -314,9 +323,8 @@ class Txn(port.Txn):
         return found
 
     def feed_end(self) -> int:
-        for key in self.walk("feed", reverse=True):
-            return K.place_of(key) or 0
-        return 0
+        key = self._last("feed")
+        return 0 if key is None else K.place_of(key) or 0
 
     def trim_feed(self, limit: int) -> int:
         last = K.place_key(self.feed_end())  # kept, whatever it names: places go on from it
