@@ -147,14 +147,25 @@ def test_calls_waiting_for_their_step_s_bound_are_never_made_once_the_run_is_can
 
 def test_the_bound_is_in_the_plan_and_on_the_task_and_round_trips(tmp_path):
     comp = compile_paths([str(_folder(tmp_path) / "limited.flow")])
-    assert not comp.errors, comp.errors
+    assert not comp.has_errors, comp.diagnostics
     plan = comp.plan("flat")
     body = plan["steps"][0]["each"]["plan"]["steps"]
     assert [s.get("concurrency") for s in body] == [2, None]
     assert plan["steps"][0]["concurrency"] is None  # the `each` step's own bound is each.concurrency
     assert msgpack.unpackb(msgpack.packb(plan, use_bin_type=True), raw=False) == plan
-    launch = Launch(body[0]["id"], 1, body[0]["action"], {"i": 1, "seconds": 0.1})
+    launch = Launch(body[0]["id"], 1, body[0]["action"], {"i": 1, "seconds": 0.1}, None)
     task = Task.of("R", launch, [], None, ("ROOT/each/" + body[0]["id"], 2))
     again = Task.from_data(msgpack.unpackb(msgpack.packb(task.to_data()), raw=False))
     assert (again.limit, again.limit_key) == (2, "ROOT/each/" + body[0]["id"])
     assert (Task.of("R", launch, []).limit, Task.from_data({**task.to_data(), "limit": None}).limit) == (None, None)
+
+
+def test_weft_plan_and_weft_graph_show_a_step_s_bound(weft, tmp_path):
+    (tmp_path / "top.flow").write_text(
+        'flow f(hosts: list[str]) {\n    a = std.log(message: "x") concurrency 4\n'
+        "    each h in hosts concurrency 20 {\n        std.log(message: h) concurrency 10\n    }\n}\n"
+    )
+    assert "std.log   [concurrency 4]" in weft("plan", str(tmp_path / "top.flow"), code=0).stdout
+    weft("graph", str(tmp_path / "top.flow"), "--expand", "-o", str(tmp_path / "top.svg"), code=0)
+    drawn = (tmp_path / "top.svg").read_text()
+    assert "concurrency 4" in drawn and "concurrency 10" in drawn

@@ -77,6 +77,8 @@ def _step_line(s: dict, width: int) -> str:
         notes.append(f"when {expr_text(s['when'])}")
     if s.get("queue") is not None:
         notes.append(f"queue {queue_text(s['queue'])}")
+    if s.get("concurrency"):
+        notes.append(f"concurrency {s['concurrency']}")
     if s["on_error"] != "pause":
         notes.append(f"on error {s['on_error']}")
     if s["undo"]:

@@ -149,7 +149,7 @@ def body_summary(plan: dict) -> str:
 
 
 def annotations(step: dict, default_policy: str) -> list[str]:
-    """The small print under a step: retry, timeout, undo, when, error policy, queue."""
+    """The small print under a step: retry, timeout, undo, when, error policy, queue, its own concurrency."""
     notes = []
     if step["retry"]:
         backoff = f" backoff {seconds(step['backoff'])}" if step["backoff"] else ""
@@ -164,6 +164,8 @@ def annotations(step: dict, default_policy: str) -> list[str]:
         notes.append(f"on error {step['on_error']}")
     if step.get("queue") is not None:
         notes.append(f"queue: {shorten(queue_text(step['queue']), 32)}")
+    if step.get("concurrency"):
+        notes.append(f"concurrency {step['concurrency']}")
     return notes
 
 
