@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import resource
 import subprocess
@@ -122,7 +123,10 @@ def fan_of(n: int, module: str, action: str, inputs: dict) -> dict:
 
 
 def watched(store: Store, plan: dict, **options) -> tuple[float, int]:
-    """(wall seconds, most OS threads of this process seen at a commit) of one durable run."""
+    """(wall seconds, most OS threads of this process seen at a commit) of one durable run. What the process holds
+    before it (the plan built here) is frozen out of the garbage collector's sight, as `weft run` freezes what
+    compiling left."""
+    gc.freeze()
     m, lease = session.create(store, plan, {}, user="bench", label=None, locks=[])
     most = os_threads()
 
@@ -131,7 +135,10 @@ def watched(store: Store, plan: dict, **options) -> tuple[float, int]:
         most = max(most, os_threads())
 
     t0 = time.perf_counter()
-    run = Driver(store, m, lease, observer=observe, **options).drive()
+    try:
+        run = Driver(store, m, lease, observer=observe, **options).drive()
+    finally:
+        gc.unfreeze()
     took = time.perf_counter() - t0
     assert run["state"] == "succeeded", run
     return took, most

@@ -102,6 +102,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         elif path == "/redirect":
             self._redirect(int(query["status"][0]), query["to"][0])
+        elif path == "/proxied":  # asked of this server as of a proxy
+            seen = {"target": self.path, "auth": self.headers.get("Proxy-Authorization")}
+            self._send(200, json.dumps(seen).encode())
         elif path == "/loop":
             self.send_response(302)
             self.send_header("Location", "/loop")
@@ -300,6 +303,19 @@ def test_https_is_verified_against_the_system_s_authorities(tls_server, ca, loop
     monkeypatch.setenv("SSL_CERT_FILE", str(pem))  # the authorities of this "system": the test's CA
     first, second = _on_loop(loop, {"url": url}, {"url": url, "method": "POST", "json": [1]})
     assert first["json"]["path"] == "/secure" and second["json"]["body"] == "[1]"
+
+
+def test_http_through_a_proxy_asks_for_the_whole_url_with_the_proxy_s_credentials(server, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", server.replace("http://", "http://ops:s%40cret@"))
+    monkeypatch.setenv("NO_PROXY", "direct.example.invalid")
+    proxied, direct = _on_loop(
+        "uvloop", {"url": "http://hosts.example.invalid:8080/proxied?q=1"}, {"url": "http://direct.example.invalid/"}
+    )
+    assert proxied["json"] == {
+        "target": "http://hosts.example.invalid:8080/proxied?q=1",
+        "auth": "Basic b3BzOnNAY3JldA==",
+    }
+    assert "failed: cannot find host direct.example.invalid" in _failure(direct)  # NO_PROXY: not through the proxy
 
 
 class _Tunnels(threading.Thread):

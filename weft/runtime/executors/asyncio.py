@@ -90,8 +90,8 @@ class AsyncExecutor:
         try:
             while self._calls:
                 await asyncio.sleep(SWEEP)
-                for call, channel in list(self._calls.items()):
-                    if channel.cancelled() and not call.cancelling():
+                for call in [call for call, channel in self._calls.items() if channel.cancelled()]:
+                    if not call.cancelling():
                         call.cancel()
         finally:
             self._sweeping = False

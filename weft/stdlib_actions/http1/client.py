@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
 from urllib.request import getproxies_environment, proxy_bypass_environment
 
-from weft.stdlib_actions.http1.pool import Origin, Pool, Proxy
+from weft.stdlib_actions.http1.pool import Origin, Pool, Proxy, basic
 from weft.stdlib_actions.http1.wire import MAX_BODY, Failure, Reply
 
 MAX_REDIRECTS = 20
@@ -47,7 +47,10 @@ class Client:
         extra = _headers(headers, json is not None)
         for _ in range(MAX_REDIRECTS + 1):
             origin, target, host = self._route(url)
-            request = _head(method, target, host, extra, body) + body
+            sent = extra
+            if origin.proxy is not None and origin.proxy.auth and origin.scheme == "http":
+                sent = [*extra, (b"Proxy-Authorization", basic(origin.proxy.auth))]
+            request = _head(method, target, host, sent, body) + body
             reply = await self.pool.send(origin, request, timeout, head_only=method == "HEAD")
             location = _header(reply, b"location") if reply.status in (301, 302, 303, 307, 308) else None
             if location is None:

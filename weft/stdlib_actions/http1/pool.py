@@ -176,7 +176,7 @@ class Pool:
         target = _netloc(origin.host, origin.port).encode("idna")
         head = b"CONNECT " + target + b" HTTP/1.1\r\nHost: " + target + b"\r\n"
         if origin.proxy.auth:
-            head += b"Proxy-Authorization: Basic " + base64.b64encode(origin.proxy.auth.encode()) + b"\r\n"
+            head += b"Proxy-Authorization: " + basic(origin.proxy.auth) + b"\r\n"
         status = await connection.tunnel(head + b"\r\n", timeout)
         if status != 200:
             raise Failure(f"the proxy {_netloc(origin.proxy.host, origin.proxy.port)} refused a tunnel: {status}")
@@ -194,6 +194,11 @@ class Pool:
             for connection in idle:
                 connection.close()
         self._idle.clear()
+
+
+def basic(auth: str) -> bytes:
+    """The value of a Proxy-Authorization header for `auth` ("user:password")."""
+    return b"Basic " + base64.b64encode(auth.encode())
 
 
 def _netloc(host: str, port: int) -> str:
