@@ -8,12 +8,13 @@ httptools) and so its connections: repeated calls to a service reuse them.
 from __future__ import annotations
 
 import json as jsonlib
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from weft.sdk.actions import ActionFailed, action
 from weft.sdk.loops import shared
-from weft.stdlib_actions.http1.client import Client
-from weft.stdlib_actions.http1.wire import Failure, Reply, TimedOut
+
+if TYPE_CHECKING:
+    from weft.stdlib_actions.http1.wire import Reply
 
 BODY_SHOWN = 200  # characters of a failing response's body its error message quotes
 
@@ -48,6 +49,9 @@ async def request(
     verb = method.upper()
     if not url.startswith(("http://", "https://")):
         raise ActionFailed(f"url must start with http:// or https://, not {url!r}")
+    from weft.stdlib_actions.http1.client import Client  # at the first call: compiling a flow imports this module
+    from weft.stdlib_actions.http1.wire import Failure, TimedOut
+
     client: Client = shared("std.http", Client)
     try:
         _, reply = await client.request(verb, url, json=json, headers=headers, timeout=timeout)

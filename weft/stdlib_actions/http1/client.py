@@ -17,7 +17,6 @@ import json as jsonlib
 import zlib
 from typing import Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
-from urllib.request import getproxies_environment, proxy_bypass_environment
 
 from weft.stdlib_actions.http1.pool import Origin, Pool, Proxy, basic
 from weft.stdlib_actions.http1.wire import MAX_BODY, Failure, Reply
@@ -33,6 +32,8 @@ class Client:
     """Requests from one event loop; `aclose` closes its connections."""
 
     def __init__(self) -> None:
+        from urllib.request import getproxies_environment  # urllib.request imports much; only a client needs it
+
         self.pool = Pool()
         self._proxies = {k: v for k, v in getproxies_environment().items() if k in ("http", "https", "all", "no")}
         self._routes: dict[str, tuple[Origin, bytes, bytes]] = {}
@@ -96,7 +97,11 @@ class Client:
 
     def _proxy(self, scheme: str, host: str) -> Proxy | None:
         url = self._proxies.get(scheme) or self._proxies.get("all")
-        if not url or proxy_bypass_environment(host, self._proxies):
+        if not url:
+            return None
+        from urllib.request import proxy_bypass_environment
+
+        if proxy_bypass_environment(host, self._proxies):
             return None
         parts = urlsplit(url if "://" in url else "http://" + url)
         if parts.scheme != "http" or not parts.hostname:
