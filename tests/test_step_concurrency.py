@@ -13,6 +13,7 @@ import msgpack
 import pytest
 from conftest import read_until, run_id
 
+from weft.client import Client
 from weft.compiler import compile_paths
 from weft.runtime.core.events import Launch
 from weft.runtime.executors.port import Task
@@ -169,3 +170,14 @@ def test_weft_plan_and_weft_graph_show_a_step_s_bound(weft, tmp_path):
     weft("graph", str(tmp_path / "top.flow"), "--expand", "-o", str(tmp_path / "top.svg"), code=0)
     drawn = (tmp_path / "top.svg").read_text()
     assert "concurrency 4" in drawn and "concurrency 10" in drawn
+
+
+def test_a_plan_written_before_the_bound_runs_as_before(tmp_path):
+    plan = compile_paths([str(_folder(tmp_path) / "limited.flow")]).plan("flat")
+    body = plan["steps"][0]["each"]["plan"]
+    for s in body["steps"]:
+        del s["concurrency"]
+    with Client(tmp_path / "store") as client:
+        run = client.wait(client.start_plan(plan, {"items": [1, 2, 3]}), 30)
+    assert run.state == "succeeded", run.error
+    assert _counted(tmp_path)["calls"] == 3
