@@ -90,3 +90,29 @@ def test_json_is_complete_unless_paged_and_the_client_reads_pages(weft, big):
     assert weft("doctor", code=0).stdout.endswith("is sound\n")
     weft("skip", run_id, "broken", code=0)
     assert weft.show(run_id)["counts"] == {"run": {"skipped": 1, "succeeded": STEPS}}
+
+
+@pytest.mark.slow
+def test_a_page_read_from_the_stores_tally_says_what_counting_every_step_says(weft):
+    lines = [f"    s{i} = a.noop()" for i in range(STEPS)]
+    (weft.folder / "acts.py").write_text(textwrap.dedent(ACTIONS))
+    (weft.folder / "ok.flow").write_text(
+        "use acts as a\n\nflow ok() {\n" + "\n".join(lines) + '\n    finalize {\n        std.log(message: "done")\n'
+        "        std.echo(value: 1)\n    }\n}\n"
+    )
+    run_id, _ = weft.run("ok.flow", code=0)
+    tallied = weft("show", run_id, code=0).stdout
+    assert f"steps    {STEPS + 2} in all: run phase: {STEPS} succeeded; finalize phase: 2 succeeded" in tallied
+    paged = json.loads(weft("show", run_id, "--json", "--steps", "3", code=0).stdout)
+    whole = weft.show(run_id)
+    assert paged["counts"] == whole["counts"] == {"run": {"succeeded": STEPS}, "finalize": {"succeeded": 2}}
+    assert [s["id"] for s in paged["steps"]] == ["s0", "s1", "s2"] and paged["steps_total"] == STEPS + 2
+
+    from weft.runtime.stores.lmdb.store import Store
+
+    with Store(weft.store) as store:  # a tally that does not add up is not used: the steps are counted
+        store.write(lambda t: t.put("tallies", run_id.encode(), {"succeeded": 3}))
+    assert weft("show", run_id, code=0).stdout == tallied
+    with Store(weft.store) as store:  # nor is one missing (a run stored before tallies were kept)
+        store.write(lambda t: t.delete("tallies", run_id.encode()))
+    assert weft("show", run_id, code=0).stdout == tallied

@@ -7,6 +7,7 @@ here knows how a backend keys or indexes its records.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 
 import pytest
 
@@ -190,6 +191,77 @@ def test_steps_plans_and_meta_round_trip_in_step_id_order(store):
         assert t.plan(a)["steps"][1] == {"id": "a/b"}
         assert t.meta("bench") == [1, 2] and t.meta("other") is None
         assert t.steps("0" * 26) == {}
+
+
+def test_new_steps_written_in_one_pass_are_separate_records_with_their_timers(store):
+    (a,) = make_ids(1)
+    ids = [f"s{i}" for i in range(300)]
+
+    def create(t):
+        t.put_run(run_record(a))
+        t.put_plan(a, {"format": "weft.plan", "steps": [{"id": sid, "phase": "run", "kind": "action"} for sid in ids]})
+        t.put_new_steps(a, ids, {"state": "pending", "attempts": 0, "due": None})
+
+    store.write(create)
+    store.write(lambda t: t.put_step(a, "s7", {"state": "pending", "attempts": 1, "due": T0 + 5}))
+    store.write(lambda t: t.put_step(a, "s8", {"state": "succeeded", "attempts": 1, "due": None}))
+    with store.read() as t:
+        steps = t.steps(a)
+        assert sorted(steps) == sorted(ids) and steps["s0"] == {"state": "pending", "attempts": 0, "due": None}
+        assert steps["s7"]["due"] == T0 + 5 and steps["s8"]["state"] == "succeeded"
+        assert [(tm.step, tm.due) for tm in t.due(T0 + 10)] == [("s7", T0 + 5)]
+        assert t.step_counts(a) in (None, {"pending": 299, "succeeded": 1})
+    store.write(lambda t: t.put_step(a, "s7", {"state": "running", "attempts": 2, "due": None}))
+    with store.read() as t:
+        assert list(t.due(T0 + 10)) == []
+    (b,) = [run_id(int(T0 * 1000) + 5, 9)]
+    store.write(lambda t: t.put_new_steps(b, ["w"], {"state": "pending", "attempts": 1, "due": T0 + 1}))
+    with store.read() as t:
+        assert [(tm.run, tm.step) for tm in t.due(T0 + 10)] == [(b, "w")]
+
+
+def test_step_counts_where_kept_follow_every_write_of_the_step_records(store):
+    a, b = make_ids(2)
+
+    def counted(t, rid):
+        counts = t.step_counts(rid)
+        assert counts is None or counts == dict(sorted(Counter(t.step_states(rid).values()).items()))
+        return counts
+
+    def create(t):
+        for rid in (a, b):
+            t.put_run(run_record(rid))
+            t.put_plan(rid, {"format": "weft.plan", "steps": [{"id": sid} for sid in ("x", "y", "z")]})
+            for sid in ("x", "y", "z"):
+                t.put_step(
+                    rid, sid, {"state": "pending", "attempts": 0} if sid != "z" else {"attempts": 0, "state": "pending"}
+                )
+
+    def fail(t):
+        t.put_step(a, "y", {"state": "failed", "attempts": 1})
+        raise RuntimeError("no")
+
+    store.write(create)
+    store.write(
+        lambda t: [
+            t.put_step(a, "x", {"state": "running", "attempts": 1}),
+            t.put_step(a, "x", {"state": "succeeded", "attempts": 1}),
+        ]
+    )
+    with pytest.raises(RuntimeError):
+        store.write(fail)
+    store.write(
+        lambda t: [
+            t.put_step(a, "z", {"attempts": 1, "state": "running"}),
+            t.put_step(b, "y", {"state": "skipped", "attempts": 0}),
+        ]
+    )
+    with store.read() as t:
+        assert counted(t, a) in (None, {"pending": 1, "running": 1, "succeeded": 1})
+        assert counted(t, b) in (None, {"pending": 2, "skipped": 1})
+    store.write(lambda t: t.delete_run(a))
+    with store.read() as t:
+        assert t.step_counts(a) is None and counted(t, b) in (None, {"pending": 2, "skipped": 1})
 
 
 def test_history_is_append_only_with_seqs_from_one(store):

@@ -15,26 +15,15 @@ from __future__ import annotations
 from weft.client.errors import CompileFailed, Conflict, FlowRequired, InvalidInput, NotFound
 from weft.client.model import (
     ACTIONS,
-    Bulk,
-    Change,
-    Changes,
-    Delivery,
-    Diagram,
     Event,
-    Lock,
     Origin,
     Owner,
     Page,
     Parent,
     Poll,
     Progress,
-    Pruned,
-    Refusal,
-    RollbackPreview,
     Run,
     RunSummary,
-    Schedule,
-    ScheduleEntry,
     Slot,
     Step,
     StepDetail,
@@ -43,9 +32,32 @@ from weft.client.model import (
     SubRun,
     SubRuns,
     Undo,
-    WorkerProcess,
 )
 from weft.client.operations import Client, login
+
+_ANSWERS = (
+    "Bulk",
+    "Change",
+    "Changes",
+    "Delivery",
+    "Diagram",
+    "Lock",
+    "Pruned",
+    "Refusal",
+    "RollbackPreview",
+    "Schedule",
+    "ScheduleEntry",
+    "WorkerProcess",
+)  # answers.py: imported on first use, so that running or showing a run does not make these classes
+
+
+def __getattr__(name: str) -> object:
+    if name in _ANSWERS:
+        from weft.client import answers
+
+        return getattr(answers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ACTIONS",

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from weft.client.model import Change, Event, Progress
+from typing import TYPE_CHECKING
+
+from weft.client.model import Event, Progress
 from weft.client.redact import Redactor
 from weft.runtime.stores.port import Txn
+
+if TYPE_CHECKING:
+    from weft.client.answers import Change
 
 
 def changes(t: Txn, after: int, limit: int) -> tuple[list[Change], int]:
@@ -35,6 +40,8 @@ def run_changes(t: Txn, run_id: str, after: int, limit: int) -> tuple[dict, list
 
 
 def _change(place: int | None, run_id: str, run: dict | None, e: Event) -> Change:
+    from weft.client.answers import Change
+
     return Change(
         place,
         run_id,

@@ -6,10 +6,10 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from weft.client.errors import NotFound
-from weft.client.model import Bulk, Refusal
 from weft.errors import WeftError
 
 if TYPE_CHECKING:
+    from weft.client.answers import Bulk
     from weft.client.operations import Client
 
 PAGE = 500  # runs read per page of a filter
@@ -22,6 +22,8 @@ def apply(client: Client, command: Callable[[str], Any], ids: Iterable[str] | No
     A refusal (a Conflict, an input the run does not take) is recorded and the
     next run is steered: one run's state never stops the others.
     """
+    from weft.client.answers import Bulk, Refusal
+
     done: list[str] = []
     refused: list[Refusal] = []
     missing: list[str] = []

@@ -1,14 +1,14 @@
-"""What the Client returns: frozen dataclasses made from the store's records, never the records themselves."""
+"""What the Client returns of runs: frozen dataclasses made from the store's records, never the records themselves
+(answers.py holds those of its other operations)."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from weft.client.redact import Redactor
-from weft.plan.secrets import secret_params
 from weft.runtime.core.states import RUN_ENDED, describe_error, outcome
 from weft.runtime.engine import bulk
 from weft.runtime.engine.lease import holder_alive
@@ -36,6 +36,8 @@ class Event:
 
 @dataclass(frozen=True)
 class StepError:
+    """Why a step failed: the exception's type, its message and (shown with the step alone) its traceback."""
+
     type: str | None
     message: str
     traceback: str | None = None
@@ -84,6 +86,8 @@ class TaskCancel:
 
 @dataclass(frozen=True)
 class SubRun:
+    """One sub-run of an `each` step: its id, its item's index, its state and label."""
+
     id: str
     index: int
     state: str
@@ -111,6 +115,8 @@ class Origin:
 
 @dataclass(frozen=True)
 class Step:
+    """One step of a run: its spec's outline and its record (state, attempts, inputs, outputs, error...)."""
+
     id: str
     name: str | None
     phase: str
@@ -160,6 +166,8 @@ class Owner:
 
 @dataclass(frozen=True)
 class Parent:
+    """The run, `each` step and item index that made a sub-run."""
+
     run: str
     step: str
     index: int
@@ -239,20 +247,6 @@ class Page:
 
 
 @dataclass(frozen=True)
-class Lock:
-    name: str
-    run: RunSummary
-
-
-@dataclass(frozen=True)
-class Pruned:
-    removed: int  # runs deleted, sub-runs included
-    sub_runs: int  # of which sub-runs
-    kept: int  # old enough, but a sub-run has not ended or a live process holds one
-    cutoff: float  # runs that ended before this were pruned
-
-
-@dataclass(frozen=True)
 class Progress:
     """What a run driven by this process reports after each commit (see Client.drive)."""
 
@@ -265,119 +259,6 @@ class Progress:
     current: Callable[[], tuple[tuple[str, ...], dict[str, float], float]] | None = field(
         default=None, compare=False, repr=False
     )
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """What became of a signal or a cancel: done here, or handed to the process or workers driving the run."""
-
-    run_id: str
-    name: str  # the signal's name, or "cancel"
-    how: str  # "delivered", "owner" (another live process drives the run), "workers" (detached run)
-    run: Run | None = None  # as the command left it (a cancel: always)
-
-
-@dataclass(frozen=True)
-class Change:
-    """One event of a run's history as displays that follow runs live see it, with the run's state now."""
-
-    place: int | None  # in the store's feed of all runs (None: read from one run's history)
-    run_id: str
-    run_state: str | None  # None: the run was deleted since
-    progress: float | None
-    event: Event
-
-
-@dataclass(frozen=True)
-class Changes:
-    """A page of the feed: the changes after a place, and the last place read (where the next page starts)."""
-
-    items: tuple[Change, ...]
-    end: int
-
-
-@dataclass(frozen=True)
-class WorkerProcess:
-    """A process serving the store's runs: `weft worker`, or the worker inside `weft serve`."""
-
-    pid: int
-    host: str
-    kind: str  # "worker" or "server"
-    started: float
-    heartbeat: float
-    limit: int  # runs it drives at once
-    runs: tuple[str, ...]  # the runs it drives now
-
-
-@dataclass(frozen=True)
-class ScheduleEntry:
-    """What a schedule did with one slot: "fire" (started `run`), "skip", "miss", "wait", "cancel", "trigger"."""
-
-    slot: float
-    t: float
-    what: str
-    note: str | None
-    run: str | None
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """A schedule: which flow it starts with which inputs, when, and what it did."""
-
-    name: str
-    flow: str
-    file: str | None
-    inputs: dict
-    cron: str | None
-    every: float | None  # seconds between slots, when not a cron line
-    tz: str
-    start: float
-    until: float | None
-    max_runs: int | None
-    overlap: str
-    catchup: float
-    jitter: float
-    paused: bool
-    note: str | None  # why it was paused
-    created: float
-    fired: int  # runs it started
-    last_run: str | None
-    upcoming: tuple[float, ...]  # its next slot times
-    history: tuple[ScheduleEntry, ...]  # newest last
-
-
-@dataclass(frozen=True)
-class Refusal:
-    id: str
-    reason: str
-    state: str | None  # the run's state when it was refused
-
-
-@dataclass(frozen=True)
-class Bulk:
-    """What a command given to many runs did: runs done, refused (with why) and ids that name no run."""
-
-    done: tuple[str, ...]
-    refused: tuple[Refusal, ...]
-    missing: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class RollbackPreview:
-    """What `rollback` would do now: the steps whose undo it runs, and succeeded steps that have none."""
-
-    run_id: str
-    undo: tuple[str, ...]
-    without_undo: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Diagram:
-    """What a run's diagram shows: its Plan, each step's state, each `each` step's sub-runs by state."""
-
-    plan: dict
-    states: dict[str, str]
-    counts: dict[str, dict[str, int]]
 
 
 # -- from records ---------------------------------------------------------------------------------
@@ -509,10 +390,18 @@ def actions(run: dict, failed: bool, signals: bool, owner: Owner | None) -> froz
 class Overview:
     """What a run's page says of all its steps, whichever of them it shows."""
 
-    states: dict[str, str]  # step id -> state, every step
-    outline: list[tuple[str, str, str]]  # (id, phase, kind) of every step, in plan order
+    counts: dict[str, dict[str, int]]  # phase -> state -> steps, phases in plan order, states by name
+    steps_total: int
     signals: dict[str, str]  # suspended `wait` step -> the signal it waits for
     history_total: int
+
+
+def counts(pairs: Iterable[tuple[str, str]]) -> dict[str, dict[str, int]]:
+    """Phase -> state -> steps of (phase, state) pairs in plan order: phases in that order, states by name."""
+    by_phase: dict[str, dict[str, int]] = {}
+    for (phase, state), n in Counter(pairs).items():
+        by_phase.setdefault(phase, {})[state] = n
+    return {phase: dict(sorted(states.items())) for phase, states in by_phase.items()}
 
 
 def full(
@@ -530,20 +419,15 @@ def full(
     hide = Redactor(run)
     history = hide.history(history)
     steps = tuple(step(spec, hide.step(spec, recs[spec["id"]]), children.get(spec["id"])) for spec in specs)
-    counts = Counter((phase, seen.states[sid]) for sid, phase, _ in seen.outline)
-    by_phase: dict[str, dict[str, int]] = {}
-    for (phase, state), n in counts.items():  # phases in plan order, states by name
-        by_phase.setdefault(phase, {})[state] = n
-    by_phase = {phase: dict(sorted(states.items())) for phase, states in by_phase.items()}
-    failed = "failed" in seen.states.values()
+    failed = any("failed" in states for states in seen.counts.values())
     return Run(
         **fields,
         steps=steps,
         history=tuple(Event.of(e, seq) for seq, e in history),
         actions=tuple(sorted(actions(run, failed, bool(seen.signals), fields["owner"]))),
         waiting_for=tuple(sorted(set(seen.signals.values()))),
-        counts=by_phase,
-        steps_total=len(seen.outline),
+        counts=seen.counts,
+        steps_total=seen.steps_total,
         history_total=seen.history_total,
     )
 
@@ -555,31 +439,4 @@ def detail(run_id: str, spec: dict, st: Step, history: list[tuple[int, dict]]) -
         tuple(spec.get("deps") or ()),
         _action_name((spec.get("undo") or {}).get("action")),
         tuple(Event.of(e, seq) for seq, e in history if e.get("step") == st.id),
-    )
-
-
-def schedule_of(rec: dict, upcoming: list[float]) -> Schedule:
-    return Schedule(
-        name=rec["name"],
-        flow=rec["plan"]["flow"],
-        file=rec["plan"].get("file"),
-        inputs=Redactor({"inputs": rec["inputs"], "secrets": secret_params(rec["plan"])}).run(rec)["inputs"],
-        cron=rec.get("cron"),
-        every=rec.get("every"),
-        tz=rec.get("tz") or "UTC",
-        start=rec["start"],
-        until=rec.get("until"),
-        max_runs=rec.get("max_runs"),
-        overlap=rec["overlap"],
-        catchup=rec.get("catchup") or 0.0,
-        jitter=rec.get("jitter") or 0.0,
-        paused=bool(rec.get("paused")),
-        note=rec.get("note"),
-        created=rec["created"],
-        fired=rec.get("fired", 0),
-        last_run=rec.get("last_run"),
-        upcoming=tuple(upcoming),
-        history=tuple(
-            ScheduleEntry(e["slot"], e["t"], e["what"], e.get("note"), e.get("run")) for e in rec.get("history") or ()
-        ),
     )

@@ -19,19 +19,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from weft.client import inputs as checks
 from weft.client import limits, many
 from weft.client.errors import CompileFailed, Conflict, FlowRequired, InvalidInput, NotFound, steer
-from weft.client.model import (
-    Bulk,
-    Delivery,
-    Event,
-    Progress,
-    Pruned,
-    Run,
-)
+from weft.client.model import Event, Progress, Run
 from weft.client.reading import WAIT_STEP, Reading, step_id
 from weft.client.schedules import Scheduling
 from weft.client.redact import Redactor
@@ -50,6 +43,9 @@ from weft.runtime.executors.port import Executor
 from weft.runtime.stores import open_store, query, store_dir
 from weft.runtime.stores.port import Checkup, Store, StoreError, Txn
 from weft.runtime.stores.prune import prune as prune_runs
+
+if TYPE_CHECKING:
+    from weft.client.answers import Bulk, Delivery, Pruned
 
 Observer = Callable[[Progress], None]
 
@@ -458,6 +454,8 @@ class Client(Reading, Scheduling):
         dead owner's steps recovered first) and driven to its end, in the
         background or, with `hold`, by the next `drive` (how "delivered").
         """
+        from weft.client.answers import Delivery
+
         request = ("cancel", {"kind": "cancel", "by": by or login(), "t": time.time()})
         m, lease, rid = self._take(run_id, steer(steering.cancel), request=request)
         if m is None:
@@ -501,6 +499,8 @@ class Client(Reading, Scheduling):
         hold: bool = False,
     ) -> Delivery:
         """`signal`, with fields also as `K=V` texts; `hold` leaves the run for `drive` (until it waits again)."""
+        from weft.client.answers import Delivery
+
         texts = list(texts)
         with self._open().read() as t:
             rid = self._find(t, run_id)
@@ -539,6 +539,8 @@ class Client(Reading, Scheduling):
 
     def prune(self, older_than: str | timedelta, state: str | None = None, batch: int = 500) -> Pruned:
         """Delete runs that ended more than `older_than` ago ("30d", an ISO date, a timedelta), with their sub-runs."""
+        from weft.client.answers import Pruned
+
         if isinstance(older_than, timedelta):
             cutoff = time.time() - older_than.total_seconds()
         else:

@@ -9,23 +9,11 @@ from __future__ import annotations
 import time
 from abc import abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from weft.client import feed, model, search
 from weft.client.errors import InvalidInput, NotFound
-from weft.client.model import (
-    Change,
-    Changes,
-    Diagram,
-    Event,
-    Lock,
-    Page,
-    Progress,
-    RollbackPreview,
-    Run,
-    StepDetail,
-    WorkerProcess,
-)
+from weft.client.model import Event, Page, Progress, Run, StepDetail
 from weft.client.redact import Redactor
 from weft.errors import WeftError
 from weft.runtime.core import steering
@@ -34,7 +22,10 @@ from weft.runtime.core.rollback import undoable
 from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED
 from weft.runtime.engine import bulk
 from weft.runtime.engine.registry import Registry
-from weft.runtime.stores.port import CorruptRecord, Store, StoreError, Txn, unplanned
+from weft.runtime.stores.port import CorruptRecord, Outline, Store, StoreError, Txn, unplanned
+
+if TYPE_CHECKING:
+    from weft.client.answers import Change, Changes, Diagram, Lock, RollbackPreview, WorkerProcess
 
 WAIT_STEP = 0.05  # seconds between looks at a run's state while following or waiting for it
 
@@ -92,25 +83,33 @@ class Reading:
         with self._open().read() as t:
             rid = self._find(t, run_id)
             run, (_, outline) = t.run(rid), t.plan_outline(rid)
-            if steps is None:
-                recs = t.steps(rid)
-                states = {sid: rec["state"] for sid, rec in recs.items()}
-                shown = [o[0] for o in outline]
-            else:
-                states = t.step_states(rid)
-                why = unplanned(rid, states, [o[0] for o in outline])
-                if why is not None:
-                    raise CorruptRecord(f"corrupt store {self.path}: {why}")
-                shown = page(outline, states, max(0, steps))
-                recs = {sid: t.step(rid, sid) for sid in shown}
-            waits = [sid for sid, _, kind in outline if kind == "wait" and states[sid] == "suspended"]
-            specs = t.plan_steps(rid, [*shown, *waits])
+            seen = None if steps is None else _tallied(t, rid, outline, max(0, steps))
+            if seen is None:
+                seen = self._counted(t, rid, outline, steps)
+            recs, counts, waits = seen
+            specs = t.plan_steps(rid, [*recs, *waits])
             last = t.last_seq(rid)
             events = t.events(rid, 0 if history is None else max(0, last - max(0, history)))
-            seen = model.Overview(states, outline, {sid: specs[sid]["wait"]["signal"] for sid in waits}, last)
-            shown_specs = [specs[sid] for sid in shown]
+            overview = model.Overview(counts, len(outline), {sid: specs[sid]["wait"]["signal"] for sid in waits}, last)
+            shown_specs = [specs[sid] for sid in recs]
             children = _children(t, rid, shown_specs)
-            return model.full(run, shown_specs, recs, events, t.lease(rid), children, time.time(), seen)
+            return model.full(run, shown_specs, recs, events, t.lease(rid), children, time.time(), overview)
+
+    def _counted(self, t: Txn, rid: str, outline: Outline, steps: int | None) -> Seen:
+        """What a page of run `rid` shows, from every step's state: all steps, or the first `steps` of them."""
+        if steps is None:
+            recs = t.steps(rid)
+            states = {sid: rec["state"] for sid, rec in recs.items()}
+            recs = {sid: recs[sid] for sid in outline.ids}
+        else:
+            states = t.step_states(rid)
+            why = unplanned(rid, states, outline.ids)
+            if why is not None:
+                raise CorruptRecord(f"corrupt store {self.path}: {why}")
+            recs = {sid: t.step(rid, sid) for sid in page(outline.ids, states, max(0, steps))}
+        listed = outline.steps()
+        waits = [sid for sid, _, kind in listed if kind == "wait" and states[sid] == "suspended"]
+        return recs, model.counts((phase, states[sid]) for sid, phase, _ in listed), waits
 
     def step(self, run_id: str, step: str) -> StepDetail:
         """Step `step` (its id or name) of run `run_id`: inputs, outputs, error with traceback, its history."""
@@ -153,6 +152,8 @@ class Reading:
 
     def changes(self, after: int = 0, limit: int = 500) -> Changes:
         """Every run's events after place `after` of the store's feed, in commit order (see `last_change`)."""
+        from weft.client.answers import Changes
+
         with self._open().read() as t:
             found, end = feed.changes(t, max(0, after), max(0, limit))
         return Changes(tuple(found), end)
@@ -185,6 +186,8 @@ class Reading:
 
     def diagram(self, run_id: str) -> Diagram:
         """What `weft graph RUN` draws: the run's Plan, its steps' states, its sub-runs by state."""
+        from weft.client.answers import Diagram
+
         with self._open().read() as t:
             rid = self._find(t, run_id)
             plan, steps = t.plan(rid), t.steps(rid)
@@ -193,6 +196,8 @@ class Reading:
 
     def rollback_preview(self, run_id: str) -> RollbackPreview:
         """Which steps a rollback of the run would undo now, and which succeeded steps have no undo."""
+        from weft.client.answers import RollbackPreview
+
         with self._open().read() as t:
             rid = self._find(t, run_id)
             m = Machine(t.plan(rid), t.run(rid), t.steps(rid), time.time())
@@ -201,6 +206,8 @@ class Reading:
 
     def worker_processes(self) -> tuple[WorkerProcess, ...]:
         """The worker processes serving this store now, and the runs each drives."""
+        from weft.client.answers import WorkerProcess
+
         return tuple(
             WorkerProcess(a.pid, a.host, a.kind, a.started, a.heartbeat, a.limit, a.runs)
             for a in Registry(self.path).live()
@@ -208,6 +215,8 @@ class Reading:
 
     def locks(self) -> tuple[Lock, ...]:
         """The locks held by runs that have not ended, by lock name."""
+        from weft.client.answers import Lock
+
         with self._open().read() as t:
             held = [(name, t.run(rid), t.lease(rid)) for name, rid in t.locks().items()]
         now = time.time()
@@ -228,14 +237,47 @@ def _children(t: Txn, run_id: str, specs: list[dict]) -> dict[str, list[dict]]:
 
 
 FIRST = ("failed", "running", "suspended")  # the states of the steps a page shows before the others
+READ_APART = 1000  # steps outside a tallied run's biggest phase whose states a page reads one by one, at most
+
+Seen = tuple[dict[str, dict], dict[str, dict[str, int]], list[str]]  # (shown records, counts, suspended waits)
 
 
-def page(outline: list[tuple[str, str, str]], states: dict[str, str], limit: int) -> list[str]:
+def _tallied(t: Txn, rid: str, outline: Outline, limit: int) -> Seen | None:
+    """What a page of run `rid` shows, from the tally of its steps' states the store keeps (without reading
+    every step), when no step is failed, running or suspended: the first `limit` steps in plan order. None
+    when there is no such tally, or it does not add up."""
+    tally = t.step_counts(rid)
+    if tally is None or sum(tally.values()) != len(outline) or any(tally.get(state) for state in FIRST):
+        return None
+    sizes: dict[str, int] = {}
+    for phase, n in outline.phases:
+        sizes[phase] = sizes.get(phase, 0) + n
+    biggest = max(sizes, key=sizes.__getitem__) if sizes else None
+    if len(outline) - sizes.get(biggest, 0) > READ_APART:
+        return None
+    pairs, rest, at = [], dict(tally), 0
+    for phase, n in outline.phases:  # the states of the steps of the other phases, one by one
+        for sid in outline.ids[at : at + n] if phase != biggest else ():
+            rec = t.step(rid, sid)
+            if rec is None or not rest.get(rec["state"]):
+                return None
+            pairs.append((phase, rec["state"]))
+            rest[rec["state"]] -= 1
+        at += n
+    counts = model.counts(pairs)
+    counts = {phase: counts.get(phase, {}) for phase in sizes}  # (in plan order)
+    if biggest is not None:
+        counts[biggest] = {state: n for state, n in sorted(rest.items()) if n}
+    recs = {sid: t.step(rid, sid) for sid in outline.ids[:limit]}
+    return None if None in recs.values() else (recs, counts, [])
+
+
+def page(ids: list[str], states: dict[str, str], limit: int) -> list[str]:
     """The ids of the first `limit` steps of a page: failed, running and suspended ones, then the others in
-    plan order."""
+    plan order (`ids`)."""
     first: dict[str, list[str]] = {state: [] for state in FIRST}
     rest = []
-    for sid, _, _ in outline:
+    for sid in ids:
         state = states[sid]
         if state in first:
             first[state].append(sid)

@@ -15,13 +15,15 @@ import re
 import time
 from abc import abstractmethod
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from weft.client import inputs as checks
 from weft.client.errors import Conflict, InvalidInput, NotFound
-from weft.client.model import Schedule, schedule_of
 from weft.errors import WeftError
 from weft.runtime.stores.port import Store, StoreError, Txn
+
+if TYPE_CHECKING:
+    from weft.client.answers import Schedule
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 _SHOWN = 5  # upcoming slot times a schedule shows
@@ -113,6 +115,8 @@ class Scheduling:
 
     def schedules(self) -> tuple[Schedule, ...]:
         """Every schedule of the store, by name."""
+        from weft.client.answers import schedule_of
+
         from weft.runtime.core import schedule as rules
 
         now = time.time()
@@ -121,6 +125,8 @@ class Scheduling:
 
     def schedule(self, name: str) -> Schedule:
         """Schedule `name`: its settings, next slot times and what it did (its runs: `runs(schedule=name)`)."""
+        from weft.client.answers import schedule_of
+
         from weft.runtime.core import schedule as rules
 
         with self._open().read() as t:

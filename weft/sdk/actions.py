@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import linecache
 import os
 import types
 import typing
@@ -198,15 +199,12 @@ def _listing(head: str, problems: list[str]) -> str:
 def _location(fn: Callable[..., Any]) -> tuple[str, int]:
     """The file and the line of the `def` (not of its decorator)."""
     code = fn.__code__
-    file = os.path.abspath(code.co_filename)
-    try:
-        lines, start = inspect.getsourcelines(fn)
-    except (OSError, TypeError):
-        return file, code.co_firstlineno
-    for offset, text in enumerate(lines):
+    start = code.co_firstlineno  # its first decorator's line
+    lines = linecache.getlines(code.co_filename, fn.__globals__)  # (not inspect's source block: 10x the time)
+    for offset, text in enumerate(lines[start - 1 :]):
         if text.lstrip().startswith(("def ", "async def ")):
-            return file, start + offset
-    return file, code.co_firstlineno
+            return os.path.abspath(code.co_filename), start + offset
+    return os.path.abspath(code.co_filename), start
 
 
 def _first_paragraph(fn: Callable[..., Any]) -> str:

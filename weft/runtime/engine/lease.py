@@ -12,8 +12,6 @@ whose lease was taken over stops instead of writing over the new owner.
 from __future__ import annotations
 
 import os
-import secrets
-import socket
 import threading
 import time
 
@@ -22,7 +20,7 @@ from weft.runtime.stores.port import Store, Txn
 
 HEARTBEAT = 1.0
 TTL = 15.0
-HOST = socket.gethostname()
+HOST = os.uname().nodename  # socket.gethostname(), without importing socket at start-up
 
 
 class LeaseHeld(WeftError):
@@ -87,7 +85,7 @@ class Lease:
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
-        self.token = secrets.token_hex(8)
+        self.token = os.urandom(8).hex()  # secrets.token_hex(8), without importing secrets (random, hmac...)
         self.pid = os.getpid()
         self.pid_start = _own_start(self.pid)
         self._beat: _Heartbeat | None = None

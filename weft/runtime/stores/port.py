@@ -60,6 +60,43 @@ def unplanned(run_id: str, steps: dict, want: list[str] | None) -> str | None:
     return None
 
 
+class Outline:
+    """The steps of a run's Plan in plan order, without their specs: their ids, and their phases and kinds as
+    runs of [value, how many steps in a row] (a 50,000-step fan-out's phases are one run); `steps()` expands
+    them."""
+
+    __slots__ = ("ids", "kinds", "phases")
+
+    def __init__(self, ids: list[str], phases: list[list], kinds: list[list]) -> None:
+        self.ids, self.phases, self.kinds = ids, phases, kinds
+
+    @classmethod
+    def of(cls, specs: list[dict]) -> Outline:
+        return cls([s["id"] for s in specs], runs(s["phase"] for s in specs), runs(s["kind"] for s in specs))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def steps(self) -> list[tuple[str, str, str]]:
+        """(id, phase, kind) of each step."""
+        return list(zip(self.ids, _expand(self.phases), _expand(self.kinds)))
+
+
+def runs(values: Iterable[str]) -> list[list]:
+    """[[value, how many in a row], ...] of `values`."""
+    found: list[list] = []
+    for v in values:
+        if found and found[-1][0] == v:
+            found[-1][1] += 1
+        else:
+            found.append([v, 1])
+    return found
+
+
+def _expand(runs: list[list]) -> list[str]:
+    return [v for v, n in runs for _ in range(n)]
+
+
 class Txn(ABC):
     """One transaction (read-only inside `Store.read()`)."""
 
@@ -101,14 +138,17 @@ class Txn(ABC):
         """The state of each of the run's steps, by step id, in step id order."""
         return {sid: rec["state"] for sid, rec in self.steps(run_id).items()}
 
-    def plan_outline(self, run_id: str) -> tuple[dict, list[tuple[str, str, str]]] | None:
-        """The run's Plan without its steps, and (id, phase, kind) of each step in plan order; None if no run."""
+    def step_counts(self, run_id: str) -> dict[str, int] | None:
+        """How many of the run's step records are in each state, if the backend keeps that count as it writes
+        them (else None: count `step_states`). A count that disagrees with the Plan's steps is not to be used."""
+        return None
+
+    def plan_outline(self, run_id: str) -> tuple[dict, Outline] | None:
+        """The run's Plan without its steps, and the outline of its steps; None if no run."""
         plan = self.plan(run_id)
         if plan is None:
             return None
-        return {k: v for k, v in plan.items() if k != "steps"}, [
-            (s["id"], s["phase"], s["kind"]) for s in plan["steps"]
-        ]
+        return {k: v for k, v in plan.items() if k != "steps"}, Outline.of(plan["steps"])
 
     def plan_steps(self, run_id: str, step_ids: Iterable[str]) -> dict[str, dict]:
         """The Plan's specs of the steps `step_ids` (those it has), in plan order."""

@@ -6,7 +6,8 @@ Checks, in order (each a pass over one kind of entry):
 - every run record sits under the key its id names;
 - every plan, step, event, request and lease names an existing run (a step,
   a step of that run's plan); a run has its plan; a run's events are 1..n;
-- indexes and timers are exactly what the run and step records call for;
+- indexes and timers are exactly what the run and step records call for, and
+  a run's tally (tally.py) counts its step records' states;
 - every queue entry has its twin (`at` and `of`) and names a run;
 - every lock names an existing run holding it; meta keys are known ones;
 - every schedule record sits under its name (moved back where it can be);
@@ -15,12 +16,14 @@ Checks, in order (each a pass over one kind of entry):
 A repair puts a misplaced record back where one flipped byte moved it from
 (only when exactly one free place fits), renumbers a history whose numbers
 lost their order, rebuilds indexes, timers and the queue, and drops leases,
-requests, locks, queue and meta entries that point at nothing. It never
+requests, locks, queue and meta entries that point at nothing, and tallies
+that do not count what they should (readers count the steps instead). It never
 deletes a run, plan, step or event record: what it cannot place stays reported.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from weft.runtime import ids
@@ -135,20 +138,20 @@ class _Checkup:
                 self.note(f"run record {shown('runs', key)} is under a key that is not its id")
 
     def owned(self, runs: dict[str, dict]) -> None:
-        """Plans, steps, events, requests and leases: each names an existing run (and a step of its plan)."""
+        """Plans, steps, events, requests, leases and tallies: each names an existing run (and a step of its plan)."""
         plans = self.values("plans")
         step_ids = {
             rid: set(plan_step_ids(plan))
             for rid, plan in ((k.decode(), p) for k, p in plans.items() if run_id_of(k) in runs and isinstance(p, dict))
         }
         requests = self.values("requests")
-        for db in ("plans", "steps", "events", "requests", "leases"):
+        for db in ("plans", "steps", "events", "requests", "leases", "tallies"):
             present = set(self.values(db))
             for key in sorted(present):
                 if db == "leases" and key.startswith(K.LOCK):
                     continue
                 rid = run_id_of(key)
-                if rid in runs and (db != "plans" or len(key) == K.ID_LEN):
+                if rid in runs and (db not in ("plans", "tallies") or len(key) == K.ID_LEN):
                     if db == "steps" and key[K.ID_LEN :].decode("utf-8", "replace") not in step_ids.get(rid, ()):
                         want = [K.step_key(rid, s) for s in step_ids.get(rid, ())]
                         self._orphan(
@@ -209,11 +212,16 @@ class _Checkup:
                 want_index |= K.index_keys(run)
             except (KeyError, TypeError, AttributeError):
                 self.note(f"run record {run.get('id')!r} lacks fields its index entries need")
-        want_timers = set()
+        want_timers, states = set(), {}
         for key, rec in self.values("steps").items():
             rid = run_id_of(key)
             if rid is not None and isinstance(rec, dict):
                 want_timers |= K.timer_keys(rid, key[K.ID_LEN :].decode("utf-8", "replace"), rec)
+                states.setdefault(rid, Counter())[rec.get("state")] += 1
+        for key, tally in self.values("tallies").items():
+            rid = run_id_of(key)
+            if rid in runs and len(key) == K.ID_LEN and tally != dict(sorted(states.get(rid, {}).items())):
+                self.note(f"stale tally {shown('tallies', key)}", lambda k=key: self.drop("tallies", k))
         for db, what, want in (("indexes", "index entry", want_index), ("timers", "timer", want_timers)):
             have = set(self.t.keys(db))
             for key in sorted(have - want):

@@ -22,6 +22,7 @@ Run ids are 26 ASCII characters, so keys that start with one need no separator.
                                         entry for the `count` events one write appended to a run's history:
                                         seq, seq+1, ... at place, place+1, ... ([run, seq, place]: one event)
     schedules <name>                    schedule record (weft.runtime.core.schedule)
+    tallies   <run>                     {state: the run's step records in it}, kept on write (tally.py)
     meta      <name>                    format, indexes (store format and index keys versions), ...
 """
 
@@ -48,8 +49,9 @@ DATABASES = (
     "timers",
     "feed",
     "schedules",
+    "tallies",
 )
-OWNED = ("plans", "steps", "events", "requests", "leases")  # databases whose keys start with <run>
+OWNED = ("plans", "steps", "events", "requests", "leases", "tallies")  # databases whose keys start with <run>
 ID_LEN = 26
 INDEX_VERSION = 4  # the index keys index_keys() makes; older stores are brought up to date by catalog.py
 _U64 = struct.Struct(">Q")

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from weft.runtime import records
+from weft.runtime.stores.port import Outline, runs
 
 CHUNK = 256  # step specs per chunk
 
@@ -27,25 +28,10 @@ def stored(plan: dict) -> dict:
     return {
         "head": {**plan, "steps": None},
         "ids": [s["id"] for s in steps],
-        "phases": _runs(s["phase"] for s in steps),
-        "kinds": _runs(s["kind"] for s in steps),
+        "phases": runs(s["phase"] for s in steps),
+        "kinds": runs(s["kind"] for s in steps),
         "chunks": [records.pack(steps[i : i + CHUNK]) for i in range(0, len(steps), CHUNK)],
     }
-
-
-def _runs(values: Iterable[str]) -> list[list]:
-    """[[value, how many in a row], ...]: a 50,000-step fan-out's phases are one run."""
-    found: list[list] = []
-    for v in values:
-        if found and found[-1][0] == v:
-            found[-1][1] += 1
-        else:
-            found.append([v, 1])
-    return found
-
-
-def _expand(runs: list[list]) -> list[str]:
-    return [v for v, n in runs for _ in range(n)]
 
 
 def _chunked(value: dict) -> bool:
@@ -59,14 +45,12 @@ def whole(value: dict) -> dict:
     return {**value["head"], "steps": [s for chunk in value["chunks"] for s in records.unpack(chunk)]}
 
 
-def outline(value: dict) -> tuple[dict, list[tuple[str, str, str]]]:
-    """The Plan without its steps, and (id, phase, kind) of each step in plan order."""
+def outline(value: dict) -> tuple[dict, Outline]:
+    """The Plan without its steps, and the outline of its steps (without expanding the stored one)."""
     if not _chunked(value):
-        return {k: v for k, v in value.items() if k != "steps"}, [
-            (s["id"], s["phase"], s["kind"]) for s in value["steps"]
-        ]
+        return {k: v for k, v in value.items() if k != "steps"}, Outline.of(value["steps"])
     head = {k: v for k, v in value["head"].items() if k != "steps"}
-    return head, list(zip(value["ids"], _expand(value["phases"]), _expand(value["kinds"])))
+    return head, Outline(value["ids"], value["phases"], value["kinds"])
 
 
 def step_ids(value: dict) -> list[str]:

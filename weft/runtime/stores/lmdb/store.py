@@ -348,7 +348,9 @@ def _attempt(env: _Env, batch: list[_Writer]) -> str:
             txn.abort()
             raise StoreError(f"cannot write to store {path}: {_reason(e)}") from None
         try:
-            writer.result = writer.fn(Txn(writer.store, inner, env.dbs, env.derived))
+            t = Txn(writer.store, inner, env.dbs, env.derived)
+            writer.result = writer.fn(t)
+            t.settle()
             if inner is not txn:
                 inner.commit()
         except lmdb.MapFullError:

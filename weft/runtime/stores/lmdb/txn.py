@@ -25,6 +25,7 @@ from weft.runtime.stores import port
 from weft.runtime.stores.lmdb import catalog, codec, corrupt, health, plans
 from weft.runtime.stores.lmdb import keys as K
 from weft.runtime.stores.lmdb.derived import Derived
+from weft.runtime.stores.lmdb.tally import Tally
 from weft.runtime.stores.port import CorruptRecord, Timer
 from weft.runtime.stores.query import Page, Query
 
@@ -35,13 +36,14 @@ _NO_VALUE = codec.encode(None)
 
 
 class Txn(port.Txn):
-    __slots__ = ("_dbs", "_derived", "_raw", "store")
+    __slots__ = ("_dbs", "_derived", "_raw", "_tally", "store")
 
     def __init__(self, store: Store, raw: lmdb.Transaction, dbs: dict, derived: dict[str, Derived]) -> None:
         self.store = store
         self._raw = raw
         self._dbs = dbs
         self._derived = derived  # "runs", "steps" -> what their last records' entries are (derived.py)
+        self._tally: Tally | None = None  # the step records this write moved between states (tally.py)
 
     # -- keys and values (this backend's own) ------------------------------------------------
 
@@ -161,9 +163,23 @@ class Txn(port.Txn):
         return None if value is None else plans.whole(value)
 
     def put_plan(self, run_id: str, plan: dict) -> None:
-        self.put("plans", K.run_key(run_id), plans.stored(plan))
+        key = K.run_key(run_id)
+        self.put("plans", key, plans.stored(plan))
+        if not self.has("tallies", key) and next(self.keys("steps", key), None) is None:  # a new run
+            self._moves().begun.add(run_id)
 
-    def plan_outline(self, run_id: str) -> tuple[dict, list[tuple[str, str, str]]] | None:
+    def _moves(self) -> Tally:
+        if self._tally is None:
+            self._tally = Tally()
+        return self._tally
+
+    def settle(self) -> None:
+        """Before this write transaction commits: write the tallies its step records' moves changed."""
+        if self._tally is not None:
+            self._tally.settle(self)
+            self._tally = None
+
+    def plan_outline(self, run_id: str) -> tuple[dict, port.Outline] | None:
         value = self._stored_plan(run_id)
         return None if value is None else plans.outline(value)
 
@@ -187,6 +203,12 @@ class Txn(port.Txn):
     def step(self, run_id: str, step_id: str) -> dict | None:
         return self.get("steps", K.step_key(run_id, step_id))
 
+    def step_counts(self, run_id: str) -> dict[str, int] | None:
+        try:
+            return self.get("tallies", K.run_key(run_id))
+        except CorruptRecord:  # derived data: the step records are counted instead (`weft doctor` drops it)
+            return None
+
     def step_states(self, run_id: str) -> dict[str, str]:
         """From each record's first field where it is the state (records are written so), else decoded."""
         prefix, found = K.run_key(run_id), {}
@@ -201,13 +223,30 @@ class Txn(port.Txn):
         return found
 
     def put_step(self, run_id: str, step_id: str, rec: dict) -> None:
-        timers = partial(K.timer_keys, run_id, step_id)
-        self._put_derived("steps", K.step_key(run_id, step_id), rec, "timers", timers)
+        timers, key = partial(K.timer_keys, run_id, step_id), K.step_key(run_id, step_id)
+        before = self._put_derived("steps", key, rec, "timers", timers)
+        self._moves().move(run_id, None if before is None else self._state_of(key, before), rec["state"])
 
-    def _put_derived(self, db: str, key: bytes, value: dict, entries_db: str, entries: Callable) -> None:
+    def put_new_steps(self, run_id: str, step_ids: Iterable[str], rec: dict) -> None:
+        """`rec` encoded once and put at every key; a record without timers (a new step's) is then known to the
+        writer as one that derives none, so the first change of each step decodes nothing either."""
+        if K.timer_keys(run_id, "", rec):
+            return super().put_new_steps(run_id, step_ids, rec)
+        raw, db, move = codec.encode(rec), self._dbs["steps"], self._moves().move
+        self._derived["steps"].blank = raw
+        for sid in step_ids:
+            if not self._raw.put(K.step_key(run_id, sid), raw, db=db, overwrite=False):
+                raise ValueError(f"step {sid} of run {run_id} has a record already")
+            move(run_id, None, rec["state"])
+
+    def _state_of(self, key: bytes, raw: bytes) -> str:
+        """The state of the step record stored as `raw`: its leading field, else decoded."""
+        return next(codec.leading_texts([(key, raw)], b"state"))[2] or self._decode("steps", key, raw)["state"]
+
+    def _put_derived(self, db: str, key: bytes, value: dict, entries_db: str, entries: Callable) -> bytes | None:
         """Write record `value` at `key` of `db`; the entries of `entries_db` derived from the record
-        stored before (`entries(record)`) become those derived from `value`."""
-        raw = self._raw.get(key, db=self._dbs[db])
+        stored before (`entries(record)`) become those derived from `value`. The bytes stored before."""
+        stored = raw = self._raw.get(key, db=self._dbs[db])
         known = self._derived[db]
         before = set() if raw is None else known.get(key, raw)
         if before is None:
@@ -221,6 +260,7 @@ class Txn(port.Txn):
         raw = codec.encode(value)
         self._raw.put(key, raw, db=self._dbs[db])
         known.put(key, raw, after)
+        return stored
 
     def _timers(self, run_id: str, step_id: str, old: dict | None, new: dict | None) -> None:
         before, after = K.timer_keys(run_id, step_id, old), K.timer_keys(run_id, step_id, new)
