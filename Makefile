@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	@bash scripts/demo.sh
 
+# Bytecode is cached outside the tree (as tests/conftest.py does for the processes the tests start),
+# so pytest's own workers do not compile every module from source when PYTHONDONTWRITEBYTECODE is set.
 test: $(STAMP)
-	$(BIN)/python -m pytest -p no:cacheprovider -n 4
+	env -u PYTHONDONTWRITEBYTECODE PYTHONPYCACHEPREFIX="$${TMPDIR:-/tmp}/weft-tests-pycache-$$(id -u)" \
+		$(BIN)/python -m pytest -p no:cacheprovider -n 4
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/compile.py 10000

@@ -40,9 +40,11 @@ _TABLES = (
     "meta",
     "feed",
     "schedules",
+    "children",
 )
 _CHUNK = 1024  # feed entries per tuple: an append copies one chunk, not the whole feed
 _PER_RUN = frozenset({"steps", "requests", "timers"})  # tables of {run: {key: value}}
+# "children" is {parent run: {sub-run: (step as bytes, index)}}, kept by put_run and delete_run
 
 
 class _Data:
@@ -50,6 +52,7 @@ class _Data:
         self.state: dict[str, dict] = {name: {} for name in _TABLES}
         self.writer = threading.Lock()
         self.handles = 0
+        self.decoded: dict[str, tuple[bytes, dict]] = {}  # run id -> (its stored bytes, them decoded), for scans
 
 
 _stores: dict[str, _Data] = {}
@@ -147,8 +150,13 @@ class Txn(port.Txn):
         self._mut(name)[key] = records.pack(value)
 
     def _runs(self) -> Iterator[dict]:
-        for raw in self._table("runs").values():
-            yield records.unpack(raw)
+        """Every run record, decoded once per version: for scans that only read them (never hand them out)."""
+        decoded = self.store._opened().decoded
+        for run_id, raw in self._table("runs").items():
+            hit = decoded.get(run_id)
+            if hit is None or hit[0] is not raw:
+                hit = decoded[run_id] = (raw, records.unpack(raw))
+            yield hit[1]
 
     # -- runs, plans, steps ------------------------------------------------------------------
 
@@ -157,6 +165,11 @@ class Txn(port.Txn):
 
     def put_run(self, run: dict) -> None:
         self._put("runs", run["id"], run)
+        above = run.get("parent")
+        if above:
+            entry = (above["step"].encode(), above["index"])
+            if (self._table("children").get(above["run"]) or {}).get(run["id"]) != entry:
+                self._mut_run("children", above["run"])[run["id"]] = entry
 
     def plan(self, run_id: str) -> dict | None:
         return self._get("plans", run_id)
@@ -185,12 +198,13 @@ class Txn(port.Txn):
         return iter(sorted(rid for rid in self._table("runs") if rid.startswith(prefix)))
 
     def children(self, parent: str, step: str | None = None) -> list[tuple[int, str]]:
-        found = []
-        for run in self._runs():
-            above = run.get("parent")
-            if above and above["run"] == parent and (step is None or above["step"] == step):
-                found.append((above["step"].encode(), above["index"], run["id"]))
-        return [(index, rid) for _, index, rid in sorted(found)]
+        wanted = None if step is None else step.encode()
+        found = sorted(
+            (at, index, rid)
+            for rid, (at, index) in (self._table("children").get(parent) or {}).items()
+            if wanted is None or at == wanted
+        )
+        return [(index, rid) for _, index, rid in found]
 
     def index(self, field: str, value: str | None = None, reverse: bool = False) -> Iterator[str]:
         if field in query.NEWEST_FIRST:
@@ -212,7 +226,8 @@ class Txn(port.Txn):
             holder = self._table("locks").get(q.lock)
             runs = [r for r in runs if r["id"] == holder and r["state"] not in RUN_ENDED]
         found = query.order(runs, q)
-        return Page(found[q.offset : q.offset + q.limit], len(found), q.offset)
+        page = [self.run(r["id"]) for r in found[q.offset : q.offset + q.limit]]  # fresh copies, as every read
+        return Page(page, len(found), q.offset)
 
     def delete_run(self, run_id: str) -> None:
         run = self.run(run_id)
@@ -223,7 +238,12 @@ class Txn(port.Txn):
         for name in run.get("locks") or ():
             if self.lock_holder(name) == run_id:
                 self.put_lock(name, None)
+        above = run.get("parent")
+        if above and run_id in (self._table("children").get(above["run"]) or {}):
+            del self._mut_run("children", above["run"])[run_id]
+        self._drop_run("children", run_id)
         del self._mut("runs")[run_id]
+        self.store._opened().decoded.pop(run_id, None)
 
     # -- history -----------------------------------------------------------------------------
 
