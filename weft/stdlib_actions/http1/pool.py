@@ -4,9 +4,10 @@ An `Origin` names where a connection goes: the server's scheme, host and
 port, and the proxy it goes through (None: straight there). `Pool.send` takes
 the most recently used idle connection of its origin in O(1), or opens one;
 at most KEEP idle connections are kept per origin, none idle longer than
-IDLE seconds (looked at when the origin is used again). A kept connection
-that the server closed before answering is replaced once: the request is
-sent again on a new connection.
+IDLE seconds (looked at when the origin is used again). When a kept
+connection turns out closed by the server before it answered anything, the
+request is sent again on the next kept one, or on a new connection; a new
+connection is not tried twice.
 
 A name is looked up once for all the connections being opened to it at that
 moment (10,000 calls starting at once ask the resolver once); IP addresses
@@ -133,9 +134,10 @@ class Pool:
         except TimeoutError:
             raise TimedOut() from None
         except ssl.SSLCertVerificationError as e:
-            raise Failure(f"TLS certificate of {origin.host}:{origin.port} not accepted: {e.verify_message}") from None
+            where = _netloc(origin.host, origin.port)
+            raise Failure(f"TLS certificate of {where} not accepted: {e.verify_message}") from None
         except ssl.SSLError as e:
-            raise Failure(f"TLS with {origin.host}:{origin.port} failed: {e.reason or e}") from None
+            raise Failure(f"TLS with {_netloc(origin.host, origin.port)} failed: {e.reason or e}") from None
 
     async def _resolve(self, host: str, port: int) -> list[tuple]:
         """(family, address) of `host`: itself if it is an IP address, else one lookup shared by all who ask now."""
