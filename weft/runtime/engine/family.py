@@ -27,7 +27,6 @@ transaction (which may cascade further down).
 
 from __future__ import annotations
 
-import socket
 import time
 from typing import Any
 
@@ -37,10 +36,9 @@ from weft.runtime.core import events as ev
 from weft.runtime.core import steering
 from weft.runtime.core.machine import Machine
 from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED
-from weft.runtime.engine.lease import Lease, LeaseHeld
+from weft.runtime.engine.lease import HOST, Lease, LeaseHeld
 from weft.runtime.stores.port import Txn
 
-HOST = socket.gethostname()
 CHILD = "child\0"  # request names a sub-run leaves for its parent: child\0<step>\0<index>
 
 
