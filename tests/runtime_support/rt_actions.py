@@ -86,6 +86,14 @@ def fail_when_file(path: str) -> Value:
 
 
 @action(idempotent=True)
+def refuse_when_file(path: str) -> Value:
+    """The idempotent twin of `fail_when_file`."""
+    if os.path.exists(path):
+        raise ActionFailed(f"{path} exists")
+    return {"value": path}
+
+
+@action(idempotent=True)
 def sleep(seconds: float, ctx: Context) -> None:
     steps = 10
     for i in range(steps):

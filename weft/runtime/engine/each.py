@@ -170,7 +170,7 @@ class Look:
         process's pump has room for held by it (their records and leases), the others queued for any worker."""
         if not self._waits(t):
             return None  # cancelled, timed out or retried meanwhile: a late look makes nothing
-        room = 0 if self.pump is None else self.pump.worker.room()
+        room = 0 if self.pump is None else self._room(self.pump.worker)
         made, held = {}, []
         now = time.time()
         for i in release:
@@ -198,6 +198,11 @@ class Look:
             if lease is not None:
                 held.append((run, lease))
         return made, held
+
+    def _room(self, worker: Worker) -> int:
+        """How many sub-runs the pump may take now: no more drivers at once than the step's `concurrency`
+        (one that ends still holds its thread a moment after the look sees it ended)."""
+        return max(0, min(worker.room(), C.limit(self.concurrency, len(self.items)) - len(worker.active)))
 
     def _args(self, index: int) -> dict:
         """What the sub-run of item `index` is made with: its inputs, label, locks and parent link."""

@@ -341,11 +341,13 @@ class Worker:
         return self._driver_of(m, lease)
 
     def _driver_of(self, m: Machine, lease: WorkerLease) -> Driver:
+        # (without an executor of its own, the driver's: a partial of Driver may give the one to share)
+        shared = {} if self.executor is None else {"executor": self.executor}
         driver = self.driver(
             self.store,
             m,
             lease,
-            executor=self.executor,
+            **shared,
             observer=self._observe,
             until_waiting=True,
             release_polls=True,
