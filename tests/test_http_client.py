@@ -260,6 +260,15 @@ def test_a_server_that_stops_sending_times_out(server, loop):
     assert time.monotonic() - t0 < 2
 
 
+def test_a_tls_handshake_that_does_not_come_times_out(loop):
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts (the kernel does), never speaks
+        port = silent.getsockname()[1]
+        t0 = time.monotonic()
+        (out,) = _on_loop(loop, {"url": f"https://127.0.0.1:{port}/", "timeout": 0.3})
+    assert _failure(out) == f"GET https://127.0.0.1:{port}/ failed: timed out"
+    assert time.monotonic() - t0 < 2
+
+
 def test_a_refused_connection_names_the_host_and_port(loop):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
