@@ -148,14 +148,19 @@ class Look:
         return look
 
     def _store(self, t: Txn, made: list[tuple[dict, float, Machine, Lease]]) -> bool | None:
-        """Write the sub-runs `_here` made and drove: as made, then as they are now (those that stopped let go)."""
+        """Write the sub-runs `_here` made and drove as they are now: those that stopped in one go, the others as
+        made and then as they are, held by the pump."""
         if not self._waits(t):
             return None
+        user = self.parent["user"]
         for args, now, m, lease in made:
-            session.create_in(
-                t, self.body, user=self.parent["user"], now=now, detach=True, run_id=m.run["id"], lease=lease, **args
-            )
-            persist(t, m, lease, release=m.run["state"] in RUN_STOPPED)
+            if m.run["state"] in RUN_STOPPED:
+                inline.store(t, m, session.created_event(user, now))
+            else:
+                session.create_in(
+                    t, self.body, user=user, now=now, detach=True, run_id=m.run["id"], lease=lease, **args
+                )
+                persist(t, m, lease)
         return True
 
     def _waits(self, t: Txn) -> bool:

@@ -152,7 +152,7 @@ def create_in(
         run["schedule"] = schedule
     if at is None:
         take_locks(t, run_id, locks, parent, "nothing was started")
-        created = {"t": now, "state": "pending", "detail": f"created by {user}"}
+        created = created_event(user, now)
     else:
         run.update(state=RunState.SCHEDULED, due=at, start_by=start_by)
         created = {"t": now, "state": "scheduled", "detail": f"created by {user}, to start at {clock(at)}"}
@@ -166,6 +166,11 @@ def create_in(
     elif detach or at is not None:
         t.enqueue(run_id, now if at is None else at)
     return run
+
+
+def created_event(user: str, now: float) -> dict:
+    """The first line of a pending run's history."""
+    return {"t": now, "state": "pending", "detail": f"created by {user}"}
 
 
 def take_locks(t: Txn, run_id: str, locks: list[str], parent: dict | None, refused: str) -> None:
