@@ -1,7 +1,7 @@
 """Runtime benchmarks: durable steps per second on LMDB against a plain thread pool.
 
     python benchmarks/runtime.py [--steps 1000] [--memory-steps 10000] [--async-calls 10000] [--only-async]
-                                 [--only-steps] [--only-startup]
+                                 [--only-steps] [--only-startup] [--only-each] [--items 10000]
 
 Prints figures; asserts nothing. Every durable run commits each transition
 (fsync) before acting on it, in a temporary store.
@@ -244,13 +244,15 @@ def async_rows(store: Store, many: int) -> None:
 # -- lighter steps and sub-runs (issue 13, items 3 to 5), each beside its floor ------------------------
 
 
-def peak_heap(fn):
-    """(fn()'s result, the most anonymous resident memory of this process while it ran, in MB)."""
+def peak_heap(fn, measure=None):
+    """(fn()'s result, the most anonymous resident memory of this process while it ran, in MB; or the most of
+    `measure()`, sampled every 10 ms)."""
     most, stop = [0.0], threading.Event()
+    measure = measure or heap_mb
 
     def sample() -> None:
         while not stop.wait(0.01):
-            most[0] = max(most[0], heap_mb())
+            most[0] = max(most[0], measure())
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -298,6 +300,22 @@ def each_plan(folder: str) -> dict:
     return compile_paths([path]).plan("bulk")
 
 
+def each_row(store: Store, folder: str, items: int) -> None:
+    """The row of issue 13 for `each`: its wall and CPU seconds, its OS threads, beside a plain pool's calls."""
+    noop = actions.lookup(plans.MODULE, "noop")
+    plan = each_plan(folder)
+    durable_inputs(store, plan, {"items": list(range(50))})  # warm up: the body's call is learnt quick here
+    before, cpu = os_threads(), time.process_time()
+    (took, _), most = peak_heap(lambda: durable_inputs(store, plan, {"items": list(range(items))}), os_threads)
+    cpu = time.process_time() - cpu
+    floor = plain_fan(items, noop, workers=50)
+    print(
+        f"  each over {items} items at concurrency 50: {took:.2f}s, {cpu:.2f}s of CPU (target < 6s), "
+        f"{most - before:.0f} more OS threads at most; plain pool of 50 threads {floor:.2f}s; "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
+
+
 def step_rows(store: Store, folder: str, n: int, items: int, big: int) -> None:
     """The rows of issue 13 for lighter steps, sub-runs and big runs."""
     commit = commit_latency(store)
@@ -322,13 +340,7 @@ def step_rows(store: Store, folder: str, n: int, items: int, big: int) -> None:
         f"  {n}-step chain of non-idempotent steps, in process: {took * 1e6 / n:.0f} µs/step, "
         f"{took / n / commit:.2f}x one durable commit (target < 1.3x)"
     )
-    plan = each_plan(folder)
-    durable_inputs(store, plan, {"items": list(range(50))})  # warm up
-    before = os_threads()
-    (took, most), _ = peak_heap(lambda: durable_inputs(store, plan, {"items": list(range(items))}, watch=True))
-    print(
-        f"  each over {items} items at concurrency 50: {took:.2f}s (target < 6s), {most - before} more OS threads at most"
-    )
+    each_row(store, folder, items)
     fan = plans.fan(big - 2)
     base = heap_mb()
     (took, _), most = peak_heap(lambda: durable_inputs(store, fan, {}))
@@ -439,6 +451,7 @@ def main() -> None:
     parser.add_argument("--big-steps", type=int, default=50000, help="steps of the big fan-out row")
     parser.add_argument("--only-steps", action="store_true", help="only the rows of lighter steps and sub-runs")
     parser.add_argument("--only-startup", action="store_true", help="only the rows of start-up and weft show")
+    parser.add_argument("--only-each", action="store_true", help="only the row of each over --items items")
     args = parser.parse_args()
     n = args.steps
     noop = actions.lookup(plans.MODULE, "noop")
@@ -450,6 +463,9 @@ def main() -> None:
             return
         if args.only_steps:
             step_rows(store, folder, n, args.items, args.big_steps)
+            return
+        if args.only_each:
+            each_row(store, folder, args.items)
             return
         if args.only_startup:
             startup_rows(folder, n, args.big_steps)
