@@ -184,6 +184,15 @@ flow narrowed_plainly() -> (most: int) {
     return (most: b.most)
 }
 
+flow one_after_another(base: str) -> (c: int) {
+    sequence {
+        a = std.http.request(url: "${base}/a")
+        b = std.http.request(url: "${base}/b")
+        c = std.http.request(url: "${base}/c")
+    }
+    return (c: c.status)
+}
+
 flow fetch(base: str) -> (a: int, b: any) {
     x = std.http.request(url: "${base}/one")
     y = std.http.request(url: "${base}/two", method: "POST", json: (n: 2))
@@ -309,12 +318,18 @@ def test_2000_async_calls_in_flight_hold_a_few_os_threads(tmp_path):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keeps connections open: the pool reuses them
     seen: list[tuple[str, str]] = []
+    connections = 0
     in_flight = 0
     most = 0
     lock = threading.Lock()
 
     def log_message(self, *args):
         pass
+
+    def setup(self):
+        super().setup()
+        with type(self).lock:
+            _Handler.connections += 1
 
     def _reply(self, status: int, payload: dict) -> None:
         data = json.dumps(payload).encode()
@@ -345,7 +360,7 @@ class _Handler(BaseHTTPRequestHandler):
 def server(monkeypatch):
     for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    _Handler.seen, _Handler.in_flight, _Handler.most = [], 0, 0
+    _Handler.seen, _Handler.in_flight, _Handler.most, _Handler.connections = [], 0, 0, 0
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{srv.server_address[1]}"
@@ -358,6 +373,13 @@ def test_std_http_request_calls_a_local_server_from_a_flow(client, folder, serve
     assert run.state == "succeeded", run.error
     assert run.result == {"a": 200, "b": {"got": {"n": 2}}}
     assert sorted(_Handler.seen) == [("GET", "/one"), ("POST", "/two")]
+
+
+def test_the_calls_of_a_run_share_their_connections(client, folder, server):
+    run = _run(client, folder, "one_after_another", base=server)
+    assert run.state == "succeeded", run.error
+    assert [path for _, path in _Handler.seen] == ["/a", "/b", "/c"]
+    assert _Handler.connections == 1  # the executor's loop has one client: the first call's connection is kept
 
 
 def test_std_http_request_goes_through_a_proxy_named_in_the_environment(server, monkeypatch):
