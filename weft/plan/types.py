@@ -249,6 +249,16 @@ def hint_name(hint: Any) -> str:
 
 def check_value(value: Any, t: Type, where: str = "value") -> list[str]:
     """Every way `value` fails to be a `t`, as messages naming the path."""
+    if isinstance(t, (DictType, RecordType)):  # first: an action's outputs, checked at every call
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            return [f"{where}: expected {t}, got {_kind(value)}"]
+        if isinstance(t, DictType):
+            return [e for k, v in value.items() for e in check_value(v, t.value, f"{where}.{k}")]
+        errors = [f"{where}: missing field '{f.name}'" for f in t.fields if f.required and f.name not in value]
+        for f in t.fields:
+            if f.name in value:
+                errors += check_value(value[f.name], f.type, f"{where}.{f.name}")
+        return errors
     if t == ANY:
         return []
     if isinstance(t, OptType):
@@ -267,16 +277,6 @@ def check_value(value: Any, t: Type, where: str = "value") -> list[str]:
         if not isinstance(value, list):
             return [f"{where}: expected {t}, got {_kind(value)}"]
         return [e for i, v in enumerate(value) for e in check_value(v, t.item, f"{where}[{i}]")]
-    elif isinstance(t, (DictType, RecordType)):
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            return [f"{where}: expected {t}, got {_kind(value)}"]
-        if isinstance(t, DictType):
-            return [e for k, v in value.items() for e in check_value(v, t.value, f"{where}.{k}")]
-        errors = [f"{where}: missing field '{f.name}'" for f in t.fields if f.required and f.name not in value]
-        for f in t.fields:
-            if f.name in value:
-                errors += check_value(value[f.name], f.type, f"{where}.{f.name}")
-        return errors
     else:
         ok = False
     return [] if ok else [f"{where}: expected {t}, got {_kind(value)}"]

@@ -50,6 +50,7 @@ _PENDING, _RUNNING, _SUCCEEDED, _UNDONE = StepState.PENDING, StepState.RUNNING, 
 _RUN_PENDING, _RUN_RUNNING, _CANCEL, _IN_ROLLBACK = RunState.PENDING, RunState.RUNNING, Halt.CANCEL, Stage.ROLLBACK
 _RUN, _FINALIZE, _HOOKS, _DEADLINE = Stage.RUN, Stage.FINALIZE, Stage.HOOKS, TimerKind.DEADLINE
 _WEIGHED = ("run", "finalize")  # the phases whose steps count towards a run's progress
+PROGRESS_STEP = 0.01  # a run's stored progress is rewritten for itself alone once it moved by this much
 
 
 class Machine(Steering, Waiting, Undoing):
@@ -66,6 +67,7 @@ class Machine(Steering, Waiting, Undoing):
         self.dirty: set[str] = set()
         self.unsaved: set[str] = set()  # changed, needing no commit of its own (a poll's Pending): rides along
         self.run_dirty = False
+        self._saved_progress = run.get("progress") or 0.0  # as the store has it (see `changes`)
         self.running: set[str] = {sid for sid, r in steps.items() if r["state"] == StepState.RUNNING}
         self.undoing: set[str] = {
             sid for sid, r in steps.items() if (r["undo"] or {}).get("state") == StepState.RUNNING
@@ -225,13 +227,17 @@ class Machine(Steering, Waiting, Undoing):
     def changes(self) -> tuple[RunRecord | None, list[tuple[str, StepRecord]], list[dict]]:
         """What changed since the last call: (run record or None, step records, events).
 
-        The run record is in it only when it changed (its progress too), not for every step's change.
+        The run record is in it only when it changed, not for every step's change: for its progress alone, once
+        that moved by PROGRESS_STEP since the record was last in it (a chain's steps rewrite it every 100th).
         """
         progress = self.progress()
         if progress != self.run.get("progress"):
             self.run["progress"] = progress
-            self.run_dirty = True
+            if abs(progress - self._saved_progress) >= PROGRESS_STEP:
+                self.run_dirty = True
         run = self.run if self.run_dirty else None
+        if run is not None:
+            self._saved_progress = progress
         steps = [(sid, self.steps[sid]) for sid in sorted(self.dirty | self.unsaved, key=self.pos.__getitem__)]
         events, self.events = self.events, []
         self.dirty, self.unsaved = set(), set()

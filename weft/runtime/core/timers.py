@@ -55,14 +55,17 @@ def clamp(t: float) -> float:
     return max(0.0, t)
 
 
+_PENDING, _SUSPENDED = StepState.PENDING, StepState.SUSPENDED  # (bound once: read for every record written)
+
+
 def step_timers(step: str, rec: StepRecord | None, run: str = "") -> list[Timer]:
     """The timers step record `rec` calls for."""
     if rec is None:
         return []
     state, attempt, found = rec["state"], rec["attempts"], []
-    if state == StepState.PENDING and rec.get("due") is not None:
+    if state == _PENDING and rec.get("due") is not None:
         found.append(Timer(clamp(rec["due"]), TimerKind.RETRY, step, attempt, run))
-    if state == StepState.SUSPENDED and rec.get("poll") is not None:
+    if state == _SUSPENDED and rec.get("poll") is not None:
         found.append(Timer(clamp(rec.get("due") or rec["started"] or 0.0), TimerKind.POLL, step, attempt, run))
     if state in ACTIVE and rec.get("deadline") is not None:
         found.append(Timer(clamp(rec["deadline"]), TimerKind.DEADLINE, step, attempt, run))

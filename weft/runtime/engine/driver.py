@@ -254,6 +254,8 @@ class Driver:
         not every task in flight (10,000 async calls in flight made that scan most of the driver's work).
         """
         m = self.machine
+        if not self.inflight:
+            return
         stale = []
         for sid in [sid for sid in m.dirty | m.unsaved if sid in self.inflight]:
             channel = self.inflight[sid]
@@ -351,6 +353,8 @@ class Driver:
 
     def _give_up_cancels(self, now: float) -> None:
         """A cancel that did not answer within CANCEL_WAIT failed; a late answer does not count."""
+        if not self._cancelling:
+            return
         late = [key for key, (_, _, until) in self._cancelling.items() if until < time.monotonic()]
         for key in late:
             _, order, _ = self._cancelling.pop(key)

@@ -157,8 +157,7 @@ def create_in(
         run.update(state=RunState.SCHEDULED, due=at, start_by=start_by)
         created = {"t": now, "state": "scheduled", "detail": f"created by {user}, to start at {clock(at)}"}
     t.put_plan(run_id, plan)
-    for s in plan["steps"]:
-        t.put_step(run_id, s["id"], new_step())
+    t.put_new_steps(run_id, [s["id"] for s in plan["steps"]], new_step())
     t.put_run(run)
     t.append_events(run_id, [created])
     if lease is not None and at is None:

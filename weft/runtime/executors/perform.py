@@ -130,7 +130,7 @@ def _failed(e: BaseException, started: float) -> Outcome:
 
 def _answered(answer: polls.Answer, started: float) -> Outcome:
     outputs, poll = answer
-    problem = None if outputs is None else check_serializable(outputs)
+    problem = check_serializable(outputs) if outputs else None  # (no outputs, as most steps: nothing to pack)
     if problem:
         error = error_record("OutputError", f"outputs cannot be stored: {problem}")
         return Outcome(False, error=error, duration=_since(started))

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Set as AbstractSet
 
 KEPT = 1024  # records remembered per database: more than a driver has running at once
+_NONE: frozenset[bytes] = frozenset()
 
 
 class Derived:
@@ -24,11 +25,15 @@ class Derived:
         self._size = size
         # (not a dict: a dict finds its first key by skipping the slots of every key deleted before it)
         self._known: OrderedDict[bytes, tuple[bytes, frozenset[bytes]]] = OrderedDict()
+        self.blank: bytes | None = None  # the stored bytes of a record that derives no entries at any key
 
     def get(self, key: bytes, raw: bytes) -> frozenset[bytes] | None:
-        """The entries of the record stored at `key` as `raw`, if these are the bytes written last; else None."""
+        """The entries of the record stored at `key` as `raw`, if these are the bytes written last (or the blank
+        record's); else None."""
         known = self._known.get(key)
-        return known[1] if known is not None and known[0] == raw else None
+        if known is not None and known[0] == raw:
+            return known[1]
+        return _NONE if raw == self.blank else None
 
     def put(self, key: bytes, raw: bytes, entries: AbstractSet[bytes]) -> None:
         """Record `raw` was written at `key`, with `entries`; beyond the size, the first record remembered goes."""

@@ -212,8 +212,11 @@ def queue_time(key: bytes) -> int:
 
 def timer_keys(run_id: str, step_id: str, rec: dict | None) -> set[bytes]:
     """The timer index entries a step record should have."""
+    timers = step_timers(step_id, rec)
+    if not timers:  # (most records: every step record written goes through here)
+        return set()
     tail = run_id.encode() + step_id.encode() + b"\0"
-    return {_U64.pack(micros(tm.due)) + tail + tm.kind.encode() for tm in step_timers(step_id, rec)}
+    return {_U64.pack(micros(tm.due)) + tail + tm.kind.encode() for tm in timers}
 
 
 def timer_of(key: bytes) -> Timer:
