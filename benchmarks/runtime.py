@@ -122,10 +122,10 @@ def fan_of(n: int, module: str, action: str, inputs: dict) -> dict:
     return plans.plan("fan", [plans.step("root"), *middle, plans.step("sink", after=tuple(s["id"] for s in middle))])
 
 
-def watched(store: Store, plan: dict, **options) -> tuple[float, int]:
-    """(wall seconds, most OS threads of this process seen at a commit) of one durable run. What the process holds
-    before it (the plan built here) is frozen out of the garbage collector's sight, as `weft run` freezes what
-    compiling left."""
+def watched(store: Store, plan: dict, **options) -> tuple[float, int, float]:
+    """(wall seconds, most OS threads of this process seen at a commit, CPU seconds of this process) of one durable
+    run. What the process holds before it (the plan built here) is frozen out of the garbage collector's sight, as
+    `weft run` freezes what compiling left."""
     gc.freeze()
     m, lease = session.create(store, plan, {}, user="bench", label=None, locks=[])
     most = os_threads()
@@ -134,28 +134,29 @@ def watched(store: Store, plan: dict, **options) -> tuple[float, int]:
         nonlocal most
         most = max(most, os_threads())
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         run = Driver(store, m, lease, observer=observe, **options).drive()
     finally:
         gc.unfreeze()
-    took = time.perf_counter() - t0
+    took, cpu = time.perf_counter() - t0, time.process_time() - c0
     assert run["state"] == "succeeded", run
-    return took, most
+    return took, most, cpu
 
 
-def bare_loop(calls: int, call, client=None) -> float:
-    """Seconds a bare event loop (the kind the local executor runs: uvloop's when installed) takes to await
-    `calls` concurrent `call(c)`s, `c` made by `client()` on the loop (and closed after), or None."""
+def bare_loop(calls: int, call, client=None) -> str:
+    """ "W.WWWs (C.CCs CPU)": the wall and CPU seconds a bare event loop (the kind the local executor runs: uvloop's
+    when installed) takes to await `calls` concurrent `call(c)`s, `c` made by `client()` on the loop (and closed
+    after), or None."""
 
-    async def all_of_them() -> float:
+    async def all_of_them() -> str:
         made = client() if client is not None else None
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         await asyncio.gather(*(call(made) for _ in range(calls)))
-        took = time.perf_counter() - t0
+        took, cpu = time.perf_counter() - t0, time.process_time() - c0
         if made is not None:
             await made.aclose()
-        return took
+        return f"{took:.3f}s ({cpu:.2f}s CPU)"
 
     loop = new_loop()
     try:
@@ -206,36 +207,39 @@ def http_floors(url: str, calls: int) -> str:
     raw = bare_loop(calls, raw_get(url))
     ours = bare_loop(calls, lambda c: c.request("GET", url, timeout=60.0), Client)
     theirs = bare_loop(calls, lambda c: c.get(url, timeout=60.0), lambda: httpx.AsyncClient(transport=OverWire()))
-    return f"bare loop: raw sockets {raw:.3f}s, std.http's client {ours:.3f}s, httpx over its pool {theirs:.3f}s"
+    return f"bare loop: raw sockets {raw}, std.http's client {ours}, httpx over its pool {theirs}"
 
 
 def async_rows(store: Store, many: int) -> None:
-    """The rows of issue 13 for async actions, each beside its floors measured here (a new pool for each, as a run
-    on a fresh worker has; the server is benchmarks/slow_server.py in a process of its own)."""
+    """The rows of issue 13 for async actions, each beside its floors measured here, wall (and CPU) seconds (a new
+    pool for each, as a run on a fresh worker has; the server is benchmarks/slow_server.py in a process of its
+    own, its CPU not counted)."""
     print("async actions on the local executor's loop, durable, vs a bare event loop doing the same calls")
-    sleepers = fan_of(200, STD, "sleep", {"seconds": 0.1})
     watched(store, fan_of(10, STD, "sleep", {"seconds": 0.01}))  # warm up: the loop thread, imports
-    took, threads = watched(store, sleepers)
+    took, threads, cpu = watched(store, fan_of(200, STD, "sleep", {"seconds": 0.1}))
     floor = bare_loop(200, lambda _: asyncio.sleep(0.1))
-    print(f"  200 x std.sleep(0.1), default settings: {took:.3f}s, bare loop {floor:.3f}s (target < 0.15s)")
+    print(f"  200 x std.sleep(0.1), default settings: {took:.3f}s ({cpu:.2f}s CPU), bare loop {floor} (target < 0.15s)")
+    took, threads, cpu = watched(store, fan_of(many, STD, "sleep", {"seconds": 1.0}), concurrency=many)
+    floor = bare_loop(many, lambda _: asyncio.sleep(1.0))
+    print(f"  {many} x std.sleep(1) (--concurrency {many}): {took:.3f}s ({cpu:.2f}s CPU), bare loop {floor}")
     proc, url = served(0.05)
     try:
-        watched(store, fan_of(500, f"{STD}.http", "request", {"url": url}))  # warm up: imports, connections
-        took, threads = watched(store, fan_of(500, f"{STD}.http", "request", {"url": url}))
+        watched(store, fan_of(500, f"{STD}.http", "request", {"url": url}))  # warm up: imports
+        took, threads, cpu = watched(store, fan_of(500, f"{STD}.http", "request", {"url": url}))
         print(
-            f"  500 HTTP calls of 50 ms, default settings: {took:.3f}s (target < 0.15s), {threads} OS threads; "
-            f"{http_floors(url, 500)}"
+            f"  500 HTTP calls of 50 ms, default settings: {took:.3f}s ({cpu:.2f}s CPU) (target < 0.15s), {threads} OS "
+            f"threads; {http_floors(url, 500)}"
         )
     finally:
         proc.kill()
     proc, url = served(1.0)
     try:
-        took, threads = watched(
+        took, threads, cpu = watched(
             store, fan_of(many, f"{STD}.http", "request", {"url": url, "timeout": 60.0}), concurrency=many
         )
         print(
-            f"  {many} concurrent HTTP calls of 1 s (--concurrency {many}): {took:.3f}s (target < 2.5s), {threads} OS "
-            f"threads (target < 30); {http_floors(url, many)}"
+            f"  {many} concurrent HTTP calls of 1 s (--concurrency {many}): {took:.3f}s ({cpu:.2f}s CPU) (target < "
+            f"2.5s), {threads} OS threads (target < 30); {http_floors(url, many)}"
         )
     finally:
         proc.kill()
