@@ -16,11 +16,8 @@ from server_support import Server
 pytestmark = pytest.mark.slow
 
 N = 999  # echo steps beside the wait step
-BIG = (
-    "flow big() {\n    ask = wait go(ok: bool)\n"
-    + "".join(f"    s{i} = std.echo(value: {i})\n" for i in range(N))
-    + "}\n"
-)
+ECHOES = "".join(f"    s{i} = std.echo(value: {i})\n" for i in range(N))
+BIG = "flow big() {\n    ask = wait go(ok: bool)\n" + ECHOES + "}\n\nflow done() {\n" + ECHOES + "}\n"
 CHROMIUM = "/usr/bin/chromium"
 # Records, across reloads, the states the console's script gave step `ask`'s badge after the page was drawn.
 RECORDER = """
@@ -92,6 +89,14 @@ def test_a_big_run_comes_in_pages_of_steps_in_weft_show_s_order_with_its_totals(
     assert every["history_total"] == every["history"][-1]["seq"] > 2 * N
     past = server.api.get(f"/api/v1/runs/{big}", params={"offset": 5000}).json()
     assert (past["steps"], past["steps_total"], past["steps_offset"]) == ([], N + 1, 5000)
+
+
+def test_an_ended_big_run_s_pages_come_from_its_tally_in_plan_order(server):
+    rid = server.api.post("/api/v1/runs", json={"flow": "done"}).json()["id"]
+    server.wait_for(rid, ("succeeded",))
+    pages = [server.api.get(f"/api/v1/runs/{rid}", params={"steps": 400, "offset": at}).json() for at in (0, 400, 800)]
+    assert sum((_ids(p) for p in pages), []) == [f"s{i}" for i in range(N)]
+    assert all(p["counts"] == {"run": {"succeeded": N}} and p["steps_total"] == N for p in pages)
 
 
 @pytest.mark.parametrize(

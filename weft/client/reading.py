@@ -76,16 +76,18 @@ class Reading:
         except WeftError as e:  # a filter, sort or page no store can answer
             raise InvalidInput(str(e)) from None
 
-    def get(self, run_id: str, steps: int | None = None, history: int | None = None) -> Run:
-        """Run `run_id`, read in one transaction: every step and event, or a page of a big run: its first
-        `steps` steps (failed, running and suspended ones first, then the others in plan order) and the
-        last `history` events. Its `counts`, `steps_total` and `history_total` are of all of them."""
+    def get(self, run_id: str, steps: int | None = None, history: int | None = None, offset: int = 0) -> Run:
+        """Run `run_id`, read in one transaction: every step and event, or a page of a big run: `steps` steps
+        from `offset` on (failed, running and suspended ones first, then the others in plan order; every step
+        from `offset` on in plan order when `steps` is None) and the last `history` events. Its `counts`,
+        `steps_total` and `history_total` are of all of them."""
+        offset = max(0, offset)
         with self._open().read() as t:
             rid = self._find(t, run_id)
             run, (_, outline) = t.run(rid), t.plan_outline(rid)
-            seen = None if steps is None else _tallied(t, rid, outline, max(0, steps))
+            seen = None if steps is None else _tallied(t, rid, outline, max(0, steps), offset)
             if seen is None:
-                seen = self._counted(t, rid, outline, steps)
+                seen = self._counted(t, rid, outline, steps, offset)
             recs, counts, waits = seen
             specs = t.plan_steps(rid, [*recs, *waits])
             last = t.last_seq(rid)
@@ -95,18 +97,18 @@ class Reading:
             children = _children(t, rid, shown_specs)
             return model.full(run, shown_specs, recs, events, t.lease(rid), children, time.time(), overview)
 
-    def _counted(self, t: Txn, rid: str, outline: Outline, steps: int | None) -> Seen:
-        """What a page of run `rid` shows, from every step's state: all steps, or the first `steps` of them."""
+    def _counted(self, t: Txn, rid: str, outline: Outline, steps: int | None, offset: int) -> Seen:
+        """What a page of run `rid` shows, from every step's state: all steps from `offset` on, or `steps` of them."""
         if steps is None:
             recs = t.steps(rid)
             states = {sid: rec["state"] for sid, rec in recs.items()}
-            recs = {sid: recs[sid] for sid in outline.ids}
+            recs = {sid: recs[sid] for sid in outline.ids[offset:]}
         else:
             states = t.step_states(rid)
             why = unplanned(rid, states, outline.ids)
             if why is not None:
                 raise CorruptRecord(f"corrupt store {self.path}: {why}")
-            recs = {sid: t.step(rid, sid) for sid in page(outline.ids, states, max(0, steps))}
+            recs = {sid: t.step(rid, sid) for sid in page(outline.ids, states, max(0, steps), offset)}
         listed = outline.steps()
         waits = [sid for sid, _, kind in listed if kind == "wait" and states[sid] == "suspended"]
         return recs, model.counts((phase, states[sid]) for sid, phase, _ in listed), waits
@@ -242,10 +244,10 @@ READ_APART = 1000  # steps outside a tallied run's biggest phase whose states a 
 Seen = tuple[dict[str, dict], dict[str, dict[str, int]], list[str]]  # (shown records, counts, suspended waits)
 
 
-def _tallied(t: Txn, rid: str, outline: Outline, limit: int) -> Seen | None:
+def _tallied(t: Txn, rid: str, outline: Outline, limit: int, offset: int) -> Seen | None:
     """What a page of run `rid` shows, from the tally of its steps' states the store keeps (without reading
-    every step), when no step is failed, running or suspended: the first `limit` steps in plan order. None
-    when there is no such tally, or it does not add up."""
+    every step), when no step is failed, running or suspended: `limit` steps from `offset` on in plan order.
+    None when there is no such tally, or it does not add up."""
     tally = t.step_counts(rid)
     if tally is None or sum(tally.values()) != len(outline) or any(tally.get(state) for state in FIRST):
         return None
@@ -268,22 +270,22 @@ def _tallied(t: Txn, rid: str, outline: Outline, limit: int) -> Seen | None:
     counts = {phase: counts.get(phase, {}) for phase in sizes}  # (in plan order)
     if biggest is not None:
         counts[biggest] = {state: n for state, n in sorted(rest.items()) if n}
-    recs = {sid: t.step(rid, sid) for sid in outline.ids[:limit]}
+    recs = {sid: t.step(rid, sid) for sid in outline.ids[offset : offset + limit]}
     return None if None in recs.values() else (recs, counts, [])
 
 
-def page(ids: list[str], states: dict[str, str], limit: int) -> list[str]:
-    """The ids of the first `limit` steps of a page: failed, running and suspended ones, then the others in
-    plan order (`ids`)."""
+def page(ids: list[str], states: dict[str, str], limit: int, offset: int = 0) -> list[str]:
+    """The ids of the `limit` steps of a page from `offset` on, in the order failed, running and suspended
+    ones, then the others in plan order (`ids`)."""
     first: dict[str, list[str]] = {state: [] for state in FIRST}
     rest = []
     for sid in ids:
         state = states[sid]
         if state in first:
             first[state].append(sid)
-        elif len(rest) < limit:
+        elif len(rest) < offset + limit:
             rest.append(sid)
-    return ([sid for state in FIRST for sid in first[state]] + rest)[:limit]
+    return ([sid for state in FIRST for sid in first[state]] + rest)[offset : offset + limit]
 
 
 def step_id(m: Machine, name: str) -> str:

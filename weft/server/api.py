@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import shlex
 from collections.abc import Collection, Iterator
@@ -228,8 +227,7 @@ def get_run(
     ] = "all",
 ) -> RunPage:
     shown, last = _count(steps, "steps"), _count(history, "history")
-    run = client_of(request).get(run_id, steps=None if shown is None else offset + shown, history=last)
-    return _page(request, dataclasses.replace(run, steps=run.steps[offset:]) if offset else run, offset)
+    return _page(request, client_of(request).get(run_id, steps=shown, history=last, offset=offset), offset)
 
 
 @router.get("/runs/{run_id}/steps/{step}", response_model=StepDetail, summary="One step in full")
