@@ -181,3 +181,15 @@ def test_a_plan_written_before_the_bound_runs_as_before(tmp_path):
         run = client.wait(client.start_plan(plan, {"items": [1, 2, 3]}), 30)
     assert run.state == "succeeded", run.error
     assert _counted(tmp_path)["calls"] == 3
+
+
+@pytest.mark.slow
+def test_the_bound_holds_for_the_sub_runs_a_weft_worker_drives(weft, tmp_path):
+    folder = _folder(tmp_path)
+    items = json.dumps(list(range(12)))
+    done = weft("run", str(folder / "limited.flow"), "--flow", "flat", "-i", f"items={items}", "--detach", code=0)
+    rid = run_id(done.stdout)
+    weft("worker", "--once", "--workers", "16", code=0, timeout=60)
+    assert weft.show(rid)["state"] == "succeeded"
+    counted = _counted(folder)
+    assert counted["calls"] == 12 and counted["most"] == 2, counted
