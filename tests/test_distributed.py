@@ -511,6 +511,32 @@ def test_cancel_revokes_queued_calls_and_stops_the_running_one(cluster):
 
 
 @pytest.mark.slow
+def test_a_call_cancelled_while_queued_never_starts_on_an_agent_that_comes_later(cluster):
+    """The revoke reached no agent (none was up): the one that takes the messages later finds the cancel keys."""
+    gate = cluster.folder / "gate"
+    gate.write_text("")
+    body = "\n".join(f'    h{i} = x.hold(path: path, tag: "h{i}", gate: gate)' for i in range(3))
+    flow = cluster.flow("queued.flow", f"flow queued(path: str, gate: str) {{\n{body}\n}}\n")
+    proc = cluster.start("run", flow, "-i", f"path={cluster.effects}", "-i", f"gate={gate}", *cluster.broker)
+    rid = run_id(proc.stdout.readline())
+    import redis as client  # the package, not the fixture
+
+    queue = client.Redis(port=cluster.redis.port, socket_timeout=2)
+    end = time.monotonic() + 10
+    while queue.llen("weft") < 3:  # sent: the three wait in the queue
+        assert time.monotonic() < end, cluster.redis.summary()
+        time.sleep(0.02)
+    cluster("cancel", rid, code=0)
+    code, out, _ = cluster.finish(proc)
+    assert code == 1 and f"run {rid} cancelled" in out, out
+    agent = cluster.agent("late", concurrency=1)
+    time.sleep(2.0)  # it has taken the three queued messages by now
+    assert cluster.lines() == []
+    assert {s["state"] for s in cluster.show(rid)["steps"]} == {"cancelled"}
+    assert agent.stop() == 0
+
+
+@pytest.mark.slow
 def test_the_orchestrator_enforces_a_remote_steps_timeout(cluster):
     flow = cluster.flow(
         "timed.flow", 'flow timed(path: str) {\n    t = x.effect(path: path, tag: "t", seconds: 4) timeout 1s\n}\n'

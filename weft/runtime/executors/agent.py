@@ -106,11 +106,13 @@ class Agent:
         claimed, unwanted = self._until_answered(lambda: self._claim(call))
         if not claimed:
             raise Ignore()  # delivered again: it runs (or ran) elsewhere, or its agent died and the call is lost
+        if unwanted:  # cancelled while it waited in the queue (the revoke reached this agent after the message)
+            error = error_record("Cancelled", f"call {call} was cancelled before agent {self.name} took it")
+            self._until_answered(lambda: self._store(task.run, call, Outcome(False, error=error).to_data()))
+            return
         held = self.running[call] = _Running(task.run)
         try:
             self._report(task.run, call, "started", self.name)
-            if unwanted:
-                held.cancel.set()
             channel = _Channel(self, task.run, call, held.cancel)
             self.local.submit(task, channel)  # plain actions in threads, `async def` ones on one event loop
             outcome = channel.outcome()
