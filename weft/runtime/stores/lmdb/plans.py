@@ -34,28 +34,29 @@ def stored(plan: dict) -> dict:
     }
 
 
-def _chunked(value: dict) -> bool:
+def chunked(value: dict) -> bool:
+    """Whether a stored value is a big Plan's chunked form."""
     return "chunks" in value and "head" in value
 
 
 def whole(value: dict) -> dict:
     """The Plan a stored value holds."""
-    if not _chunked(value):
+    if not chunked(value):
         return value
     return {**value["head"], "steps": [s for chunk in value["chunks"] for s in records.unpack(chunk)]}
 
 
 def outline(value: dict) -> tuple[dict, Outline]:
     """The Plan without its steps, and the outline of its steps (without expanding the stored one)."""
-    if not _chunked(value):
+    if not chunked(value):
         return {k: v for k, v in value.items() if k != "steps"}, Outline.of(value["steps"])
-    head = {k: v for k, v in value["head"].items() if k != "steps"}
-    return head, Outline(value["ids"], value["phases"], value["kinds"])
+    head = records.unpack(records.pack({k: v for k, v in value["head"].items() if k != "steps"}))  # (a copy)
+    return head, Outline(list(value["ids"]), value["phases"], value["kinds"])
 
 
 def step_ids(value: dict) -> list[str]:
     """The ids of the Plan's steps, in plan order."""
-    if not _chunked(value):
+    if not chunked(value):
         return [s["id"] for s in value.get("steps", ())]
     return value["ids"]
 
@@ -63,7 +64,14 @@ def step_ids(value: dict) -> list[str]:
 def specs(value: dict, wanted: Iterable[str]) -> dict[str, dict]:
     """The specs of the steps `wanted` (those the Plan has), in plan order; only their chunks are decoded."""
     want = set(wanted)
-    if not _chunked(value):
+    if not chunked(value):
         return {s["id"]: s for s in value["steps"] if s["id"] in want}
-    chunks = sorted({i // CHUNK for i, sid in enumerate(value["ids"]) if sid in want})
+    chunks, left = set(), len(want)
+    for i, sid in enumerate(value["ids"]):  # (a page's steps are near the start: the rest is not looked at)
+        if sid in want:
+            chunks.add(i // CHUNK)
+            left -= 1
+            if not left:
+                break
+    chunks = sorted(chunks)
     return {s["id"]: s for c in chunks for s in records.unpack(value["chunks"][c]) if s["id"] in want}

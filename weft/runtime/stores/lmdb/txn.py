@@ -36,7 +36,7 @@ _NO_VALUE = codec.encode(None)
 
 
 class Txn(port.Txn):
-    __slots__ = ("_dbs", "_derived", "_raw", "_tally", "store")
+    __slots__ = ("_big_plan", "_dbs", "_derived", "_raw", "_tally", "store")
 
     def __init__(self, store: Store, raw: lmdb.Transaction, dbs: dict, derived: dict[str, Derived]) -> None:
         self.store = store
@@ -44,6 +44,7 @@ class Txn(port.Txn):
         self._dbs = dbs
         self._derived = derived  # "runs", "steps" -> what their last records' entries are (derived.py)
         self._tally: Tally | None = None  # the step records this write moved between states (tally.py)
+        self._big_plan: tuple[str, dict] | None = None  # (run, its chunked plan) as read last: see _part_of_plan
 
     # -- keys and values (this backend's own) ------------------------------------------------
 
@@ -165,6 +166,7 @@ class Txn(port.Txn):
     def put_plan(self, run_id: str, plan: dict) -> None:
         key = K.run_key(run_id)
         self.put("plans", key, plans.stored(plan))
+        self._big_plan = None
         if not self.has("tallies", key) and next(self.keys("steps", key), None) is None:  # a new run
             self._moves().begun.add(run_id)
 
@@ -180,12 +182,22 @@ class Txn(port.Txn):
             self._tally = None
 
     def plan_outline(self, run_id: str) -> tuple[dict, port.Outline] | None:
-        value = self._stored_plan(run_id)
+        value = self._part_of_plan(run_id)
         return None if value is None else plans.outline(value)
 
     def plan_steps(self, run_id: str, step_ids: Iterable[str]) -> dict[str, dict]:
-        value = self._stored_plan(run_id)
+        value = self._part_of_plan(run_id)
         return {} if value is None else plans.specs(value, step_ids)
+
+    def _part_of_plan(self, run_id: str) -> dict | None:
+        """The stored plan, for reads of a part of it: a big one is read once per transaction (a page reads its
+        outline, then its specs: 16 MB of chunks for 50,000 steps, each read hands out copies of its parts)."""
+        if self._big_plan is not None and self._big_plan[0] == run_id:
+            return self._big_plan[1]
+        value = self._stored_plan(run_id)
+        if value is not None and plans.chunked(value):
+            self._big_plan = (run_id, value)
+        return value
 
     def steps(self, run_id: str) -> dict[str, dict]:
         found = {}
@@ -307,6 +319,7 @@ class Txn(port.Txn):
         return catalog.search(self, q)
 
     def delete_run(self, run_id: str) -> None:
+        self._big_plan = None
         run = self.run(run_id)
         if run is None:
             return
