@@ -43,6 +43,12 @@ flow gates(items: list[int], marker: str) {
     }
 }
 
+flow retried(items: list[int], marker: str) {
+    each i in items concurrency 20 {
+        t.refuse_when_file(path: "${marker}${i}") retry 1 backoff 1s
+    }
+}
+
 flow effects(items: list[int], path: str) {
     each i in items concurrency 50 {
         t.effect_again(path: path, tag: "item${i}")
@@ -116,6 +122,49 @@ def test_an_inline_sub_run_that_fails_pauses_for_a_person_and_resume_goes_on(tmp
     children = _read(store, lambda t: _children(t, rid))
     assert [i for i, *_ in children] == list(range(200))
     assert all(child["state"] == "succeeded" for _, child, _, _ in children)
+
+
+def test_an_inline_sub_run_waiting_for_a_retry_goes_to_a_driver_and_pauses_when_its_tries_fail(tmp_path, flow):
+    store, marker = str(tmp_path / "store"), f"{tmp_path}/m"
+    Path(f"{marker}120").write_text("x")
+    with Client(store) as client:
+        plan = client.compile(flow, flow="retried")
+        client.drive(client.start_plan(plan, {"items": list(range(30)), "marker": marker}, hold=True))
+        rid = client.start_plan(plan, {"items": list(range(150)), "marker": marker}, hold=True)
+        run = client.drive(rid)
+        assert run.state == "paused" and "1 of 150 sub-runs did not succeed" in (run.error or ""), run.error
+        (_, child, steps, history) = _read(store, lambda t: _children(t, rid))[120]
+        # written as made when its first try failed here, then driven from its start by a driver: two tries
+        assert child["state"] == "paused" and list(steps.values())[0]["attempts"] == 2, steps
+        assert sum("created by" in str(e.get("detail")) for e in history) == 1, history
+        Path(f"{marker}120").unlink()
+        run = client.drive(client.resume(rid, hold=True).id)
+    assert run.state == "succeeded", run.error
+    children = _read(store, lambda t: _children(t, rid))
+    assert [i for i, *_ in children] == list(range(150))
+    assert all(child["state"] == "succeeded" for _, child, _, _ in children)
+
+
+def test_a_bulk_run_a_worker_serves_drives_quick_sub_runs_in_its_looks_too(tmp_path, flow):
+    weft = Weft(tmp_path)
+    weft.env["PYTHONPATH"] = os.pathsep.join([SUPPORT, weft.env.get("PYTHONPATH", "")])
+    effects = tmp_path / "effects"
+    worker = weft.start("worker", stdout=subprocess.DEVNULL)
+    try:
+        args = ("--flow", "effects", "-i", f"path={effects}", "-i", "items=" + str(list(range(1500))))
+        rid = weft("run", flow, *args, "--detach", code=0).stdout.split()[1]
+        end = time.time() + weft.timeout
+        while _read(weft.store, lambda t: t.run(rid))["state"] in ("pending", "running"):
+            assert time.time() < end, "the bulk run did not finish"
+            time.sleep(0.2)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+    children = _read(weft.store, lambda t: _children(t, rid))
+    assert _read(weft.store, lambda t: t.run(rid))["state"] == "succeeded"
+    assert [i for i, *_ in children] == list(range(1500))
+    assert {child["driver"]["pid"] for _, child, _, _ in children} == {worker.pid}
+    assert Counter(line.split()[1] for line in effects.read_text().splitlines()) == {f"item{i}": 1 for i in range(1500)}
 
 
 @pytest.mark.slow

@@ -37,7 +37,6 @@ from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED, error_record, new_r
 from weft.runtime.core.waiting import pending_cancels
 from weft.runtime.engine import inline, session
 from weft.runtime.engine.lease import Lease
-from weft.runtime.engine.session import persist
 from weft.runtime.engine.worker import Worker, below
 from weft.runtime.executors.threads import Threads
 from weft.runtime.ids import new_run_id
@@ -84,7 +83,7 @@ class Look:
         total = len(self.items)
         refused: dict[int, str] = {}
         look = found.look(total, self.concurrency, refused, self.results)
-        if look.release and self.pump is not None and inline.fits(self.body, self.driver):
+        if look.release and inline.fits(self.body, self.driver):
             look = self._here(found, known, look, refused)
             if look is None:
                 return ev.Failed(self.step, self.attempt, error_record("Cancelled", "the step stopped waiting"))
@@ -129,38 +128,31 @@ class Look:
                 run["detached"] = True
                 m = Machine(self.body, run, _new_steps(self.body), now)
                 inline.run(m, self.driver.clock)
-                made.append((args, now, m, self.pump.worker.lease(run["id"])))
+                made.append((args, now, m))
                 found.put(_child(i, m.run))
             look = found.look(total, self.concurrency, refused, self.results)
         if made and self.store.write(lambda t: self._store(t, made)) is None:
             return None
-        left = []
-        for _, _, m, lease in made:
+        for _, _, m in made:
             index = m.run["parent"]["index"]
             if m.run["state"] in RUN_ENDED:
                 known.open.pop(index, None)
             else:
                 known.open[index] = m.run["id"]
-                if m.run["state"] not in RUN_STOPPED:
-                    left.append((m, lease))
-        if left:
-            self.pump.worker.adopt(left)  # (waiting for a retry): driven on from where they are
         return look
 
-    def _store(self, t: Txn, made: list[tuple[dict, float, Machine, Lease]]) -> bool | None:
-        """Write the sub-runs `_here` made and drove as they are now: those that stopped in one go, the others as
-        made and then as they are, held by the pump."""
+    def _store(self, t: Txn, made: list[tuple[dict, float, Machine]]) -> bool | None:
+        """Write the sub-runs `_here` made and drove: those that stopped as they are now, in one go; the others
+        (a retry waits for its backoff) as made, queued for a worker (or the pump) to drive from the start: what
+        they did here was only calls of redoable actions."""
         if not self._waits(t):
             return None
         user = self.parent["user"]
-        for args, now, m, lease in made:
+        for args, now, m in made:
             if m.run["state"] in RUN_STOPPED:
                 inline.store(t, m, session.created_event(user, now))
             else:
-                session.create_in(
-                    t, self.body, user=user, now=now, detach=True, run_id=m.run["id"], lease=lease, **args
-                )
-                persist(t, m, lease)
+                session.create_in(t, self.body, user=user, now=now, detach=True, run_id=m.run["id"], **args)
         return True
 
     def _waits(self, t: Txn) -> bool:

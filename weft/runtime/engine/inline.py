@@ -10,7 +10,10 @@ shared-commit guarantee (docs/runtime.md, "Shared commits") applied to whole
 sub-runs: a crash before that commit loses at most those seconds of work,
 which the next look does again, and calling pure or idempotent actions again
 is harmless. A sub-run that neither ended nor paused here (a retry waits for
-its backoff) is handed to a driver, with nothing in flight.
+its backoff) is written as made instead, and queued: a worker (or the pump
+of the parent's process) drives it from its start, calling those actions
+again. Whoever drives the parent does this, `weft run` or a worker, as long
+as its executor runs actions in this process.
 
 A body qualifies (`fits`) when it takes no locks and every step is an
 action call with no timeout, no undo and no `concurrency` bound, of a plain
