@@ -21,7 +21,7 @@ demo: $(STAMP)
 # so pytest's own workers do not compile every module from source when PYTHONDONTWRITEBYTECODE is set.
 test: $(STAMP)
 	env -u PYTHONDONTWRITEBYTECODE PYTHONPYCACHEPREFIX="$${TMPDIR:-/tmp}/weft-tests-pycache-$$(id -u)" \
-		$(BIN)/python -m pytest -p no:cacheprovider -n 4
+		$(BIN)/python -m pytest -p no:cacheprovider -n 4 --dist worksteal
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/compile.py 10000

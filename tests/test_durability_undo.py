@@ -100,12 +100,14 @@ def test_a_skipped_interrupted_undo_counts_as_done(tmp_path):
     assert [s["state"] for s in run["steps"] if s["id"] == "one"] == ["undone"]
 
 
-def test_kill_loop_of_rollbacks_never_runs_an_undo_twice_without_a_person(tmp_path):
-    """20 SIGKILLs of `weft rollback` at random instants (most during a std.exec undo): zero double runs."""
-    rng = random.Random(9)
+@pytest.mark.parametrize("part", range(4))
+def test_kill_loop_of_rollbacks_never_runs_an_undo_twice_without_a_person(tmp_path, part):
+    """20 SIGKILLs of `weft rollback` at random instants (most during a std.exec undo), in four tests of five
+    that run in parallel: zero double runs."""
+    rng = random.Random(9 + part)
     weft = Undo(tmp_path)
     interrupted = 0
-    for i in range(20):
+    for i in range(part * 5, part * 5 + 5):
         rid = weft.new_run(pause=1.0)
         if i % 4:  # mostly while the undo runs; every fourth kill at any instant of the command
             weft.kill_rollback(rid, after=rng.uniform(0.0, 0.8))
@@ -124,4 +126,4 @@ def test_kill_loop_of_rollbacks_never_runs_an_undo_twice_without_a_person(tmp_pa
             assert weft("rollback", rid).returncode == 2 and weft.undos() == before
         else:  # killed before the undo was recorded running, or after it ended
             assert run["rolled_back"] or run["state"] == "failed" and before == 1, (again.stdout, again.stderr)
-    assert interrupted >= 10
+    assert interrupted >= 2  # of the three or four kills while the undo runs

@@ -24,6 +24,7 @@ from server_support import EXAMPLES, Server
 pytestmark = pytest.mark.slow
 
 EXAMPLES_PER_OPERATION = 15  # per mode and operation: about 20 s on an idle 2-core machine
+SHARDS = 4  # the operations are split into this many tests
 STREAMS = ("/api/v1/events", "/api/v1/runs/{run_id}/stream")  # they stream until the client leaves
 FLOWS = """
 flow waiter(who: str = "x") {
@@ -139,11 +140,14 @@ def fuzz(op, mode: GenerationMode, runs: list[dict], flows: list[str], headers: 
         assert mode is GenerationMode.NEGATIVE, op.label
 
 
-def test_the_api_keeps_to_its_openapi_document(served):
+@pytest.mark.parametrize("shard", range(SHARDS))
+def test_the_api_keeps_to_its_openapi_document(served, shard):
+    """Every SHARDS-th operation from `shard` on (the shards run in parallel under xdist)."""
     server, runs = served
     schema = schemathesis.openapi.from_url(f"{server.url}/api/v1/openapi.json")
-    ops = operations(schema)
-    assert len(ops) >= 20
+    every = operations(schema)
+    assert len(every) >= 20
+    ops = every[shard::SHARDS]
     flows = [f["name"] for f in server.api.get("/api/v1/flows").json()["items"]]
     headers = {"Authorization": f"Bearer {server.token}"}
     tried: dict[str, int] = {}
