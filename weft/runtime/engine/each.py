@@ -30,12 +30,13 @@ from typing import Any
 
 from weft.errors import WeftError
 from weft.plan import expr
+from weft.plan.secrets import mask, secret_values
 from weft.runtime.core import children as C
 from weft.runtime.core import events as ev
 from weft.runtime.core.machine import Launch, Machine
 from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED, error_record, new_run, new_step
 from weft.runtime.core.waiting import pending_cancels
-from weft.runtime.engine import inline, session
+from weft.runtime.engine import family, inline, session
 from weft.runtime.engine.lease import Lease
 from weft.runtime.engine.worker import Worker, below
 from weft.runtime.executors.threads import Threads
@@ -69,6 +70,7 @@ class Look:
         self.results = bool(self.body.get("returns"))  # the body returns a result: collect them
         run = m.run
         self.parent = {"id": run["id"], "user": run["user"], "title": run["label"] or run["flow"]}
+        self.secrets = secret_values(run)  # masked in the lines it writes to the parent's history
 
     def __call__(self) -> ev.Event:
         try:
@@ -147,16 +149,26 @@ class Look:
         they did here was only calls of redoable actions."""
         if not self._waits(t):
             return None
-        user = self.parent["user"]
+        user, total, lines = self.parent["user"], len(self.items), []
         for args, now, m in made:
-            if m.run["state"] in RUN_STOPPED:
+            run = m.run
+            if run["state"] in RUN_STOPPED:
                 inline.store(t, m, session.created_event(user, now))
+                line = C.item_line(run["parent"]["index"], total, run["id"], run["state"], run.get("error"))
+                lines.append({"t": run["ended"] or now, "step": self.step, "log": mask(line, self.secrets)})
             else:
-                session.create_in(t, self.body, user=user, now=now, detach=True, run_id=m.run["id"], **args)
+                session.create_in(t, self.body, user=user, now=now, detach=True, run_id=run["id"], **args)
+        if lines:  # what the sub-runs' wake-ups would log in the parent (`woken`), and one wake-up: look again
+            t.append_events(self.parent["id"], lines)
+            index = made[-1][2].run["parent"]["index"]
+            wake = {"kind": "child", "step": self.step, "index": index, "run": made[-1][2].run["id"], "logged": True}
+            t.put_request(self.parent["id"], f"{family.CHILD}{self.step}\0{index}", wake)
         return True
 
     def _waits(self, t: Txn) -> bool:
-        """Whether the step still waits for the sub-runs of this look's attempt."""
+        """Whether the step still waits for the sub-runs of this look's attempt (LeaseLost if its driver no
+        longer holds the run: only the driver holding it makes its sub-runs)."""
+        self.driver.lease.check(t)
         rec = t.step(self.parent["id"], self.step)
         return rec is not None and rec["state"] in ("running", "suspended") and rec["attempts"] == self.attempt
 
@@ -386,9 +398,10 @@ def woken(m: Machine, request: dict, now: float) -> bool:
         return False
     ENDED.forget(m.run["id"], sid, request["index"])  # what it is now, not what a look saw before (a re-run)
     if rec is not None and rec["state"] in ("suspended", "succeeded", "failed"):  # (a look may have seen it first)
-        total = len((rec["inputs"] or {}).get("items") or ())
-        line = C.item_line(request["index"], total, request["run"], request["state"], request.get("error"))
-        m.apply(ev.Logged(sid, line, now), now)
+        if not request.get("logged"):  # (a look that drove sub-runs inline wrote their lines)
+            total = len((rec["inputs"] or {}).get("items") or ())
+            line = C.item_line(request["index"], total, request["run"], request["state"], request.get("error"))
+            m.apply(ev.Logged(sid, line, now), now)
         if rec["state"] == "suspended":
             m.apply(ev.Woken(sid), now)
     return True

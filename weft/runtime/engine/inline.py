@@ -4,8 +4,8 @@ A sub-run of such a body needs no driver, thread, claim or commit of its
 own: the look (each.py) makes it in memory, runs its machine here (`run`),
 calling each action in the look's thread as a driver calls a quick action in
 its own, and goes on with the next items for up to `each.BUDGET` seconds;
-then one commit writes every sub-run it made, as made and as it is now,
-those that stopped let go and their parent told. This is the driver's
+then one commit writes every sub-run it made, as it is now, and the parent's
+history lines about them. This is the driver's
 shared-commit guarantee (docs/runtime.md, "Shared commits") applied to whole
 sub-runs: a crash before that commit loses at most those seconds of work,
 which the next look does again, and calling pure or idempotent actions again
@@ -30,7 +30,6 @@ from typing import Any
 from weft.runtime.core import events as ev
 from weft.runtime.core.machine import Machine
 from weft.runtime.core.states import redoable
-from weft.runtime.engine import family
 from weft.runtime.engine.lease import HOST
 from weft.runtime.executors.perform import perform
 from weft.runtime.executors.port import Reports, Task, event
@@ -54,8 +53,8 @@ def fits(body: dict, driver: Any) -> bool:
 
 def store(t: Txn, m: Machine, created: dict) -> None:
     """Write sub-run `m`, made and stopped here, in one go: its plan, its steps and run record as they are now,
-    its history from `created` (its first line) on, and tell its parent (family.notify). It takes no lease: it
-    stopped already."""
+    and its history from `created` (its first line) on. It takes no lease, as it stopped already, and leaves
+    its parent no request: the look that made it tells the parent (each.py)."""
     m.apply(ev.Driven(os.getpid(), HOST), time.time())
     _, _, events = m.changes()
     rid = m.run["id"]
@@ -64,7 +63,6 @@ def store(t: Txn, m: Machine, created: dict) -> None:
         t.put_step(rid, sid, rec)
     t.put_run(m.run)
     t.append_events(rid, [created, *events])
-    family.notify(t, m.run, time.time())
 
 
 def run(m: Machine, clock: Any) -> None:
