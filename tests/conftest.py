@@ -93,6 +93,15 @@ class Weft:
         return run_id(done.stdout), done
 
     def show(self, run: str) -> dict:
+        """What `weft show RUN --json` prints, read in this process (the same Client and view, no process)."""
+        from weft.cli import views  # imported after the bytecode cache above is set up
+        from weft.client import Client
+
+        with Client(self.store) as client:
+            return json.loads(json.dumps(views.run_json(client.get(run)), default=str))
+
+    def cli_show(self, run: str) -> dict:
+        """What a `weft show RUN --json` process prints."""
         return json.loads(self("show", run, "--json", code=0).stdout)
 
     def steps(self, run: str) -> dict[str, dict]:

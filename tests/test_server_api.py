@@ -238,7 +238,7 @@ def test_run_page_actions_commands_and_id_prefixes(server):
     problem(server.api.get("/api/v1/runs/%20%00"), 404)
     ambiguous = problem(server.api.get("/api/v1/runs/0"), 404)  # every id of this century starts with 0
     assert "ambiguous" in ambiguous["detail"]
-    shown = Weft(server.folder).show(rid)  # the CLI reads the same run
+    shown = Weft(server.folder).cli_show(rid)  # the CLI reads the same run
     assert (shown["id"], shown["state"]) == (rid, "paused")
     assert settled(server, quick)["actions"] == ["rerun", "rollback"]  # sorted, in every process
 
