@@ -198,5 +198,4 @@ def stored_steps(t: Txn, m: Machine, changed: list[tuple[str, Any]]) -> dict[str
     specs = m.specs
     if not m.each_steps or not any(specs[sid]["kind"] == "each" for sid, _ in changed):
         return {}
-    stored = t.steps(m.run["id"])
-    return {sid: stored.get(sid) for sid, _ in changed if specs[sid]["kind"] == "each"}
+    return {sid: t.step(m.run["id"], sid) for sid, _ in changed if specs[sid]["kind"] == "each"}
