@@ -235,9 +235,10 @@ class Txn(port.Txn):
         return found
 
     def put_step(self, run_id: str, step_id: str, rec: dict) -> None:
-        timers, key = partial(K.timer_keys, run_id, step_id), K.step_key(run_id, step_id)
-        before = self._put_derived("steps", key, rec, "timers", timers)
-        self._moves().move(run_id, None if before is None else self._state_of(key, before), rec["state"])
+        was = self._put_derived(
+            "steps", K.step_key(run_id, step_id), rec, "timers", partial(K.timer_keys, run_id, step_id)
+        )
+        self._moves().move(run_id, was, rec["state"])
 
     def put_new_steps(self, run_id: str, step_ids: Iterable[str], rec: dict) -> None:
         """`rec` encoded once and put at every key; a record without timers (a new step's) is then known to the
@@ -245,34 +246,37 @@ class Txn(port.Txn):
         if K.timer_keys(run_id, "", rec):
             return super().put_new_steps(run_id, step_ids, rec)
         raw, db, move = codec.encode(rec), self._dbs["steps"], self._moves().move
-        self._derived["steps"].blank = raw
+        self._derived["steps"].blank = raw, rec["state"]
         for sid in step_ids:
             if not self._raw.put(K.step_key(run_id, sid), raw, db=db, overwrite=False):
                 raise ValueError(f"step {sid} of run {run_id} has a record already")
             move(run_id, None, rec["state"])
 
-    def _state_of(self, key: bytes, raw: bytes) -> str:
-        """The state of the step record stored as `raw`: its leading field, else decoded."""
-        return next(codec.leading_texts([(key, raw)], b"state"))[2] or self._decode("steps", key, raw)["state"]
-
-    def _put_derived(self, db: str, key: bytes, value: dict, entries_db: str, entries: Callable) -> bytes | None:
+    def _put_derived(self, db: str, key: bytes, value: dict, entries_db: str, entries: Callable) -> str | None:
         """Write record `value` at `key` of `db`; the entries of `entries_db` derived from the record
-        stored before (`entries(record)`) become those derived from `value`. The bytes stored before."""
-        stored = raw = self._raw.get(key, db=self._dbs[db])
+        stored before (`entries(record)`) become those derived from `value`. The state of the record stored
+        before (None: there was none), known without decoding it when this process wrote it."""
+        raw = self._raw.get(key, db=self._dbs[db])
         known = self._derived[db]
-        before = set() if raw is None else known.get(key, raw)
-        if before is None:
-            before = entries(self._decode(db, key, raw))
+        if raw is None:
+            before, state = frozenset(), None
+        else:
+            found = known.get(key, raw)
+            if found is None:
+                old = self._decode(db, key, raw)
+                found = entries(old), old.get("state")
+            before, state = found
         after = entries(value)
-        target = self._dbs[entries_db]
-        for k in before - after:
-            self._raw.delete(k, db=target)
-        for k in after - before:
-            self._raw.put(k, _NO_VALUE, db=target)
+        if before or after:
+            target = self._dbs[entries_db]
+            for k in before - after:
+                self._raw.delete(k, db=target)
+            for k in after - before:
+                self._raw.put(k, _NO_VALUE, db=target)
         raw = codec.encode(value)
         self._raw.put(key, raw, db=self._dbs[db])
-        known.put(key, raw, after)
-        return stored
+        known.put(key, raw, after, value.get("state"))
+        return state
 
     def _timers(self, run_id: str, step_id: str, old: dict | None, new: dict | None) -> None:
         before, after = K.timer_keys(run_id, step_id, old), K.timer_keys(run_id, step_id, new)
