@@ -23,6 +23,7 @@ most `concurrency` at once, each child rolled back as a run of its own.
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -116,7 +117,7 @@ class Look:
     def _here(self, found: C.Tally, known: Known, look: C.Look, refused: dict[int, str]) -> C.Look | None:
         """Make sub-runs and drive them here (inline.py) for up to BUDGET seconds, then write them all in one
         commit; the look after them (None if the step no longer waits for them: nothing is written)."""
-        total, made = len(self.items), []
+        total, made, took = len(self.items), [], {}
         end = time.monotonic() + BUDGET
         while look.release and time.monotonic() < end:
             for i in look.release:
@@ -129,10 +130,12 @@ class Look:
                 run = new_run(new_run_id(now), self.body, user=self.parent["user"], now=now, **args)
                 run["detached"] = True
                 m = Machine(self.body, run, _new_steps(self.body), now)
-                inline.run(m, self.driver.clock)
+                inline.run(m, took)
                 made.append((args, now, m))
                 found.put(_child(i, m.run))
             look = found.look(total, self.concurrency, refused, self.results)
+        for action, seconds in took.values():  # the median: one call slowed by a busy machine changes nothing
+            self.driver.clock(action, statistics.median(seconds))
         if made and self.store.write(lambda t: self._store(t, made)) is None:
             return None
         for _, _, m in made:

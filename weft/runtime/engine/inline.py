@@ -65,9 +65,9 @@ def store(t: Txn, m: Machine, created: dict) -> None:
     t.append_events(rid, [created, *events])
 
 
-def run(m: Machine, clock: Any) -> None:
-    """Call what `m` launches until it hands out nothing more (it stopped, or waits for a timer); `clock(action,
-    seconds)` is told how long each call took."""
+def run(m: Machine, took: dict[tuple[str, str], tuple[dict, list[float]]]) -> None:
+    """Call what `m` launches until it hands out nothing more (it stopped, or waits for a timer); how long each
+    call took goes to `took` ((module, name) -> (action, seconds of each call))."""
     reports = Reports()
     run_id = m.run["id"]
     search_path = list(m.plan.get("search_path") or ())
@@ -76,7 +76,9 @@ def run(m: Machine, clock: Any) -> None:
         for launch in launches:
             task = Task.of(run_id, launch, search_path)
             outcome = perform(task, reports.channel(task))
-            clock(launch.action, outcome.duration)
+            took.setdefault((launch.action["module"], launch.action["name"]), (launch.action, []))[1].append(
+                outcome.duration
+            )
             for report in reports.take(0):
                 if report.kind == "log":
                     m.apply(ev.Logged(task.step, report.value, report.at), now)
