@@ -163,8 +163,10 @@ class Look:
                 session.create_in(t, self.body, user=user, now=now, detach=True, run_id=run["id"], **args)
         if lines:  # what the sub-runs' wake-ups would log in the parent (`woken`), and one wake-up: look again
             t.append_events(self.parent["id"], lines)
-            index = made[-1][2].run["parent"]["index"]
-            wake = {"kind": "child", "step": self.step, "index": index, "run": made[-1][2].run["id"], "logged": True}
+            last = made[-1][2].run
+            index = last["parent"]["index"]
+            wake = {"kind": "child", "step": self.step, "index": index, "run": last["id"], "state": last["state"]}
+            wake.update(error=last.get("error"), logged=True)
             t.put_request(self.parent["id"], f"{family.CHILD}{self.step}\0{index}", wake)
         return True
 
