@@ -418,7 +418,7 @@ def _arguments(defn: ActionDef, inputs: Mapping[str, Any], ctx: Context | None) 
 
 def settled(value: Any) -> Any:
     """What an action's method returned, a coroutine run to completion on an event loop of its own."""
-    if not inspect.isawaitable(value):
+    if value is None or type(value) is dict or not inspect.isawaitable(value):  # (isawaitable asks an ABC: slow)
         return value
     import asyncio  # only where a coroutine is run: a sync flow's `weft run` never imports it
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from functools import partial
+from functools import lru_cache, partial
 from itertools import islice, takewhile
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
@@ -33,6 +33,15 @@ if TYPE_CHECKING:
     from weft.runtime.stores.lmdb.store import Store
 
 _NO_VALUE = codec.encode(None)
+
+
+@lru_cache(maxsize=1024)
+def _lease_of(raw: bytes) -> dict:
+    """The lease record stored as `raw` (kept by its bytes: never stale); BadValue if they do not decode."""
+    value = codec.decode(raw)
+    if not isinstance(value, dict):
+        raise codec.BadValue("a lease is a record")
+    return value
 
 
 class Txn(port.Txn):
@@ -411,7 +420,16 @@ class Txn(port.Txn):
     # -- leases, locks, requests -------------------------------------------------------------
 
     def lease(self, run_id: str) -> dict | None:
-        return self.get("leases", K.run_key(run_id))
+        """A copy of the lease; one whose stored bytes were decoded lately is not decoded again (a driver reads
+        its own at every commit, and those bytes change only with each heartbeat)."""
+        key = K.run_key(run_id)
+        raw = self._raw.get(key, db=self._dbs["leases"])
+        if raw is None:
+            return None
+        try:
+            return dict(_lease_of(raw))
+        except codec.BadValue:
+            return self._decode("leases", key, raw)  # (raises CorruptRecord naming the key)
 
     def put_lease(self, run_id: str, lease: dict) -> None:
         self.put("leases", K.run_key(run_id), lease)
