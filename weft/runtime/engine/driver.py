@@ -114,6 +114,7 @@ class Driver:
         # calls in flight at once: threads and async calls have bounds of their own on the local executor
         self.room = self.executor.room(machine.plan, self.workers, self.concurrency) if self._inline else self.workers
         self._here: set[int] = set()  # ids of the redoable tasks called in this thread, not applied yet
+        self._plain: dict[tuple[str, str], bool] = {}  # (module, action) -> it may be called here (not async)
         self._redoable = True  # nothing since the last commit that a crash may not lose (see `_share`)
         self._committed = time.monotonic()
         self._pump: each.Children | None = None  # this process serving the run's sub-runs
@@ -329,9 +330,13 @@ class Driver:
 
     def quick_action(self, action: dict) -> bool:
         """Whether `action` is a plain (not async) one whose calls have averaged under QUICK in this process."""
-        if not self._inline or self.executor.asynchronous(action, self.search_path):
-            return False  # here it would need an event loop of its own: the executor's loop runs it
-        took = _TOOK.get((action["module"], action["name"]))
+        key = action["module"], action["name"]
+        plain = self._plain.get(key)
+        if plain is None:
+            plain = self._plain[key] = self._inline and not self.executor.asynchronous(action, self.search_path)
+        if not plain:
+            return False  # async: here it would need an event loop of its own (the executor's loop runs it)
+        took = _TOOK.get(key)
         return took is not None and took < QUICK
 
     @staticmethod

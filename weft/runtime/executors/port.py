@@ -181,11 +181,9 @@ class Reports:
             found = [self._queue.get(timeout=timeout)] if timeout > 0 else [self._queue.get_nowait()]
         except queue.Empty:
             return []
-        while True:
-            try:
-                found.append(self._queue.get_nowait())
-            except queue.Empty:
-                return found
+        while not self._queue.empty():  # (the driver is its one reader: no exception raised per round)
+            found.append(self._queue.get_nowait())
+        return found
 
 
 class TaskChannel:
