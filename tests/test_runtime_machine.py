@@ -92,6 +92,25 @@ def test_changes_are_reported_once_in_order():
     assert m.changes() == (None, [], [])
 
 
+def test_a_runs_progress_alone_rewrites_its_record_once_it_moved_by_a_point():
+    n = 250  # 0.004 a step
+    m = machine(plan("c", [step(f"s{i}", after=(f"s{i - 1}",) if i else ()) for i in range(n)]))
+    written, t = [], 0.0
+    for i in range(n):
+        (launch,) = m.launches(t, 16)
+        run, _, _ = m.changes()
+        if run is not None:
+            written.append(run["progress"])
+        assert m.run["progress"] == round(i / n, 4) and m.run["progress"] - written[-1] < 0.01  # stored: < a point off
+        m.apply(Succeeded(launch.step, 1, {}), t + 0.5)
+        t += 1.0
+    m.launches(t, 16)
+    final, _, _ = m.changes()
+    assert m.run["state"] == "succeeded" and final["progress"] == 1.0
+    assert written[0] == 0.0 and len(written) == 1 + (n - 1) // 3  # every third step (0.012), not every step
+    assert all(b - a >= 0.01 for a, b in zip(written, written[1:]))
+
+
 def test_when_false_skips_and_dependents_go_on():
     p = plan(
         "w",
