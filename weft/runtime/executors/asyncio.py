@@ -53,7 +53,7 @@ class AsyncExecutor:
 
     def close(self) -> None:
         with self._lock:
-            loop, self._loop = self._loop, None
+            loop, self._loop, self._batch = self._loop, None, []  # a batch not taken yet is dropped with the loop
         if loop is None:
             return
         stopped = asyncio.run_coroutine_threadsafe(self._stop(), loop)
