@@ -264,7 +264,8 @@ def _inlining_limits(
     calls: dict[str, list[str]], sites: dict[tuple[str, str], ast.Span], own: dict[str, int], sink: Sink
 ) -> None:
     """E124 where flows inlined into their callers nest past MAX_CALL_DEPTH, or make a plan
-    of more than MAX_PLAN_STEPS steps (flows that call a flow twice double it at each level).
+    of more than MAX_PLAN_STEPS steps (flows that call a flow twice double it at each level; a flow that calls
+    none has the steps written in it, however many).
     The call graph has no cycle; callees are visited first, iteratively."""
     depth: dict[str, int] = {}
     steps: dict[str, int] = {}
@@ -286,7 +287,7 @@ def _inlining_limits(
                 deepest = max(calls[name], key=lambda c: depth[c])
                 message = f"flow '{name}' starts a chain of more than {MAX_CALL_DEPTH} flows calling each other"
                 sink.add("E124", sites[(name, deepest)], message, hint)
-            elif steps[name] > MAX_PLAN_STEPS and all(steps[c] <= MAX_PLAN_STEPS for c in calls[name]):
+            elif calls[name] and steps[name] > MAX_PLAN_STEPS and all(steps[c] <= MAX_PLAN_STEPS for c in calls[name]):
                 biggest = max(calls[name], key=lambda c: steps[c])
                 message = f"flow '{name}' grows past {MAX_PLAN_STEPS:,} steps once the flows it calls are put in place"
                 sink.add("E124", sites[(name, biggest)], message, hint)
