@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from typing import Iterable
 
 
@@ -12,5 +11,7 @@ def suggest(names: Iterable[str], wrong: str) -> str | None:
     by_case = [n for n in names if n.lower() == wrong.lower()]
     if by_case:
         return by_case[0]
+    import difflib  # only for a name that is wrong: not at every start-up
+
     close = difflib.get_close_matches(wrong, names, n=1, cutoff=0.6)
     return close[0] if close else None

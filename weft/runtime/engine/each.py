@@ -23,7 +23,6 @@ most `concurrency` at once, each child rolled back as a run of its own.
 
 from __future__ import annotations
 
-import statistics
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -134,6 +133,8 @@ class Look:
                 made.append((args, now, m))
                 found.put(_child(i, m.run))
             look = found.look(total, self.concurrency, refused, self.results)
+        import statistics  # (here: not loaded at every start-up)
+
         for action, seconds in took.values():  # the median: one call slowed by a busy machine changes nothing
             self.driver.clock(action, statistics.median(seconds))
         if made and self.store.write(lambda t: self._store(t, made)) is None:
