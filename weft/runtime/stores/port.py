@@ -128,6 +128,12 @@ class Txn(ABC):
     def put_step(self, run_id: str, step_id: str, rec: dict) -> None:
         """Write a step record; the backend brings the step's timers (core.timers.step_timers) up to date."""
 
+    def put_new_steps(self, run_id: str, step_ids: Iterable[str], rec: dict) -> None:
+        """Write record `rec` for each of `step_ids`, none of which has one yet (a new run's steps): as many
+        `put_step`s, which a backend may do in one pass (the record encoded once)."""
+        for sid in step_ids:
+            self.put_step(run_id, sid, rec)
+
     # Reads of a part of a run, for pages of a big one; a backend may answer them without decoding the rest.
 
     def step(self, run_id: str, step_id: str) -> dict | None:
