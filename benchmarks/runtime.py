@@ -69,6 +69,24 @@ def commit_latency(store: Store, n: int = 200) -> float:
     return sorted(times)[n // 2]
 
 
+def chain_beside_commits(store: Store, n: int, parts: int = 10) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, floor seconds) of `n` non-idempotent no-op steps in a chain, run in `parts` runs,
+    each right after as many commits of one small record (the floor): the disk's latency on a shared machine moves
+    by 10x within a minute, so the floor is measured beside the chain, part by part, not once before it."""
+    chain = plans.chain(n // parts)
+    for step in chain["steps"]:
+        step["action"]["idempotent"] = False
+    took = cpu = floor = 0.0
+    for _ in range(parts):
+        t0 = time.perf_counter()
+        for i in range(n // parts):
+            store.write(lambda t: t.put_meta("bench", i))
+        floor += time.perf_counter() - t0
+        wall, used, _ = durable(store, chain)
+        took, cpu = took + wall, cpu + used
+    return took, cpu, floor
+
+
 def plain_chain(n: int, defn: actions.ActionDef) -> float:
     with ThreadPoolExecutor(16) as pool:
         t0 = time.perf_counter()
@@ -327,13 +345,11 @@ def step_rows(store: Store, folder: str, n: int, items: int, big: int) -> None:
         f"  {n}-step chain of pure steps, whole weft run beyond a 10-step one: {(many - few) * 1e6 / (n - 10):.0f} "
         f"µs/step ({(many_cpu - few_cpu) * 1e6 / (n - 10):.0f} µs CPU) (target < 200)"
     )
-    chain = plans.chain(n)
-    for step in chain["steps"]:
-        step["action"]["idempotent"] = False
-    took, cpu, _ = durable(store, chain)
+    took, cpu, floor = chain_beside_commits(store, n)
     print(
         f"  {n}-step chain of non-idempotent steps, in process: {took * 1e6 / n:.0f} µs/step ({cpu * 1e6 / n:.0f} µs "
-        f"CPU), {took / n / commit:.2f}x one durable commit (target < 1.3x)"
+        f"CPU), {took / floor:.2f}x as many durable commits of one small record made between its parts "
+        f"({floor * 1e6 / n:.0f} µs each) (target < 1.3x)"
     )
     each_row(store, folder, items)
     fan = plans.fan(big - 2)
