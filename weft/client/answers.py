@@ -7,23 +7,21 @@ make these classes (`weft.client` imports this module on first use of one of its
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from weft.client.model import Event, Run, RunSummary  # (their fields' types, resolved by the server's schemas)
+from weft.client.model import Event, Record, Run, RunSummary, record  # (the first three: fields' types)
 from weft.client.redact import Redactor
 from weft.plan.secrets import secret_params
 
 
-@dataclass(frozen=True)
-class Lock:
+@record
+class Lock(Record):
     """A lock held by a run that has not ended."""
 
     name: str
     run: RunSummary
 
 
-@dataclass(frozen=True)
-class Pruned:
+@record
+class Pruned(Record):
     """What `prune` did."""
 
     removed: int  # runs deleted, sub-runs included
@@ -32,8 +30,8 @@ class Pruned:
     cutoff: float  # runs that ended before this were pruned
 
 
-@dataclass(frozen=True)
-class Delivery:
+@record
+class Delivery(Record):
     """What became of a signal or a cancel: done here, or handed to the process or workers driving the run."""
 
     run_id: str
@@ -42,8 +40,8 @@ class Delivery:
     run: Run | None = None  # as the command left it (a cancel: always)
 
 
-@dataclass(frozen=True)
-class Change:
+@record
+class Change(Record):
     """One event of a run's history as displays that follow runs live see it, with the run's state now."""
 
     place: int | None  # in the store's feed of all runs (None: read from one run's history)
@@ -53,16 +51,16 @@ class Change:
     event: Event
 
 
-@dataclass(frozen=True)
-class Changes:
+@record
+class Changes(Record):
     """A page of the feed: the changes after a place, and the last place read (where the next page starts)."""
 
     items: tuple[Change, ...]
     end: int
 
 
-@dataclass(frozen=True)
-class WorkerProcess:
+@record
+class WorkerProcess(Record):
     """A process serving the store's runs: `weft worker`, or the worker inside `weft serve`."""
 
     pid: int
@@ -74,8 +72,8 @@ class WorkerProcess:
     runs: tuple[str, ...]  # the runs it drives now
 
 
-@dataclass(frozen=True)
-class ScheduleEntry:
+@record
+class ScheduleEntry(Record):
     """What a schedule did with one slot: "fire" (started `run`), "skip", "miss", "wait", "cancel", "trigger"."""
 
     slot: float
@@ -85,8 +83,8 @@ class ScheduleEntry:
     run: str | None
 
 
-@dataclass(frozen=True)
-class Schedule:
+@record
+class Schedule(Record):
     """A schedule: which flow it starts with which inputs, when, and what it did."""
 
     name: str
@@ -111,8 +109,8 @@ class Schedule:
     history: tuple[ScheduleEntry, ...]  # newest last
 
 
-@dataclass(frozen=True)
-class Refusal:
+@record
+class Refusal(Record):
     """A run a bulk operation did not act on, and why."""
 
     id: str
@@ -120,8 +118,8 @@ class Refusal:
     state: str | None  # the run's state when it was refused
 
 
-@dataclass(frozen=True)
-class Bulk:
+@record
+class Bulk(Record):
     """What a command given to many runs did: runs done, refused (with why) and ids that name no run."""
 
     done: tuple[str, ...]
@@ -129,8 +127,8 @@ class Bulk:
     missing: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class RollbackPreview:
+@record
+class RollbackPreview(Record):
     """What `rollback` would do now: the steps whose undo it runs, and succeeded steps that have none."""
 
     run_id: str
@@ -138,8 +136,8 @@ class RollbackPreview:
     without_undo: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Diagram:
+@record
+class Diagram(Record):
     """What a run's diagram shows: its Plan, each step's state, each `each` step's sub-runs by state."""
 
     plan: dict

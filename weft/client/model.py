@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from weft.client.redact import Redactor
@@ -16,8 +16,34 @@ from weft.runtime.engine.lease import holder_alive
 ACTIONS = ("resume", "skip", "rerun", "cancel", "rollback", "signal")
 
 
-@dataclass(frozen=True)
-class Event:
+class Record:
+    """What the Client's frozen dataclasses share (`@record`): equality, hashing and repr by their fields, as
+    `@dataclass(frozen=True)` makes them, but written once here instead of compiled for each class at start-up."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return _compared(self) == _compared(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(_compared(self))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
+        return f"{self.__class__.__qualname__}({shown})"
+
+
+def _compared(r: Record) -> tuple:
+    return tuple(getattr(r, f.name) for f in fields(r) if f.compare)
+
+
+record = dataclass(frozen=True, eq=False, repr=False)  # with Record: what @dataclass(frozen=True) would make
+
+
+@record
+class Event(Record):
     """One entry of a run's history: a state change (`state`, `detail`), a `log` line or a `note`."""
 
     seq: int | None  # position in the history, from 1 (None for an event reported live before it was read back)
@@ -34,8 +60,8 @@ class Event:
         return cls(seq, e["t"], *(e.get(k) for k in ("step", "state", "detail", "attempt", "log", "note")))
 
 
-@dataclass(frozen=True)
-class StepError:
+@record
+class StepError(Record):
     """Why a step failed: the exception's type, its message and (shown with the step alone) its traceback."""
 
     type: str | None
@@ -50,8 +76,8 @@ class StepError:
         return describe_error({"type": self.type, "message": self.message})
 
 
-@dataclass(frozen=True)
-class Undo:
+@record
+class Undo(Record):
     """The undo of a succeeded step, once a rollback started it."""
 
     state: str | None  # running, succeeded, failed; None: to be run again
@@ -61,8 +87,8 @@ class Undo:
     error: StepError | None
 
 
-@dataclass(frozen=True)
-class Poll:
+@record
+class Poll(Record):
     """A polling step between polls: the external task's handle and how polling goes."""
 
     handle: Any
@@ -71,8 +97,8 @@ class Poll:
     interval: float | None
 
 
-@dataclass(frozen=True)
-class TaskCancel:
+@record
+class TaskCancel(Record):
     """The cancel of the external task a polling step started, once the run stopped waiting for that task."""
 
     state: str  # "pending" (not answered yet), "cancelled", "failed" (it raised or did not answer), "none" (no cancel)
@@ -84,8 +110,8 @@ class TaskCancel:
         return self.state == "cancelled"
 
 
-@dataclass(frozen=True)
-class SubRun:
+@record
+class SubRun(Record):
     """One sub-run of an `each` step: its id, its item's index, its state and label."""
 
     id: str
@@ -94,8 +120,8 @@ class SubRun:
     label: str | None
 
 
-@dataclass(frozen=True)
-class SubRuns:
+@record
+class SubRuns(Record):
     """The sub-runs of an `each` step: counts and, in item order, the runs themselves."""
 
     done: int
@@ -105,16 +131,16 @@ class SubRuns:
     runs: tuple[SubRun, ...]
 
 
-@dataclass(frozen=True)
-class Origin:
+@record
+class Origin(Record):
     """Where a step added by an `extend` block was written."""
 
     extension: str
     line: int
 
 
-@dataclass(frozen=True)
-class Step:
+@record
+class Step(Record):
     """One step of a run: its spec's outline and its record (state, attempts, inputs, outputs, error...)."""
 
     id: str
@@ -143,8 +169,8 @@ class Step:
     agent: str | None = None  # the agent that took its latest attempt's call (None: run locally, or not taken yet)
 
 
-@dataclass(frozen=True)
-class StepDetail:
+@record
+class StepDetail(Record):
     """One step in full: what `weft show RUN STEP` prints."""
 
     run_id: str
@@ -154,8 +180,8 @@ class StepDetail:
     history: tuple[Event, ...]  # the step's own events
 
 
-@dataclass(frozen=True)
-class Owner:
+@record
+class Owner(Record):
     """The process holding a run's lease."""
 
     pid: int
@@ -164,8 +190,8 @@ class Owner:
     alive: bool
 
 
-@dataclass(frozen=True)
-class Parent:
+@record
+class Parent(Record):
     """The run, `each` step and item index that made a sub-run."""
 
     run: str
@@ -173,16 +199,16 @@ class Parent:
     index: int
 
 
-@dataclass(frozen=True)
-class Slot:
+@record
+class Slot(Record):
     """The schedule that started a run, and the slot (a time) the run fills."""
 
     name: str
     slot: float
 
 
-@dataclass(frozen=True)
-class RunSummary:
+@record
+class RunSummary(Record):
     """A run as lists show it: its metadata, without steps or history."""
 
     id: str
@@ -215,7 +241,7 @@ class RunSummary:
         return self.state not in RUN_ENDED and self.owner is not None and not self.owner.alive
 
 
-@dataclass(frozen=True)
+@record
 class Run(RunSummary):
     """One run in full: steps, history, and which steering commands fit it now."""
 
@@ -235,8 +261,8 @@ class Run(RunSummary):
         return tuple(s for s in self.steps if s.state == "failed")
 
 
-@dataclass(frozen=True)
-class Page:
+@record
+class Page(Record):
     """One page of `runs()`: the runs from `offset` on (at most `limit`), `total` matches in all."""
 
     runs: tuple[RunSummary, ...]
@@ -246,8 +272,8 @@ class Page:
     total: int
 
 
-@dataclass(frozen=True)
-class Progress:
+@record
+class Progress(Record):
     """What a run driven by this process reports after each commit (see Client.drive)."""
 
     run_id: str
@@ -386,8 +412,8 @@ def actions(run: dict, failed: bool, signals: bool, owner: Owner | None) -> froz
     return frozenset(allowed)
 
 
-@dataclass(frozen=True)
-class Overview:
+@record
+class Overview(Record):
     """What a run's page says of all its steps, whichever of them it shows."""
 
     counts: dict[str, dict[str, int]]  # phase -> state -> steps, phases in plan order, states by name
