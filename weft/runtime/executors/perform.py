@@ -50,7 +50,8 @@ def perform(task: Task, channel: Channel) -> Outcome:
 
         return asyncio.run(_watched(_call_async(task, channel, defn, started), channel))
     try:
-        answer = polls.call(defn, task.inputs, _context(task, channel), task.poll)
+        ctx = _context(task, channel) if defn.wants_context or defn.poll is not None else None  # (else unused)
+        answer = polls.call(defn, task.inputs, ctx, task.poll)
     except KeyboardInterrupt:  # reaches only an action the driver called in the main thread
         raise
     except BaseException as e:  # noqa: BLE001 - the action's failure, whatever it is, fails the step

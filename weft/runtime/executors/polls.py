@@ -24,8 +24,9 @@ from weft.sdk.context import Context
 Answer = tuple[dict | None, PollReport | None]
 
 
-def call(defn: actions.ActionDef, inputs: dict, ctx: Context, poll: dict | None) -> Answer:
-    """(outputs, None) of a plain action or a finished poll; (None, report) when a polling action goes on."""
+def call(defn: actions.ActionDef, inputs: dict, ctx: Context | None, poll: dict | None) -> Answer:
+    """(outputs, None) of a plain action or a finished poll; (None, report) when a polling action goes on. `ctx` may
+    be None for a plain action that takes no Context."""
     if poll is not None:
         return _polled(polling.poll(defn, _handle(defn, poll), ctx))
     if defn.poll is None:
