@@ -70,6 +70,11 @@ def _read(store: str, fn):
         return fn(t)
 
 
+def _made(store: str, rid: str) -> int:
+    """How many sub-runs run `rid` made so far."""
+    return _read(store, lambda t: len(t.children(rid)))
+
+
 def _children(t, rid: str) -> list[tuple[int, dict, dict, list]]:
     """(index, run, steps, history) of every sub-run of step `each` of run `rid`, by index."""
     step = next(s["id"] for s in t.plan(rid)["steps"] if s["kind"] == "each")
@@ -172,19 +177,23 @@ def test_killed_at_random_instants_an_each_of_quick_sub_runs_makes_one_sub_run_p
     weft = Weft(tmp_path)
     weft.env["PYTHONPATH"] = os.pathsep.join([SUPPORT, weft.env.get("PYTHONPATH", "")])
     effects = tmp_path / "effects"
-    n, kills = 4000, 0
+    n, kills = 6000, 0
     args = ("--flow", "effects", "-i", f"path={effects}", "-i", "items=" + str(list(range(n))))
     proc = weft.start("run", flow, *args)
     rid = proc.stdout.readline().split()[1]
     rng = random.Random()
+    made = 0
     while kills < 5:  # then it may finish
-        time.sleep(rng.uniform(0.5, 1.5))
+        while proc.poll() is None and _made(weft.store, rid) <= made:  # strike once this process made some
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.3))
         if proc.poll() is not None:
             break
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
         if _read(weft.store, lambda t: t.run(rid))["state"] == "succeeded":
             break  # struck after the end
+        made = _made(weft.store, rid)
         kills += 1
         proc = weft.start("resume", rid)
     out, err = proc.communicate(timeout=weft.timeout)

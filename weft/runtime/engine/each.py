@@ -120,6 +120,8 @@ class Look:
         end = time.monotonic() + BUDGET
         while look.release and time.monotonic() < end:
             for i in look.release:
+                if time.monotonic() > end:
+                    break  # the rest are released by the next look
                 now = time.time()
                 try:
                     args = self._args(i)
