@@ -11,7 +11,10 @@ holds no thread; a child that stops wakes it (family.py), and the step's poll
 timer is the fallback.
 
 Children are driven by whoever claims them from the queue: any `weft worker`
-on the store, and the process driving the parent itself (`drive_children`).
+on the store, and the process driving the parent itself (`drive_children`),
+which takes those it has room for in the transaction that makes them (their
+leases, no claim). Children of a body of quick redoable calls are made and
+driven inside the look itself, many to a commit (inline.py).
 Nothing here ever resumes a child: a look only counts what the children are,
 so a child paused by an interrupted step waits for a person, and the parent
 names it when the step fails. `weft resume` of the parent resumes its paused
