@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from weft.runtime.core.children import Child, look, to_roll_back
+from weft.runtime.core.children import Child, Tally, look, to_roll_back
 
 
 def kids(*states: str) -> dict[int, Child]:
@@ -51,3 +51,19 @@ def test_rollback_order_is_the_reverse_of_completion_paused_ones_first():
         Child(4, "E", "cancelled", ended=25.0),
     ]
     assert [c.run for c in to_roll_back(children)] == ["C", "B", "E", "A"]
+
+
+def test_a_tally_keeps_its_counts_as_children_change_and_decides_as_look_does():
+    tally = Tally(kids("running", "running", "pending").values())
+    assert tally.look(6, 3, {}).release == []
+    tally.put(Child(0, "R0", "succeeded"))
+    tally.put(Child(0, "R0", "succeeded"))  # read again: counted once
+    tally.put(Child(1, "R1", "paused"))  # gives its slot back, keeps the step from finishing
+    assert (tally.active, tally.succeeded) == (1, 1)
+    assert tally.look(6, 3, {}).release == [3, 4] == look(6, 3, tally.children, {}).release
+    for i in range(2, 6):
+        tally.put(Child(i, f"R{i}", "succeeded"))
+    done = tally.look(6, 3, {})
+    assert done.done and done.failure == "1 of 6 sub-runs did not succeed: item 2 (R1, paused)"
+    tally.put(Child(1, "R1", "succeeded"))  # resumed and ended
+    assert tally.look(6, 3, {}).outputs == {"total": 6, "succeeded": 6, "failed": 0}
