@@ -220,9 +220,9 @@ class Look:
         return made, held
 
     def _room(self, worker: Worker) -> int:
-        """How many sub-runs the pump may take now: no more drivers at once than the step's `concurrency`
-        (one that ends still holds its thread a moment after the look sees it ended)."""
-        return max(0, min(worker.room(), C.limit(self.concurrency, len(self.items)) - len(worker.active)))
+        """How many sub-runs the pump may take now: no more drivers at once than its share of the step's
+        `concurrency` (one that ends still holds its thread a moment after the look sees it ended)."""
+        return max(0, min(worker.room(), worker.share(C.limit(self.concurrency, len(self.items))) - len(worker.active)))
 
     def _args(self, index: int) -> dict:
         """What the sub-run of item `index` is made with: its inputs, label, locks and parent link."""

@@ -170,6 +170,7 @@ class Worker:
         self._started = time.time()
         self._announced = 0.0
         self._next_schedules = 0.0
+        self._peers = (0, 0.0)  # other worker processes serving the store, and when they were counted
 
     def stop(self) -> None:
         """Claim nothing more and let go of every run once its running steps finish; again: at once."""
@@ -371,6 +372,20 @@ class Worker:
     def room(self) -> int:
         """How many more runs it may drive now (none once stopping)."""
         return 0 if self.stopping.is_set() else max(0, self.limit - len(self.active))
+
+    def share(self, n: int) -> int:
+        """Of `n` sub-runs that may run at once, how many this process holds itself when it makes them: all of
+        them when no other process serves the store, else its even part (the others are queued for the rest)."""
+        count, at = self._peers
+        now = time.time()
+        if now - at >= HEARTBEAT:  # the registry is refreshed as often
+            me = (os.getpid(), HOST)
+            try:
+                count = sum((a.pid, a.host) != me for a in Registry(self.store.path).live(now))
+            except OSError:
+                count = 0
+            self._peers = (count, now)
+        return -(-n // (count + 1))
 
     def _observe(self, events: list[dict], driver: Driver) -> None:
         self._tell("events", run_id=driver.run_id, run=driver.machine.run, events=tuple(events))
