@@ -20,7 +20,7 @@ WHEN = {
     r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?)?)$"
 }
 
-COUNT = {"pattern": r"^([0-9]+|all)$"}  # a number of steps or events, or all of them (checked by the API)
+COUNT = {"pattern": r"^(0*1000000|0*[0-9]{1,6}|all)$"}  # a number of steps or events up to 1,000,000, or all of them
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME)]  # a filter value (the Client counts bytes)
 Names = Annotated[list[Name], Field(min_length=1)]
