@@ -109,15 +109,22 @@ def test_quick_redoable_sub_runs_are_whole_runs_in_the_store_and_cost_no_thread(
     assert each["outputs"]["results"] == [{"value": 2 * i} for i in range(600)]
 
 
+def _paused(client: Client, flow: str, name: str, marker: str, items: int) -> str:
+    """A bulk run of flow `name` over `items` items, driven after a warm-up run (its calls are then quick, so its
+    sub-runs run inline) until it paused on the one item whose marker file exists; its id."""
+    plan = client.compile(flow, flow=name)
+    client.drive(client.start_plan(plan, {"items": list(range(30)), "marker": marker}, hold=True))
+    rid = client.start_plan(plan, {"items": list(range(items)), "marker": marker}, hold=True)
+    run = client.drive(rid)
+    assert run.state == "paused" and f"1 of {items} sub-runs did not succeed" in (run.error or ""), run.error
+    return rid
+
+
 def test_an_inline_sub_run_that_fails_pauses_for_a_person_and_resume_goes_on(tmp_path, flow):
     store, marker = str(tmp_path / "store"), f"{tmp_path}/m"
     Path(f"{marker}150").write_text("x")
     with Client(store) as client:
-        plan = client.compile(flow, flow="gates")
-        client.drive(client.start_plan(plan, {"items": list(range(30)), "marker": marker}, hold=True))
-        rid = client.start_plan(plan, {"items": list(range(200)), "marker": marker}, hold=True)
-        run = client.drive(rid)
-        assert run.state == "paused" and "1 of 200 sub-runs did not succeed" in (run.error or ""), run.error
+        rid = _paused(client, flow, "gates", marker, 200)
         states = Counter(child["state"] for _, child, _, _ in _read(store, lambda t: _children(t, rid)))
         assert states == {"succeeded": 199, "paused": 1}, states
         Path(f"{marker}150").unlink()
@@ -133,11 +140,7 @@ def test_an_inline_sub_run_waiting_for_a_retry_goes_to_a_driver_and_pauses_when_
     store, marker = str(tmp_path / "store"), f"{tmp_path}/m"
     Path(f"{marker}120").write_text("x")
     with Client(store) as client:
-        plan = client.compile(flow, flow="retried")
-        client.drive(client.start_plan(plan, {"items": list(range(30)), "marker": marker}, hold=True))
-        rid = client.start_plan(plan, {"items": list(range(150)), "marker": marker}, hold=True)
-        run = client.drive(rid)
-        assert run.state == "paused" and "1 of 150 sub-runs did not succeed" in (run.error or ""), run.error
+        rid = _paused(client, flow, "retried", marker, 150)
         (_, child, steps, history) = _read(store, lambda t: _children(t, rid))[120]
         # written as made when its first try failed here, then driven from its start by a driver: two tries
         assert child["state"] == "paused" and list(steps.values())[0]["attempts"] == 2, steps

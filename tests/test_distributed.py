@@ -483,15 +483,20 @@ def test_redis_down_for_five_seconds_loses_nothing(cluster):
 # -- Cancel, progress and logs, polling ----------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_cancel_revokes_queued_calls_and_stops_the_running_one(cluster):
+def held_run(cluster: Cluster, steps: int) -> tuple[subprocess.Popen, str]:
+    """A `weft run` of `steps` parallel x.hold steps (h0, h1, ...) that hold while the gate file exists; its id."""
     gate = cluster.folder / "gate"
     gate.write_text("")
-    body = "\n".join(f'    h{i} = x.hold(path: path, tag: "h{i}", gate: gate)' for i in range(4))
+    body = "\n".join(f'    h{i} = x.hold(path: path, tag: "h{i}", gate: gate)' for i in range(steps))
     flow = cluster.flow("held.flow", f"flow held(path: str, gate: str) {{\n{body}\n}}\n")
-    agent = cluster.agent("c1", concurrency=1)
     proc = cluster.start("run", flow, "-i", f"path={cluster.effects}", "-i", f"gate={gate}", *cluster.broker)
-    rid = run_id(proc.stdout.readline())
+    return proc, run_id(proc.stdout.readline())
+
+
+@pytest.mark.slow
+def test_cancel_revokes_queued_calls_and_stops_the_running_one(cluster):
+    agent = cluster.agent("c1", concurrency=1)
+    proc, rid = held_run(cluster, 4)
     (started,) = cluster.wait_for_lines(lambda lines: len(lines) >= 1)
     time.sleep(1.0)  # the other three wait in the queue: the agent's one slot is taken
     assert cluster.lines() == [started]
@@ -513,12 +518,7 @@ def test_cancel_revokes_queued_calls_and_stops_the_running_one(cluster):
 @pytest.mark.slow
 def test_a_call_cancelled_while_queued_never_starts_on_an_agent_that_comes_later(cluster):
     """The revoke reached no agent (none was up): the one that takes the messages later finds the cancel keys."""
-    gate = cluster.folder / "gate"
-    gate.write_text("")
-    body = "\n".join(f'    h{i} = x.hold(path: path, tag: "h{i}", gate: gate)' for i in range(3))
-    flow = cluster.flow("queued.flow", f"flow queued(path: str, gate: str) {{\n{body}\n}}\n")
-    proc = cluster.start("run", flow, "-i", f"path={cluster.effects}", "-i", f"gate={gate}", *cluster.broker)
-    rid = run_id(proc.stdout.readline())
+    proc, rid = held_run(cluster, 3)
     import redis as client  # the package, not the fixture
 
     queue = client.Redis(port=cluster.redis.port, socket_timeout=2)
