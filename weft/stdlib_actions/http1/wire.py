@@ -146,6 +146,21 @@ class Connection(asyncio.Protocol):
         """Send `request` (head and body), return the whole response; Failure if there is none."""
         self._status, self._headers, self._chunks, self._size = 0, [], [], 0
         self._head_only, self._to_close, self._keep = head_only, False, False
+        try:
+            return await self._send(request, timeout)
+        finally:
+            self.reused = True
+
+    async def tunnel(self, request: bytes, timeout: float) -> int:
+        """Send a CONNECT `request` to a proxy; the status of its answer (whose head has been read whole)."""
+        self._tunnel = bytearray()
+        try:
+            return await self._send(request, timeout)
+        finally:
+            self._tunnel = None
+
+    async def _send(self, request: bytes, timeout: float) -> Reply | int:
+        """Write `request` and wait for what the parser answers (Failure after `timeout` s of silence)."""
         waiter = self._wait(timeout)
         self.transport.write(request)
         try:
@@ -153,18 +168,6 @@ class Connection(asyncio.Protocol):
         finally:
             self._stop_timer()
             self._waiter = None
-            self.reused = True
-
-    async def tunnel(self, request: bytes, timeout: float) -> int:
-        """Send a CONNECT `request` to a proxy; the status of its answer (whose head has been read whole)."""
-        self._tunnel = bytearray()
-        waiter = self._wait(timeout)
-        self.transport.write(request)
-        try:
-            return await waiter
-        finally:
-            self._stop_timer()
-            self._waiter, self._tunnel = None, None
 
     def reusable(self) -> bool:
         return self._keep and not self.closed
