@@ -202,9 +202,9 @@ class Reading:
 
         with self._open().read() as t:
             rid = self._find(t, run_id)
-            m = Machine(t.plan(rid), t.run(rid), t.steps(rid), time.time())
-        undo = tuple(sid for sid in m.specs if undoable(m.specs[sid], m.steps[sid]["state"]))
-        return RollbackPreview(rid, undo, tuple(steering.without_undo(m)))
+            specs, states = {s["id"]: s for s in t.plan(rid)["steps"]}, t.step_states(rid)
+        undo = tuple(sid for sid, spec in specs.items() if undoable(spec, states[sid]))
+        return RollbackPreview(rid, undo, tuple(steering.without_undo(specs, states)))
 
     def worker_processes(self) -> tuple[WorkerProcess, ...]:
         """The worker processes serving this store now, and the runs each drives."""

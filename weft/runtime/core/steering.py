@@ -264,7 +264,7 @@ class Steering:
                 f"run {run['id']} has steps polling external tasks ({', '.join(sorted(self.polling)[:5])}); "
                 "resume it to let them finish, or cancel it"
             )
-        missing = without_undo(self)
+        missing = without_undo(self.specs, {sid: rec["state"] for sid, rec in self.steps.items()})
         if missing and not force:
             raise WeftError(
                 f"cannot roll back run {run['id']}: succeeded step{'s' if len(missing) > 1 else ''} "
@@ -417,13 +417,13 @@ def find_step(m: Machine, name: str) -> str:
     raise WeftError(f"run {m.run['id']} has no step '{name}'{hint}")
 
 
-def without_undo(m: Machine) -> list[str]:
-    """Succeeded steps that a rollback cannot undo."""
+def without_undo(specs: dict[str, dict], states: dict[str, str]) -> list[str]:
+    """Succeeded steps that a rollback cannot undo, of a run's step `specs` and their `states` by step id."""
     return [
         sid
-        for sid, spec in m.specs.items()
+        for sid, spec in specs.items()
         if spec["phase"] in ("run", "finalize")
-        and m.steps[sid]["state"] == StepState.SUCCEEDED
+        and states[sid] == StepState.SUCCEEDED
         and not spec["undo"]
         and not (spec["action"] or {}).get("pure")
         and spec["kind"] != "each"  # its rollback rolls its child runs back

@@ -184,7 +184,7 @@ def check_rollback(t: Txn, m: Machine) -> None:
             child = t.run(rid)
             if child is None or child.get("rolled_back"):
                 continue
-            missing = steering.without_undo(Machine(t.plan(rid), child, t.steps(rid), time.time()))
+            missing = steering.without_undo({s["id"]: s for s in t.plan(rid)["steps"]}, t.step_states(rid))
             if missing:
                 raise WeftError(
                     f"cannot roll back run {run['id']}: its sub-run {rid} ({child['label'] or child['flow']}) "
