@@ -427,6 +427,8 @@ def settled(value: Any) -> Any:
 
 async def awaited(value: Any) -> Any:
     """What an action's method returned, a coroutine awaited."""
+    if type(value) is types.CoroutineType:  # an `async def`'s: no ABC to ask
+        return await value
     return await value if inspect.isawaitable(value) else value
 
 

@@ -71,14 +71,17 @@ async def perform_async(task: Task, channel: Channel) -> Outcome:
 async def _call_async(task: Task, channel: Channel, defn: actions.ActionDef, started: float) -> Outcome:
     import asyncio
 
-    deadline = asyncio.timeout(None if task.deadline is None else task.deadline - time.time())
+    deadline = None if task.deadline is None else asyncio.timeout(task.deadline - time.time())
     try:
-        async with deadline:
+        if deadline is None:  # (most steps: no Timeout to make and enter)
             answer = await polls.call_async(defn, task.inputs, _context(task, channel), task.poll)
+        else:
+            async with deadline:
+                answer = await polls.call_async(defn, task.inputs, _context(task, channel), task.poll)
     except asyncio.CancelledError:
         return Outcome(False, error=error_record("Cancelled", "the call was cancelled"), duration=_since(started))
     except TimeoutError as e:
-        if not deadline.expired():
+        if deadline is None or not deadline.expired():
             return _failed(e, started)
         return Outcome(False, error=error_record("Timeout", "the step's deadline passed"), duration=_since(started))
     except BaseException as e:  # noqa: BLE001 - the action's failure, whatever it is, fails the step
