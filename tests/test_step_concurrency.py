@@ -55,10 +55,15 @@ async def enter_async(i: int, seconds: float = 0.1) -> None:
     _count(-1)
 
 
+RELEASE = os.path.join(os.path.dirname(COUNT), "release")
+
+
 @action
 def hold(i: int) -> None:
     _count(1)
-    time.sleep(1.5)  # deaf to the cancel: by its end every sub-run has heard it
+    end = time.time() + 30
+    while not os.path.exists(RELEASE) and time.time() < end:  # deaf to the cancel until the test lets it go
+        time.sleep(0.02)
     _count(-1)
 """
 
@@ -137,6 +142,11 @@ def test_calls_waiting_for_their_step_s_bound_are_never_made_once_the_run_is_can
             time.sleep(0.05)
         time.sleep(0.3)  # the other five sub-runs' calls wait in line by now
         weft("cancel", rid, code=0)
+        with Client(weft.store) as client:  # the five whose calls waited end cancelled; the sixth holds its call
+            while client.runs(parent=rid, state="cancelled").total < 5:
+                assert time.time() < end + 20, [r.state for r in client.runs(parent=rid).runs]
+                time.sleep(0.05)
+        (folder / "release").write_text("")
         proc.wait(20)
     finally:
         if proc.poll() is None:
