@@ -142,9 +142,10 @@ def test_calls_waiting_for_their_step_s_bound_are_never_made_once_the_run_is_can
             time.sleep(0.05)
         time.sleep(0.3)  # the other five sub-runs' calls wait in line by now
         weft("cancel", rid, code=0)
-        with Client(weft.store) as client:  # the five whose calls waited end cancelled; the sixth holds its call
+        soon = time.time() + 5  # the five whose calls wait end cancelled while the sixth still holds its call
+        with Client(weft.store) as client:
             while client.runs(parent=rid, state="cancelled").total < 5:
-                assert time.time() < end + 20, [r.state for r in client.runs(parent=rid).runs]
+                assert time.time() < soon, [r.state for r in client.runs(parent=rid).runs]
                 time.sleep(0.05)
         (folder / "release").write_text("")
         proc.wait(20)

@@ -8,13 +8,16 @@ sub-run, and the local executor passes them through `STEPS`, the one Gate of
 this process, before a thread or the event loop gets them. An action's bound
 is its executor's own Gate, keyed by the action. A call that finds no room
 waits in line (holding no thread) and starts when an earlier one ends; its
-step is running meanwhile, so its timeout counts. Several processes (workers,
-agents) each keep their own bound.
+step is running meanwhile, so its timeout counts. A call cancelled while it
+waits leaves the line within SWEEP seconds and ends Cancelled, never called
+(a sweep thread runs while calls that can be cancelled wait). Several
+processes (workers, agents) each keep their own bound.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING
@@ -26,8 +29,10 @@ if TYPE_CHECKING:
     from weft.runtime.core.events import Launch
     from weft.runtime.stores.port import Store
 
+SWEEP = 0.1  # seconds between looks for cancelled calls waiting in a Gate's lines
 Start = Callable[[Callable[[], None] | None], None]  # starts a call; the callable it gets is called once it ended
 Submit = Callable[[Task, Channel, Callable[[], None] | None], None]  # an executor's submit(task, channel, done)
+_Waiter = tuple[Callable[[], None], Callable[[], bool] | None, Callable[[], None] | None]  # start, cancelled, drop
 
 
 class Gate:
@@ -36,16 +41,49 @@ class Gate:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._running: dict[Hashable, int] = {}
-        self._waiting: dict[Hashable, deque[Callable[[], None]]] = {}
+        self._waiting: dict[Hashable, deque[_Waiter]] = {}
+        self._sweeping = False
 
-    def enter(self, key: Hashable, limit: int, start: Callable[[], None]) -> None:
-        """Call `start()` now if fewer than `limit` calls with `key` run, else once one of them left."""
+    def enter(
+        self,
+        key: Hashable,
+        limit: int,
+        start: Callable[[], None],
+        cancelled: Callable[[], bool] | None = None,
+        drop: Callable[[], None] | None = None,
+    ) -> None:
+        """Call `start()` now if fewer than `limit` calls with `key` run, else once one of them left; or, once
+        `cancelled()` while it waits, `drop()` instead (it leaves the line)."""
         with self._lock:
             if self._running.get(key, 0) >= limit:
-                self._waiting.setdefault(key, deque()).append(start)
+                self._waiting.setdefault(key, deque()).append((start, cancelled, drop))
+                if cancelled is not None and not self._sweeping:
+                    self._sweeping = True
+                    threading.Thread(target=self._sweep, name="weft-gate", daemon=True).start()
                 return
             self._running[key] = self._running.get(key, 0) + 1
         _call(start)
+
+    def _sweep(self) -> None:
+        """Every SWEEP seconds while calls that can be cancelled wait: the cancelled ones leave their line."""
+        while True:
+            time.sleep(SWEEP)
+            gone: list[Callable[[], None]] = []
+            with self._lock:
+                for key, line in self._waiting.items():
+                    if any(cancelled is not None and cancelled() for _, cancelled, _ in line):
+                        kept = deque()
+                        for waiter in line:
+                            (gone if waiter[1] is not None and waiter[1]() else kept).append(waiter)
+                        self._waiting[key] = kept
+                waiting = any(cancelled is not None for line in self._waiting.values() for _, cancelled, _ in line)
+                if not waiting:
+                    self._sweeping = False
+            for _, _, drop in gone:
+                if drop is not None:
+                    drop()
+            if not waiting:
+                return
 
     def leave(self, key: Hashable) -> None:
         """A call with `key` ended: the next in line takes its place."""
@@ -58,7 +96,7 @@ class Gate:
                     self._running[key] -= 1
                 self._waiting.pop(key, None)
                 return
-            start = line.popleft()
+            start = line.popleft()[0]
         _call(start)
 
 
@@ -89,16 +127,27 @@ def submit_within(gates: list[tuple[Gate, Hashable, int]], submit: Submit, task:
 
     def start(done: Callable[[], None] | None) -> None:
         if done is not None and channel.cancelled():
-            channel.finish(Outcome(False, error=error_record("Cancelled", "the call was cancelled")))
-            done()
+            drop(done)
         else:
             submit(task, channel, done)
 
-    _through(gates, start, None)
+    def drop(done: Callable[[], None] | None) -> None:
+        channel.finish(Outcome(False, error=error_record("Cancelled", "the call was cancelled")))
+        if done is not None:
+            done()
+
+    _through(gates, start, drop, channel.cancelled, None)
 
 
-def _through(gates: list[tuple[Gate, Hashable, int]], start: Start, done: Callable[[], None] | None) -> None:
-    """`start(end)` once each of `gates` let the call in; `end()` lets it out of every one, then calls `done`."""
+def _through(
+    gates: list[tuple[Gate, Hashable, int]],
+    start: Start,
+    drop: Start,
+    cancelled: Callable[[], bool],
+    done: Callable[[], None] | None,
+) -> None:
+    """`start(end)` once each of `gates` let the call in; `end()` lets it out of every one, then calls `done`.
+    Cancelled while it waits at a gate: `drop(done)`, which lets it out of the gates it passed."""
     if not gates:
         start(done)
         return
@@ -109,7 +158,7 @@ def _through(gates: list[tuple[Gate, Hashable, int]], start: Start, done: Callab
         if done is not None:
             done()
 
-    gate.enter(key, limit, lambda: _through(rest, start, left))
+    gate.enter(key, limit, lambda: _through(rest, start, drop, cancelled, left), cancelled, lambda: drop(done))
 
 
 class StepLimits:
