@@ -88,6 +88,11 @@ def new_step() -> StepRecord:
     }
 
 
+def new_steps(plan: dict) -> dict[str, StepRecord]:
+    """The step records of a run just made from `plan` (as a new run's steps are stored: no need to read them)."""
+    return {s["id"]: new_step() for s in plan["steps"]}
+
+
 def new_run(
     run_id: str,
     plan: Plan,

@@ -37,7 +37,7 @@ from weft.plan.secrets import mask, secret_values
 from weft.runtime.core import children as C
 from weft.runtime.core import events as ev
 from weft.runtime.core.machine import Launch, Machine
-from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED, error_record, new_run, new_step
+from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED, error_record, new_run, new_steps
 from weft.runtime.core.waiting import pending_cancels
 from weft.runtime.engine import family, inline, session
 from weft.runtime.engine.lease import Lease
@@ -103,7 +103,7 @@ class Look:
             if held:
                 now = time.time()
                 self.pump.worker.adopt(
-                    [(Machine(self.body, run, _new_steps(self.body), now), lease) for run, lease in held]
+                    [(Machine(self.body, run, new_steps(self.body), now), lease) for run, lease in held]
                 )
             look = found.look(total, self.concurrency, refused, self.results)
         if look.outputs is not None:
@@ -133,7 +133,7 @@ class Look:
                     continue
                 run = new_run(new_run_id(now), self.body, user=self.parent["user"], now=now, **args)
                 run["detached"] = True
-                m = Machine(self.body, run, _new_steps(self.body), now)
+                m = Machine(self.body, run, new_steps(self.body), now)
                 inline.run(m, took)
                 made.append((args, now, m))
                 found.put(_child(i, m.run))
@@ -236,11 +236,6 @@ class Look:
             "locks": [expr.show(expr.evaluate(e, env)) for e in body.get("locks") or ()],
             "parent": {"run": self.parent["id"], "step": self.step, "index": index},
         }
-
-
-def _new_steps(plan: dict) -> dict[str, dict]:
-    """The step records of a run just made from `plan`, as `session.create_in` stored them."""
-    return {s["id"]: new_step() for s in plan["steps"]}
 
 
 def read_children(t: Txn, run_id: str, step: str, known: Known | None = None) -> C.Tally:

@@ -16,7 +16,7 @@ from weft.errors import WeftError
 from weft.plan.schema import check_plan
 from weft.runtime.core import steering
 from weft.runtime.core.machine import Machine
-from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED, RunState, new_run, new_step
+from weft.runtime.core.states import RUN_ENDED, RUN_STOPPED, RunState, new_run, new_step, new_steps
 from weft.runtime.engine import family
 from weft.runtime.engine import remote as remote_calls
 from weft.runtime.engine.lease import Lease, LeaseHeld, describe
@@ -113,8 +113,7 @@ def create(
         return run
 
     run = store.write(write)
-    steps = {s["id"]: new_step() for s in plan["steps"]}  # as create_in stored them, without reading them back
-    return Machine(plan, run, steps, now), lease
+    return Machine(plan, run, new_steps(plan), now), lease  # its steps as create_in stored them
 
 
 def create_in(

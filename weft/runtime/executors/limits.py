@@ -71,11 +71,10 @@ class Gate:
             gone: list[Callable[[], None]] = []
             with self._lock:
                 for key, line in self._waiting.items():
-                    if any(cancelled is not None and cancelled() for _, cancelled, _ in line):
-                        kept = deque()
-                        for waiter in line:
-                            (gone if waiter[1] is not None and waiter[1]() else kept).append(waiter)
-                        self._waiting[key] = kept
+                    kept: deque[_Waiter] = deque()
+                    for waiter in line:
+                        (gone if waiter[1] is not None and waiter[1]() else kept).append(waiter)
+                    self._waiting[key] = kept
                 waiting = any(cancelled is not None for line in self._waiting.values() for _, cancelled, _ in line)
                 if not waiting:
                     self._sweeping = False
