@@ -11,7 +11,6 @@ import json as jsonlib
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from weft.sdk.actions import ActionFailed, action
-from weft.sdk.loops import shared
 
 if TYPE_CHECKING:
     from weft.stdlib_actions.http1.wire import Reply
@@ -49,12 +48,13 @@ async def request(
     verb = method.upper()
     if not url.startswith(("http://", "https://")):
         raise ActionFailed(f"url must start with http:// or https://, not {url!r}")
-    from weft.stdlib_actions.http1.client import Client  # at the first call: compiling a flow imports this module
+    from weft.sdk.loops import shared  # (asyncio) at the first call: compiling a flow imports this module
+    from weft.stdlib_actions.http1.client import Client
     from weft.stdlib_actions.http1.wire import Failure, TimedOut
 
     client: Client = shared("std.http", Client)
     try:
-        _, reply = await client.request(verb, url, json=json, headers=headers, timeout=timeout)
+        reply = await client.request(verb, url, json=json, headers=headers, timeout=timeout)
     except TimedOut as e:
         raise ActionFailed(f"{verb} {url} failed: timed out") from e
     except Failure as e:

@@ -123,6 +123,9 @@ STEPS = Gate()  # the steps' bounds, one for the process: the sub-runs of a run 
 def submit_within(gates: list[tuple[Gate, Hashable, int]], submit: Submit, task: Task, channel: Channel) -> None:
     """`submit(task, channel, done)` once each of `gates` (gate, key, limit) let the task in, in order; `done()`
     lets it out of every one. A task cancelled while it waited in line ends Cancelled, never called."""
+    if not gates:  # (most tasks: no bound, nothing to wrap)
+        submit(task, channel, None)
+        return
 
     def start(done: Callable[[], None] | None) -> None:
         if done is not None and channel.cancelled():

@@ -50,8 +50,7 @@ def perform(task: Task, channel: Channel) -> Outcome:
 
         return asyncio.run(_watched(_call_async(task, channel, defn, started), channel))
     try:
-        ctx = _context(task, channel) if defn.wants_context or defn.poll is not None else None  # (else unused)
-        answer = polls.call(defn, task.inputs, ctx, task.poll)
+        answer = polls.call(defn, task.inputs, _context_for(defn, task, channel), task.poll)
     except KeyboardInterrupt:  # reaches only an action the driver called in the main thread
         raise
     except BaseException as e:  # noqa: BLE001 - the action's failure, whatever it is, fails the step
@@ -72,12 +71,13 @@ async def _call_async(task: Task, channel: Channel, defn: actions.ActionDef, sta
     import asyncio
 
     deadline = None if task.deadline is None else asyncio.timeout(task.deadline - time.time())
+    call = polls.call_async(defn, task.inputs, _context_for(defn, task, channel), task.poll)
     try:
         if deadline is None:  # (most steps: no Timeout to make and enter)
-            answer = await polls.call_async(defn, task.inputs, _context(task, channel), task.poll)
+            answer = await call
         else:
             async with deadline:
-                answer = await polls.call_async(defn, task.inputs, _context(task, channel), task.poll)
+                answer = await call
     except asyncio.CancelledError:
         return Outcome(False, error=error_record("Cancelled", "the call was cancelled"), duration=_since(started))
     except TimeoutError as e:
@@ -115,7 +115,10 @@ def _lookup(task: Task, started: float) -> actions.ActionDef | Outcome:
         return Outcome(False, error=error_record("ActionNotFound", str(e)), duration=_since(started))
 
 
-def _context(task: Task, channel: Channel) -> Context:
+def _context_for(defn: actions.ActionDef, task: Task, channel: Channel) -> Context | None:
+    """The Context of the call, or None when the action takes none (and is no polling action): not made then."""
+    if not defn.wants_context and defn.poll is None:
+        return None
     return Context(
         task.run,
         task.step,

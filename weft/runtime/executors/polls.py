@@ -34,7 +34,7 @@ def call(defn: actions.ActionDef, inputs: dict, ctx: Context | None, poll: dict 
     return None, _started(defn, polling.start(defn, inputs, ctx))
 
 
-async def call_async(defn: actions.ActionDef, inputs: dict, ctx: Context, poll: dict | None) -> Answer:
+async def call_async(defn: actions.ActionDef, inputs: dict, ctx: Context | None, poll: dict | None) -> Answer:
     """`call` in a coroutine: an `async def` action (or start, or poll) is awaited."""
     if poll is not None:
         return _polled(await polling.poll_async(defn, _handle(defn, poll), ctx))

@@ -40,8 +40,8 @@ class Client:
 
     async def request(
         self, method: str, url: str, json: Any = None, headers: dict[str, str] | None = None, timeout: float = 30.0
-    ) -> tuple[str, Reply]:
-        """(the URL that answered, its Reply with the body decoded); Failure if there is none."""
+    ) -> Reply:
+        """The Reply of the URL that answered (after redirects), its body decoded; Failure if there is none."""
         if not method.isascii() or not method.replace("-", "").isalpha():
             raise Failure(f"{method!r} is not an HTTP method")
         body = b"" if json is None else _json_body(json)
@@ -55,7 +55,7 @@ class Client:
             reply = await self.pool.send(origin, request, timeout, head_only=method == "HEAD")
             location = _header(reply, b"location") if reply.status in (301, 302, 303, 307, 308) else None
             if location is None:
-                return url, _decoded(reply)
+                return _decoded(reply)
             after = urljoin(url, location.decode("latin-1").strip())
             if urlsplit(after).scheme not in ("http", "https"):
                 raise Failure(f"redirected to {after!r}, which is not an http:// or https:// URL")
@@ -85,15 +85,18 @@ class Client:
             raise Failure(f"the URL's port is not valid ({e})") from None
         if not host:
             raise Failure("the URL names no host")
-        host_header = _netloc(host, parts.port, scheme).encode("idna")
+        try:
+            host_header = _netloc(host, parts.port, scheme).encode("idna")
+        except UnicodeError as e:
+            raise Failure(f"the URL's host {host!r} is not a valid name ({e})") from None
         target = quote(parts.path or "/", safe=_SAFE) + ("?" + quote(parts.query, safe=_SAFE) if parts.query else "")
         proxy = self._proxy(scheme, host)
         if proxy is None:
             return Origin(scheme, host, port, None), target.encode("ascii"), host_header
         if scheme == "https":
             return Origin(scheme, host, port, proxy), target.encode("ascii"), host_header
-        absolute = f"http://{_netloc(host, parts.port, scheme)}{target}"  # a proxy is asked for the whole URL
-        return Origin(scheme, host, port, proxy), absolute.encode("idna"), host_header
+        absolute = b"http://" + host_header + target.encode("ascii")  # a proxy is asked for the whole URL
+        return Origin(scheme, host, port, proxy), absolute, host_header
 
     def _proxy(self, scheme: str, host: str) -> Proxy | None:
         url = self._proxies.get(scheme) or self._proxies.get("all")

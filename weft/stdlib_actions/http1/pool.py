@@ -152,11 +152,9 @@ class Pool:
         return connection
 
     async def _resolve(self, host: str, port: int) -> list[tuple]:
-        """(family, address) of `host`: itself if it is an IP address, else one lookup shared by all who ask now."""
+        """(family, address) of `host`: itself if it is an IP address (remembered in `_literals`, which `_open`
+        looks in first), else one lookup shared by all who ask now."""
         key = (host, port)
-        literal = self._literals.get(key)
-        if literal is not None:
-            return literal
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:

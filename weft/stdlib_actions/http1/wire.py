@@ -48,7 +48,7 @@ class Connection(asyncio.Protocol):
     """One connection to one origin; `exchange` one request at a time. `idle_since` is the pool's."""
 
     __slots__ = (
-        "loop", "transport", "parser", "closed", "reused", "idle_since", "_waiter", "_head_only", "_tunnel",
+        "loop", "transport", "parser", "closed", "idle_since", "_waiter", "_head_only", "_tunnel",
         "_keep", "_status", "_headers", "_chunks", "_size", "_to_close", "_heard", "_timeout", "_timer",
     )  # fmt: skip
 
@@ -57,7 +57,6 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
-        self.reused = False  # carried an exchange before this one
         self.idle_since = 0.0
         self._waiter: asyncio.Future | None = None
         self._head_only = False
@@ -90,9 +89,6 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserError as e:
             self._settle(Failure(f"the answer is not valid HTTP/1.1 ({e})"))
             self.close()
-
-    def eof_received(self) -> None:
-        return None  # close our side too: connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -146,10 +142,7 @@ class Connection(asyncio.Protocol):
         """Send `request` (head and body), return the whole response; Failure if there is none."""
         self._status, self._headers, self._chunks, self._size = 0, [], [], 0
         self._head_only, self._to_close, self._keep = head_only, False, False
-        try:
-            return await self._send(request, timeout)
-        finally:
-            self.reused = True
+        return await self._send(request, timeout)
 
     async def tunnel(self, request: bytes, timeout: float) -> int:
         """Send a CONNECT `request` to a proxy; the status of its answer (whose head has been read whole)."""
