@@ -66,6 +66,8 @@ def test_show_summarises_a_big_run_and_pages_its_steps_and_history(weft, big):
 
     bad = weft("show", run_id, "--steps", "many", code=2)
     assert bad.stderr == "weft: error: --steps takes a number or 'all', not 'many'\n"
+    bad = weft("show", run_id, "--steps", "²", code=2)  # a digit to str.isdigit, not to int()
+    assert bad.stderr == "weft: error: --steps takes a number or 'all', not '²'\n"
 
 
 @pytest.mark.slow

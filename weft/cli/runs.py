@@ -213,7 +213,7 @@ def _steps_shown(text: str | None, default: int | None) -> int | None:
         return default
     if text == "all":
         return None
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # (str.isdigit is also true of '²', which int() refuses)
         raise WeftError(f"--steps takes a number or 'all', not {text!r}")
     return int(text)
 

@@ -50,7 +50,7 @@ def outline(value: dict) -> tuple[dict, Outline]:
     """The Plan without its steps, and the outline of its steps (without expanding the stored one)."""
     if not chunked(value):
         return {k: v for k, v in value.items() if k != "steps"}, Outline.of(value["steps"])
-    head = records.unpack(records.pack({k: v for k, v in value["head"].items() if k != "steps"}))  # (a copy)
+    head = {k: v for k, v in value["head"].items() if k != "steps"}
     return head, Outline(list(value["ids"]), value["phases"], value["kinds"])
 
 

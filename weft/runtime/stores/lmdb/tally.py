@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from weft.runtime.stores.lmdb import keys as K
+from weft.runtime.stores.port import CorruptRecord
 
 if TYPE_CHECKING:
     from weft.runtime.stores.lmdb.txn import Txn
@@ -39,11 +40,20 @@ class Tally:
             moves[before] = moves.get(before, 0) - 1
         moves[after] = moves.get(after, 0) + 1
 
+    def add(self, run_id: str, state: str, n: int) -> None:
+        """`n` new step records of run `run_id` in state `state`."""
+        moves = self.moves.setdefault(run_id, {})
+        moves[state] = moves.get(state, 0) + n
+
     def settle(self, t: Txn) -> None:
         """Write the tallies the moves changed (in `t`, before it commits)."""
         for run_id in self.begun | self.moves.keys():
             key = K.run_key(run_id)
-            counts = {} if run_id in self.begun else t.get("tallies", key)
+            try:
+                counts = {} if run_id in self.begun else t.get("tallies", key)
+            except CorruptRecord:  # derived data: dropped, and readers count the step records (as step_counts)
+                t.delete("tallies", key)
+                continue
             if counts is None:  # a run stored before tallies were kept
                 continue
             for state, n in self.moves.get(run_id, {}).items():

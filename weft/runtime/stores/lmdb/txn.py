@@ -254,12 +254,12 @@ class Txn(port.Txn):
         writer as one that derives none, so the first change of each step decodes nothing either."""
         if K.timer_keys(run_id, "", rec):
             return super().put_new_steps(run_id, step_ids, rec)
-        raw, db, move = codec.encode(rec), self._dbs["steps"], self._moves().move
+        raw, db = codec.encode(rec), self._dbs["steps"]
         self._derived["steps"].blank = raw, rec["state"]
         for sid in step_ids:
             if not self._raw.put(K.step_key(run_id, sid), raw, db=db, overwrite=False):
                 raise ValueError(f"step {sid} of run {run_id} has a record already")
-            move(run_id, None, rec["state"])
+        self._moves().add(run_id, rec["state"], len(step_ids))
 
     def _put_derived(self, db: str, key: bytes, value: dict, entries_db: str, entries: Callable) -> str | None:
         """Write record `value` at `key` of `db`; the entries of `entries_db` derived from the record
