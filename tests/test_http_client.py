@@ -325,6 +325,9 @@ def test_http_through_a_proxy_asks_for_the_whole_url_with_the_proxy_s_credential
         "auth": "Basic b3BzOnNAY3JldA==",
     }
     assert "failed: cannot find host direct.example.invalid" in _failure(direct)  # NO_PROXY: not through the proxy
+    long = "http://hosts.example.invalid/proxied?q=" + "x" * 70  # longer than a host name's label may be
+    (answer,) = _on_loop("uvloop", {"url": long})
+    assert answer["json"]["target"] == long  # only the host is IDNA-encoded
 
 
 class _Tunnels(threading.Thread):
