@@ -329,6 +329,58 @@ def test_plain_values_round_trip_through_an_action(value):
     assert msgpack.unpackb(msgpack.packb(out), strict_map_key=False) == out
 
 
+def _is(value, t) -> bool:
+    """Whether `value` is a `t`, spelled out slowly: the oracle of the checker's fast path."""
+    if isinstance(t, OptType):
+        return value is None or _is(value, t.inner)
+    if isinstance(t, ListType):
+        return isinstance(value, list) and all(_is(v, t.item) for v in value)
+    if isinstance(t, (DictType, RecordType)):
+        if not isinstance(value, dict) or any(not isinstance(k, str) for k in value):
+            return False
+        if isinstance(t, DictType):
+            return all(_is(v, t.value) for v in value.values())
+        fields = {f.name: f for f in t.fields}
+        return all(f.name in value or not f.required for f in t.fields) and all(
+            _is(v, fields[k].type) for k, v in value.items() if k in fields
+        )
+    real = {"int": int, "float": (int, float), "bool": bool, "str": str}
+    if t.name in real:
+        return isinstance(value, real[t.name]) and (t.name == "bool" or not isinstance(value, bool))
+    return t.name == "any" or value is None
+
+
+_prims = st.sampled_from([typesys.STR, INT, typesys.FLOAT, typesys.BOOL, typesys.ANY, typesys.NONE])
+_fields = st.lists(st.tuples(st.sampled_from("abc"), st.booleans()), max_size=3, unique_by=lambda f: f[0])
+_types = st.recursive(
+    _prims,
+    lambda inner: (
+        inner.map(ListType)
+        | inner.map(DictType)
+        | inner.map(OptType)
+        | st.builds(
+            lambda fs, ts: RecordType(tuple(Field(n, t, r) for (n, r), t in zip(fs, ts))),
+            _fields,
+            st.lists(inner, min_size=3, max_size=3),
+        )
+    ),
+    max_leaves=6,
+)
+_names = st.sampled_from("abcd")
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=False) | st.text(max_size=2),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_names, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(_types, _values)
+def test_values_are_checked_against_types_as_the_slow_rules_say(t, value):
+    problems = typesys.check_value(value, t, "v")
+    assert (problems == []) == _is(value, t), (str(t), value, problems)
+    assert all(p.startswith("v") for p in problems)
+
+
 # -- calling ------------------------------------------------------------------------
 
 

@@ -249,37 +249,66 @@ def hint_name(hint: Any) -> str:
 
 def check_value(value: Any, t: Type, where: str = "value") -> list[str]:
     """Every way `value` fails to be a `t`, as messages naming the path."""
-    if isinstance(t, (DictType, RecordType)):  # first: an action's outputs, checked at every call
+    return [] if conforms(value, t) else _problems(value, t, where)
+
+
+def conforms(value: Any, t: Type) -> bool:
+    """Whether `value` is a `t`: `check_value` finds no problem. Builds no message: an action's inputs and outputs
+    are checked at every call, and almost always conform."""
+    cls = t.__class__
+    if cls is Prim:
+        name = t.name
+        if name == "str":
+            return isinstance(value, str)
+        if name == "any":
+            return True
+        if name == "int":
+            return isinstance(value, int) and not isinstance(value, bool)
+        if name == "bool":
+            return isinstance(value, bool)
+        if name == "float":
+            return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return name == "none" and value is None
+    if cls is RecordType:
+        if not isinstance(value, dict):
+            return False
+        for f in t.fields:
+            if f.name in value:
+                if not conforms(value[f.name], f.type):
+                    return False
+            elif f.required:
+                return False
+        return all(isinstance(k, str) for k in value)
+    if cls is DictType:
+        inner = t.value
+        return isinstance(value, dict) and all(isinstance(k, str) and conforms(v, inner) for k, v in value.items())
+    if cls is ListType:
+        item = t.item
+        return isinstance(value, list) and all(conforms(v, item) for v in value)
+    if cls is OptType:
+        return value is None or conforms(value, t.inner)
+    return False
+
+
+def _problems(value: Any, t: Type, where: str) -> list[str]:
+    """The messages of `check_value`, naming the path of each problem."""
+    if isinstance(t, (DictType, RecordType)):
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
             return [f"{where}: expected {t}, got {_kind(value)}"]
         if isinstance(t, DictType):
-            return [e for k, v in value.items() for e in check_value(v, t.value, f"{where}.{k}")]
+            return [e for k, v in value.items() for e in _problems(v, t.value, f"{where}.{k}")]
         errors = [f"{where}: missing field '{f.name}'" for f in t.fields if f.required and f.name not in value]
         for f in t.fields:
             if f.name in value:
-                errors += check_value(value[f.name], f.type, f"{where}.{f.name}")
+                errors += _problems(value[f.name], f.type, f"{where}.{f.name}")
         return errors
-    if t == ANY:
-        return []
     if isinstance(t, OptType):
-        return [] if value is None else check_value(value, t.inner, where)
-    if t == NONE:
-        return [] if value is None else [f"{where}: expected none, got {_kind(value)}"]
-    if t == BOOL:
-        ok = isinstance(value, bool)
-    elif t == INT:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif t == FLOAT:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    elif t == STR:
-        ok = isinstance(value, str)
-    elif isinstance(t, ListType):
+        return [] if value is None else _problems(value, t.inner, where)
+    if isinstance(t, ListType):
         if not isinstance(value, list):
             return [f"{where}: expected {t}, got {_kind(value)}"]
-        return [e for i, v in enumerate(value) for e in check_value(v, t.item, f"{where}[{i}]")]
-    else:
-        ok = False
-    return [] if ok else [f"{where}: expected {t}, got {_kind(value)}"]
+        return [e for i, v in enumerate(value) for e in _problems(v, t.item, f"{where}[{i}]")]
+    return [] if conforms(value, t) else [f"{where}: expected {t}, got {_kind(value)}"]
 
 
 def _kind(value: Any) -> str:

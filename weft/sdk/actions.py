@@ -351,6 +351,31 @@ def _plain(value: Any, where: str, problems: list[str]) -> Any:
     return None
 
 
+class _NotPlain(Exception):
+    """What `_copied` raises on meeting anything but dicts, lists and scalars of their own classes."""
+
+
+_SCALAR = frozenset((str, int, float, bool, type(None)))
+
+
+def _copied(value: Any) -> Any:
+    """`_plain` of a value of dicts with str keys, lists, tuples and scalars of exactly their classes (what actions
+    return almost always), without building a path per value; _NotPlain at anything else."""
+    cls = value.__class__
+    if cls in _SCALAR:
+        return value
+    if cls is dict:
+        out = {}
+        for k, v in value.items():
+            if k.__class__ is not str:
+                raise _NotPlain
+            out[k] = v if v.__class__ in _SCALAR else _copied(v)
+        return out
+    if cls is list or cls is tuple:
+        return [v if v.__class__ in _SCALAR else _copied(v) for v in value]
+    raise _NotPlain
+
+
 def normalize_outputs(defn: ActionDef, value: Any) -> dict[str, Any]:
     """An action's return value as a plain dict checked against its outputs."""
     if value is not None and not isinstance(value, Mapping) and not dataclasses.is_dataclass(value):
@@ -358,7 +383,10 @@ def normalize_outputs(defn: ActionDef, value: Any) -> dict[str, Any]:
             f"action '{defn.name}' returned {type_name(value)}, not a record of its outputs {defn.outputs}"
         )
     problems: list[str] = []
-    plain = {} if value is None else _plain(value, "result", problems)
+    try:
+        plain = {} if value is None else _copied(value)
+    except _NotPlain:  # a dataclass, another Mapping, a subclass of str...: the slow way, which names what is wrong
+        plain = _plain(value, "result", problems)
     if not problems:
         problems = typesys.check_value(plain, defn.outputs, "result")
     if not defn.open_outputs:
