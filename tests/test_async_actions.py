@@ -51,6 +51,33 @@ async def greet(name: str, *, ctx: Context) -> Greeting:
     return {"text": f"hello {name}", "loop_thread": threading.current_thread().name == "weft-async"}
 
 
+class Stamps(TypedDict):
+    started: float
+    ended: float
+
+
+@action
+async def stamped(seconds: float) -> Stamps:
+    """When the call began and ended, on this process's monotonic clock."""
+    started = time.monotonic()
+    await asyncio.sleep(seconds)
+    return {"started": started, "ended": time.monotonic()}
+
+
+CALLED = []
+
+
+@action
+async def blocking(seconds: float) -> None:
+    """Hold the loop's thread itself (no await) for `seconds`."""
+    time.sleep(seconds)
+
+
+@action
+async def counted() -> None:
+    CALLED.append(1)
+
+
 @action
 async def refuse(reason: str) -> None:
     await asyncio.sleep(0)
@@ -313,6 +340,51 @@ def test_2000_async_calls_in_flight_hold_a_few_os_threads(tmp_path):
     assert run.state == "succeeded", run.error
     assert took < 15, took  # in one wave: 2,000 calls one thread each at the 64 threads' bound take 32 s
     assert most - before < 12, (before, most)  # the loop, the driver, its lease's heartbeat, ...
+
+
+def _loop_outcomes(folder, monkeypatch, calls: list[tuple[str, dict]], cancelled: int = 0) -> dict:
+    """The outcomes (by step) of `calls` ((action of aio_actions, inputs)) handed to one AsyncExecutor in order, the
+    first `cancelled` of them cancelled before they were handed over."""
+    monkeypatch.syspath_prepend(str(folder))
+    from weft.runtime.executors.asyncio import AsyncExecutor
+
+    reports, executor = Reports(), AsyncExecutor()
+    channels = [
+        reports.channel(Task("r", f"s{i}", 1, {"module": "aio_actions", "name": name}, inputs))
+        for i, (name, inputs) in enumerate(calls)
+    ]
+    try:
+        for channel in channels[:cancelled]:
+            channel.cancel()
+        for channel in channels:
+            executor.submit(channel.task, channel)
+        outcomes = {}
+        while len(outcomes) < len(channels):
+            outcomes.update((r.task.step, r.value) for r in reports.take(10) if r.kind == "done")
+    finally:
+        executor.close()
+    return outcomes
+
+
+def test_the_first_calls_of_a_big_batch_end_while_the_last_are_still_being_started(folder, monkeypatch):
+    """3,000 calls handed to the loop in one batch (while a call that blocks it runs): the loop starts them a slice
+    at a time and looks at its timers and sockets between slices, so calls of 10 ms end before the last ones
+    started (before, every call of a batch was started before any could go on)."""
+    calls = [("blocking", {"seconds": 0.3})] + [("stamped", {"seconds": 0.01})] * 3000
+    outcomes = _loop_outcomes(folder, monkeypatch, calls)
+    stamps = [o.outputs for step_, o in outcomes.items() if step_ != "s0"]
+    assert all(o.ok for o in outcomes.values())
+    assert min(s["ended"] for s in stamps) < max(s["started"] for s in stamps)
+
+
+def test_a_call_cancelled_before_the_loop_started_it_is_never_made(folder, monkeypatch):
+    outcomes = _loop_outcomes(folder, monkeypatch, [("counted", {})] * 500, cancelled=250)
+    import aio_actions
+
+    cancelled = {f"s{i}" for i in range(250)}
+    assert all(not outcomes[s].ok and outcomes[s].error["type"] == "Cancelled" for s in cancelled)
+    assert all(outcomes[s].ok for s in outcomes.keys() - cancelled)
+    assert len(aio_actions.CALLED) == 250
 
 
 class _Handler(BaseHTTPRequestHandler):

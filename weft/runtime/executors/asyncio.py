@@ -4,8 +4,10 @@ An `AsyncExecutor` starts its loop (uvloop's when installed) in a thread of
 its own on the first task. `submit` puts the task in a batch and wakes the
 loop only when the batch was empty: the driver hands out thousands of tasks
 in one round at the price of one `call_soon_threadsafe`, and the loop starts
-the batch's asyncio Tasks together, each running `perform_async` and
-reporting its Outcome through its channel. A cancelled channel cancels that
+the batch's asyncio Tasks SLICE at a time, one slice a turn of the loop, so
+the first calls' requests are out (and their answers can come back) while the
+rest are being started; each runs `perform_async` and reports its Outcome
+through its channel. A call cancelled before its slice is never started. A cancelled channel cancels that
 asyncio Task (the action sees CancelledError): the Channel has no callback,
 so the loop looks at the channels of the calls in flight every SWEEP
 seconds, one sweep for all of them. What the calls shared on the loop
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import deque
 from collections.abc import Callable
 
 from weft.runtime.core.states import error_record
@@ -23,6 +26,7 @@ from weft.runtime.executors.perform import perform_async
 from weft.runtime.executors.port import Channel, Outcome, Task
 from weft.sdk.loops import close_shared
 
+SLICE = 100  # calls started in one turn of the loop, before it looks at its sockets again
 SWEEP = 0.1  # seconds between looks at the channels of the calls in flight for a cancel
 STOP = 2.0  # seconds `close` waits for cancelled calls to end and shared resources to close
 
@@ -36,7 +40,9 @@ class AsyncExecutor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
         self._batch: list[_Call] = []  # submitted, not yet taken by the loop (under _lock)
-        self._calls: dict[asyncio.Task, Channel] = {}  # touched in the loop's thread only
+        self._calls: dict[asyncio.Task, Channel] = {}  # touched in the loop's thread only, as are the two below
+        self._waiting: deque[_Call] = deque()  # taken from batches, not started yet
+        self._starting = False  # a `_start` of the next slice is due
         self._sweeping = False
 
     def submit(self, task: Task, channel: Channel, done: Callable[[], None] | None = None) -> None:
@@ -64,13 +70,31 @@ class AsyncExecutor:
         loop.call_soon_threadsafe(loop.stop)
 
     def _take(self) -> None:
-        """Start the calls of the batch (in the loop's thread)."""
+        """Take the batch and start its first SLICE calls (in the loop's thread)."""
         with self._lock:
             batch, self._batch = self._batch, []
+        self._waiting.extend(batch)
+        if not self._starting:
+            self._start()
+
+    def _start(self) -> None:
+        """Start the next SLICE waiting calls; the rest after the loop has looked at its sockets once.
+
+        A batch of 10,000 started at once ran every call to its first wait before any connection it opened could
+        send its request, so no answer could come back while the rest were being started."""
         loop = asyncio.get_running_loop()
-        calls = self._calls
-        for task, channel, done in batch:
+        calls, waiting = self._calls, self._waiting
+        for _ in range(min(SLICE, len(waiting))):
+            task, channel, done = waiting.popleft()
+            if channel.cancelled():  # while it waited for its slice: never called
+                channel.finish(Outcome(False, error=error_record("Cancelled", "the call was cancelled")))
+                if done is not None:
+                    done()
+                continue
             calls[loop.create_task(self._run(task, channel, done))] = channel
+        self._starting = bool(waiting)
+        if waiting:
+            loop.call_soon(self._start)
         if not self._sweeping:
             self._sweeping = True
             loop.create_task(self._sweep())
