@@ -35,7 +35,6 @@ passed).
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
 from collections.abc import Callable
@@ -47,7 +46,7 @@ from weft.runtime.core.events import CancelTask, Launch
 from weft.runtime.core.machine import Machine
 from weft.runtime.core.states import RUN_STOPPED, error_record, redoable
 from weft.runtime.crash import crash_point
-from weft.runtime.engine import each, remote
+from weft.runtime.engine import collector, each, remote
 from weft.runtime.engine.lease import Lease
 from weft.runtime.engine.session import persist
 from weft.runtime.executors.perform import cancel_task, perform
@@ -125,11 +124,12 @@ class Driver:
         """Drive the run until it ends or pauses (or, with `until_waiting`, waits for a signal).
 
         What the process holds when it begins (the plan, the machine: some 200,000 containers for 50,000 steps) is
-        kept out of the garbage collector's sight (gc.freeze) while it drives, so the run's collections traverse
-        only what it makes; the drive that froze first thaws it all when it ends.
+        kept out of the garbage collector's sight while it drives, and young collections are rarer (collector.py).
         """
-        thaw = gc.get_freeze_count() == 0  # (else frozen by whoever froze first: `weft run`, an outer drive)
-        gc.freeze()
+        with collector.driving():
+            return self._drive()
+
+    def _drive(self) -> dict:
         self.lease.keep_alive(self.store)
         sub = partial(Driver, executor=self.executor)  # sub-runs driven here share this driver's executor
         self._pump = each.drive_children(self.store, self, sub) if self.children else None
@@ -148,8 +148,6 @@ class Driver:
             self._jobs.shutdown(wait=False)
             if self._own_executor:
                 self.executor.close()
-            if thaw:
-                gc.unfreeze()
 
     def _loop(self) -> dict:
         m = self.machine
