@@ -59,6 +59,18 @@ def durable(store: Store, plan: dict, workers: int = 16) -> tuple[float, float, 
     return took, cpu, run
 
 
+TIMES = 5  # runs of a row measured in milliseconds: this shared machine's speed moves by a third from run to run
+
+
+def median(figures: list[float]) -> float:
+    return sorted(figures)[len(figures) // 2]
+
+
+def spread(figures: list[float], form: str) -> str:
+    """ "median (least-most)" of `figures`, each written with `form`."""
+    return f"{form.format(median(figures))} ({form.format(min(figures))}-{form.format(max(figures))})"
+
+
 def commit_latency(store: Store, n: int = 200) -> float:
     """Median seconds of one durable commit of one small record, for reading the figures below."""
     times = []
@@ -162,25 +174,29 @@ def watched(store: Store, plan: dict, **options) -> tuple[float, int, float]:
     return took, most, cpu
 
 
-def bare_loop(calls: int, call, client=None) -> str:
+def bare_loop(calls: int, call, client=None, times: int = 1) -> str:
     """ "W.WWWs (C.CCs CPU)": the wall and CPU seconds a bare event loop (the kind the local executor runs: uvloop's
     when installed) takes to await `calls` concurrent `call(c)`s, `c` made by `client()` on the loop (and closed
-    after), or None."""
+    after), or None; the medians of `times` such loops, with the least and most wall seconds."""
 
-    async def all_of_them() -> str:
+    async def all_of_them() -> tuple[float, float]:
         made = client() if client is not None else None
         t0, c0 = time.perf_counter(), time.process_time()
         await asyncio.gather(*(call(made) for _ in range(calls)))
         took, cpu = time.perf_counter() - t0, time.process_time() - c0
         if made is not None:
             await made.aclose()
-        return f"{took:.3f}s ({cpu:.2f}s CPU)"
+        return took, cpu
 
-    loop = new_loop()
-    try:
-        return loop.run_until_complete(all_of_them())
-    finally:
-        loop.close()
+    runs = []
+    for _ in range(times):
+        loop = new_loop()
+        try:
+            runs.append(loop.run_until_complete(all_of_them()))
+        finally:
+            loop.close()
+    walls = [w for w, _ in runs]
+    return f"{spread(walls, '{:.3f}') if times > 1 else f'{walls[0]:.3f}'}s ({median([c for _, c in runs]):.2f}s CPU)"
 
 
 def raw_get(url: str):
@@ -220,11 +236,14 @@ class OverWire(httpx.AsyncBaseTransport):
         await self.pool.aclose()
 
 
-def http_floors(url: str, calls: int) -> str:
-    """The bare loop's seconds for `calls` concurrent GETs of `url`: raw sockets, std.http's client, httpx on it."""
-    raw = bare_loop(calls, raw_get(url))
-    ours = bare_loop(calls, lambda c: c.request("GET", url, timeout=60.0), Client)
-    theirs = bare_loop(calls, lambda c: c.get(url, timeout=60.0), lambda: httpx.AsyncClient(transport=OverWire()))
+def http_floors(url: str, calls: int, times: int = 1) -> str:
+    """The bare loop's seconds for `calls` concurrent GETs of `url`: raw sockets, std.http's client, httpx on it
+    (each the median of `times` loops)."""
+    raw = bare_loop(calls, raw_get(url), times=times)
+    ours = bare_loop(calls, lambda c: c.request("GET", url, timeout=60.0), Client, times)
+    theirs = bare_loop(
+        calls, lambda c: c.get(url, timeout=60.0), lambda: httpx.AsyncClient(transport=OverWire()), times
+    )
     return f"bare loop: raw sockets {raw}, std.http's client {ours}, httpx over its pool {theirs}"
 
 
@@ -243,10 +262,11 @@ def async_rows(store: Store, many: int) -> None:
     proc, url = served(0.05)
     try:
         watched(store, fan_of(500, f"{STD}.http", "request", {"url": url}))  # warm up: imports
-        took, threads, cpu = watched(store, fan_of(500, f"{STD}.http", "request", {"url": url}))
+        runs = [watched(store, fan_of(500, f"{STD}.http", "request", {"url": url})) for _ in range(TIMES)]
         print(
-            f"  500 HTTP calls of 50 ms, default settings: {took:.3f}s ({cpu:.2f}s CPU) (target < 0.15s), {threads} OS "
-            f"threads; {http_floors(url, 500)}"
+            f"  500 HTTP calls of 50 ms, default settings: {spread([w for w, _, _ in runs], '{:.3f}')}s "
+            f"({median([c for _, _, c in runs]):.2f}s CPU) (target < 0.15s), {max(t for _, t, _ in runs)} OS threads; "
+            f"{http_floors(url, 500, TIMES)}"
         )
     finally:
         proc.kill()
@@ -332,11 +352,11 @@ def step_rows(store: Store, folder: str, n: int, items: int, big: int) -> None:
     commit = commit_latency(store)
     print(f"lighter steps and sub-runs (one durable commit here: {commit * 1e6:.0f} µs, median)")
     noop = actions.lookup(plans.MODULE, "noop")
-    took, cpu, _ = durable(store, plans.fan(n - 2))
-    floor = plain_fan(n, noop)
+    runs = [durable(store, plans.fan(n - 2))[:2] for _ in range(TIMES)]
+    floor = median([plain_fan(n, noop) for _ in range(TIMES)])
     print(
-        f"  {n}-step fan-out, in process: {took * 1e6 / n:.0f} µs/step ({cpu * 1e6 / n:.0f} µs CPU) (target < 40), "
-        f"plain pool {floor * 1e6 / n:.0f}"
+        f"  {n}-step fan-out, in process: {spread([w * 1e6 / n for w, _ in runs], '{:.0f}')} µs/step "
+        f"({median([c for _, c in runs]) * 1e6 / n:.0f} µs CPU) (target < 40), plain pool {floor * 1e6 / n:.0f}"
     )
     small, long, cached = pure_chain_flow(folder, 10), pure_chain_flow(folder, n), os.path.join(folder, "cli-store")
     cli(folder, "run", small, "--store", cached), cli(folder, "run", long, "--store", cached)  # the plan cache
