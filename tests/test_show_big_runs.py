@@ -113,8 +113,13 @@ def test_a_page_read_from_the_stores_tally_says_what_counting_every_step_says(we
     from weft.runtime.stores.lmdb.store import Store
 
     with Store(weft.store) as store:  # a tally that does not add up is not used: the steps are counted
+        right = store.write(lambda t: t.get("tallies", run_id.encode()))
         store.write(lambda t: t.put("tallies", run_id.encode(), {"succeeded": 3}))
     assert weft("show", run_id, code=0).stdout == tallied
+    assert f"stale tally tallies:{run_id}" in weft("doctor", code=1).stdout
+    assert "anew from its run's step records" in weft("doctor", "--repair", code=0).stdout
+    with Store(weft.store) as store:  # counted again, as the writes had kept it
+        assert store.write(lambda t: t.get("tallies", run_id.encode())) == right == {"succeeded": STEPS + 2}
     with Store(weft.store) as store:  # nor is one missing (a run stored before tallies were kept)
         store.write(lambda t: t.delete("tallies", run_id.encode()))
     assert weft("show", run_id, code=0).stdout == tallied

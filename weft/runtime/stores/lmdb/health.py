@@ -15,9 +15,9 @@ Checks, in order (each a pass over one kind of entry):
 
 A repair puts a misplaced record back where one flipped byte moved it from
 (only when exactly one free place fits), renumbers a history whose numbers
-lost their order, rebuilds indexes, timers and the queue, and drops leases,
-requests, locks, queue and meta entries that point at nothing, and tallies
-that do not count what they should (readers count the steps instead). It never
+lost their order, rebuilds indexes, timers, the queue and a tally that does
+not count what it should (from the run's step records), and drops leases,
+requests, locks, queue and meta entries that point at nothing. It never
 deletes a run, plan, step or event record: what it cannot place stays reported.
 """
 
@@ -220,14 +220,22 @@ class _Checkup:
                 states.setdefault(rid, Counter())[rec.get("state")] += 1
         for key, tally in self.values("tallies").items():
             rid = run_id_of(key)
-            if rid in runs and len(key) == K.ID_LEN and tally != dict(sorted(states.get(rid, {}).items())):
-                self.note(f"stale tally {shown('tallies', key)}", lambda k=key: self.drop("tallies", k))
+            counted = dict(sorted(states.get(rid, {}).items(), key=lambda kv: str(kv[0])))
+            if rid in runs and len(key) == K.ID_LEN and tally != counted:
+                self.note(f"stale tally {shown('tallies', key)}", lambda k=key, c=counted: self._recount(k, c))
         for db, what, want in (("indexes", "index entry", want_index), ("timers", "timer", want_timers)):
             have = set(self.t.keys(db))
             for key in sorted(have - want):
                 self.note(f"stale {what} {shown(db, key)}", lambda db=db, k=key: self.drop(db, k))
             for key in sorted(want - have):
                 self.note(f"missing {what} {shown(db, key)}", lambda db=db, k=key: self._add(db, k))
+
+    def _recount(self, key: bytes, counted: dict) -> str:
+        """The run's tally made anew from its step records' states (dropped if one has no state: readers count)."""
+        if not all(isinstance(state, str) for state in counted):
+            return self.drop("tallies", key)
+        self.t.put("tallies", key, counted)
+        return f"counted {shown('tallies', key)} anew from its run's step records"
 
     def _add(self, db: str, key: bytes) -> str:
         self.t.put(db, key, None)
