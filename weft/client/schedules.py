@@ -115,23 +115,15 @@ class Scheduling:
 
     def schedules(self) -> tuple[Schedule, ...]:
         """Every schedule of the store, by name."""
-        from weft.client.answers import schedule_of
-
-        from weft.runtime.core import schedule as rules
-
         now = time.time()
         with self._open().read() as t:
-            return tuple(schedule_of(rec, rules.upcoming(rec, now, _SHOWN)) for rec in t.schedules())
+            return tuple(_shown(rec, now) for rec in t.schedules())
 
     def schedule(self, name: str) -> Schedule:
         """Schedule `name`: its settings, next slot times and what it did (its runs: `runs(schedule=name)`)."""
-        from weft.client.answers import schedule_of
-
-        from weft.runtime.core import schedule as rules
-
         with self._open().read() as t:
             rec = _find(t, name)
-        return schedule_of(rec, rules.upcoming(rec, time.time(), _SHOWN))
+        return _shown(rec, time.time())
 
     def pause_schedule(self, name: str, note: str | None = None) -> Schedule:
         """Fire no slot of schedule `name` until it is resumed; `note` says why."""
@@ -175,6 +167,14 @@ class Scheduling:
     def _change(self, name: str, change: Any) -> Schedule:
         self._open().write(lambda t: t.put_schedule(change(_find(t, name), time.time())))
         return self.schedule(name)
+
+
+def _shown(rec: dict, now: float) -> Schedule:
+    """Schedule record `rec` as the Client answers it, with its next slot times after `now`."""
+    from weft.client.answers import schedule_of
+    from weft.runtime.core import schedule as rules
+
+    return schedule_of(rec, rules.upcoming(rec, now, _SHOWN))
 
 
 def _find(t: Txn, name: str) -> dict:
