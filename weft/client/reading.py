@@ -117,9 +117,9 @@ class Reading:
         """Step `step` (its id or name) of run `run_id`: inputs, outputs, error with traceback, its history."""
         with self._open().read() as t:
             rid = self._find(t, run_id)
-            rec = t.step(rid, step)  # a step id: only its own records are read
+            run, rec = t.run(rid), t.step(rid, step)  # a step id: only its own records are read
             if rec is None:  # a step name, or none: found by the run's machine
-                sid = step_id(Machine(t.plan(rid), t.run(rid), t.steps(rid), time.time()), step)
+                sid = step_id(Machine(t.plan(rid), run, t.steps(rid), time.time()), step)
                 rec = t.step(rid, sid)
             else:
                 sid = step
@@ -127,7 +127,7 @@ class Reading:
             if spec is None:
                 raise CorruptRecord(f"corrupt store {self.path}: run {rid}'s plan has no step {sid!r}")
             children = _children(t, rid, [spec]).get(sid)
-            hide = Redactor(t.run(rid))
+            hide = Redactor(run)
             shown = model.step(spec, hide.step(spec, rec), children)
             return model.detail(rid, spec, shown, hide.history(t.events(rid)))
 
