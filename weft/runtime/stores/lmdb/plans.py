@@ -7,17 +7,22 @@ A Plan of at most CHUNK steps is stored as it is. A bigger one is stored as
      "phases": [[phase, n], ...], "kinds": [[kind, n], ...] (runs of n steps in a row),
      "chunks": [msgpack bytes of CHUNK step specs, ...]}
 
-and `whole` puts it back together (its keys in their order). Both forms are read.
+and `whole` puts it back together (its keys in their order). A chunk holds its
+steps as weft.plan.shared packs them (one group), written when the Plan given
+shares its values (as the plan cache gives it: a 50,000-step flow's Plan is
+5 MB stored, not 19) and read back sharing them; a chunk stored before holds
+the list of its specs. All these forms are read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from weft.plan import shared
 from weft.runtime import records
 from weft.runtime.stores.port import Outline, runs
 
-CHUNK = 256  # step specs per chunk
+CHUNK = shared.GROUP  # step specs per chunk
 
 
 def stored(plan: dict) -> dict:
@@ -30,7 +35,7 @@ def stored(plan: dict) -> dict:
         "ids": [s["id"] for s in steps],
         "phases": runs(s["phase"] for s in steps),
         "kinds": runs(s["kind"] for s in steps),
-        "chunks": [records.pack(steps[i : i + CHUNK]) for i in range(0, len(steps), CHUNK)],
+        "chunks": [records.pack(group) for group in shared.pack_steps(steps)],
     }
 
 
@@ -43,7 +48,7 @@ def whole(value: dict) -> dict:
     """The Plan a stored value holds."""
     if not chunked(value):
         return value
-    return {**value["head"], "steps": [s for chunk in value["chunks"] for s in records.unpack(chunk)]}
+    return {**value["head"], "steps": [s for chunk in value["chunks"] for s in _chunk(chunk)]}
 
 
 def outline(value: dict) -> tuple[dict, Outline]:
@@ -74,4 +79,10 @@ def specs(value: dict, wanted: Iterable[str]) -> dict[str, dict]:
             if not left:
                 break
     chunks = sorted(chunks)
-    return {s["id"]: s for c in chunks for s in records.unpack(value["chunks"][c]) if s["id"] in want}
+    return {s["id"]: s for c in chunks for s in _chunk(value["chunks"][c]) if s["id"] in want}
+
+
+def _chunk(data: bytes) -> list[dict]:
+    """The step specs of a stored chunk."""
+    value = records.unpack(data)
+    return shared.unpack_group(value) if shared.packed(value) else value

@@ -1,0 +1,90 @@
+"""A Plan's step specs written once for what they have in common, and read back sharing it.
+
+The steps of a big flow differ in little (their id, inputs and source
+position): written out one by one, 50,000 `std.echo` steps are 19 MB of
+msgpack and 133 MB of Python objects. `pack_steps` writes them in groups of
+GROUP steps, each as its first step (the base) and, for every step, only the
+values that are not the base's; `unpack_steps` makes every step a copy of its
+group's base updated with its own values, so that the values they have in
+common are the same objects (5 MB and 76 MB for those steps).
+
+A Plan is read-only once compiled: the runtime never writes into a spec (a
+test holds it to that). The values a step hands to action code as they are
+(its `inputs`, `undo` and `each`: their literal lists and records) are its own
+all the same, unless the Plan given already shared them. With `equal`, a value
+is shared when it is exactly the base's (msgpack tells 1 from 1.0 and True,
+and the order of a record's keys): for a Plan just compiled, whose steps share
+nothing. Without, only the base's very objects are: cheap, for a Plan that was
+unpacked (from the plan cache or a store). A step whose keys are not the
+base's is written whole.
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import compress
+from operator import is_not
+from typing import Any
+
+import msgpack
+
+GROUP = 256  # steps per group: the LMDB store's chunks of a big Plan are these groups
+_OWN = frozenset({"id", "inputs", "undo", "each"})  # never shared (see above)
+
+
+def packed(value: Any) -> bool:
+    """Whether a decoded value is a group `pack_steps` wrote (and not a list of specs)."""
+    return type(value) is dict and "base" in value and "own" in value
+
+
+def pack_steps(steps: list[dict], equal: bool = False) -> list[dict]:
+    """`steps` in groups of GROUP: {"base": the group's first step, "own": [each step's own values, or [the step]
+    when its keys are not the base's]}."""
+    return [_group(steps[i : i + GROUP], equal) for i in range(0, len(steps), GROUP)]
+
+
+def share(plan: dict) -> dict:
+    """`plan` with its steps sharing what they have in common, as the plan cache gives it."""
+    return {**plan, "steps": unpack_steps(pack_steps(plan["steps"], equal=True))}
+
+
+def unpack_steps(groups: list[dict]) -> list[dict]:
+    """The step specs `pack_steps` wrote, the values each has of its group's base shared with it."""
+    steps: list[dict] = []
+    for group in groups:
+        steps += unpack_group(group)
+    return steps
+
+
+def unpack_group(group: dict) -> list[dict]:
+    """The step specs of one group."""
+    base = group["base"]
+    return [{**base, **own} if type(own) is dict else own[0] for own in group["own"]]
+
+
+def _group(steps: list[dict], equal: bool) -> dict:
+    base = steps[0]
+    keys, values = list(base), list(base.values())
+    exact: dict[str, bytes] = {}  # the base's containers, packed when first compared
+    own = []
+    for step in steps:
+        if list(step) != keys:
+            own.append([step])
+            continue
+        differ = compress(keys, map(is_not, step.values(), values))  # (the base's very objects are shared as they are)
+        own.append({k: step[k] for k in differ if not equal or k in _OWN or not _same(step[k], base[k], k, exact)})
+    return {"base": base, "own": own}
+
+
+def _same(value: Any, base: Any, key: str, exact: dict[str, bytes]) -> bool:
+    """Whether `value` (of `key`) is exactly the base's, so that it may be the base's object."""
+    kind = type(value)
+    if kind is not type(base) or value != base:
+        return False
+    if kind is float:
+        return math.copysign(1.0, value) == math.copysign(1.0, base)  # (-0.0 == 0.0)
+    if kind is dict or kind is list:
+        if key not in exact:
+            exact[key] = msgpack.packb(base, use_bin_type=True)
+        return msgpack.packb(value, use_bin_type=True) == exact[key]
+    return True
