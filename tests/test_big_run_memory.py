@@ -12,7 +12,7 @@ import textwrap
 import msgpack
 
 from weft.client import Client
-from weft.plan.shared import GROUP, pack_steps, share, unpack_steps
+from weft.plan.shared import GROUP, pack_plan, pack_steps, unpack_plan, unpack_steps
 
 STEPS = GROUP * 2 + 44  # three groups (and three chunks of the stored Plan)
 
@@ -70,8 +70,8 @@ def flow(weft, action: str = "grow", failing: bool = False) -> str:
     ]
     if failing:
         lines.append(f"    broken = a.boom() after s{STEPS - 1}")
-    (weft.folder / "acts.py").write_text(textwrap.dedent(ACTIONS))
-    (weft.folder / "big.flow").write_text("use acts as a\n\nflow big() {\n" + "\n".join(lines) + "\n}\n")
+    (weft.folder / "bigmem_acts.py").write_text(textwrap.dedent(ACTIONS))
+    (weft.folder / "big.flow").write_text("use bigmem_acts as a\n\nflow big() {\n" + "\n".join(lines) + "\n}\n")
     weft.env.update(XDG_CACHE_HOME=str(weft.folder / "cache"), WEFT_PLAN_CACHE="debug")
     return str(weft.folder / "big.flow")
 
@@ -101,7 +101,7 @@ def test_nothing_a_run_does_writes_into_its_plan(weft):
     (Its actions change nothing they are given: action code handed a literal list of the Plan could change it.)"""
     path = flow(weft, "count", failing=True)
     with Client(weft.store) as client:
-        plan = share(client.compile(path))
+        plan = unpack_plan(pack_plan(client.compile(path)))  # as the plan cache gives it
         before = exact(plan)
         run_id = client.start_plan(plan, hold=True)
         assert client.drive(run_id).state == "paused"

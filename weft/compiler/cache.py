@@ -36,7 +36,7 @@ from types import ModuleType
 import msgpack
 
 from weft.compiler import Compilation, compile_paths
-from weft.plan.shared import pack_steps, unpack_steps
+from weft.plan.shared import pack_plan, unpack_plan
 
 FORMAT = 3  # 3: the steps of a Plan packed (weft.plan.shared)
 MAX_ENTRIES = 256
@@ -224,9 +224,7 @@ def _store(where: str, entry: str, result: Compilation) -> None:
             ],
             "sources": {p: t for p, t in result.sources.items() if p in named},
             "flows": result.flows,
-            "plans": {
-                name: {**plan, "steps": pack_steps(plan["steps"], equal=True)} for name, plan in result.plans.items()
-            },
+            "plans": {name: pack_plan(plan) for name, plan in result.plans.items()},
             "extensions": result.extensions,
             "defined": sorted(result.defined),
         },
@@ -263,7 +261,7 @@ def _compilation(r: dict) -> Compilation:
         diagnostics=[Diagnostic(**{**d, "span": Span(*d["span"])}) for d in r["diagnostics"]],
         sources=r["sources"],
         flows=r["flows"],
-        plans={name: {**plan, "steps": unpack_steps(plan["steps"])} for name, plan in r["plans"].items()},
+        plans={name: unpack_plan(data) for name, data in r["plans"].items()},
         extensions=r["extensions"],
         defined=set(r["defined"]),
     )

@@ -30,22 +30,25 @@ import msgpack
 
 GROUP = 256  # steps per group: the LMDB store's chunks of a big Plan are these groups
 _OWN = frozenset({"id", "inputs", "undo", "each"})  # never shared (see above)
+_SHARED = (dict, list)
 
 
-def packed(value: Any) -> bool:
-    """Whether a decoded value is a group `pack_steps` wrote (and not a list of specs)."""
-    return type(value) is dict and "base" in value and "own" in value
-
-
-def pack_steps(steps: list[dict], equal: bool = False) -> list[dict]:
+def pack_steps(steps: list[dict], equal: bool = False) -> list[dict | list[dict]]:
     """`steps` in groups of GROUP: {"base": the group's first step, "own": [each step's own values, or [the step]
-    when its keys are not the base's]}."""
+    when its keys are not the base's]}. Without `equal`, a group whose second step shares no list or record with
+    its first is left as the list of its steps: a Plan built by hand shares nothing worth the time."""
     return [_group(steps[i : i + GROUP], equal) for i in range(0, len(steps), GROUP)]
 
 
-def share(plan: dict) -> dict:
-    """`plan` with its steps sharing what they have in common, as the plan cache gives it."""
-    return {**plan, "steps": unpack_steps(pack_steps(plan["steps"], equal=True))}
+def pack_plan(plan: dict) -> bytes:
+    """`plan` as msgpack, its steps packed (`equal`: as for a Plan just compiled)."""
+    return msgpack.packb({**plan, "steps": pack_steps(plan["steps"], equal=True)}, use_bin_type=True)
+
+
+def unpack_plan(data: bytes) -> dict:
+    """The Plan `pack_plan` wrote, its steps sharing what they have in common."""
+    plan = msgpack.unpackb(data, raw=False)
+    return {**plan, "steps": unpack_steps(plan["steps"])}
 
 
 def unpack_steps(groups: list[dict]) -> list[dict]:
@@ -56,15 +59,23 @@ def unpack_steps(groups: list[dict]) -> list[dict]:
     return steps
 
 
-def unpack_group(group: dict) -> list[dict]:
+def unpack_group(group: dict | list[dict]) -> list[dict]:
     """The step specs of one group."""
+    if type(group) is list:
+        return group
     base = group["base"]
     return [{**base, **own} if type(own) is dict else own[0] for own in group["own"]]
 
 
-def _group(steps: list[dict], equal: bool) -> dict:
+def _group(steps: list[dict], equal: bool) -> dict | list[dict]:
     base = steps[0]
     keys, values = list(base), list(base.values())
+    if (
+        not equal
+        and len(steps) > 1
+        and not any(v is b and type(v) in _SHARED for v, b in zip(steps[1].values(), values))
+    ):
+        return steps
     exact: dict[str, bytes] = {}  # the base's containers, packed when first compared
     own = []
     for step in steps:

@@ -7,11 +7,11 @@ A Plan of at most CHUNK steps is stored as it is. A bigger one is stored as
      "phases": [[phase, n], ...], "kinds": [[kind, n], ...] (runs of n steps in a row),
      "chunks": [msgpack bytes of CHUNK step specs, ...]}
 
-and `whole` puts it back together (its keys in their order). A chunk holds its
-steps as weft.plan.shared packs them (one group), written when the Plan given
-shares its values (as the plan cache gives it: a 50,000-step flow's Plan is
-5 MB stored, not 19) and read back sharing them; a chunk stored before holds
-the list of its specs. All these forms are read.
+and `whole` puts it back together (its keys in their order). A chunk is one
+group of weft.plan.shared: its steps packed when the Plan given shares its
+values (as the plan cache gives it: a 50,000-step flow's Plan is 2 MB stored,
+not 15), read back sharing them; else (and in stores written before) the list
+of its specs. All these forms are read.
 """
 
 from __future__ import annotations
@@ -84,5 +84,4 @@ def specs(value: dict, wanted: Iterable[str]) -> dict[str, dict]:
 
 def _chunk(data: bytes) -> list[dict]:
     """The step specs of a stored chunk."""
-    value = records.unpack(data)
-    return shared.unpack_group(value) if shared.packed(value) else value
+    return shared.unpack_group(records.unpack(data))
