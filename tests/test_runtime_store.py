@@ -16,7 +16,7 @@ import pytest
 from runtime_support.checks import index_problems
 from weft.runtime import ids
 from weft.runtime.stores.lmdb import codec
-from weft.runtime.stores.lmdb.store import Store
+from weft.runtime.stores.lmdb.store import FORMAT_VERSION, Store
 from weft.runtime.stores.port import CorruptRecord, StoreError, StoreFull
 
 
@@ -67,6 +67,22 @@ def test_a_newer_store_format_is_refused(tmp_path):
         store.write(lambda t: t.put_meta("format", {"format": "weft.store", "version": 99}))
     with pytest.raises(StoreError, match="format version 99"):
         Store(str(tmp_path), create=False)
+
+
+def test_a_store_of_the_format_before_is_read_as_it_is_and_marked_by_the_first_write(tmp_path):
+    """Version 1 stores (no tallies, plain plan chunks) are read; the first commit of this Weft marks the store
+    with its own version, so that a Weft reading version 1 at most refuses it rather than misread it."""
+    rid = ids.new_run_id()
+    with Store(str(tmp_path)) as store:
+        store.write(lambda t: t.put_run(run_record(rid)))
+        store.write(lambda t: t.put_meta("format", {"format": "weft.store", "version": 1}))
+    with Store(str(tmp_path), create=False) as store:
+        with store.read() as t:
+            assert t.run(rid)["id"] == rid and t.meta("format")["version"] == 1  # reading changes nothing
+        store.write(lambda t: t.put_run(run_record(rid, state="succeeded")))
+        with store.read() as t:
+            assert t.meta("format") == {"format": "weft.store", "version": FORMAT_VERSION} and FORMAT_VERSION == 2
+            assert t.run(rid)["state"] == "succeeded"
 
 
 def test_opening_needs_an_existing_store_unless_creating(tmp_path):

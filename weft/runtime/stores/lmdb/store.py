@@ -38,7 +38,11 @@ from weft.runtime.stores.lmdb.keys import DATABASES, INDEX_VERSION
 from weft.runtime.stores.lmdb.txn import Txn
 from weft.runtime.stores.port import StoreError, StoreFull
 
-FORMAT_VERSION = 1
+# 2: a big Plan's chunks may be packed groups of steps (weft.plan.shared), and step records move the run's tally
+# (tally.py). A store of version 1 is read as it is; the first write of this Weft to it marks it 2, so that a Weft
+# reading version 1 at most refuses it in one line instead of misreading what this one wrote.
+FORMAT_VERSION = 2
+_FORMAT = {"format": "weft.store", "version": FORMAT_VERSION}
 _INITIAL_MAP = 64 << 20
 _DEFAULT_MAX_MAP = 1 << 40
 T = TypeVar("T")
@@ -117,6 +121,7 @@ class _Env:
         self.derived = {"runs": Derived(), "steps": Derived()}  # for the writer (txn.py)
         self.gate = _Gate()
         self.handles = 0
+        self.older = False  # the store's format version is below FORMAT_VERSION: the next commit marks it
         _make_folder(path)
         data = os.path.join(path, "data.mdb")
         existed = os.path.exists(data)
@@ -220,7 +225,7 @@ class Store(port.Store):
                 raise StoreError(f"{self.path} is not a weft store")
 
             def init(t: Txn) -> None:
-                t.put_meta("format", {"format": "weft.store", "version": FORMAT_VERSION})
+                t.put_meta("format", _FORMAT)
                 t.put_meta("indexes", {"version": INDEX_VERSION})
 
             self.write(init)
@@ -231,6 +236,8 @@ class Store(port.Store):
                 f"store {self.path} has format version {meta['version']}; "
                 f"this weft reads version {FORMAT_VERSION} at most"
             )
+        else:
+            self._opened().older = meta.get("version", 0) < FORMAT_VERSION
 
     def close(self) -> None:
         """Let go of the environment; the last Store open on the folder in this process closes it."""
@@ -374,12 +381,17 @@ def _attempt(env: _Env, batch: list[_Writer]) -> str:
     except StoreGone:
         txn.abort()
         raise
+    older = env.older
+    if older:  # what this commit writes may be of the current format only
+        Txn(batch[0].store, txn, env.dbs, env.derived).put_meta("format", _FORMAT)
     try:
         txn.commit()
     except lmdb.MapFullError:
         return "full"
     except lmdb.Error as e:
         raise _write_error(path, e) from None
+    if older:
+        env.older = False
     return "ok"
 
 
