@@ -88,18 +88,22 @@ class Machine(Steering, Waiting, Undoing):
         }
         self.env = expr.Env(run["inputs"], partial(_outputs, steps))  # no cycle back to the machine
         self.deps: dict[str, list[str]] = {}
-        self.dependents: dict[str, list[str]] = defaultdict(list)
+        dependents: dict[str, list[str]] = defaultdict(list)
         finalize_prev = None
         for sid, spec in self.specs.items():
-            phase = spec["phase"]
-            deps = [d for d in spec["deps"] if d in self.specs and self.specs[d]["phase"] == phase]
+            phase, listed = spec["phase"], spec["deps"]
+            deps = [d for d in listed if d in self.specs and self.specs[d]["phase"] == phase]
             if phase == "finalize":
                 if finalize_prev is not None and finalize_prev not in deps:
                     deps.append(finalize_prev)
                 finalize_prev = sid
-            self.deps[sid] = deps
+            self.deps[sid] = listed if deps == listed else deps  # (the Plan's own list, read only: a list less a step)
             for d in deps:
-                self.dependents[d].append(sid)
+                dependents[d].append(sid)
+        self.dependents: dict[str, tuple[str, ...]] = {}
+        same: dict[tuple[str, ...], tuple[str, ...]] = {}  # steps with the same dependents share them (a fan's all)
+        for d, after in dependents.items():
+            self.dependents[d] = same.setdefault(tuple(after), tuple(after))
         self.open: Counter = Counter()  # phase -> steps not succeeded/skipped
         self.unfinished: Counter = Counter()  # phase -> steps pending, running or suspended
         self.total_weight = 0.0
