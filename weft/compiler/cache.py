@@ -214,6 +214,10 @@ def _module_files(mod: ModuleType) -> list[str]:
 def _store(where: str, entry: str, result: Compilation) -> None:
     """Write the entry (atomically, mode 0600); a cache that cannot be written is no error."""
     named = {d.span.file for d in result.diagnostics}
+    try:
+        plans = {name: pack_plan(plan) for name, plan in result.plans.items()}
+    except (TypeError, ValueError):  # a value msgpack cannot write: nothing is kept
+        return
     data = {
         "format": FORMAT,
         "inputs": _inputs(result),
@@ -224,7 +228,7 @@ def _store(where: str, entry: str, result: Compilation) -> None:
             ],
             "sources": {p: t for p, t in result.sources.items() if p in named},
             "flows": result.flows,
-            "plans": {name: pack_plan(plan) for name, plan in result.plans.items()},
+            "plans": plans,
             "extensions": result.extensions,
             "defined": sorted(result.defined),
         },
