@@ -51,7 +51,7 @@ def unpack_plan(data: bytes) -> dict:
     return {**plan, "steps": unpack_steps(plan["steps"])}
 
 
-def unpack_steps(groups: list[dict]) -> list[dict]:
+def unpack_steps(groups: list[dict | list[dict]]) -> list[dict]:
     """The step specs `pack_steps` wrote, the values each has of its group's base shared with it."""
     steps: list[dict] = []
     for group in groups:
