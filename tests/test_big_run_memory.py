@@ -82,14 +82,19 @@ def outcome(client: Client, run_id: str) -> list[tuple]:
 
 
 def test_a_run_of_the_cached_shared_plan_is_the_run_of_the_compiled_one(weft):
+    """Compiled without the cache (its steps share nothing), then with it: a miss and a hit (both shared)."""
     path = flow(weft)
-    (first, done), (second, again) = (weft.run(path, code=0) for _ in range(2))
+    weft.env["WEFT_PLAN_CACHE"] = "off"
+    compiled, _ = weft.run(path, code=0)
+    weft.env["WEFT_PLAN_CACHE"] = "debug"
+    (missed, done), (hit, again) = (weft.run(path, code=0) for _ in range(2))
     assert "plan cache: miss" in done.stderr and "plan cache: hit" in again.stderr
     with Client(weft.store) as client:
-        compiled = client.diagram(first).plan
-        assert exact(client.diagram(second).plan) == exact(compiled)  # the same Plan, to the type of each value
-        assert outcome(client, first) == outcome(client, second)
-        steps = {s[0]: s for s in outcome(client, second)}
+        plan = exact(client.diagram(compiled).plan)
+        for run_id in (missed, hit):  # the same Plan, to the type of each value, and the same run
+            assert exact(client.diagram(run_id).plan) == plan
+            assert outcome(client, run_id) == outcome(client, compiled)
+        steps = {s[0]: s for s in outcome(client, hit)}
     assert all(steps[f"s{i}"][3] == {"n": 3} for i in range(STEPS))  # each step grew a list of its own
     assert steps["f"][1:3] == ("succeeded", 2) and steps["w"][1] == "succeeded" and steps["never"][1] == "skipped"
     assert [steps[s][3] for s in ("one", "yes")] == [{"value": 1}, {"value": True}]

@@ -15,7 +15,8 @@ an earlier process when nothing it was made from changed:
 
 A Plan's steps are written once for what they share (weft.plan.shared), and
 read back sharing it: a 50,000-step flow's Plan is 5 MB in its entry and
-76 MB in memory, not 19 and 133. Only compiles without errors are kept (warnings are kept and shown again), so
+76 MB in memory, not 19 and 133. A miss returns the Plans a hit would give
+(unpacked from what it stored), so every run of a flow holds the same. Only compiles without errors are kept (warnings are kept and shown again), so
 `weft check` prints what it printed before. An entry that cannot be read, does
 not decode or has an unexpected shape is ignored and written anew. Entries
 are msgpack (never pickle), files of mode 0600 in a folder of mode 0700;
@@ -27,6 +28,8 @@ from __future__ import annotations
 
 import gc
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import astuple, fields
 import os
 import sys
@@ -63,13 +66,8 @@ def compile_cached(paths: list[str], extensions: list[str] = (), *, plans: bool 
         return compile_paths(paths, list(extensions), plans=plans)
     key = _key(paths, extensions, plans)
     entry = os.path.join(where, key + ".plan")
-    enabled = gc.isenabled()
-    gc.disable()  # a 1,000-step plan decodes to 30,000 containers: collections in between only cost time
-    try:
+    with _uncollected():
         found, why = _load(entry)
-    finally:
-        if enabled:
-            gc.enable()
     if found is not None:
         _say(mode, f"hit {entry}")
         return found
@@ -77,9 +75,25 @@ def compile_cached(paths: list[str], extensions: list[str] = (), *, plans: bool 
     if result.has_errors:
         _say(mode, f"miss ({why}); not stored: the program has errors")
         return result
-    _store(where, entry, result)
+    packed = _store(where, entry, result)
+    if packed is not None:  # the Plans a hit would give, their steps sharing (the compiled ones are let go)
+        with _uncollected():
+            result.plans = {name: unpack_plan(data) for name, data in packed.items()}
     _say(mode, f"miss ({why}); stored {entry}")
     return result
+
+
+@contextmanager
+def _uncollected() -> Iterator[None]:
+    """No garbage collection in the block: a 1,000-step plan decodes to 30,000 containers, and collections in
+    between only cost time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _say(mode: str, text: str) -> None:
@@ -211,13 +225,14 @@ def _module_files(mod: ModuleType) -> list[str]:
     return sorted({f for f in files if f})
 
 
-def _store(where: str, entry: str, result: Compilation) -> None:
-    """Write the entry (atomically, mode 0600); a cache that cannot be written is no error."""
+def _store(where: str, entry: str, result: Compilation) -> dict[str, bytes] | None:
+    """Write the entry (atomically, mode 0600); a cache that cannot be written is no error. Returns the Plans
+    packed (weft.plan.shared), None if one cannot be."""
     named = {d.span.file for d in result.diagnostics}
     try:
         plans = {name: pack_plan(plan) for name, plan in result.plans.items()}
     except (TypeError, ValueError):  # a value msgpack cannot write: nothing is kept
-        return
+        return None
     data = {
         "format": FORMAT,
         "inputs": _inputs(result),
@@ -239,8 +254,9 @@ def _store(where: str, entry: str, result: Compilation) -> None:
             f.write(msgpack.packb(data, use_bin_type=True))
         os.replace(tmp, entry)
     except (OSError, TypeError, ValueError):
-        return
+        return plans
     _prune(where)
+    return plans
 
 
 def _prune(where: str) -> None:
