@@ -75,9 +75,9 @@ def compile_cached(paths: list[str], extensions: list[str] = (), *, plans: bool 
     if result.has_errors:
         _say(mode, f"miss ({why}); not stored: the program has errors")
         return result
-    packed = _store(where, entry, result)
-    if packed is not None:  # the Plans a hit would give, their steps sharing (the compiled ones are let go)
-        with _uncollected():
+    with _uncollected():  # (what compiling left would be traversed by every collection)
+        packed = _store(where, entry, result)
+        if packed is not None:  # the Plans a hit would give, their steps sharing (the compiled ones are let go)
             result.plans = {name: unpack_plan(data) for name, data in packed.items()}
     _say(mode, f"miss ({why}); stored {entry}")
     return result

@@ -12,8 +12,8 @@ A Plan is read-only once compiled: the runtime never writes into a spec (a
 test holds it to that). The values a step hands to action code as they are
 (its `inputs`, `undo` and `each`: their literal lists and records) are its own
 all the same, unless the Plan given already shared them. With `equal`, a value
-is shared when it is exactly the base's (msgpack tells 1 from 1.0 and True,
-and the order of a record's keys): for a Plan just compiled, whose steps share
+is shared when it is exactly the base's (1, 1.0 and True are not the same,
+nor records whose keys are in another order): for a Plan just compiled, whose steps share
 nothing. Without, only the base's very objects are: cheap, for a Plan that was
 unpacked (from the plan cache or a store). A step whose keys are not the
 base's is written whole.
@@ -76,7 +76,7 @@ def _group(steps: list[dict], equal: bool) -> dict | list[dict]:
         and not any(v is b and type(v) in _SHARED for v, b in zip(steps[1].values(), values))
     ):
         return steps
-    exact: dict[str, bytes] = {}  # the base's containers, packed when first compared
+    exact: dict[str, str] = {}  # the repr of the base's containers, made when first compared
     own = []
     for step in steps:
         if list(step) != keys:
@@ -87,15 +87,15 @@ def _group(steps: list[dict], equal: bool) -> dict | list[dict]:
     return {"base": base, "own": own}
 
 
-def _same(value: Any, base: Any, key: str, exact: dict[str, bytes]) -> bool:
+def _same(value: Any, base: Any, key: str, exact: dict[str, str]) -> bool:
     """Whether `value` (of `key`) is exactly the base's, so that it may be the base's object."""
     kind = type(value)
     if kind is not type(base) or value != base:
         return False
     if kind is float:
         return math.copysign(1.0, value) == math.copysign(1.0, base)  # (-0.0 == 0.0)
-    if kind is dict or kind is list:
+    if kind is dict or kind is list:  # (the repr of plain data tells what msgpack tells apart, and is quicker)
         if key not in exact:
-            exact[key] = msgpack.packb(base, use_bin_type=True)
-        return msgpack.packb(value, use_bin_type=True) == exact[key]
+            exact[key] = repr(base)
+        return repr(value) == exact[key]
     return True
