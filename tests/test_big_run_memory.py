@@ -128,6 +128,7 @@ def test_packed_steps_read_back_exactly_and_share_only_what_is_the_same():
             "weight": 1.0,
             "backoff": 0.0,
             "span": {"file": "f.flow", "line": i},
+            "data": [1, {"a": 0.0}],
             **fields,
         }
 
@@ -138,6 +139,9 @@ def test_packed_steps_read_back_exactly_and_share_only_what_is_the_same():
     steps[6]["action"] = {"name": "echo", "module": "m"}  # its keys in another order
     steps[7]["inputs"] = {"value": ["lit", [1.0, 2]]}
     steps[8] = {"extra": None, **step(8)}
+    steps[10]["data"] = [1.0, {"a": 0.0}]  # equal to the base's, and not the same: nor the next two
+    steps[11]["data"] = [True, {"a": 0.0}]
+    steps[12]["data"] = [1, {"a": -0.0}]
     original = copy.deepcopy(steps)
     for equal in (True, False):
         packed = pack_steps(steps, equal=equal)
@@ -146,6 +150,7 @@ def test_packed_steps_read_back_exactly_and_share_only_what_is_the_same():
         assert exact(back) == exact(original)
     back = unpack_steps(msgpack.unpackb(exact(pack_steps(steps, equal=True)), raw=False))
     assert back[1]["action"] is back[2]["action"] is back[9]["action"] and back[1]["span"] is not back[2]["span"]
+    assert back[1]["data"] is back[9]["data"] is back[13]["data"]
     assert back[1]["inputs"] == back[2]["inputs"] and back[1]["inputs"] is not back[2]["inputs"]
     assert back[GROUP + 1]["action"] is back[GROUP + 2]["action"]
     again = unpack_steps(pack_steps(back))  # a shared Plan packs as shared without comparing values
