@@ -10,6 +10,8 @@ hold a handful of OS threads; std.http.request talks to a local server.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -164,6 +166,10 @@ use aio_actions as a
 flow hello(name: str) -> (text: str, loop_thread: bool) {
     g = a.greet(name: name)
     return (text: g.text, loop_thread: g.loop_thread)
+}
+
+flow stamping(items: list[int]) {
+    each i in items concurrency 5 { a.stamped(seconds: 0.01) }
 }
 
 flow refusing() {
@@ -375,6 +381,29 @@ def test_the_first_calls_of_a_big_batch_end_while_the_last_are_still_being_start
     stamps = [o.outputs for step_, o in outcomes.items() if step_ != "s0"]
     assert all(o.ok for o in outcomes.values())
     assert min(s["ended"] for s in stamps) < max(s["started"] for s in stamps)
+
+
+_LOOPS_LEFT = """
+import sys, threading
+from weft.client.operations import Client
+
+with Client(sys.argv[1] + "/store") as client:
+    run = client.wait(client.start(sys.argv[1] + "/aio.flow", "stamping", {"items": list(range(20))}), 60)
+print(run.state, sum(t.name == "weft-async" for t in threading.enumerate()))
+"""
+
+
+def test_sub_runs_driven_in_threads_of_their_own_share_one_event_loop_and_leave_none_behind(folder):
+    """In a fresh process, five sub-runs driven at once from threads of their own make their first async calls
+    through the executor they share: they make one event loop, and the run's end closes it. Each of them once made
+    a loop of its own that nobody closed, and such a loop crashed its process at exit (`weft run` ended -11 after
+    printing its result)."""
+    for _ in range(3):  # (the first calls race in about half the processes)
+        done = subprocess.run(
+            [sys.executable, "-c", _LOOPS_LEFT, str(folder)], cwd=folder, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["succeeded", "0"], done.stdout
 
 
 def test_a_call_cancelled_before_the_loop_started_it_is_never_made(folder, monkeypatch):

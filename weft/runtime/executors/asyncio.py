@@ -38,6 +38,7 @@ class AsyncExecutor:
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None  # the loop's, running `_serve`
         self._lock = threading.Lock()
         self._batch: list[_Call] = []  # submitted, not yet taken by the loop (under _lock)
         self._calls: dict[asyncio.Task, Channel] = {}  # touched in the loop's thread only, as are the two below
@@ -54,20 +55,28 @@ class AsyncExecutor:
             loop = self._loop
             if loop is None:
                 loop = self._loop = new_loop()
-                threading.Thread(target=_serve, args=(loop,), name="weft-async", daemon=True).start()
+                self._thread = threading.Thread(target=_serve, args=(loop,), name="weft-async", daemon=True)
+                self._thread.start()
         loop.call_soon_threadsafe(self._take)
 
     def close(self) -> None:
+        """Cancel what still runs, close what the calls shared, and end the loop and its thread (within 2 x STOP).
+
+        The thread is waited for: a loop left running when the process exits fires its next timer into an
+        interpreter already gone (uvloop's timer callback then crashes the process, exit -11, after a run that
+        had ended well)."""
         with self._lock:
-            loop, self._loop, self._batch = self._loop, None, []  # a batch not taken yet is dropped with the loop
-        if loop is None:
+            loop, thread, self._loop, self._batch = self._loop, self._thread, None, []  # (a batch not taken: dropped)
+            self._thread = None
+        if loop is None or thread is None:
             return
         stopped = asyncio.run_coroutine_threadsafe(self._stop(), loop)
         try:
             stopped.result(STOP + 1.0)
-        except Exception:  # noqa: BLE001 - a loop that does not stop in time is left to die with the process
-            return
+        except Exception:  # noqa: BLE001 - a call that does not end when cancelled: the loop is stopped all the same
+            pass
         loop.call_soon_threadsafe(loop.stop)
+        thread.join(STOP)
 
     def _take(self) -> None:
         """Take the batch and start its first SLICE calls (in the loop's thread)."""

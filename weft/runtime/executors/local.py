@@ -18,6 +18,7 @@ and async ones too, keeps the lower bound for all of them.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -38,13 +39,18 @@ class LocalExecutor:
         self.threaded = ThreadExecutor()
         self._looped: AsyncExecutor | None = None  # made for the first `async def` call: asyncio is imported then
         self._gate = limits.Gate()  # the actions' bounds, keyed by action
+        self._making = threading.Lock()  # guards the making of `looped`
 
     @property
     def looped(self) -> AsyncExecutor:
+        """The one AsyncExecutor (made by the first `async def` call): the drivers of sub-runs share this executor
+        from threads of their own, and two of them once each made one, whose loop nobody closed."""
         if self._looped is None:
-            from weft.runtime.executors.asyncio import AsyncExecutor
+            with self._making:
+                if self._looped is None:
+                    from weft.runtime.executors.asyncio import AsyncExecutor
 
-            self._looped = AsyncExecutor()
+                    self._looped = AsyncExecutor()
         return self._looped
 
     def submit(self, task: Task, channel: Channel) -> None:

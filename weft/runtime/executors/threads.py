@@ -32,7 +32,8 @@ class Threads(Executor):
     def __init__(self) -> None:
         self._work: queue.SimpleQueue = queue.SimpleQueue()
         self._idle = threading.Semaphore(0)
-        self._threads = 0
+        self._threads = 0  # started (under _counting: drivers of sub-runs submit from threads of their own)
+        self._counting = threading.Lock()
         self._closed = False
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
@@ -44,7 +45,8 @@ class Threads(Executor):
         """Call `fn(*args)` in a thread, with no Future: `fn` reports its own outcome and must not raise."""
         self._work.put((fn, args))
         if not self._idle.acquire(blocking=False):
-            self._threads += 1
+            with self._counting:
+                self._threads += 1
             _thread.start_new_thread(self._serve, ())
 
     def _serve(self) -> None:
@@ -60,7 +62,9 @@ class Threads(Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         if not self._closed:
             self._closed = True
-            for _ in range(self._threads):
+            with self._counting:
+                started = self._threads
+            for _ in range(started):
                 self._work.put(None)
 
 
