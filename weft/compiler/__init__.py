@@ -10,13 +10,13 @@ The passes run in this order, one module each:
 
 from __future__ import annotations
 
-import gc
 import os
 from dataclasses import dataclass, field
 
 from typing import TYPE_CHECKING
 
 from weft.errors import WeftError
+from weft.plan.shared import uncollected
 
 if TYPE_CHECKING:  # a cached compile (cache.py) answers without the compiler's modules
     from weft.compiler.diagnostics import Diagnostic
@@ -68,13 +68,8 @@ def compile_paths(
     plans: bool = True,
 ) -> Compilation:
     """Check (and, when clean and `plans`, compile) the .flow files named."""
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # compiling allocates many small objects and frees none; collections only cost time
-    try:
+    with uncollected():  # compiling allocates many small objects and frees none; collections only cost time
         return _compile(paths, extensions, sources, plans)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
 
 
 def _compile(paths, extensions, sources, plans) -> Compilation:

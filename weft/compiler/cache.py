@@ -26,10 +26,7 @@ off, WEFT_PLAN_CACHE=debug says on stderr what it did ("plan cache: hit ...").
 
 from __future__ import annotations
 
-import gc
 import hashlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import astuple, fields
 import os
 import sys
@@ -39,7 +36,7 @@ from types import ModuleType
 import msgpack
 
 from weft.compiler import Compilation, compile_paths
-from weft.plan.shared import pack_plan, unpack_plan
+from weft.plan.shared import pack_plan, uncollected, unpack_plan
 
 FORMAT = 3  # 3: the steps of a Plan packed (weft.plan.shared)
 MAX_ENTRIES = 256
@@ -66,7 +63,7 @@ def compile_cached(paths: list[str], extensions: list[str] = (), *, plans: bool 
         return compile_paths(paths, list(extensions), plans=plans)
     key = _key(paths, extensions, plans)
     entry = os.path.join(where, key + ".plan")
-    with _uncollected():
+    with uncollected():
         found, why = _load(entry)
     if found is not None:
         _say(mode, f"hit {entry}")
@@ -75,25 +72,12 @@ def compile_cached(paths: list[str], extensions: list[str] = (), *, plans: bool 
     if result.has_errors:
         _say(mode, f"miss ({why}); not stored: the program has errors")
         return result
-    with _uncollected():  # (what compiling left would be traversed by every collection)
+    with uncollected():  # (what compiling left would be traversed by every collection)
         packed = _store(where, entry, result)
         if packed is not None:  # the Plans a hit would give, their steps sharing (the compiled ones are let go)
             result.plans = {name: unpack_plan(data) for name, data in packed.items()}
     _say(mode, f"miss ({why}); stored {entry}")
     return result
-
-
-@contextmanager
-def _uncollected() -> Iterator[None]:
-    """No garbage collection in the block: a 1,000-step plan decodes to 30,000 containers, and collections in
-    between only cost time."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _say(mode: str, text: str) -> None:

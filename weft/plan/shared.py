@@ -21,7 +21,10 @@ base's is written whole.
 
 from __future__ import annotations
 
+import gc
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import compress
 from operator import is_not
 from typing import Any
@@ -99,3 +102,16 @@ def _same(value: Any, base: Any, key: str, exact: dict[str, str]) -> bool:
             exact[key] = repr(base)
         return repr(value) == exact[key]
     return True
+
+
+@contextmanager
+def uncollected() -> Iterator[None]:
+    """No garbage collection in the block: making, packing or reading a big Plan (or a Machine over one) allocates
+    containers by the hundred thousand and frees none, so collections in between only traverse them."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

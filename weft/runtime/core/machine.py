@@ -15,17 +15,15 @@ deadlines) and rollback.py (undos), joined as one class.
 
 from __future__ import annotations
 
-import gc
 import heapq
 from collections import Counter, defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
 from weft.plan import expr
 from weft.plan.schema import ErrorRecord, Plan, RunRecord, StepRecord
 from weft.plan.secrets import mask, secret_values
+from weft.plan.shared import uncollected
 from weft.runtime.core import events as ev
 from weft.runtime.core.events import Launch
 from weft.runtime.core.rollback import Undoing
@@ -60,7 +58,7 @@ class Machine(Steering, Waiting, Undoing):
     """One run's orchestration state; every public method takes the current time `now`."""
 
     def __init__(self, plan: Plan, run: RunRecord, steps: dict[str, StepRecord], now: float) -> None:
-        with _uncollected():
+        with uncollected():
             self._build(plan, run, steps, now)
 
     def _build(self, plan: Plan, run: RunRecord, steps: dict[str, StepRecord], now: float) -> None:
@@ -565,19 +563,6 @@ class Machine(Steering, Waiting, Undoing):
                 if spec["phase"] == "success" and self.steps[sid]["state"] == StepState.PENDING:
                     self._set_step(sid, StepState.SKIPPED, now, "the run failed")
         self._enter(Stage.HOOKS, now)
-
-
-@contextmanager
-def _uncollected() -> Iterator[None]:
-    """No garbage collection while a Machine is made: a 50,000-step run's bookkeeping is some 200,000 containers,
-    and the full collections their making set off traversed the whole plan too (two took 0.9 s), freeing nothing."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _queue(spec: dict, env: expr.Env) -> str | None:
