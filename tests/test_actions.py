@@ -414,6 +414,46 @@ def test_call_checks_inputs():
     )
 
 
+_GROWING = """
+from pathlib import Path
+from typing import TypedDict
+
+from weft import action
+
+
+class Seen(TypedDict):
+    items: list[int]
+    tags: dict[str, str]
+
+
+@action
+def grow(items: list[int], tags: dict[str, str], marker: str) -> Seen:
+    \"\"\"Change its inputs in place; fail the first time.\"\"\"
+    seen = {"items": list(items), "tags": dict(tags)}
+    items.append(99)
+    tags["changed"] = "yes"
+    if not Path(marker).exists():
+        Path(marker).write_text("once")
+        raise RuntimeError("the first attempt fails")
+    return seen
+"""
+
+
+def test_an_action_that_changes_its_inputs_does_not_change_what_its_next_attempt_gets(tmp_path):
+    (tmp_path / "growing.py").write_text(_GROWING)
+    (tmp_path / "grow.flow").write_text(
+        "use growing as g\n\nflow grow(marker: str) -> (items: list[int], tags: dict[str, str]) {\n"
+        '    s = g.grow(items: [1, 2], tags: (a: "b"), marker: marker) retry 1\n'
+        "    return (items: s.items, tags: s.tags)\n}\n"
+    )
+    from weft.client.operations import Client
+
+    with Client(tmp_path / "store") as client:
+        run = client.wait(client.start(str(tmp_path / "grow.flow"), "grow", {"marker": str(tmp_path / "m")}), 30)
+    assert run.state == "succeeded", run.error
+    assert run.result == {"items": [1, 2], "tags": {"a": "b"}}  # the second attempt got the flow's literals
+
+
 # -- Context -------------------------------------------------------------------------
 
 

@@ -103,7 +103,7 @@ def test_a_run_of_the_cached_shared_plan_is_the_run_of_the_compiled_one(weft):
 
 def test_nothing_a_run_does_writes_into_its_plan(weft):
     """A shared Plan driven to a pause, resumed, rolled back: the Plan given and the one stored are unchanged.
-    (Its actions change nothing they are given: action code handed a literal list of the Plan could change it.)"""
+    (An action is given copies of its list and record inputs: test_actions.py holds it to that.)"""
     path = flow(weft, "count", failing=True)
     with Client(weft.store) as client:
         plan = unpack_plan(pack_plan(client.compile(path)))  # as the plan cache gives it

@@ -376,6 +376,18 @@ def _copied(value: Any) -> Any:
     raise _NotPlain
 
 
+def _own(value: Any) -> Any:
+    """An input value the action may change as it likes: a list or record of plain data is copied (the step's
+    literal in the Plan would be the object itself, and its next attempt would get what this one changed)."""
+    cls = value.__class__
+    if cls is not list and cls is not dict:
+        return value
+    try:
+        return _copied(value)
+    except _NotPlain:  # not the runtime's plain data (a direct `call` given objects of its own): as given
+        return value
+
+
 def normalize_outputs(defn: ActionDef, value: Any) -> dict[str, Any]:
     """An action's return value as a plain dict checked against its outputs."""
     if value is not None and not isinstance(value, Mapping) and not dataclasses.is_dataclass(value):
@@ -407,8 +419,9 @@ def _bind(defn: ActionDef, inputs: Mapping[str, Any]) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
     for p in defn.params:
         if p.name in inputs:
-            problems += typesys.check_value(inputs[p.name], p.type, p.name)
-            kwargs[p.name] = inputs[p.name]
+            value = inputs[p.name]
+            problems += typesys.check_value(value, p.type, p.name)
+            kwargs[p.name] = _own(value)
         elif p.required:
             problems.append(f"missing input '{p.name}'")
     if problems:
