@@ -7,10 +7,10 @@ in one round at the price of one `call_soon_threadsafe`, and the loop starts
 the batch's asyncio Tasks SLICE at a time, one slice a turn of the loop, so
 the first calls' requests are out (and their answers can come back) while the
 rest are being started; each runs `perform_async` and reports its Outcome
-through its channel. A call cancelled before its slice is never started. A cancelled channel cancels that
-asyncio Task (the action sees CancelledError): the Channel has no callback,
-so the loop looks at the channels of the calls in flight every SWEEP
-seconds, one sweep for all of them. What the calls shared on the loop
+through its channel. A call cancelled before its slice is never started. A
+cancelled channel cancels that asyncio Task (the action sees CancelledError):
+the Channel has no callback, so the loop looks at the channels of the calls in
+flight every SWEEP seconds, one sweep for all of them. What the calls shared on the loop
 (std.http's connections) is closed with the loop.
 """
 
@@ -21,7 +21,6 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-from weft.runtime.core.states import error_record
 from weft.runtime.executors.perform import perform_async
 from weft.runtime.executors.port import Channel, Outcome, Task
 from weft.sdk.loops import close_shared
@@ -96,7 +95,7 @@ class AsyncExecutor:
         for _ in range(min(SLICE, len(waiting))):
             task, channel, done = waiting.popleft()
             if channel.cancelled():  # while it waited for its slice: never called
-                channel.finish(Outcome(False, error=error_record("Cancelled", "the call was cancelled")))
+                channel.finish(Outcome.cancelled())
                 if done is not None:
                     done()
                 continue
@@ -112,7 +111,7 @@ class AsyncExecutor:
         try:
             outcome = await perform_async(task, channel)
         except asyncio.CancelledError:  # cancelled before the action was called
-            outcome = Outcome(False, error=error_record("Cancelled", "the call was cancelled"))
+            outcome = Outcome.cancelled()
         del self._calls[asyncio.current_task()]
         channel.finish(outcome)
         if done is not None:

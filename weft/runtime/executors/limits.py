@@ -22,7 +22,6 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING
 
-from weft.runtime.core.states import error_record
 from weft.runtime.executors.port import Channel, Outcome, Task
 
 if TYPE_CHECKING:
@@ -134,7 +133,7 @@ def submit_within(gates: list[tuple[Gate, Hashable, int]], submit: Submit, task:
             submit(task, channel, done)
 
     def drop(done: Callable[[], None] | None) -> None:
-        channel.finish(Outcome(False, error=error_record("Cancelled", "the call was cancelled")))
+        channel.finish(Outcome.cancelled())
         if done is not None:
             done()
 

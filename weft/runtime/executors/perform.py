@@ -79,7 +79,7 @@ async def _call_async(task: Task, channel: Channel, defn: actions.ActionDef, sta
             async with deadline:
                 answer = await call
     except asyncio.CancelledError:
-        return Outcome(False, error=error_record("Cancelled", "the call was cancelled"), duration=_since(started))
+        return Outcome.cancelled(_since(started))
     except TimeoutError as e:
         if deadline is None or not deadline.expired():
             return _failed(e, started)

@@ -28,7 +28,7 @@ from typing import Any, Literal, Protocol, TypedDict
 from weft.plan.schema import ErrorRecord
 from weft.runtime.core import events as ev
 from weft.runtime.core.events import Launch
-from weft.runtime.core.states import redoable
+from weft.runtime.core.states import error_record, redoable
 
 
 class PollReport(TypedDict, total=False):
@@ -106,6 +106,11 @@ class Outcome:
     error: ErrorRecord | None = None
     duration: float = 0.0  # seconds the call took
     poll: PollReport | None = None
+
+    @classmethod
+    def cancelled(cls, duration: float = 0.0) -> Outcome:
+        """A call cancelled, before or while it ran."""
+        return cls(False, error=error_record("Cancelled", "the call was cancelled"), duration=duration)
 
     def to_data(self) -> dict[str, Any]:
         return asdict(self)
