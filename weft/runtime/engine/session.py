@@ -64,6 +64,8 @@ def persist(
                 txn.drop_request(run_id, name)
         elif m.run["state"] in RUN_STOPPED:
             family.forget_wakes(txn, run_id)
+        elif txn.requests(run_id):  # left while it held the run, unread (a sub-run that stopped since its last look
+            txn.enqueue(run_id, time.time())  # at its requests): due now, or nobody acts on them until a timer
         family.notify(txn, m.run, time.time())
     for child, child_lease in family.cascade(txn, m, steps, before, time.time()):
         persist(txn, child, child_lease, release=True)
