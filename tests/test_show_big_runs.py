@@ -65,9 +65,9 @@ def test_show_summarises_a_big_run_and_pages_its_steps_and_history(weft, big):
     assert few[-4].startswith("history (the last 3 of")
 
     bad = weft("show", run_id, "--steps", "many", code=2)
-    assert bad.stderr == "weft: error: --steps takes a number or 'all', not 'many'\n"
+    assert bad.stderr == "weft: error: --steps must be a number from 0 to 1,000,000 or 'all', not 'many'\n"
     bad = weft("show", run_id, "--steps", "²", code=2)  # a digit to str.isdigit, not to int()
-    assert bad.stderr == "weft: error: --steps takes a number or 'all', not '²'\n"
+    assert bad.stderr == "weft: error: --steps must be a number from 0 to 1,000,000 or 'all', not '²'\n"
 
 
 @pytest.mark.slow

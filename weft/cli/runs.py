@@ -195,7 +195,7 @@ def watch_run(client: Client, run_id: str) -> int:
 
 
 def show(args: Any) -> int:
-    limit = _steps_shown(args.steps, SHOWN if not args.json else None)
+    limit = (SHOWN if not args.json else None) if args.steps is None else limits.count(args.steps, "--steps")
     with _client(args) as client:
         if args.step is None:
             run = client.get(args.run, steps=limit, history=limit)
@@ -205,17 +205,6 @@ def show(args: Any) -> int:
             text = json.dumps(views.step_json(detail), indent=2, default=str) if args.json else views.step_text(detail)
     say(text)
     return 0
-
-
-def _steps_shown(text: str | None, default: int | None) -> int | None:
-    """What `--steps N|all` asks for: N, None for all."""
-    if text is None:
-        return default
-    if text == "all":
-        return None
-    if not (text.isascii() and text.isdigit()):  # (str.isdigit is also true of '²', which int() refuses)
-        raise WeftError(f"--steps takes a number or 'all', not {text!r}")
-    return int(text)
 
 
 # -- steering ------------------------------------------------------------------------------------

@@ -113,6 +113,16 @@ def page(v: Any, field: str) -> Any:
     return v
 
 
+def count(text: str, field: str) -> int | None:
+    """A count written as text, `N` or `all` (`--steps`, `?history=`): N, or None for all. InvalidInput naming
+    `field` unless N is 0 to MAX_PAGE in ASCII digits (str.isdigit is also true of '²', which int() refuses)."""
+    if text == "all":
+        return None
+    if text.isascii() and text.isdigit() and int(text) <= MAX_PAGE:
+        return int(text)
+    raise InvalidInput(f"{field} must be a number from 0 to {MAX_PAGE:,} or 'all', not {text!r}", field=field)
+
+
 def moment(v: float, field: str) -> float:
     """`v` (seconds since the epoch) if it lies from 1970 to the end of the year 9999; else InvalidInput."""
     if not 0 <= v <= MAX_MOMENT:  # also NaN; the store keeps moments as unsigned microseconds

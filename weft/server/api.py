@@ -24,6 +24,7 @@ from weft.client import (
     StepDetail,
     WorkerProcess,
 )
+from weft.client import limits
 from weft.client.limits import MAX_PAGE
 from weft.runtime.stores.query import NEWEST_FIRST
 from weft.server import auth, stream
@@ -97,15 +98,6 @@ def _commands(request: Request, run: Run) -> dict[str, str]:
 
 def _page(request: Request, run: Run, offset: int = 0) -> RunPage:
     return RunPage.of(run, _commands(request, run), offset)
-
-
-def _count(text: str, name: str) -> int | None:
-    """A `steps` or `history` parameter: a number, or None for `all` (InvalidInput naming `name`)."""
-    if text == "all":
-        return None
-    if text.isascii() and text.isdigit() and int(text) <= MAX_PAGE:
-        return int(text)
-    raise InvalidInput(f"{name} must be a number from 0 to {MAX_PAGE:,} or 'all', not {text!r}", field=name)
 
 
 @contextmanager
@@ -226,7 +218,7 @@ def get_run(
         str, Query(max_length=12, json_schema_extra=COUNT, description="the last N events, or `all` (history_total)")
     ] = "all",
 ) -> RunPage:
-    shown, last = _count(steps, "steps"), _count(history, "history")
+    shown, last = limits.count(steps, "steps"), limits.count(history, "history")
     return _page(request, client_of(request).get(run_id, steps=shown, history=last, offset=offset), offset)
 
 
