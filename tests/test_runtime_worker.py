@@ -251,3 +251,40 @@ def test_a_worker_lets_go_of_runs_between_polls_so_one_slot_serves_many(service)
     assert max(s["started"] for s in steps) < min(s["ended"] for s in steps), "served one after another"
     for rid in ids:
         assert service.effects_of(rid) == Counter({("use_", "1"): 1})
+
+
+EACH_WAITING = """
+flow items(names: list[str]) {
+    each n in names concurrency 2 {
+        ask = wait go(ok: bool)
+    }
+}
+"""
+
+
+def test_a_run_let_go_with_a_sub_runs_wake_up_unread_is_queued_for_the_next_worker(service):
+    """The window of a worker between two polls of a parent run, made by hand: the parent is held (taken here, as a
+    worker takes it), its sub-runs end meanwhile (each leaves its wake-up for the holder, not in the queue), and the
+    holder lets go without reading them. The run must be queued at once for the next worker; it was left to its
+    `each` step's poll timer, and a `weft worker --once` that let go of it so could exit with the run running."""
+    flow = os.path.join(service.folder, "items.flow")
+    with open(flow, "w") as f:
+        f.write(EACH_WAITING)
+    parent = service.detach(flow, "-i", 'names=["a", "b"]')
+    service("worker", "--once", code=0, timeout=60)  # starts both sub-runs: each waits for its signal
+    children = service.read(lambda t: [rid for _, rid in t.children(parent)])
+    assert len(children) == 2 and service.read(lambda t: t.run(parent)["state"]) == "running"
+    with Store(service.store) as store:
+        m, lease, _ = session.take(store, parent)
+        for child in children:
+            service("signal", child, "go", "ok=true", code=0)  # queued for a worker: this one drives them
+        service("worker", "--once", code=0, timeout=60)  # to their end, the parent held here all along
+        assert service.read(lambda t: [t.run(child)["state"] for child in children]) == ["succeeded"] * 2
+        assert [name for name, _ in service.read(lambda t: t.requests(parent))] != []  # wake-ups, left unread
+        assert service.read(lambda t: t.queued(parent)) is None
+        let_go = time.time()
+        store.write(lambda t: session.persist(t, m, lease, release=True))
+    due = service.read(lambda t: t.queued(parent))
+    assert due is not None and due <= let_go + 1  # due now, not at its step's next poll
+    service("worker", "--once", code=0, timeout=60)
+    assert service.read(lambda t: t.run(parent)["state"]) == "succeeded"
