@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from weft.client import Client, Conflict, InvalidInput, limits
+from weft.client import Client, Conflict, InvalidInput, NotFound, limits
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI_FLOW = str(ROOT / "tests" / "runtime_support" / "cli.flow")
@@ -78,6 +78,25 @@ def test_names_filters_and_pages_out_of_range_are_refused_naming_the_field(clien
     assert client.wait(rid, timeout=30).state == "succeeded"
     assert [r.id for r in client.runs(user="u" * 200, lock="lock:" + "w" * 195).runs] == []  # ended: lock let go
     assert [r.id for r in client.runs(user="u" * 200).runs] == [rid]
+
+
+def test_places_to_read_after_and_run_ids_of_the_wrong_kind_are_refused_naming_them(client):
+    rid = client.start(FAULTS, "deep", {"value": 1})
+    assert client.wait(rid, timeout=30).state == "succeeded"
+    reads = (  # each: what it found after a place
+        lambda a: client.events(rid, after=a),
+        lambda a: client.changes(after=a).items,
+        lambda a: client.run_changes(rid, a)[1],
+    )
+    for read in reads:
+        for after, message in ((-5, "not -5"), (2**70, "from 0 to 4,611,686,018,427,387,904"), ("3", "not str")):
+            with pytest.raises(InvalidInput, match=message) as e:  # events: a raw struct.error before
+                read(after)
+            assert e.value.field == "after"
+        assert read(0) and not read(limits.MAX_PLACE)
+    for text in (None, 5, b"01"):
+        with pytest.raises(NotFound, match=f"a run id is text, not {type(text).__name__}"):  # AttributeError before
+            client.get(text)
 
 
 def test_of_signals_racing_in_threads_one_is_delivered_and_the_others_refused(client):

@@ -8,6 +8,7 @@
   valid UTF-8 of at most MAX_NAME bytes;
 - a page's limit and offset are integers of at most MAX_PAGE (the store checks
   their lower bounds);
+- a history seq or feed place to read after is an integer from 0 to MAX_PLACE;
 - a moment a run is to start at lies from 1970 to the end of the year 9999.
 
 Each refusal is an InvalidInput naming the field and the limit.
@@ -25,6 +26,7 @@ MAX_FILE = 16 * 1024 * 1024  # bytes of an --inputs file
 MAX_NAME = 200  # UTF-8 bytes of a user name, a lock name or a filter value
 MAX_LABEL = 2000  # UTF-8 bytes of a label given when a run starts
 MAX_PAGE = 1_000_000  # --limit and --offset
+MAX_PLACE = 2**62  # a history seq or feed place given to read after
 MAX_MOMENT = 253_402_300_799.0  # 9999-12-31T23:59:59Z, in seconds since the epoch
 _CHUNK = 1 << 20
 
@@ -110,6 +112,15 @@ def page(v: Any, field: str) -> Any:
         raise InvalidInput(f"{field} must be an integer, not {type(v).__name__}", field=field)
     if v > MAX_PAGE:
         raise InvalidInput(f"{field} must be at most {MAX_PAGE:,}", field=field)
+    return v
+
+
+def place(v: Any, field: str) -> int:
+    """`v`, a history seq or feed place to read after: an integer from 0 to MAX_PLACE; else InvalidInput."""
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise InvalidInput(f"{field} must be an integer, not {type(v).__name__}", field=field)
+    if not 0 <= v <= MAX_PLACE:
+        raise InvalidInput(f"{field} must be from 0 to {MAX_PLACE:,}, not {v:,}", field=field)
     return v
 
 

@@ -11,7 +11,7 @@ from abc import abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from weft.client import feed, model, search
+from weft.client import feed, limits, model, search
 from weft.client.errors import InvalidInput, NotFound
 from weft.client.model import Event, Page, Progress, Run, StepDetail
 from weft.client.redact import Redactor
@@ -149,7 +149,7 @@ class Reading:
         """Up to `limit` history events of a run after position `after`, oldest first."""
         with self._open().read() as t:
             rid = self._find(t, run_id)
-            history = Redactor(t.run(rid)).history(t.events(rid, after, max(0, limit)))
+            history = Redactor(t.run(rid)).history(t.events(rid, limits.place(after, "after"), max(0, limit)))
         return tuple(Event.of(e, seq) for seq, e in history)
 
     def changes(self, after: int = 0, limit: int = 500) -> Changes:
@@ -157,7 +157,7 @@ class Reading:
         from weft.client.answers import Changes
 
         with self._open().read() as t:
-            found, end = feed.changes(t, max(0, after), max(0, limit))
+            found, end = feed.changes(t, limits.place(after, "after"), max(0, limit))
         return Changes(tuple(found), end)
 
     def last_change(self) -> int:
@@ -168,7 +168,7 @@ class Reading:
     def run_changes(self, run_id: str, after: int = 0, limit: int = 500) -> tuple[str, tuple[Change, ...]]:
         """The run's state and up to `limit` events of its history after seq `after`."""
         with self._open().read() as t:
-            run, found = feed.run_changes(t, self._find(t, run_id), max(0, after), limit)
+            run, found = feed.run_changes(t, self._find(t, run_id), limits.place(after, "after"), limit)
         return run["state"], tuple(found)
 
     def watch(self, run_id: str, observer: Callable[[Progress], None], after: int = 0) -> Run:

@@ -189,6 +189,8 @@ class Txn(ABC):
 
     def find_run(self, text: str) -> str:
         """The id of the one run whose id is `text` or starts with it; StoreError otherwise."""
+        if not isinstance(text, str):
+            raise StoreError(f"a run id is text, not {type(text).__name__}")
         prefix = ids.normalize(text)
         if not ids.is_id_text(prefix):
             raise StoreError(f"{text!r} is not a run id")
