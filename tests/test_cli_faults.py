@@ -214,8 +214,8 @@ def test_filters_pages_and_names_out_of_range_are_refused_naming_the_limit(weft)
     for option in ("--flow", "--tag", "--user", "--lock", "--label", "--state"):
         one_line_error(weft("list", option, b"ab\xffc", code=2), "is not valid UTF-8 text")
     one_line_error(weft("run", FLOW, "--flow", "deep", "-i", "value=1", "--user", b"\xff\xfe", code=2), "user")
-    one_line_error(weft("list", "--limit", str(10**23), code=2), "limit must be at most 1,000,000")
-    one_line_error(weft("list", "--offset", str(10**23), code=2), "offset must be at most 1,000,000")
+    one_line_error(weft("list", "--limit", str(10**23), code=2), "limit must be from 1 to 1,000,000, not")
+    one_line_error(weft("list", "--offset", str(10**23), code=2), "offset must be from 0 to 1,000,000, not")
     one_line_error(weft("list", "--lock", "x" * 600, code=2), "lock must be 1 to 200 bytes of UTF-8 text, not 600")
     one_line_error(
         weft("run", FLOW, "--flow", "deep", "-i", "value=1", "--user", "u" * 500, code=2),

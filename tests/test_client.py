@@ -193,7 +193,7 @@ def test_filters_with_several_values_mean_any_and_pages_count_every_match(client
     with pytest.raises(InvalidInput, match="no run state 'lost'") as e:
         client.runs(state=["paused", "lost"])
     assert e.value.field == "state"
-    with pytest.raises(InvalidInput, match="--limit must be at least 1") as e:
+    with pytest.raises(InvalidInput, match="limit must be from 1 to 1,000,000, not 0") as e:
         client.runs(limit=0)
     assert e.value.field == "limit"
     with pytest.raises(InvalidInput, match="no filter 'colour'"):

@@ -61,8 +61,11 @@ def test_values_nested_past_the_limit_are_refused_naming_the_field_and_nothing_i
 
 def test_names_filters_and_pages_out_of_range_are_refused_naming_the_field(client):
     cases = [
-        (lambda: client.runs(limit=10**23), "limit", "limit must be at most 1,000,000"),
-        (lambda: client.runs(offset=10**23), "offset", "offset must be at most 1,000,000"),
+        (lambda: client.runs(limit=10**23), "limit", "limit must be from 1 to 1,000,000, not 1"),
+        (lambda: client.runs(offset=10**23), "offset", "offset must be from 0 to 1,000,000, not 1"),
+        (lambda: client.runs(offset=-1), "offset", "offset must be from 0 to 1,000,000, not -1"),
+        (lambda: client.runs(since="yesterday"), "since", r"since takes a duration \(30m, 2h, 7d\)"),
+        (lambda: client.runs(before="soon"), "before", "before takes a duration"),
         (lambda: client.runs(limit="5"), "limit", "limit must be an integer"),
         (lambda: client.runs(flow="ab\udcffc"), "flow", "is not valid UTF-8 text"),
         (lambda: client.runs(lock=["ok", "x" * 201]), "lock", "lock must be 1 to 200 bytes of UTF-8 text, not 201"),

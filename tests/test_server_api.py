@@ -396,7 +396,8 @@ def test_bulk_resume_and_cancel_by_ids_and_by_filter(server):
     assert answer["done"] == [] and len(answer["refused"]) == 4, answer
     for body in ({}, {"ids": [ended], "filter": {}}, {"ids": "x"}, {"filter": {"state": ["nope"]}}):
         problem(server.api.post("/api/v1/runs/resume", json=body), 422)
-    problem(server.api.post("/api/v1/runs/cancel", json={"filter": {"since": "yesterday"}}), 422)
+    refused = problem(server.api.post("/api/v1/runs/cancel", json={"filter": {"since": "yesterday"}}), 422)
+    assert refused["detail"].startswith("since takes a duration"), refused  # the request's own name, not --since
 
 
 # -- listing -----------------------------------------------------------------------------------------

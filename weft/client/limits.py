@@ -6,8 +6,7 @@
 - an inputs file is at most MAX_FILE bytes, read in bounded chunks;
 - names that become store keys (user names, lock names, filters of `runs`) are
   valid UTF-8 of at most MAX_NAME bytes;
-- a page's limit and offset are integers of at most MAX_PAGE (the store checks
-  their lower bounds);
+- a page's limit is an integer from 1 and its offset from 0, to MAX_PAGE;
 - a history seq or feed place to read after is an integer from 0 to MAX_PLACE;
 - a moment a run is to start at lies from 1970 to the end of the year 9999.
 
@@ -106,12 +105,12 @@ def name(v: str, field: str, most: int = MAX_NAME) -> str:
     return v
 
 
-def page(v: Any, field: str) -> Any:
-    """`v` unless it is a number above MAX_PAGE or not an integer (InvalidInput naming `field`)."""
+def page(v: Any, field: str, least: int = 0) -> Any:
+    """`v` if it is an integer from `least` to MAX_PAGE; else InvalidInput naming `field`."""
     if isinstance(v, bool) or not isinstance(v, int):
         raise InvalidInput(f"{field} must be an integer, not {type(v).__name__}", field=field)
-    if v > MAX_PAGE:
-        raise InvalidInput(f"{field} must be at most {MAX_PAGE:,}", field=field)
+    if not least <= v <= MAX_PAGE:
+        raise InvalidInput(f"{field} must be from {least} to {MAX_PAGE:,}, not {v:,}", field=field)
     return v
 
 

@@ -39,7 +39,10 @@ def _values(name: str, value: Any) -> tuple[str, ...] | None:
 def _when(value: Any, name: str) -> float | None:
     if value is None or isinstance(value, (int, float)):
         return value
-    return q_.parse_when(str(value), f"--{name}")
+    try:
+        return q_.parse_when(str(value), name)
+    except WeftError as e:
+        raise InvalidInput(str(e), field=name) from None
 
 
 def queries(
@@ -64,7 +67,7 @@ def queries(
         before=_when(before, "before"),
         sort=sort,
         reverse=reverse,
-        limit=limits.page(limit, "limit"),
+        limit=limits.page(limit, "limit", least=1),
         offset=limits.page(offset, "offset"),
         sub_runs=sub_runs,
     )
