@@ -88,6 +88,35 @@ def test_an_hourly_slot_in_the_repeated_hour_fires_once():
     ]
 
 
+def test_several_times_in_the_repeated_hour_each_fire_once_however_the_slots_are_read():
+    start = datetime(2027, 10, 30, 12, 0, tzinfo=PRAGUE).timestamp()  # fall back on the 31st: 02:00-03:00 twice
+    rec = sched(cron="0,30 2 * * *", every=None, tz="Europe/Prague", start=start)
+    found = [local(t) for t in rules.slots(rec, start, 3)]  # 02:00+01:00 and 02:30+01:00 fired again before
+    assert found == ["2027-10-31T02:00:00+02:00", "2027-10-31T02:30:00+02:00", "2027-11-01T02:00:00+01:00"]
+    rec, fired = sched(cron="0,30 2 * * *", every=None, tz="Europe/Prague", start=start, catchup=3600.0), []
+    for minutes in range(0, 60 * 48, 7):  # a worker's looks, one slot dealt with at a time
+        d = rules.decide(rec, start + minutes * 60, going=False)
+        fired += [local(a.slot) for a in d.acts if a.what == "fire"]
+        rec = after(rec, d)
+    assert fired == found + ["2027-11-01T02:30:00+01:00"]
+
+
+def test_the_first_slot_of_an_interval_is_shown_next_as_it_fires_at_once():
+    rec = sched(every=3600.0)  # made at its start: its first slot is its start ("next at" showed an hour on)
+    assert rules.upcoming(rec, T0 + 0.2, 2) == [T0, T0 + 3600]
+    assert acts(rules.decide(rec, T0 + 0.2, going=False)) == [("fire", T0)]
+    assert rules.upcoming(sched(every=3600.0, start=T0 - 86400), T0, 1) == [T0]  # not the slots missed long ago
+    assert rules.upcoming(after(rec, rules.decide(rec, T0 + 0.2, going=False)), T0 + 0.3, 1) == [T0 + 3600]
+
+
+def test_a_cron_line_that_never_fires_is_told_apart_from_one_that_is_not_a_cron_line():
+    assert rules.cron_problem("0 0 30 2 *") == "a cron line that never fires"
+    assert rules.cron_problem("61 * * * *") == "not a cron line"
+    assert rules.cron_problem("0 0 29 2 *") is None  # (leap years)
+    late = sched(cron="0 * * * *", every=None, start=253_402_300_000.0)  # 9999-12-31T23:46:40Z
+    assert list(rules.slots(late, late["start"], 3)) == []  # (OverflowError before)
+
+
 def test_a_due_slot_fires_and_the_next_is_due_a_period_later():
     rec = sched()
     assert rules.next_due(rec) == T0

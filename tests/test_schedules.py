@@ -128,6 +128,13 @@ def test_a_run_that_cannot_start_before_its_deadline_fails_saying_so(weft):
     run = weft.show(rid)
     assert run["state"] == "failed" and "missed its start deadline" in run["error"]
     assert all(s["state"] == "pending" and s["attempts"] == 0 for s in run["steps"])  # nothing ran
+    for args, message in (  # a deadline was stored unbounded (and `weft show` of the run then failed, exit 70)
+        (("--in", "1h", "--start-before", "100000000000000000000d"), "start_before must be more than 0 and at most"),
+        (("--at", "0001-01-01"), "--at must lie from 1970 to the year 9999, not '0001-01-01'"),  # (naive: exit 70)
+    ):
+        refused = weft("run", weft.flow, "--flow", "tick", "--detach", *args, code=2)
+        assert message in refused.stderr, refused.stderr
+    assert [r["id"] for r in json.loads(weft("list", "--json", code=0).stdout)] == [rid]
 
 
 def test_a_start_time_in_the_past_starts_at_once_and_a_future_one_waits_in_the_foreground(weft):
@@ -156,6 +163,14 @@ def test_bad_schedules_are_refused_naming_what_is_wrong(weft):
         (("--every", "1m", "--tz", "Mars/Olympus"), "no time zone 'Mars/Olympus'"),
         (("--every", "1m", "--max-runs", "0"), "max_runs must be at least 1"),
         (("--every", "1m", "-i", "n=x"), "input 'n': 'x' is not an int"),
+        # each of these was stored and then broke `weft schedule list` for good (exit 70), or failed so itself:
+        (("--every", "100000000000000000000d"), "every must be from 1 second to 366 days, not 8.64e+24 seconds"),
+        (("--every", "0.001s"), "every must be from 1 second to 366 days, not 0.001 seconds (a worker looks once"),
+        (("--every", "1h", "--jitter", "2d"), "jitter must be from 0 to 1 day, not 172800 seconds"),
+        (("--every", "1h", "--catchup", "400d"), "catchup must be from 0 to 366 days"),
+        (("--cron", "0 0 30 2 *"), "a cron line that never fires: '0 0 30 2 *'"),
+        (("--cron", "0 * * * *", "--start", "9999-12-31T23:30"), "the schedule has no slot before its until"),
+        (("--every", "1h", "--start", "0001-01-01"), "--start must lie from 1970 to the year 9999, not '0001-01-01'"),
     ]
     for args, message in cases:
         done = weft("schedule", "add", "bad", weft.flow, "--flow", "tick", *args, code=2)

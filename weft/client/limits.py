@@ -8,7 +8,10 @@
   valid UTF-8 of at most MAX_NAME bytes;
 - a page's limit is an integer from 1 and its offset from 0, to MAX_PAGE;
 - a history seq or feed place to read after is an integer from 0 to MAX_PLACE;
-- a moment a run is to start at lies from 1970 to the end of the year 9999.
+- a moment a run is to start at lies from 1970 to the end of the year 9999, and
+  its deadline to start within MAX_START_WITHIN of it;
+- a schedule's interval, catch-up window, jitter and pause note are bounded
+  (MIN_EVERY, MAX_EVERY, MAX_CATCHUP, MAX_JITTER, MAX_NOTE).
 
 Each refusal is an InvalidInput naming the field and the limit.
 """
@@ -25,6 +28,12 @@ MAX_FILE = 16 * 1024 * 1024  # bytes of an --inputs file
 MAX_NAME = 200  # UTF-8 bytes of a user name, a lock name or a filter value
 MAX_LABEL = 2000  # UTF-8 bytes of a label given when a run starts
 MAX_PAGE = 1_000_000  # --limit and --offset
+MAX_NOTE = 2000  # characters of a schedule's pause note
+MIN_EVERY = 1.0  # seconds between a schedule's slots, at least: a worker looks at its schedules once a second
+MAX_EVERY = 366 * 86400.0  # seconds between a schedule's slots, at most
+MAX_CATCHUP = 366 * 86400.0  # seconds a missed slot may be late and still fire
+MAX_JITTER = 86400.0  # seconds each slot may start late
+MAX_START_WITHIN = 366 * 86400.0  # seconds after its start time a delayed run may still start (start_before)
 MAX_PLACE = 2**62  # a history seq or feed place given to read after
 MAX_MOMENT = 253_402_300_799.0  # 9999-12-31T23:59:59Z, in seconds since the epoch
 _CHUNK = 1 << 20
@@ -112,6 +121,12 @@ def page(v: Any, field: str, least: int = 0) -> Any:
     if not least <= v <= MAX_PAGE:
         raise InvalidInput(f"{field} must be from {least} to {MAX_PAGE:,}, not {v:,}", field=field)
     return v
+
+
+def days(seconds: float) -> str:
+    """A bound of whole days for a message: `1 day`, `366 days`."""
+    n = seconds / 86400
+    return f"{n:g} day" if n == 1 else f"{n:g} days"
 
 
 def place(v: Any, field: str) -> int:

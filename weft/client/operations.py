@@ -207,6 +207,12 @@ class Client(Reading, Scheduling):
             raise InvalidInput("a start deadline (start_before) needs a start time (at)", field="start_before")
         if at is not None:
             limits.moment(at, "at")
+        if start_before is not None and not 0 < start_before <= limits.MAX_START_WITHIN:
+            raise InvalidInput(
+                f"start_before must be more than 0 and at most {limits.days(limits.MAX_START_WITHIN)}, "
+                f"not {start_before:g} seconds",
+                field="start_before",
+            )
         store = self._open(create=True)
         try:
             m, lease = session.create(

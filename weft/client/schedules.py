@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from weft.client import inputs as checks
+from weft.client import limits
 from weft.client.errors import Conflict, InvalidInput, NotFound
 from weft.errors import WeftError
 from weft.runtime.stores.port import Store, StoreError, Txn
@@ -104,6 +105,8 @@ class Scheduling:
 
         _check(rec)
         rec["next_due"] = rules.next_due(rec)
+        if rec["next_due"] is None:
+            raise InvalidInput("the schedule has no slot before its until, or before the year 10000", field="start")
 
         def write(t: Txn) -> None:
             if t.schedule(name) is not None:
@@ -127,6 +130,8 @@ class Scheduling:
 
     def pause_schedule(self, name: str, note: str | None = None) -> Schedule:
         """Fire no slot of schedule `name` until it is resumed; `note` says why."""
+        if note is not None and not (isinstance(note, str) and len(note) <= limits.MAX_NOTE):
+            raise InvalidInput(f"a pause's note is text of at most {limits.MAX_NOTE:,} characters", field="note")
         return self._change(name, lambda rec, now: {**rec, "paused": True, "note": note, "next_due": None})
 
     def resume_schedule(self, name: str) -> Schedule:
@@ -202,16 +207,25 @@ def _check(rec: dict) -> None:
 
     if (rec["cron"] is None) == (rec["every"] is None):
         raise InvalidInput("a schedule takes a cron line or an interval (every), one of them", field="cron")
-    if rec["cron"] is not None and not rules.valid_cron(rec["cron"]):
-        raise InvalidInput(f"not a cron line: {rec['cron']!r} (five fields, such as '0 3 * * *')", field="cron")
-    if rec["every"] is not None and not rec["every"] > 0:
-        raise InvalidInput("every must be longer than zero", field="every")
+    problem = None if rec["cron"] is None else rules.cron_problem(rec["cron"])
+    if problem is not None:
+        example = " (five fields, such as '0 3 * * *')" if problem == "not a cron line" else ""
+        raise InvalidInput(f"{problem}: {rec['cron']!r}{example}", field="cron")
+    if rec["every"] is not None and not limits.MIN_EVERY <= rec["every"] <= limits.MAX_EVERY:
+        raise InvalidInput(
+            f"every must be from {limits.MIN_EVERY:g} second to {limits.days(limits.MAX_EVERY)}, "
+            f"not {rec['every']:g} seconds" + (" (a worker looks once a second)" if rec["every"] < 1 else ""),
+            field="every",
+        )
     if rec["overlap"] not in rules.OVERLAPS:
         raise InvalidInput(f"overlap takes {', '.join(rules.OVERLAPS)}, not {rec['overlap']!r}", field="overlap")
     if rec["max_runs"] is not None and rec["max_runs"] < 1:
         raise InvalidInput("max_runs must be at least 1", field="max_runs")
-    if rec["until"] is not None and rec["until"] <= rec["start"]:
+    limits.moment(rec["start"], "start")
+    if rec["until"] is not None and limits.moment(rec["until"], "until") <= rec["start"]:
         raise InvalidInput("until must be after start", field="until")
-    for field in ("catchup", "jitter"):
-        if rec[field] < 0:
-            raise InvalidInput(f"{field} cannot be negative", field=field)
+    for field, most in (("catchup", limits.MAX_CATCHUP), ("jitter", limits.MAX_JITTER)):
+        if not 0 <= rec[field] <= most:
+            raise InvalidInput(
+                f"{field} must be from 0 to {limits.days(most)}, not {rec[field]:g} seconds", field=field
+            )

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request, Response
 from pydantic import AwareDatetime, Field
 
-from weft.client import Schedule, login
+from weft.client import Schedule, limits, login
 from weft.server.api import CHANGES, ERRORS, Operator, Reader, catalog_of, client_of
 from weft.server.schemas import Body
 
@@ -19,19 +19,23 @@ class NewSchedule(Body):
     flow: str = Field(min_length=1, max_length=200, description="a flow of the catalogue")
     inputs: dict[str, Any] = Field(default_factory=dict, description="the flow's parameters, checked now")
     cron: str | None = Field(None, min_length=1, max_length=200, description="a cron line: '0 3 * * *'")
-    every: float | None = Field(None, gt=0, le=366 * 86400, description="else: seconds between slots")
+    every: float | None = Field(
+        None, ge=limits.MIN_EVERY, le=limits.MAX_EVERY, description="else: seconds between slots"
+    )
     tz: str | None = Field(None, min_length=1, max_length=100, description="the cron line's IANA time zone (UTC)")
     start: AwareDatetime | None = None
     until: AwareDatetime | None = None
     max_runs: int | None = Field(None, ge=1, le=10**9)
     overlap: Literal["skip", "buffer-one", "allow", "cancel-other"] = "skip"
-    catchup: float = Field(60.0, ge=0, le=366 * 86400, description="seconds a missed slot may be late and fire")
-    jitter: float = Field(0.0, ge=0, le=86400, description="seconds each slot may start late, spread evenly")
+    catchup: float = Field(60.0, ge=0, le=limits.MAX_CATCHUP, description="seconds a missed slot may be late and fire")
+    jitter: float = Field(
+        0.0, ge=0, le=limits.MAX_JITTER, description="seconds each slot may start late, spread evenly"
+    )
     user: str | None = Field(None, min_length=1, max_length=200)
 
 
 class Pause(Body):
-    note: str | None = Field(None, max_length=2000, description="why it is paused")
+    note: str | None = Field(None, max_length=limits.MAX_NOTE, description="why it is paused")
 
 
 class Triggered(Body):

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from weft.client import Run, RunSummary
-from weft.client.limits import MAX_NAME
+from weft.client.limits import MAX_NAME, MAX_START_WITHIN
 from weft.runtime.core.states import RUN_STATES
 from weft.runtime.stores.query import RESULTS
 from weft.server.catalog import FileProblem, FlowSummary
@@ -39,7 +39,7 @@ class StartRun(Body):
     label: str | None = Field(None, min_length=1, max_length=2000, description="replaces the flow's own label")
     at: AwareDatetime | None = Field(None, description="start then (ISO 8601 with its offset); scheduled till then")
     start_before: float | None = Field(
-        None, gt=0, le=366 * 86400, description="seconds after `at` by which it must start, else it fails"
+        None, gt=0, le=MAX_START_WITHIN, description="seconds after `at` by which it must start, else it fails"
     )
 
 

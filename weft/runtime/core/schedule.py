@@ -57,8 +57,17 @@ def _croniter() -> type:
     return croniter
 
 
-def valid_cron(line: str) -> bool:
-    return _croniter().is_valid(line)
+def cron_problem(line: str) -> str | None:
+    """Why `line` cannot be a schedule's cron line (not five valid fields; no day it fires, as 30 February), or
+    None."""
+    croniter = _croniter()
+    if not croniter.is_valid(line):
+        return "not a cron line"
+    try:
+        croniter(line, datetime(2000, 1, 1, tzinfo=timezone.utc)).get_next(datetime)
+    except (ValueError, OverflowError):  # (croniter's CroniterBadDateError is a ValueError)
+        return "a cron line that never fires"
+    return None
 
 
 def slots(rec: dict, after: float, limit: int) -> Iterator[float]:
@@ -79,14 +88,18 @@ def slots(rec: dict, after: float, limit: int) -> Iterator[float]:
             k += 1
         return
     tz = ZoneInfo(rec.get("tz") or "UTC")
-    it = _croniter()(rec["cron"], datetime.fromtimestamp(after, tz))
-    previous_wall = None
+    begun = datetime.fromtimestamp(after, tz)
+    it = _croniter()(rec["cron"], begun)
+    latest_wall = begun.replace(tzinfo=None)
     while count < limit:
-        when = it.get_next(datetime)
+        try:
+            when = it.get_next(datetime)
+        except (ValueError, OverflowError):  # past the year 9999, or no such day any more
+            return
         wall = when.replace(tzinfo=None)
-        if wall == previous_wall:  # the hour a change back to standard time repeats: fired once
+        if wall <= latest_wall:  # the hour a change back to standard time repeats: each wall time fires once
             continue
-        previous_wall = wall
+        latest_wall = wall
         t = when.timestamp()
         if until is not None and t > until:
             return
@@ -122,12 +135,15 @@ def next_due(rec: dict, after: float | None = None) -> float | None:
 
 
 def upcoming(rec: dict, now: float, n: int = 5) -> list[float]:
-    """The next `n` slot times after now (nominal, without jitter), for people."""
+    """The next `n` slot times not dealt with yet (nominal, without jitter), for people: from the first that
+    would still fire at a worker's next look (one at the schedule's start fires at once)."""
     if finished(rec) or rec.get("paused"):
         return []
     if rec.get("max_runs") is not None:
         n = min(n, rec["max_runs"] - rec.get("fired", 0))
-    return list(slots(rec, max(now, rec.get("last_slot") or rec["start"] - 1), n))
+    base = rec["start"] - 1e-6 if rec.get("last_slot") is None else rec["last_slot"]
+    window = (rec.get("catchup") or 0.0) + (rec.get("jitter") or 0.0) + 1.0  # slots `decide` still fires
+    return list(slots(rec, max(base, now - window), n))
 
 
 def decide(rec: dict, now: float, going: bool) -> Decision:
