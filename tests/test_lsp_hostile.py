@@ -91,6 +91,13 @@ class RawServer:
             if "method" not in reply and reply.get("id") == msg_id:
                 return reply
 
+    def diagnostics(self, uri: str) -> list[dict]:
+        """The next diagnostics published for `uri`."""
+        while True:
+            reply = self.replies.get(timeout=TIMEOUT)
+            if reply.get("method") == "textDocument/publishDiagnostics" and reply["params"]["uri"] == uri:
+                return reply["params"]["diagnostics"]
+
     def errors(self) -> list[dict]:
         """Error replies without an id seen so far (parse errors, invalid requests)."""
         return [r for r in self.seen if "error" in r and r.get("id") is None]
@@ -358,14 +365,23 @@ def test_ten_thousand_diagnostics_on_one_long_line_are_published(server, tmp_pat
     params = ", ".join(f"p{i}: int" for i in range(10_000))
     text = f'flow f({params}) {{  # 🎉\n    std.log(message: "hi")\n}}\n'
     began = time.monotonic()
-    uri = server.open(tmp_path / "wide.flow", text)
-    while True:
-        reply = server.replies.get(timeout=TIMEOUT)
-        if reply.get("method") == "textDocument/publishDiagnostics" and reply["params"]["uri"] == uri:
-            break
+    diags = server.diagnostics(server.open(tmp_path / "wide.flow", text))
     assert time.monotonic() - began < 20
-    diags = reply["params"]["diagnostics"]
     assert len(diags) == 10_000 and all(d["code"] == "W202" for d in diags)
     last = diags[-1]["range"]["start"]
     assert last == {"line": 0, "character": text.index("p9999")}
+    server.finish()
+
+
+def test_a_document_importing_the_servers_own_input_or_a_pipe_is_told_so_and_the_server_goes_on(server, tmp_path):
+    """`import "/dev/stdin"` (typed in an editor: the server's own requests) or a FIFO: the import was read, and
+    the server waited on it for good, answering nothing again, shutdown included."""
+    os.mkfifo(tmp_path / "pipe.flow")
+    for target in ("/dev/stdin", "pipe.flow"):
+        uri = server.open(tmp_path / "imports.flow", f'import "{target}"\nflow c() {{}}\n')
+        assert [(d["code"], d["message"]) for d in server.diagnostics(uri)] == [
+            ("E121", f"cannot read {target if target.startswith('/') else tmp_path / target}: not a regular file")
+        ]
+    server.send(frame(hover(5, uri, 1, 5)))
+    assert "result" in server.answer(5)
     server.finish()

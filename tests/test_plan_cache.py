@@ -132,6 +132,25 @@ def test_a_change_to_an_action_signature_makes_a_new_compile(weft, project):
     assert f"plan cache: miss ({acts} changed)" in done.stderr and "E107" in done.stderr
 
 
+def test_a_change_to_a_result_type_in_a_module_an_action_module_imports_makes_a_new_compile(weft, project):
+    """A layout of shared result types in a module of their own: only the action module's own file was hashed,
+    so `weft check` passed a flow that no longer fits (and `weft run` ran its stale Plan)."""
+    (project / "shapes.py").write_text("from typing import TypedDict\n\n\nclass Greeting(TypedDict):\n    text: str\n")
+    acts = ACTIONS.replace("from typing import TypedDict\n", "from shapes import Greeting\n")
+    (project / "acts.py").write_text(acts[: acts.index("class Greeting")] + acts[acts.index("@action") :])
+    (project / "uses.flow").write_text(
+        'use acts as a\n\nflow uses() -> (text: str) {\n    g = a.greet(name: "x")\n    return (text: g.text)\n}\n'
+    )
+    for said in ("miss (no entry); stored", "hit "):
+        assert f"plan cache: {said}" in weft("check", "uses.flow", code=0).stderr
+    shapes = project / "shapes.py"
+    before = shapes.stat().st_mtime
+    shapes.write_text(shapes.read_text().replace("text: str", "words: str"))
+    os.utime(shapes, (before + 2, before + 2))  # (see the test above)
+    done = weft("check", "uses.flow", code=1)
+    assert f"plan cache: miss ({shapes} changed)" in done.stderr and "E108" in done.stdout, done
+
+
 def test_a_corrupt_entry_is_ignored_and_written_anew(weft, project):
     cache_said(weft)
     (entry,) = entries(project)

@@ -9,7 +9,9 @@ an earlier process when nothing it was made from changed:
   actions (an upgrade or an edit of Weft itself makes a new key);
 - in the entry: the content hash of every .flow file read (imports and
   extensions too), of the source files of every action module bound (a
-  package's loaded submodules too), the .flow files found in each extension
+  package's loaded submodules too) and of every other module loaded that is
+  not the interpreter's, an installed package's or Weft's own (what action
+  modules import: shared result types), the .flow files found in each extension
   folder, and the modification times of the site-packages folders (installed
   packages contribute actions and extensions through entry points).
 
@@ -192,6 +194,8 @@ def _inputs(result: Compilation) -> dict:
             if isinstance(mod, ModuleType):
                 for path in _module_files(mod):
                     modules.setdefault(path, _file_digest(path))
+    for path in _local_files():
+        modules.setdefault(path, _file_digest(path))
     return {
         "files": files,
         "modules": [[p, d] for p, d in modules.items()],
@@ -207,6 +211,20 @@ def _module_files(mod: ModuleType) -> list[str]:
         prefix = mod.__name__ + "."
         files += [getattr(m, "__file__", None) for name, m in list(sys.modules.items()) if name.startswith(prefix)]
     return sorted({f for f in files if f})
+
+
+def _local_files() -> list[str]:
+    """The source files of every module loaded that is neither the interpreter's, an installed package's nor
+    Weft's own (those are in the key): what the action modules bound import (their result types) with them."""
+    weft_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    theirs = tuple(os.path.join(os.path.abspath(p), "") for p in {sys.prefix, sys.base_prefix, sys.exec_prefix})
+    theirs += (os.path.join(weft_root, ""),)
+    found = set()
+    for mod in list(sys.modules.values()):
+        path = getattr(mod, "__file__", None)
+        if isinstance(path, str) and path.endswith(".py") and not os.path.abspath(path).startswith(theirs):
+            found.add(os.path.abspath(path))
+    return sorted(found)
 
 
 def _store(where: str, entry: str, result: Compilation) -> dict[str, bytes] | None:

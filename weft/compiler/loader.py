@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import stat
 import sys
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -63,10 +64,14 @@ def read_source(path: str, sink: Sink, at: ast.Span | None = None) -> str | None
     """The text of a .flow file, or None with an E003/E121 diagnostic."""
     code, where = ("E121", at) if at else ("E003", ast.Span(path, 1, 1, 1, 1))
     try:
-        if os.path.isdir(path):
-            raise IsADirectoryError("is a directory")
-        with open(path, "rb") as f:  # bounded: /dev/zero or a pipe has no size to check first
-            data = f.read(MAX_FILE_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a pipe opens at once, to be refused: never waited on
+        with open(fd, "rb") as f:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError("is a directory")
+            if not stat.S_ISREG(mode):  # a pipe, /dev/stdin (an editor server's own requests) or a device
+                raise OSError("not a regular file")
+            data = f.read(MAX_FILE_BYTES + 1)  # bounded: the file may grow as it is read
         if len(data) > MAX_FILE_BYTES:
             sink.add(code, where, f"cannot read {path}: larger than {MAX_FILE_BYTES // 2**20} MiB")
             return None
