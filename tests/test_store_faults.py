@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -133,3 +134,21 @@ def test_a_store_deleted_during_a_run_stops_it_with_one_line(tmp_path, flow):
     assert "Traceback" not in err and err.count("\n") == 1, err
     assert err.startswith("weft: error: store ") and "was deleted or replaced while in use" in err
     assert "run succeeded" not in out
+
+
+def test_a_truncated_data_file_is_refused_in_one_line_by_every_command(tmp_path, flow):
+    """Cut below what its last commit wrote, the mapped file killed every command with SIGBUS (exit 135, no
+    message), `weft doctor` included. The file is left as it was: nothing is written to it."""
+    store = str(tmp_path / "store")
+    assert weft("run", flow, "--flow", "quick", "--store", store, cwd=str(tmp_path)).returncode == 0
+    data = os.path.join(store, "data.mdb")
+    os.truncate(data, 16384)
+    for command in COMMANDS:
+        done = weft(*[a.format(flow=flow) for a in command], "--store", store, cwd=str(tmp_path))
+        assert done.returncode == 2, (command, done.returncode, done.stderr)
+        assert re.fullmatch(
+            f"weft: error: store {re.escape(store)} is damaged: its data file is 16,384 bytes, shorter than the "
+            r"[\d,]+ its last commit wrote \(truncated\?\); restore it from a backup\n",
+            done.stderr,
+        ), (command, done.stderr)
+    assert os.path.getsize(data) == 16384

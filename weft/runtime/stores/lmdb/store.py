@@ -32,7 +32,7 @@ from typing import Callable, Iterator, TypeVar
 import lmdb
 
 from weft.runtime.stores import port
-from weft.runtime.stores.lmdb import catalog, codec
+from weft.runtime.stores.lmdb import catalog, codec, length
 from weft.runtime.stores.lmdb.derived import Derived
 from weft.runtime.stores.lmdb.keys import DATABASES, INDEX_VERSION
 from weft.runtime.stores.lmdb.txn import Txn
@@ -126,6 +126,9 @@ class _Env:
         data = os.path.join(path, "data.mdb")
         existed = os.path.exists(data)
         size = os.path.getsize(data) if existed else 0
+        short = length.shortfall(data, size) if size else None
+        if short is not None:
+            raise StoreError(f"store {path} is damaged: {short}; restore it from a backup")
         self.env = lmdb.open(
             path,
             map_size=min(max(_INITIAL_MAP, 2 * size), self.max),
