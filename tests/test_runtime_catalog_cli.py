@@ -168,6 +168,11 @@ def test_prune_removes_old_ended_runs_their_sub_runs_and_every_key(weft, tmp_pat
     weft("rollback", undone)
     assert weft("prune", "--older-than", "30d").stdout.startswith("removed 0 runs that ended before ")
     error(weft("prune", "--older-than", "0s", "--state", "paused", code=None), "prune removes ended runs only")
+    for batch in ("0", "-5"):  # an internal error (exit 70); a false reason for deleting nothing
+        error(
+            weft("prune", "--older-than", "0s", "--batch", batch, code=None),
+            f"batch must be from 1 to 1,000,000, not {batch}",
+        )
     done = weft("prune", "--older-than", "0s", "--state", "succeeded").stdout
     assert done.startswith("removed 4 runs (2 of them sub-runs) that ended before ")
     assert weft.ids() == [undone, b]

@@ -554,6 +554,7 @@ class Client(Reading, Scheduling):
                 cutoff = query.parse_when(older_than, "--older-than")
             except WeftError as e:
                 raise InvalidInput(str(e), field="older_than") from None
+        limits.page(batch, "batch", least=1)
         if state is not None and state not in RUN_ENDED:
             raise InvalidInput(
                 f"prune removes ended runs only: --state takes {', '.join(sorted(RUN_ENDED))}, not {state!r}",
