@@ -90,6 +90,19 @@ def test_skip_with_outputs_and_its_refusals(weft, tmp_path):
     assert done.returncode == 0 and done.stdout.splitlines()[-1] == 'result: {"value": "one-manual"}'
 
 
+def test_a_skip_leaving_another_step_failed_names_that_step_and_refuses_outputs_of_a_step_that_has_none(weft, tmp_path):
+    marker = tmp_path / "marker"
+    marker.write_text("x")
+    rid = run_id(weft("run", FLOW, "--flow", "two_gates", "-i", f"marker={marker}").stdout)
+    first = weft.show(rid)["error"]
+    failed = first.split()[1]
+    other = {"gate": "stop", "stop": "gate"}[failed]
+    one_line_error(weft("skip", rid, "stop", "--output", "value=1"), "step stop has no outputs to give")  # (stored)
+    done = weft("skip", rid, failed, "--output", "value=x") if failed == "gate" else weft("skip", rid, failed)
+    assert done.returncode == 3 and f"paused: step {other} failed: " in done.stdout, done.stdout
+    assert weft.show(rid)["error"].startswith(f"step {other} failed: ")  # it named the skipped step before
+
+
 def test_cancel_and_rollback(weft, tmp_path):
     marker, effects = tmp_path / "marker", tmp_path / "effects"
     marker.write_text("x")

@@ -106,6 +106,8 @@ def record(
 ) -> dict[str, Any]:
     """Fields of a record type `t` (a step's outputs, a signal's fields) from values and `K=V` texts."""
     fields = {f.name: f for f in t.fields} if isinstance(t, typesys.RecordType) else {}
+    if (t == typesys.NONE or (isinstance(t, typesys.RecordType) and not fields)) and (values or texts):
+        raise InvalidInput(f"{where} has no {what}s to give", field=next(iter(values or {}), None))
     open_ended = t == typesys.ANY or not fields
     given: dict[str, Any] = {}
 
