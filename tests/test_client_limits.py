@@ -72,6 +72,10 @@ def test_names_filters_and_pages_out_of_range_are_refused_naming_the_field(clien
         (lambda: client.start(FAULTS, "deep", {"value": 1}, user="\udcff"), "user", "not valid UTF-8"),
         (lambda: client.start(FAULTS, "deep", {"value": 1}, user="é" * 101), "user", "not 202"),
         (lambda: client.start(FAULTS, "deep", {"value": 1, "who": "w" * 196}), "lock", "not 201"),
+        # a float that is not finite was stored; `weft show --json` then printed NaN (not JSON), the API null
+        (lambda: client.start(FAULTS, "deep", {"value": [1, {"x": float("nan")}]}), "value", "holds nan, not a fin"),
+        (lambda: client.start(FAULTS, "deep", texts=["value=[1e999]"]), "value", "value holds inf, not a finite"),
+        (lambda: client.start(FAULTS, "deep", texts=["value=NaN"]), "value", "value holds nan, not a finite"),
     ]
     for call, field, message in cases:
         with pytest.raises(InvalidInput, match=message) as e:

@@ -41,7 +41,9 @@ def _parse(text: str, t: typesys.Type, field: str) -> Any:
     """A `K=V` text as a value of `t` (ValueError if it is not one), its nesting bounded before JSON parses it."""
     if t != typesys.STR and not (isinstance(t, typesys.OptType) and t.inner == typesys.STR):
         limits.text(text, field)
-    return typesys.parse_text(text, t)
+    value = typesys.parse_text(text, t)
+    limits.value(value, field)  # (JSON text may say 1e999 or NaN)
+    return value
 
 
 def _path(error: str) -> str:

@@ -19,6 +19,7 @@ Each refusal is an InvalidInput naming the field and the limit.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from weft.client.errors import InvalidInput
@@ -44,13 +45,19 @@ def _deep(field: str) -> InvalidInput:
 
 
 def value(v: Any, field: str) -> None:
-    """InvalidInput when `v` nests lists, tuples and dicts more than MAX_DEPTH levels deep."""
-    nested = (list, tuple, dict)
-    level = [v] if isinstance(v, nested) else []
-    for _ in range(MAX_DEPTH):
-        level = [x for c in level for x in (c.values() if isinstance(c, dict) else c) if isinstance(x, nested)]
-    if level:
-        raise _deep(field)
+    """InvalidInput when `v` nests lists, tuples and dicts more than MAX_DEPTH levels deep, or holds a float that
+    is not finite (NaN, inf: JSON has no such number; a JSON answer showed it as null, `--json` as no JSON)."""
+    level = [v]
+    for depth in range(MAX_DEPTH + 1):
+        odd = next((x for x in level if isinstance(x, float) and not math.isfinite(x)), None)
+        if odd is not None:
+            raise InvalidInput(f"{field} holds {odd!r}, not a finite number", field=field)
+        containers = [x for x in level if isinstance(x, (list, tuple, dict))]
+        if not containers:
+            return
+        if depth == MAX_DEPTH:
+            raise _deep(field)
+        level = [x for c in containers for x in (c.values() if isinstance(c, dict) else c)]
 
 
 def text(t: str, field: str) -> None:
