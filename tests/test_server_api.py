@@ -157,6 +157,11 @@ def test_session_cookie_login_csrf_and_logout(server):
         with server.http(None) as forger:
             forger.cookies.set("weft_session", f"operator.{int(time.time())}.{'0' * 64}")
             assert "ended" in problem(forger.get("/api/v1/runs"), 401)["detail"]
+        for forged in ("operator.1.\xe9", "operator.\xb2.0", "operator.1.\xe9" * 500):  # each a 500 before
+            with server.http(None) as forger:
+                cookie = {"Cookie": f"weft_session={forged}".encode("latin-1")}
+                problem(forger.get("/api/v1/runs", headers=cookie), 401)
+                assert forger.get("/runs", headers=cookie).status_code in (303, 401)
         assert browser.post("/api/v1/session", json={"token": server.viewer_token}).json() == {"role": "viewer"}
         csrf = {"X-CSRF-Token": browser.cookies["weft_csrf"]}
         problem(browser.post(f"/api/v1/runs/{rid}/resume", headers=csrf), 403)

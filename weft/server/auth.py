@@ -101,7 +101,8 @@ class Sessions:
     def role(self, session: str, now: float | None = None) -> str | None:
         role, _, rest = session.partition(".")
         issued, _, signature = rest.partition(".")
-        if not (issued.isdigit() and hmac.compare_digest(signature, self._sign(f"{role}.{issued}"))):
+        signed = self._sign(f"{role}.{issued}").encode()
+        if not (issued.isascii() and issued.isdigit() and hmac.compare_digest(signature.encode(), signed)):
             return None
         if (now or time.time()) - int(issued) > SESSION_TTL or role not in (OPERATOR, VIEWER):
             return None
