@@ -178,3 +178,28 @@ def test_the_stream_of_every_run_resumes_after_its_last_event_id(served, worker)
         == 422
     )
     assert server.viewer.get("/api/v1/events", headers={"Last-Event-ID": "9" * 30}).status_code == 422
+
+
+def test_the_stream_of_a_run_deleted_while_it_is_watched_ends_with_a_gone_event(served):
+    """The run a stream follows is deleted from the store (as pruning does): its stream stopped with an
+    internal error of the server and no last event; now a `gone` event ends it."""
+    from weft.runtime.stores import open_store
+
+    server, _ = served
+    rid = server.api.post("/api/v1/runs", json={"flow": "slowly"}).json()["id"]  # no worker: it stays pending
+    got: list[dict] = []
+    began = threading.Event()
+
+    def until(message: dict, so_far: list[dict]) -> bool:
+        began.set()  # its history so far came: it waits for more
+        return message.get("event") == "gone"
+
+    reader = threading.Thread(target=lambda: got.extend(read(server, f"/api/v1/runs/{rid}/stream", until)))
+    reader.start()
+    assert began.wait(LIMIT)
+    with open_store(server.store) as store:
+        store.write(lambda t: t.delete_run(rid))
+    server.api.post("/api/v1/runs", json={"flow": "slowly"})  # a commit: the stream looks again
+    reader.join(LIMIT)
+    assert got and got[-1]["event"] == "gone" and got[-1]["data"] == {"run": rid, "detail": "the run was deleted"}
+    assert server.api.get(f"/api/v1/runs/{rid}/stream").status_code == 404

@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 from fastapi.sse import ServerSentEvent
 
-from weft.client import Change, Client
+from weft.client import Change, Client, NotFound
 from weft.runtime.core.states import RUN_STOPPED
 
 LOOK = 0.02  # seconds between looks at the feed's end
@@ -123,11 +123,16 @@ async def all_runs(client: Client, watcher: Watcher, after: int | None) -> Async
 
 
 async def one_run(client: Client, watcher: Watcher, run_id: str, after: int) -> AsyncIterator[ServerSentEvent]:
-    """Run `run_id`'s events after seq `after`, as they are committed; then an `end` event once it has stopped."""
+    """Run `run_id`'s events after seq `after`, as they are committed; then an `end` event once it has stopped
+    (or a `gone` event if it is deleted meanwhile: pruned)."""
     yield ServerSentEvent(comment=f"weft: run {run_id}", retry=1000)
     while True:
         seen = watcher.end
-        state, found = await asyncio.to_thread(client.run_changes, run_id, after, BATCH)
+        try:
+            state, found = await asyncio.to_thread(client.run_changes, run_id, after, BATCH)
+        except NotFound:
+            yield ServerSentEvent(event="gone", data={"run": run_id, "detail": "the run was deleted"}, id=str(after))
+            return
         for c in found:
             yield ServerSentEvent(data=payload(c), id=str(c.event.seq))
             after = c.event.seq
