@@ -54,7 +54,9 @@ def test_pages_redirect_to_the_sign_in_page_which_only_sends_back_here(web):
     web.cookies.clear()
     answer = web.get("/runs?state=paused", follow_redirects=False)
     assert answer.status_code == 303 and answer.headers["location"] == "/login?next=%2Fruns%3Fstate%3Dpaused"
-    for target, kept in (("/runs/ABC", "/runs/ABC"), ("//evil.example/x", "/"), ("https://evil.example", "/")):
+    tricks = ("/\t/evil.example", "/\n/evil.example", "/\r\n/evil.example", "/\\evil.example")  # browsers drop \t \n
+    cases = [("/runs/ABC", "/runs/ABC"), ("//evil.example/x", "/"), ("https://evil.example", "/")]
+    for target, kept in cases + [(t, "/") for t in tricks]:
         page = web.get("/login", params={"next": target}).text
         assert f'data-next="{kept}"' in page
 

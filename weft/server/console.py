@@ -315,5 +315,8 @@ def _query_path(request: Request) -> str:
 
 
 def _safe_next(target: str) -> str:
-    """Where to go after signing in: a path on this server, never another site."""
-    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
+    """Where to go after signing in: a path on this server, never another site. Browsers drop tabs and line
+    breaks from a URL (`/<TAB>/evil.example` is `//evil.example`, another site), so a target with any control
+    character, a backslash or a second leading slash goes to the dashboard."""
+    odd = any(ord(c) < 0x20 or ord(c) == 0x7F for c in target) or "\\" in target
+    return target if target.startswith("/") and not target.startswith("//") and not odd else "/"
