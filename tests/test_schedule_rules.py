@@ -111,7 +111,9 @@ def test_the_first_slot_of_an_interval_is_shown_next_as_it_fires_at_once():
 
 def test_a_cron_line_that_never_fires_is_told_apart_from_one_that_is_not_a_cron_line():
     assert rules.cron_problem("0 0 30 2 *") == "a cron line that never fires"
-    assert rules.cron_problem("61 * * * *") == "not a cron line"
+    assert rules.cron_problem("61 * * * *") == rules.cron_problem("* * * * * *") == "not a cron line"
+    assert rules.cron_problem("* * * * * * *") == "not a cron line"  # (a sixth field was taken: seconds)
+    assert rules.cron_problem("@daily") is rules.cron_problem("*/15 * * * *") is None
     assert rules.cron_problem("0 0 29 2 *") is None  # (leap years)
     late = sched(cron="0 * * * *", every=None, start=253_402_300_000.0)  # 9999-12-31T23:46:40Z
     assert list(rules.slots(late, late["start"], 3)) == []  # (OverflowError before)

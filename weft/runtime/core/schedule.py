@@ -61,8 +61,9 @@ def cron_problem(line: str) -> str | None:
     """Why `line` cannot be a schedule's cron line (not five valid fields; no day it fires, as 30 February), or
     None."""
     croniter = _croniter()
-    if not croniter.is_valid(line):
-        return "not a cron line"
+    fields = line.split()
+    if not (len(fields) == 5 or (len(fields) == 1 and line.strip().startswith("@"))) or not croniter.is_valid(line):
+        return "not a cron line"  # (croniter also takes a sixth field, of seconds: slots every second)
     try:
         croniter(line, datetime(2000, 1, 1, tzinfo=timezone.utc)).get_next(datetime)
     except (ValueError, OverflowError):  # (croniter's CroniterBadDateError is a ValueError)
