@@ -12,6 +12,7 @@ from weft.plan.types import STR, ListType, to_data
 from weft.server import auth, console
 from weft.server.app import Settings, create_app
 from weft.server.catalog import Param
+from weft.server.problems import PlainErrors
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 OPERATOR, VIEWER = "o" * 20, "v" * 20
@@ -34,7 +35,7 @@ def web(tmp_path_factory, monkeypatch_module):
     app = create_app(
         Settings(str(folder / "store"), flows=(str(EXAMPLES / "foreman"), str(folder / "flows")), tokens=tokens)
     )
-    with TestClient(app, base_url="http://127.0.0.1") as client:
+    with TestClient(PlainErrors(app), base_url="http://127.0.0.1") as client:  # as `weft serve` wraps it
         yield client
 
 
@@ -92,6 +93,9 @@ def test_a_post_by_cookie_without_the_forgery_token_is_refused(signed_in):
 def test_unknown_runs_and_steps_are_said_on_the_page(signed_in):
     missing = signed_in.get("/runs/NOSUCHRUN")
     assert missing.status_code == 404 and "text/html" in missing.headers["content-type"]
+    assert "&#39;NOSUCHRUN&#39; is not a run id" in missing.text, missing.text  # (it said "Not found", as JSON)
+    wrong = signed_in.get("/runs", params={"since": "yesterday"})
+    assert wrong.status_code == 422 and "since takes a duration" in wrong.text, wrong.text  # ("Invalid input" before)
     rid = signed_in.post(  # a run of its own: the module's tests may run in other processes (xdist)
         "/api/v1/runs",
         json={"flow": "create_host", "inputs": {"name": "h3", "mac": "52:54:00:00:00:03", "subnet": "10.0.0.0/24"}},

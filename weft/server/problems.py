@@ -136,7 +136,8 @@ def install(app: FastAPI) -> None:
 
 
 class PlainErrors:
-    """ASGI middleware: an error the framework answers in plain text (a body too large...) becomes a problem."""
+    """ASGI middleware: an error the framework answers in plain text or with no body type (a body too large...)
+    becomes a problem."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -150,7 +151,8 @@ class PlainErrors:
             if message["type"] == "http.response.start":
                 headers = dict(message.get("headers") or [])
                 kind = headers.get(b"content-type", b"")
-                if message["status"] >= 400 and not kind.startswith((b"application/", b"text/event-stream")):
+                if message["status"] >= 400 and (not kind or kind.startswith(b"text/plain")):  # (the console's
+                    # own pages of errors are HTML: they go out as they are)
                     status = message["status"]
                     body = answer(status, PLAIN.get(status, TITLES.get(status, "Error"))).body
                     replaced.append(body)
