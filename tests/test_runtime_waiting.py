@@ -21,8 +21,9 @@ from conftest import Weft
 from runtime_support.checks import history, index_problems
 from runtime_support.plans import HERE, plan, ref, step
 
-from weft.runtime.core.events import Failed, PollPending, PollStarted, Recover, Succeeded
+from weft.runtime.core.events import Dispatched, Failed, PollPending, PollStarted, Recover, Succeeded
 from weft.runtime.core.machine import Machine
+from weft.runtime.core.steering import REATTACH_GRACE
 from weft.runtime.core.states import new_run, new_step
 from weft.runtime.core.timers import step_timers
 from weft.runtime.engine import session
@@ -104,6 +105,26 @@ def test_a_poll_out_when_the_owner_died_is_made_again_by_the_next_one():
     assert (again.step, again.attempt, again.poll["handle"]) == ("p", 1, "h")
 
 
+def test_past_its_deadline_a_call_an_agent_holds_is_collected_first_and_a_local_one_redone_only_if_idempotent():
+    p = plan(
+        "d",
+        [step(sid, idempotent=idem, retry=2, timeout=2.0) for sid, idem in (("a", False), ("l", False), ("i", True))],
+    )
+    m = machine(p)
+    m.launches(0.0, 4)
+    m.apply(Dispatched("a", 1, "call-1"), 0.0)  # `a` went to an agent; `l` and `i` ran in the process that died
+    later = Machine(p, dict(m.run), {sid: dict(rec) for sid, rec in m.steps.items()}, 5.0)
+    later.apply(Recover(), 5.0)
+    assert later.reattach == ["a"] and later.steps["a"]["state"] == "running"  # not a Timeout: its outcome may
+    assert later.steps["a"]["deadline"] == 5.0 + REATTACH_GRACE  # be stored with the agents; collected first
+    assert later.steps["l"]["error"]["type"] == "Interrupted"  # not a Timeout its retry would run again
+    assert later.steps["i"]["state"] == "pending" and later.steps["i"]["error"]["type"] == "Timeout"  # retried
+    later.launches(6.0, 4)
+    assert later.steps["a"]["state"] == "running"  # its old deadline's timer fired nothing
+    later.launches(5.0 + REATTACH_GRACE, 4)
+    assert later.steps["a"]["error"]["type"] == "Timeout"  # no outcome came: it times out as it would have
+
+
 def test_deadlines_fail_polling_and_waiting_steps_and_hold_across_a_take_over():
     fields = ["rec", [["ok", ["bool"], True]]]
     p = plan(
@@ -121,7 +142,9 @@ def test_deadlines_fail_polling_and_waiting_steps_and_hold_across_a_take_over():
     # a new owner after the previous one died at t=0.5: `r` was in its start, `p` and `w` were waiting
     later = Machine(p, dict(m.run), stored, 4.0)
     later.apply(Recover(), 4.0)
-    assert later.steps["r"]["state"] == "failed" and later.steps["r"]["error"]["type"] == "Timeout"
+    # `r`, non-idempotent, may have started its task: interrupted, past its deadline or not (a Timeout lets its
+    # retries start it again with nobody asking)
+    assert later.steps["r"]["state"] == "failed" and later.steps["r"]["error"]["type"] == "Interrupted"
     assert later.run["halt"] == "pause"
     later.launches(4.0, 4)  # polls `p` (due since 1.5): a poll is no new start, so it goes on while halting
     later.launches(11.0, 4)

@@ -205,6 +205,21 @@ def test_a_worker_fires_the_deadline_of_a_run_it_let_go(service):
     assert w.stop()[0] == 0
 
 
+def test_a_non_idempotent_step_whose_worker_died_is_interrupted_not_timed_out_and_retried(service):
+    """Killed after its work and before its answer, then found past its deadline (`timeout 2s retry 2`) by the next
+    worker: it was failed with a Timeout, and its retry ran it again with nobody asking."""
+    rid = service.detach(FLOWS, "--flow", "timed", "-i", f"path={service.effects}", "-i", "seconds=1.5")
+    worker = service.worker()
+    service.wait_until(lambda t: os.path.exists(service.effects) and service.effects_of(rid))
+    assert worker.stop(signal.SIGKILL)[0] == -signal.SIGKILL
+    time.sleep(max(0.0, service.read(lambda t: t.steps(rid)["long"]["deadline"]) - time.time() + 0.3))
+    service("worker", "--once", code=0, timeout=60)
+    long = service.read(lambda t: t.steps(rid)["long"])
+    assert long["state"] == "failed" and long["error"]["type"] == "Interrupted", long
+    assert service.read(lambda t: t.run(rid)["state"]) == "paused"
+    assert service.effects_of(rid) == Counter({("long", "1"): 1})  # ("long", "2") too before
+
+
 def test_a_worker_takes_over_a_run_whose_process_died(service):
     proc = subprocess.Popen(
         [

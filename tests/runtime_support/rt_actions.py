@@ -49,6 +49,14 @@ def effect(path: str, tag: str, ctx: Context, seconds: float = 0.0) -> Value:
     return {"value": tag}
 
 
+@action
+def effect_then_wait(path: str, tag: str, ctx: Context, seconds: float) -> Value:
+    """`effect`, its line written first and then a wait: killed while it waits, its work is done."""
+    append_line(path, f"{ctx.run_id} {tag} {ctx.attempt}")
+    time.sleep(seconds)
+    return {"value": tag}
+
+
 @action(idempotent=True)
 def effect_again(path: str, tag: str, ctx: Context, seconds: float = 0.0) -> Value:
     """The idempotent twin of `effect`."""

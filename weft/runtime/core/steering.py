@@ -26,6 +26,7 @@ from weft.runtime.core.states import (
     error_record,
     redoable,
 )
+from weft.runtime.core.timers import TimerKind
 from weft.runtime.core.waiting import holds_task, overdue
 from weft.suggest import suggest
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from weft.runtime.core.machine import Machine
 
 INTERRUPTED = "Interrupted"
+REATTACH_GRACE = 10.0  # seconds a new owner has to collect a call past its deadline before it times out
 RERUNNABLE = frozenset({StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED})  # states a re-run starts from
 
 
@@ -42,18 +44,24 @@ class Steering:
     def _recover(self, now: float) -> list[str]:
         """After the previous owner died: re-run what was running if idempotent, else fail it.
 
-        A step past its deadline fails with a Timeout instead. Suspended steps go
-        on waiting (polling steps are polled again). Returns the ids of the steps
-        marked failed ("interrupted") for a human.
+        A step whose call an agent may hold is collected: past its deadline, it has REATTACH_GRACE seconds for
+        that before it times out (the agent may have finished it in time). A pure or idempotent step past its
+        deadline fails with a Timeout (and its retries apply); a non-idempotent one is interrupted all the same:
+        its process died, and it may have done its work. Suspended steps go on waiting (polling steps are
+        polled again). Returns the ids of the steps marked failed ("interrupted") for a human.
         """
         interrupted = []
         for sid in sorted(self.running, key=self.pos.__getitem__):
             rec = self.steps[sid]
-            if overdue(rec, now):
-                self._time_out(sid, now)
-            elif (rec.get("call") or {}).get("attempt") == rec["attempts"]:  # an agent may still run it
+            if (rec.get("call") or {}).get("attempt") == rec["attempts"]:  # an agent may still run it
                 self.reattach.append(sid)
                 self.note(now, f"call {rec['call']['id']} in flight on agents: this owner collects it", sid)
+                if overdue(rec, now):
+                    rec["deadline"] = now + REATTACH_GRACE
+                    self.dirty.add(sid)
+                    self._arm(sid, TimerKind.DEADLINE)
+            elif overdue(rec, now) and (self.specs[sid]["kind"] == "each" or redoable(self.specs[sid]["action"])):
+                self._time_out(sid, now)
             elif self._interrupt(sid, now, "interrupted"):
                 interrupted.append(sid)
         for sid in sorted(self.undoing, key=self.pos.__getitem__):

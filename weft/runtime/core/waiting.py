@@ -89,7 +89,7 @@ class Waiting:
             elif timer.kind == TimerKind.POLL:
                 if is_polling(rec) and sid not in self.polls_out and (rec["due"] or 0) <= now:
                     self.poll_due[sid] = None
-            elif rec["state"] in ACTIVE:
+            elif rec["state"] in ACTIVE and overdue(rec, now):  # (not a deadline moved on: see steering._recover)
                 self._time_out(sid, now)
 
     def _time_out(self, sid: str, now: float) -> None:
