@@ -98,6 +98,8 @@ def test_a_skipped_interrupted_undo_counts_as_done(tmp_path):
     run = weft.show(rid)
     assert weft.undos() == 1 and run["rolled_back"]
     assert [s["state"] for s in run["steps"] if s["id"] == "one"] == ["undone"]
+    assert run["error"] is None  # as a rollback's of a run that succeeded (it kept "rollback incomplete ... run
+    assert "rollback incomplete" not in skipped.stdout  # --retry-undo one", which is refused now)
 
 
 @pytest.mark.parametrize("part", range(4))

@@ -115,6 +115,10 @@ class Undoing:
             self.run["error"] = f"rollback incomplete: undo of {failed[0]} failed: {describe_error(first)}"
         else:
             self.run["rolled_back"] = True
+            if (self.run["error"] or "").startswith("rollback incomplete: "):  # of an earlier try, finished now
+                cause = next((s for s in self.specs if self.steps[s]["state"] == StepState.FAILED), None)
+                error = None if cause is None else self.steps[cause]["error"]
+                self.run["error"] = None if cause is None else f"step {cause} failed: {describe_error(error)}"
         self._end(RunState.FAILED, now)
 
 
