@@ -136,6 +136,8 @@ def test_list_filters_and_sorts_through_the_indexes(weft):
     assert table[0].split()[:3] == ["RUN", "STATE", "FLOW"] and table[1].startswith(second)
     one_line_error(weft("list", "--state", "sleeping"), "no run state 'sleeping'")
     one_line_error(weft("list", "--sort", "size"), "cannot sort by 'size'")
+    one_line_error(weft("list", "--since", "0001-01-01"), "since must lie from 1970 to the year 9999")
+    one_line_error(weft("run", FLOW, "--flow", "basic", "-i", "n=1", "--workers", "0"), "--workers must be at least 1")
 
 
 def test_a_run_driven_by_a_live_process_refuses_other_owners_and_takes_a_cancel(weft):

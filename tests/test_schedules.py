@@ -178,6 +178,13 @@ def test_bad_schedules_are_refused_naming_what_is_wrong(weft):
     weft("schedule", "add", "ok", weft.flow, "--flow", "tick", "--every", "1h", code=0)
     assert "exists already" in weft("schedule", "add", "ok", weft.flow, "--flow", "tick", "--every", "1h").stderr
     assert "no schedule 'nope'" in weft("schedule", "show", "nope", code=2).stderr
+    for command in (
+        "show",
+        "pause",
+        "trigger",
+        "remove",
+    ):  # the store was blamed: "cannot read store ...: MDB_BAD_VALSIZE"
+        assert "no schedule ''" in weft("schedule", command, "", code=2).stderr
     rid = weft("schedule", "trigger", "ok", code=0).stdout.split()[1]
     assert weft.show(rid)["schedule"]["name"] == "ok"
     weft("schedule", "remove", "ok", code=0)

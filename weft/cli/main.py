@@ -108,7 +108,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p = command("list", "weft.cli.listing:list_runs", "list runs: filter, sort and page through the indexes")
     if p:
         for name, what, text in (
-            ("state", "S", "pending, running, paused, succeeded, failed or cancelled"),
+            ("state", "S", "scheduled, pending, running, paused, succeeded, failed or cancelled"),
             ("result", "R", "succeeded, failed, cancelled or rolled-back"),
             ("flow", "F", "runs of flow F"),
             ("tag", "T", "runs tagged T"),

@@ -30,12 +30,13 @@ CANCEL_WAIT = 30.0  # seconds `weft cancel` waits for another process to cancel 
 
 
 def _client(args: Any) -> Client:
-    concurrency = getattr(args, "concurrency", None)
-    if concurrency is not None and concurrency < 1:
-        raise WeftError(f"--concurrency must be at least 1, not {concurrency}")
+    concurrency, workers = getattr(args, "concurrency", None), getattr(args, "workers", None)
+    for option, n in (("--concurrency", concurrency), ("--workers", workers)):
+        if n is not None and n < 1:
+            raise WeftError(f"{option} must be at least 1, not {n}")
     return Client(
         args.store,
-        workers=getattr(args, "workers", None),
+        workers=workers,
         broker=getattr(args, "broker", None),
         concurrency=concurrency,
     )

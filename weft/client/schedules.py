@@ -183,7 +183,7 @@ def _shown(rec: dict, now: float) -> Schedule:
 
 
 def _find(t: Txn, name: str) -> dict:
-    rec = t.schedule(name) if isinstance(name, str) else None
+    rec = t.schedule(name) if isinstance(name, str) and _NAME.fullmatch(name) else None  # ("": not a store key)
     if rec is None:
         raise NotFound(f"no schedule {name!r} (weft schedule list shows them)")
     return rec

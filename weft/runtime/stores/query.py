@@ -72,9 +72,13 @@ def parse_when(text: str, option: str, now: float | None = None) -> float:
     if _DURATION.fullmatch(text):
         return now - sum(float(n) * _UNITS[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)([smhdw])", text))
     try:
-        return datetime.fromisoformat(text).timestamp()
+        when = datetime.fromisoformat(text)
     except ValueError:
         raise WeftError(f"{option} takes a duration (30m, 2h, 7d) or an ISO date or datetime, not {text!r}") from None
+    try:
+        return when.timestamp()
+    except (ValueError, OverflowError):  # local time of the year 1: beyond what the platform's clock holds
+        raise WeftError(f"{option} must lie from 1970 to the year 9999, not {text!r}") from None
 
 
 def result_name(text: str) -> str:
