@@ -16,16 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from weft.errors import WeftError
 from weft.runtime.core import events as ev
-from weft.runtime.core.states import (
-    UNFINISHED,
-    Halt,
-    RunState,
-    Stage,
-    StepState,
-    describe_error,
-    error_record,
-    redoable,
-)
+from weft.runtime.core.states import UNFINISHED, Halt, RunState, Stage, StepState, error_record, redoable
+from weft.runtime.core.states import describe_error as described
 from weft.runtime.core.timers import TimerKind
 from weft.runtime.core.waiting import holds_task, overdue
 from weft.suggest import suggest
@@ -238,7 +230,7 @@ class Steering:
             self._set_run(RunState.RUNNING, now, f"continues after skipping {sid}", error=None)
         elif remaining and (self.run["error"] or "").startswith(f"step {sid} failed: "):  # names a step that fails
             first = remaining[0]
-            self._set_error(f"step {first} failed: {describe_error(self.steps[first]['error'])}")
+            self._set_error(f"step {first} failed: {described(self.steps[first]['error'])}")
         self._enter(self.run["stage"], now)
         return [sid]
 
