@@ -89,7 +89,7 @@ def test_runs_record_their_metadata_and_list_finds_them_by_any_of_it(weft, tmp_p
     assert table[0].split() == ["RUN", "STATE", "FLOW", "USER", "PROGRESS", "STARTED", "TOOK", "LABEL"]
     assert [line.split()[0] for line in table[1:]] == [d, c, fleet] and " carol " in table[1]
 
-    error(weft("list", "--since", "yesterday", code=None), "--since takes a duration (30m, 2h, 7d) or an ISO date")
+    error(weft("list", "--since", "yesterday", code=None), "since takes a duration (30m, 2h, 7d) or an ISO date")
     error(weft("list", "--result", "won", code=None), "no result 'won'")
     error(weft("list", "--sort", "size", code=None), "cannot sort by 'size'")
     error(weft("list", "--parent", "ZZZZ", code=None), "no run 'ZZZZ'")
@@ -147,6 +147,7 @@ def test_bulk_parents_count_list_show_and_draw_their_sub_runs(weft, tmp_path):
     weft("resume", parent)
     assert drawn_counts(weft, parent, tmp_path) == "✓ 3"
     assert "(3 done, 0 failed, 3 in all)" in weft("show", parent).stdout
+    error(weft("graph", parent, "--flow", "other", code=None), "--flow is for a .flow file")  # (ignored before)
 
 
 def drawn_counts(weft, run: str, tmp_path) -> str:

@@ -83,6 +83,8 @@ def graph(args) -> int:
         result = compile_or_explain(target, args.extensions, "nothing was drawn")
         p, states, counts = result.plan(args.flow), None, None
     else:
+        if args.flow or args.extensions:  # a run is drawn from its stored Plan
+            raise WeftError(f"{'--flow' if args.flow else '--extensions'} is for a .flow file; a run draws its own plan")
         from weft.runtime import load_run_view
 
         p, states, counts = load_run_view(args.store, target)
