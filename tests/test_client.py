@@ -125,7 +125,9 @@ def test_errors_are_typed_and_name_what_is_wrong(client, tmp_path):
         client.start(str(tmp_path / "none.flow"))
     with pytest.raises(NotFound, match="no flow named 'nope'"):
         client.start(CLI_FLOW, "nope")
-    with pytest.raises(FlowRequired, match=r"defines 6 flows \(basic, gate, approval, slow, undoable, bulk\)") as e:
+    with pytest.raises(
+        FlowRequired, match=r"defines 7 flows \(basic, gate, approval, slow, undoable, bulk, two_gates\)"
+    ) as e:
         client.start(CLI_FLOW)
     assert e.value.flows[0] == "basic" and e.value.field == "flow"
 
@@ -264,7 +266,7 @@ def test_run_of_a_file_with_several_flows_asks_which(tmp_path):
     done = weft(tmp_path, "run", CLI_FLOW)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == (
-        f"weft: error: {CLI_FLOW} defines 6 flows (basic, gate, approval, slow, undoable, bulk); "
+        f"weft: error: {CLI_FLOW} defines 7 flows (basic, gate, approval, slow, undoable, bulk, two_gates); "
         "name the one to run with --flow NAME\n"
     )
     assert not (tmp_path / "store").exists()
