@@ -32,10 +32,9 @@ def moment(text: str, option: str) -> float:
         raise WeftError(
             f"{option} takes an ISO date and time such as 2026-12-24T03:00 or 2026-12-24T03:00+01:00, not {text!r}"
         ) from None
-    try:
-        return when.timestamp() if when.tzinfo else when.astimezone().timestamp()
-    except (ValueError, OverflowError):  # local time of the year 1, or 9999: beyond what the platform's clock holds
-        raise WeftError(f"{option} must lie from 1970 to the year 9999, not {text.strip()!r}") from None
+    from weft.runtime.stores.query import epoch  # (the store package is not for every command that reads a time)
+
+    return epoch(when, text.strip(), option)
 
 
 def start_time(at: str | None, within: str | None) -> float | None:

@@ -123,10 +123,14 @@ def name(v: str, field: str, most: int = MAX_NAME) -> str:
 
 def page(v: Any, field: str, least: int = 0) -> Any:
     """`v` if it is an integer from `least` to MAX_PAGE; else InvalidInput naming `field`."""
+    return _integer(v, field, least, MAX_PAGE)
+
+
+def _integer(v: Any, field: str, least: int, most: int) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
         raise InvalidInput(f"{field} must be an integer, not {type(v).__name__}", field=field)
-    if not least <= v <= MAX_PAGE:
-        raise InvalidInput(f"{field} must be from {least} to {MAX_PAGE:,}, not {v:,}", field=field)
+    if not least <= v <= most:
+        raise InvalidInput(f"{field} must be from {least} to {most:,}, not {v:,}", field=field)
     return v
 
 
@@ -138,11 +142,7 @@ def days(seconds: float) -> str:
 
 def place(v: Any, field: str) -> int:
     """`v`, a history seq or feed place to read after: an integer from 0 to MAX_PLACE; else InvalidInput."""
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise InvalidInput(f"{field} must be an integer, not {type(v).__name__}", field=field)
-    if not 0 <= v <= MAX_PLACE:
-        raise InvalidInput(f"{field} must be from 0 to {MAX_PLACE:,}, not {v:,}", field=field)
-    return v
+    return _integer(v, field, 0, MAX_PLACE)
 
 
 def count(text: str, field: str) -> int | None:

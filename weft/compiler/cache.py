@@ -44,6 +44,7 @@ FORMAT = 3  # 3: the steps of a Plan packed (weft.plan.shared)
 MAX_ENTRIES = 256
 _WEFT_PARTS = ("compiler", "grammar", "plan", "sdk", "stdlib_actions")
 _PATH = list(sys.path)  # as the process began: the loader puts the folders of the modules it binds first
+_WEFT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def folder(*parts: str) -> str | None:
@@ -100,10 +101,9 @@ def _file_digest(path: str) -> str | None:
 
 
 def _key(paths: list[str], extensions: list[str], plans: bool) -> str:
-    weft_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     stats = []
     for part in _WEFT_PARTS:
-        for root, dirs, files in os.walk(os.path.join(weft_root, part)):
+        for root, dirs, files in os.walk(os.path.join(_WEFT_ROOT, part)):
             dirs[:] = sorted(d for d in dirs if d != "__pycache__")
             for name in sorted(files):
                 if name.endswith((".py", ".lark")):
@@ -112,7 +112,7 @@ def _key(paths: list[str], extensions: list[str], plans: bool) -> str:
                         st = os.stat(path)
                     except OSError:  # gone since the folder was listed
                         continue
-                    stats.append((os.path.relpath(path, weft_root), st.st_mtime_ns, st.st_size))
+                    stats.append((os.path.relpath(path, _WEFT_ROOT), st.st_mtime_ns, st.st_size))
     material = [
         FORMAT,
         [os.path.abspath(p) for p in paths],
@@ -216,9 +216,9 @@ def _module_files(mod: ModuleType) -> list[str]:
 def _local_files() -> list[str]:
     """The source files of every module loaded that is neither the interpreter's, an installed package's nor
     Weft's own (those are in the key): what the action modules bound import (their result types) with them."""
-    weft_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    theirs = tuple(os.path.join(os.path.abspath(p), "") for p in {sys.prefix, sys.base_prefix, sys.exec_prefix})
-    theirs += (os.path.join(weft_root, ""),)
+    theirs = tuple(
+        os.path.join(os.path.abspath(p), "") for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, _WEFT_ROOT}
+    )
     found = set()
     for mod in list(sys.modules.values()):
         path = getattr(mod, "__file__", None)

@@ -25,7 +25,6 @@ from weft.client import (
     WorkerProcess,
 )
 from weft.client import limits
-from weft.client.limits import MAX_PAGE, MAX_PLACE
 from weft.runtime.stores.query import NEWEST_FIRST
 from weft.server import auth, stream
 from weft.server.catalog import Catalog, FlowSummary
@@ -213,7 +212,7 @@ def get_run(
             "as `weft show` pages them; `all`: every step in plan order. steps_total and counts are of all of them",
         ),
     ] = str(STEPS),
-    offset: Annotated[int, Query(ge=0, le=MAX_PAGE, description="steps of that order to pass over first")] = 0,
+    offset: Annotated[int, Query(ge=0, le=limits.MAX_PAGE, description="steps of that order to pass over first")] = 0,
     history: Annotated[
         str, Query(max_length=12, json_schema_extra=COUNT, description="the last N events, or `all` (history_total)")
     ] = "all",
@@ -232,7 +231,7 @@ def get_events(
     request: Request,
     run_id: str,
     _: Reader,
-    after: Annotated[int, Query(ge=0, le=MAX_PLACE)] = 0,
+    after: Annotated[int, Query(ge=0, le=limits.MAX_PLACE)] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> tuple[Event, ...]:
     return client_of(request).events(run_id, after, limit)
@@ -295,7 +294,7 @@ def _last_event_id(last_event_id: Annotated[str | None, Header(max_length=40)] =
     if last_event_id is None:
         return None
     text = last_event_id.strip()
-    if not (text.isascii() and text.isdigit() and int(text) <= MAX_PLACE):
+    if not (text.isascii() and text.isdigit() and int(text) <= limits.MAX_PLACE):
         raise InvalidInput(f"Last-Event-ID must be a number, not {last_event_id[:40]!r}", field="Last-Event-ID")
     return int(text)
 
@@ -314,7 +313,7 @@ async def all_events(
     _: Reader,
     last: Resume,
     after: Annotated[
-        int | None, Query(ge=0, le=MAX_PLACE, description="feed place to start after (default: now)")
+        int | None, Query(ge=0, le=limits.MAX_PLACE, description="feed place to start after (default: now)")
     ] = None,
 ):
     at = after if last is None else last
@@ -328,7 +327,7 @@ async def run_events(
     _: Reader,
     rid: Annotated[str, Depends(_streamed_run)],
     last: Resume,
-    after: Annotated[int, Query(ge=0, le=MAX_PLACE, description="history seq to start after")] = 0,
+    after: Annotated[int, Query(ge=0, le=limits.MAX_PLACE, description="history seq to start after")] = 0,
 ):
     at = after if last is None else last
     async for e in stream.one_run(client_of(request), request.app.state.watcher, rid, at):

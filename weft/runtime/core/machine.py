@@ -39,6 +39,7 @@ from weft.runtime.core.states import (
     describe_error,
     elapsed,
     error_record,
+    step_failed,
 )
 from weft.runtime.core.steering import Steering
 from weft.runtime.core.timers import Timer, TimerKind, retry_delay
@@ -444,7 +445,7 @@ class Machine(Steering, Waiting, Undoing):
         else:
             self._stop(policy, now)
         if policy != "skip" and self.run["error"] is None:
-            self._set_error(f"step {sid} failed: {describe_error(error)}")
+            self._set_error(step_failed(sid, error))
 
     # -- what to start --------------------------------------------------------------------
 

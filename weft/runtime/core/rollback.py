@@ -18,8 +18,8 @@ import heapq
 from weft.plan import expr
 from weft.plan.schema import ErrorRecord
 from weft.runtime.core.events import Launch
-from weft.runtime.core.states import RunState, StepState, describe_error, elapsed, error_record
-from weft.runtime.core.steering import interrupted_message, interrupted_undos
+from weft.runtime.core.states import RunState, StepState, describe_error, elapsed, error_record, step_failed
+from weft.runtime.core.steering import failed_steps, interrupted_message, interrupted_undos
 from weft.runtime.core.waiting import holds_task
 
 
@@ -116,9 +116,10 @@ class Undoing:
         else:
             self.run["rolled_back"] = True
             if (self.run["error"] or "").startswith("rollback incomplete: "):  # of an earlier try, finished now
-                cause = next((s for s in self.specs if self.steps[s]["state"] == StepState.FAILED), None)
-                error = None if cause is None else self.steps[cause]["error"]
-                self.run["error"] = None if cause is None else f"step {cause} failed: {describe_error(error)}"
+                failed_now = failed_steps(self)
+                self.run["error"] = (
+                    step_failed(failed_now[0], self.steps[failed_now[0]]["error"]) if failed_now else None
+                )
         self._end(RunState.FAILED, now)
 
 

@@ -147,6 +147,11 @@ def describe_error(error: ErrorRecord | None) -> str:
     return f"{error['type']}: {error['message']}" if error.get("type") else error["message"]
 
 
+def step_failed(sid: str, error: ErrorRecord | None) -> str:
+    """A run's error naming the failed step that stopped it: `step dhcp failed: Timeout: timed out after 2s`."""
+    return f"step {sid} failed: {describe_error(error)}"
+
+
 def elapsed(rec: dict, now: float) -> str | None:
     """How long a step (or undo) record has been going at `now`, as history shows it ("1.5s")."""
     return None if rec.get("started") is None else f"{now - rec['started']:.1f}s"

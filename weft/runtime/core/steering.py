@@ -16,8 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 from weft.errors import WeftError
 from weft.runtime.core import events as ev
-from weft.runtime.core.states import UNFINISHED, Halt, RunState, Stage, StepState, error_record, redoable
-from weft.runtime.core.states import describe_error as described
+from weft.runtime.core.states import (
+    UNFINISHED,
+    Halt,
+    RunState,
+    Stage,
+    StepState,
+    error_record,
+    redoable,
+    step_failed,
+)
 from weft.runtime.core.timers import TimerKind
 from weft.runtime.core.waiting import holds_task, overdue
 from weft.suggest import suggest
@@ -52,7 +60,7 @@ class Steering:
                     rec["deadline"] = now + REATTACH_GRACE
                     self.dirty.add(sid)
                     self._arm(sid, TimerKind.DEADLINE)
-            elif overdue(rec, now) and (self.specs[sid]["kind"] == "each" or redoable(self.specs[sid]["action"])):
+            elif overdue(rec, now) and self._redoable(sid):
                 self._time_out(sid, now)
             elif self._interrupt(sid, now, "interrupted"):
                 interrupted.append(sid)
@@ -72,10 +80,14 @@ class Steering:
         self._enter(self.run["stage"], now)
         return interrupted
 
+    def _redoable(self, sid: str) -> bool:
+        """Whether step `sid` runs again after its process died: an `each` step finds its sub-runs again; a pure
+        or idempotent action is harmless to call again."""
+        return self.specs[sid]["kind"] == "each" or redoable(self.specs[sid]["action"])
+
     def _interrupt(self, sid: str, now: float, detail: str) -> bool:
         """Running step `sid` lost its process: re-run it if pure or idempotent, else fail it; True if it failed."""
-        spec = self.specs[sid]
-        if spec["kind"] == "each" or redoable(spec["action"]):  # an each step finds its sub-runs again
+        if self._redoable(sid):
             self._set_step(sid, StepState.PENDING, now, f"{detail}; runs again (idempotent)", due=None)
             self.rerun.append(sid)
             return False
@@ -96,8 +108,7 @@ class Steering:
                 self.dirty.add(step)
                 self.note(now, f"running on agent {agent}", step)
             case ev.Lost(step, _, detail):  # re-run if redoable; else failed, and the step's error policy applies
-                spec = self.specs[step]
-                if spec["kind"] == "each" or redoable(spec["action"]):
+                if self._redoable(step):
                     self._interrupt(step, now, detail)
                 else:
                     self._fail(step, _interrupted(detail), now, retry=False)
@@ -228,9 +239,8 @@ class Steering:
             self._stop(Halt.PAUSE if self.steps[s]["error"]["type"] == INTERRUPTED else policy, now)
         if self.run["state"] == RunState.PAUSED and not remaining:
             self._set_run(RunState.RUNNING, now, f"continues after skipping {sid}", error=None)
-        elif remaining and (self.run["error"] or "").startswith(f"step {sid} failed: "):  # names a step that fails
-            first = remaining[0]
-            self._set_error(f"step {first} failed: {described(self.steps[first]['error'])}")
+        elif remaining and (self.run["error"] or "").startswith(step_failed(sid, None)):  # names one that fails
+            self._set_error(step_failed(remaining[0], self.steps[remaining[0]]["error"]))
         self._enter(self.run["stage"], now)
         return [sid]
 

@@ -75,9 +75,15 @@ def parse_when(text: str, option: str, now: float | None = None) -> float:
         when = datetime.fromisoformat(text)
     except ValueError:
         raise WeftError(f"{option} takes a duration (30m, 2h, 7d) or an ISO date or datetime, not {text!r}") from None
+    return epoch(when, text, option)
+
+
+def epoch(when: datetime, text: str, option: str) -> float:
+    """Seconds since the epoch of `when` (parsed from `text`; local time unless it says), or a WeftError naming
+    `option` for a time the platform's clock cannot hold (a local time of the year 1)."""
     try:
         return when.timestamp()
-    except (ValueError, OverflowError):  # local time of the year 1: beyond what the platform's clock holds
+    except (ValueError, OverflowError):
         raise WeftError(f"{option} must lie from 1970 to the year 9999, not {text!r}") from None
 
 
