@@ -83,24 +83,21 @@ def commit_latency(store: Store, n: int = 200) -> float:
 
 def chain_beside_commits(store: Store, n: int, parts: int = 10) -> tuple[float, float, float, float]:
     """(wall seconds, CPU seconds, floor seconds, records seconds) of `n` non-idempotent no-op steps in a chain, run
-    in `parts` runs, each right after as many commits of one small record (the floor) and as many commits of the
-    records its rounds wrote, through the store alone (`records_alone`): the disk's latency on a shared machine moves
-    by 10x within a minute, so the floors are measured beside the chain, part by part, not once before it."""
+    in `parts` runs, each right after as many commits of one small record (the floor) and followed by the commits
+    of the records its rounds wrote, through the store alone (`records_alone`): the disk's latency on a shared
+    machine moves by 10x within a minute, so the floors are measured beside the chain, part by part."""
     chain = plans.chain(n // parts)
     for step in chain["steps"]:
         step["action"]["idempotent"] = False
     took = cpu = floor = alone = 0.0
-    run_id = None
     for _ in range(parts):
         t0 = time.perf_counter()
         for i in range(n // parts):
             store.write(lambda t: t.put_meta("bench", i))
         floor += time.perf_counter() - t0
-        if run_id is not None:
-            alone += records_alone(store, run_id)
         wall, used, run = durable(store, chain)
-        took, cpu, run_id = took + wall, cpu + used, run["id"]
-    return took, cpu, floor, alone * parts / (parts - 1)
+        took, cpu, alone = took + wall, cpu + used, alone + records_alone(store, run["id"])
+    return took, cpu, floor, alone
 
 
 def records_alone(store: Store, run_id: str) -> float:

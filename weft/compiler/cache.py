@@ -18,7 +18,8 @@ an earlier process when nothing it was made from changed:
 A Plan's steps are written once for what they share (weft.plan.shared), and
 read back sharing it: a 50,000-step flow's Plan is 5 MB in its entry and
 76 MB in memory, not 19 and 133. A miss returns the Plans a hit would give
-(unpacked from what it stored), so every run of a flow holds the same. Only compiles without errors are kept (warnings are kept and shown again), so
+(unpacked from what it stored), so every run of a flow holds the same. Only
+compiles without errors are kept (warnings are kept and shown again), so
 `weft check` prints what it printed before. An entry that cannot be read, does
 not decode or has an unexpected shape is ignored and written anew. Entries
 are msgpack (never pickle), files of mode 0600 in a folder of mode 0700;
