@@ -126,7 +126,7 @@ class _Env:
         data = os.path.join(path, "data.mdb")
         existed = os.path.exists(data)
         size = os.path.getsize(data) if existed else 0
-        short = length.shortfall(data, size) if size else None
+        short = length.shortfall(data) if size else None
         if short is not None:
             raise StoreError(f"store {path} is damaged: {short}; restore it from a backup")
         self.env = lmdb.open(
